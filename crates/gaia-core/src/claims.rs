@@ -1,0 +1,501 @@
+//! Claims (leases) on a story's todolist: the typed outcomes and the pure rules that decide them.
+//!
+//! A backend locks the key's row, reads the time from its clock, and asks [`decide`] what to do;
+//! it then writes the new row together with the returned events and audit records in the same
+//! transaction. Keeping the rules here means both backends decide identically.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::audit::NewAudit;
+use crate::error::ValidationError;
+use crate::event::NewEvent;
+use crate::names::{ClaimKey, check_name};
+use crate::time::{MAX_DURATION, rfc3339};
+
+/// Default lease length.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+/// Shortest lease accepted: below this a heartbeat could not keep up.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+
+/// Who holds a claim: the operator they act for, the agent, and the agent run's fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub agent: String,
+    pub operator: String,
+    pub fingerprint: String,
+}
+
+/// The stored state of one key. The row outlives releases so that `token` keeps increasing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRow {
+    pub key: ClaimKey,
+    pub holder: Option<Holder>,
+    /// Fencing token of the latest acquisition (0: never acquired).
+    pub token: i64,
+    pub acquired_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ttl: Duration,
+}
+
+impl ClaimRow {
+    pub fn vacant(key: ClaimKey) -> Self {
+        Self {
+            key,
+            holder: None,
+            token: 0,
+            acquired_at: None,
+            expires_at: None,
+            ttl: DEFAULT_TTL,
+        }
+    }
+
+    /// Held and not yet expired at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.holder.is_some() && self.expires_at.is_some_and(|e| e > now)
+    }
+}
+
+/// Every result a claim call can have. The string forms are part of the CLI and API contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Acquired,
+    AlreadyHeld,
+    TakenOver,
+    HeldByOther,
+    Refreshed,
+    Released,
+    NotHeld,
+    LockTimeout,
+    /// `inspect`/`list`: held and live.
+    Held,
+    /// `inspect`/`list`: a holder is recorded but its TTL has passed.
+    Expired,
+    /// `inspect`/`list`: nobody holds it.
+    Free,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acquired => "acquired",
+            Self::AlreadyHeld => "already_held",
+            Self::TakenOver => "taken_over",
+            Self::HeldByOther => "held_by_other",
+            Self::Refreshed => "refreshed",
+            Self::Released => "released",
+            Self::NotHeld => "not_held",
+            Self::LockTimeout => "lock_timeout",
+            Self::Held => "held",
+            Self::Expired => "expired",
+            Self::Free => "free",
+        }
+    }
+
+    /// True when the call did what was asked (exit code 0).
+    pub fn is_success(self) -> bool {
+        !matches!(self, Self::HeldByOther | Self::NotHeld | Self::LockTimeout)
+    }
+}
+
+/// What a claim call returns: the outcome and the key's state after the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimResult {
+    pub outcome: Outcome,
+    pub key: ClaimKey,
+    pub holder: Option<Holder>,
+    pub token: i64,
+    pub acquired_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// For `taken_over`: whom the claim was taken from.
+    pub previous: Option<Holder>,
+}
+
+impl ClaimResult {
+    fn from_row(outcome: Outcome, row: &ClaimRow) -> Self {
+        Self {
+            outcome,
+            key: row.key.clone(),
+            holder: row.holder.clone(),
+            token: row.token,
+            acquired_at: row.acquired_at,
+            expires_at: row.expires_at,
+            previous: None,
+        }
+    }
+
+    /// The state of a key as `inspect` and `list` report it.
+    pub fn observe(row: &ClaimRow, now: DateTime<Utc>) -> Self {
+        let outcome = match (&row.holder, row.is_live(now)) {
+            (None, _) => Outcome::Free,
+            (Some(_), true) => Outcome::Held,
+            (Some(_), false) => Outcome::Expired,
+        };
+        Self::from_row(outcome, row)
+    }
+
+    pub fn lock_timeout(key: ClaimKey) -> Self {
+        Self {
+            outcome: Outcome::LockTimeout,
+            key,
+            holder: None,
+            token: 0,
+            acquired_at: None,
+            expires_at: None,
+            previous: None,
+        }
+    }
+
+    /// The JSON object of the CLI/API contract.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = json!({
+            "outcome": self.outcome.as_str(),
+            "key": self.key.to_string(),
+            "holder": self.holder,
+            "token": self.token,
+            "acquired_at": self.acquired_at.map(rfc3339),
+            "expires_at": self.expires_at.map(rfc3339),
+        });
+        if let (Some(prev), Some(obj)) = (&self.previous, v.as_object_mut()) {
+            obj.insert("previous_holder".into(), json!(prev));
+        }
+        v
+    }
+}
+
+/// A validated claim call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Acquire {
+        key: ClaimKey,
+        holder: Holder,
+        ttl: Duration,
+    },
+    Refresh {
+        key: ClaimKey,
+        agent: String,
+        fingerprint: Option<String>,
+        ttl: Option<Duration>,
+    },
+    Release {
+        key: ClaimKey,
+        agent: String,
+        fingerprint: Option<String>,
+    },
+}
+
+impl Request {
+    pub fn key(&self) -> &ClaimKey {
+        match self {
+            Self::Acquire { key, .. } | Self::Refresh { key, .. } | Self::Release { key, .. } => key,
+        }
+    }
+
+    pub fn acquire(
+        key: ClaimKey,
+        agent: &str,
+        operator: Option<&str>,
+        fingerprint: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Result<Self, ValidationError> {
+        check_name("agent id", agent)?;
+        let operator = operator.unwrap_or("-");
+        check_name("operator", operator)?;
+        let fingerprint = fingerprint.unwrap_or("-");
+        check_name("fingerprint", fingerprint)?;
+        Ok(Self::Acquire {
+            key,
+            holder: Holder {
+                agent: agent.to_owned(),
+                operator: operator.to_owned(),
+                fingerprint: fingerprint.to_owned(),
+            },
+            ttl: check_ttl(ttl.unwrap_or(DEFAULT_TTL))?,
+        })
+    }
+
+    pub fn refresh(
+        key: ClaimKey,
+        agent: &str,
+        fingerprint: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Result<Self, ValidationError> {
+        check_name("agent id", agent)?;
+        if let Some(fp) = fingerprint {
+            check_name("fingerprint", fp)?;
+        }
+        Ok(Self::Refresh {
+            key,
+            agent: agent.to_owned(),
+            fingerprint: fingerprint.map(str::to_owned),
+            ttl: ttl.map(check_ttl).transpose()?,
+        })
+    }
+
+    pub fn release(
+        key: ClaimKey,
+        agent: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<Self, ValidationError> {
+        check_name("agent id", agent)?;
+        if let Some(fp) = fingerprint {
+            check_name("fingerprint", fp)?;
+        }
+        Ok(Self::Release {
+            key,
+            agent: agent.to_owned(),
+            fingerprint: fingerprint.map(str::to_owned),
+        })
+    }
+}
+
+fn check_ttl(ttl: Duration) -> Result<Duration, ValidationError> {
+    if ttl < MIN_TTL {
+        return Err(ValidationError::new("ttl must be at least 1s"));
+    }
+    if ttl > MAX_DURATION {
+        return Err(ValidationError::new("ttl must be at most 3650d"));
+    }
+    Ok(ttl)
+}
+
+/// What the backend must do: write `row` (if `Some`) and append the events and audit records,
+/// all in one transaction, then return `result`. `row: None` means nothing changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub result: ClaimResult,
+    pub row: Option<ClaimRow>,
+    pub events: Vec<NewEvent>,
+    pub audit: Vec<NewAudit>,
+}
+
+fn later(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+}
+
+fn identity_matches(holder: &Holder, agent: &str, fingerprint: Option<&str>) -> bool {
+    holder.agent == agent && fingerprint.is_none_or(|fp| holder.fingerprint == fp)
+}
+
+/// Applies `req` to the current row (`None`: the key was never claimed) at time `now`.
+pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> Decision {
+    let row = current.unwrap_or_else(|| ClaimRow::vacant(req.key().clone()));
+    let subject = format!("claim/{}", row.key);
+    let unchanged = |outcome| Decision {
+        result: ClaimResult::from_row(outcome, &row),
+        row: None,
+        events: vec![],
+        audit: vec![],
+    };
+    match req {
+        Request::Acquire { holder, ttl, .. } => {
+            let live = row.is_live(now);
+            if live {
+                let same = row.holder.as_ref() == Some(holder);
+                return unchanged(if same {
+                    Outcome::AlreadyHeld
+                } else {
+                    Outcome::HeldByOther
+                });
+            }
+            // Free, or the recorded holder's TTL has passed. Taking over from someone else is
+            // reported as such; re-acquiring one's own expired claim is a fresh acquisition.
+            let previous = row.holder.clone().filter(|prev| prev != holder);
+            let outcome = if previous.is_some() {
+                Outcome::TakenOver
+            } else {
+                Outcome::Acquired
+            };
+            let new = ClaimRow {
+                key: row.key.clone(),
+                holder: Some(holder.clone()),
+                token: row.token + 1,
+                acquired_at: Some(now),
+                expires_at: Some(later(now, *ttl)),
+                ttl: *ttl,
+            };
+            let mut data = json!({
+                "key": new.key.to_string(),
+                "agent": holder.agent,
+                "operator": holder.operator,
+                "fingerprint": holder.fingerprint,
+                "token": new.token,
+                "expires_at": new.expires_at.map(rfc3339),
+                "ttl_ms": u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            });
+            if let (Some(prev), Some(obj)) = (&previous, data.as_object_mut()) {
+                obj.insert("previous_holder".into(), json!(prev));
+                obj.insert("previous_token".into(), json!(row.token));
+                obj.insert("previous_expires_at".into(), json!(row.expires_at.map(rfc3339)));
+            }
+            let kind = if previous.is_some() {
+                "claim.taken_over"
+            } else {
+                "claim.acquired"
+            };
+            let mut result = ClaimResult::from_row(outcome, &new);
+            result.previous = previous;
+            Decision {
+                events: vec![NewEvent::new(kind, &holder.agent, &subject, data.clone())],
+                audit: vec![NewAudit::new(
+                    &holder.agent,
+                    if outcome == Outcome::TakenOver { "claim.take_over" } else { "claim.acquire" },
+                    &subject,
+                    outcome.as_str(),
+                    data,
+                )],
+                result,
+                row: Some(new),
+            }
+        }
+        Request::Refresh {
+            agent,
+            fingerprint,
+            ttl,
+            ..
+        } => {
+            let mine = row
+                .holder
+                .as_ref()
+                .is_some_and(|h| identity_matches(h, agent, fingerprint.as_deref()));
+            if !mine || !row.is_live(now) {
+                return unchanged(Outcome::NotHeld);
+            }
+            let ttl = ttl.unwrap_or(row.ttl);
+            let new = ClaimRow {
+                expires_at: Some(later(now, ttl)),
+                ttl,
+                ..row.clone()
+            };
+            let data = json!({
+                "key": new.key.to_string(),
+                "agent": agent,
+                "token": new.token,
+                "expires_at": new.expires_at.map(rfc3339),
+            });
+            Decision {
+                result: ClaimResult::from_row(Outcome::Refreshed, &new),
+                events: vec![NewEvent::new("claim.refreshed", agent, &subject, data.clone())],
+                audit: vec![NewAudit::new(agent, "claim.refresh", &subject, "refreshed", data)],
+                row: Some(new),
+            }
+        }
+        Request::Release {
+            agent, fingerprint, ..
+        } => {
+            // A holder may release its own claim even after its TTL passed, as long as nobody
+            // took it over: the caller's goal (not holding it) is reached either way.
+            let mine = row
+                .holder
+                .as_ref()
+                .is_some_and(|h| identity_matches(h, agent, fingerprint.as_deref()));
+            if !mine {
+                return unchanged(Outcome::NotHeld);
+            }
+            let new = ClaimRow {
+                holder: None,
+                expires_at: None,
+                ..row.clone()
+            };
+            let data = json!({
+                "key": new.key.to_string(),
+                "agent": agent,
+                "token": row.token,
+                "held_ms": row.acquired_at.map(|a| (now - a).num_milliseconds()),
+            });
+            let mut result = ClaimResult::from_row(Outcome::Released, &new);
+            result.token = row.token;
+            Decision {
+                result,
+                events: vec![NewEvent::new("claim.released", agent, &subject, data.clone())],
+                audit: vec![NewAudit::new(agent, "claim.release", &subject, "released", data)],
+                row: Some(new),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::from_micros;
+
+    fn key() -> ClaimKey {
+        ClaimKey::new("story", "default").expect("valid")
+    }
+
+    fn acquire(agent: &str, fp: &str, ttl_s: u64) -> Request {
+        Request::acquire(key(), agent, None, Some(fp), Some(Duration::from_secs(ttl_s)))
+            .expect("valid")
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        from_micros(s * 1_000_000)
+    }
+
+    /// Runs a script of (time, request, expected outcome, expected token) against one key.
+    fn check(script: &[(i64, Request, Outcome, i64)]) {
+        let mut row: Option<ClaimRow> = None;
+        for (i, (at, req, want, token)) in script.iter().enumerate() {
+            let d = decide(row.clone(), req, t(*at));
+            assert_eq!(d.result.outcome, *want, "step {i}");
+            assert_eq!(d.result.token, *token, "step {i} token");
+            assert_eq!(d.row.is_some(), !d.events.is_empty(), "step {i}: a change has its event");
+            assert_eq!(d.events.len(), d.audit.len(), "step {i}: and its audit record");
+            if let Some(new) = d.row {
+                row = Some(new);
+            }
+        }
+    }
+
+    #[test]
+    fn lifecycle() {
+        let refresh = |a: &str| Request::refresh(key(), a, None, None).expect("valid");
+        let release = |a: &str| Request::release(key(), a, None).expect("valid");
+        check(&[
+            (0, acquire("a", "fp1", 10), Outcome::Acquired, 1),
+            (1, acquire("a", "fp1", 10), Outcome::AlreadyHeld, 1),
+            (2, acquire("a", "fp2", 10), Outcome::HeldByOther, 1),
+            (3, acquire("b", "fp", 10), Outcome::HeldByOther, 1),
+            (4, refresh("b"), Outcome::NotHeld, 1),
+            (5, refresh("a"), Outcome::Refreshed, 1),
+            (14, acquire("b", "fp", 10), Outcome::HeldByOther, 1),
+            (15, acquire("b", "fp", 10), Outcome::TakenOver, 2),
+            (16, refresh("a"), Outcome::NotHeld, 2),
+            (16, release("a"), Outcome::NotHeld, 2),
+            (17, release("b"), Outcome::Released, 2),
+            (17, release("b"), Outcome::NotHeld, 2),
+            (18, acquire("a", "fp1", 10), Outcome::Acquired, 3),
+            (40, acquire("a", "fp1", 10), Outcome::Acquired, 4),
+        ]);
+    }
+
+    #[test]
+    fn expiry_is_exclusive_of_the_boundary() {
+        // At exactly expires_at the claim is no longer live.
+        check(&[
+            (0, acquire("a", "x", 10), Outcome::Acquired, 1),
+            (9, acquire("b", "y", 10), Outcome::HeldByOther, 1),
+            (10, acquire("b", "y", 10), Outcome::TakenOver, 2),
+        ]);
+    }
+
+    #[test]
+    fn takeover_names_the_previous_holder() {
+        let first = decide(None, &acquire("a", "x", 1), t(0));
+        let second = decide(first.row, &acquire("b", "y", 1), t(5));
+        assert_eq!(second.events[0].kind, "claim.taken_over");
+        assert_eq!(second.events[0].data["previous_holder"]["agent"], "a");
+        assert_eq!(second.result.to_json()["previous_holder"]["agent"], "a");
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        assert!(Request::acquire(key(), "a", None, None, Some(Duration::from_millis(500))).is_err());
+        assert!(Request::acquire(key(), "", None, None, None).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The event log's records: what a state change says happened, and how readers filter them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::time::rfc3339;
+
+/// One committed event. `seq` is gap-free and strictly increasing per deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: i64,
+    #[serde(with = "crate::event::ts_format")]
+    pub ts: DateTime<Utc>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub actor: String,
+    pub subject: String,
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// The NDJSON line for this event (no trailing newline).
+    pub fn to_ndjson(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// An event before it is committed; the store assigns `seq` and `ts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: String,
+    pub actor: String,
+    pub subject: String,
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(
+        kind: impl Into<String>,
+        actor: impl Into<String>,
+        subject: impl Into<String>,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            actor: actor.into(),
+            subject: subject.into(),
+            data,
+        }
+    }
+}
+
+/// Which events a reader wants. `type_prefix` matches whole dotted segments: `claim` matches
+/// `claim` and `claim.acquired`, not `claims.x`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub type_prefix: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl EventFilter {
+    pub fn matches(&self, e: &Event) -> bool {
+        let type_ok = match &self.type_prefix {
+            None => true,
+            Some(p) => {
+                e.kind == *p || (e.kind.starts_with(p.as_str()) && e.kind[p.len()..].starts_with('.'))
+            }
+        };
+        type_ok && self.subject.as_ref().is_none_or(|s| e.subject == *s)
+    }
+}
+
+/// Serde adapter: events carry times as RFC 3339 UTC strings with microseconds.
+pub mod ts_format {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&rfc3339(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::from_micros;
+
+    fn ev(kind: &str, subject: &str) -> Event {
+        Event {
+            seq: 1,
+            ts: from_micros(0),
+            kind: kind.into(),
+            actor: "a".into(),
+            subject: subject.into(),
+            data: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn prefix_matches_whole_segments() {
+        let f = EventFilter {
+            type_prefix: Some("claim".into()),
+            subject: None,
+        };
+        assert!(f.matches(&ev("claim", "")));
+        assert!(f.matches(&ev("claim.acquired", "")));
+        assert!(!f.matches(&ev("claims.x", "")));
+        let f = EventFilter {
+            type_prefix: None,
+            subject: Some("s".into()),
+        };
+        assert!(f.matches(&ev("x", "s")));
+        assert!(!f.matches(&ev("x", "t")));
+    }
+
+    #[test]
+    fn ndjson_round_trip() {
+        let e = ev("chat.message", "story/x");
+        let line = e.to_ndjson();
+        assert!(line.contains("\"type\":\"chat.message\""));
+        let back: Event = serde_json::from_str(&line).expect("parses");
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,18 @@
+//! Gaia's domain: the event log, the audit chain and claims, the rules that govern them, the
+//! storage traits every backend implements, and the [`Gaia`] service that transports call.
+//!
+//! Nothing here speaks SQL, HTTP or a terminal: backends implement [`store::Store`], and the
+//! transports (CLI, server, bots) call [`Gaia`].
+
+pub mod audit;
+pub mod claims;
+pub mod error;
+pub mod event;
+pub mod names;
+pub mod redact;
+pub mod service;
+pub mod store;
+pub mod time;
+
+pub use error::{StoreError, ValidationError};
+pub use service::Gaia;

@@ -1,0 +1,98 @@
+//! The storage traits. Each backend crate implements all of them; transports and services only
+//! ever see `Arc<dyn Store>`, chosen at run time from the database URL.
+//!
+//! Every method that changes state commits the change, its events and its audit records in one
+//! transaction (the first invariant), and returns the events as committed.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditRecord, ChainHead, NewAudit};
+use crate::claims::{ClaimResult, ClaimRow, Request};
+use crate::error::StoreError;
+use crate::event::{Event, EventFilter, NewEvent};
+use crate::names::ClaimKey;
+
+/// Events and audit records to append together, with no other state change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Change {
+    pub events: Vec<NewEvent>,
+    pub audit: Vec<NewAudit>,
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// The event log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends the change's events and audit records in one transaction.
+    async fn append(&self, change: Change) -> Result<Vec<Event>, StoreError>;
+
+    /// Committed events with `seq > since` that match `filter`, in `seq` order, at most `limit`.
+    /// A reader that always passes the last `seq` it saw never misses or repeats an event.
+    async fn events_after(
+        &self,
+        since: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// The newest committed `seq` (0 when the log is empty).
+    async fn last_seq(&self) -> Result<i64, StoreError>;
+}
+
+/// The hash-chained audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// The chain's anchor and last record as the head row records them.
+    async fn audit_head(&self) -> Result<ChainHead, StoreError>;
+
+    /// Stored records with `id > after`, in id order as stored (no gaps are filled in).
+    async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The newest `limit` records, oldest first.
+    async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Claims (leases) with fencing tokens.
+#[async_trait]
+pub trait ClaimStore: Send + Sync {
+    /// Locks the key, applies [`crate::claims::decide`] at the store's time, and commits the
+    /// decision. Returns [`StoreError::LockTimeout`] when the key could not be locked in time.
+    async fn claim(&self, req: &Request) -> Result<(ClaimResult, Vec<Event>), StoreError>;
+
+    /// The stored row for `key`, if it was ever claimed.
+    async fn claim_get(&self, key: &ClaimKey) -> Result<Option<ClaimRow>, StoreError>;
+
+    /// Every row that has a holder recorded (live or expired), ordered by key.
+    async fn claim_list(&self) -> Result<Vec<ClaimRow>, StoreError>;
+}
+
+/// Everything a backend provides.
+#[async_trait]
+pub trait Store: EventStore + AuditStore + ClaimStore + std::fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    /// The time by which expiry is judged: the database's clock, or an injected one.
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError>;
+
+    /// The applied schema version.
+    async fn schema_version(&self) -> Result<i64, StoreError>;
+
+    /// Closes connections; further calls fail.
+    async fn close(&self);
+}
