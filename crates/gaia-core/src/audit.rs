@@ -198,7 +198,13 @@ impl Verifier {
                 ),
             ))
         } else if r.computed_hash() != r.hash {
-            Some((r.id, format!("record #{} was edited (its hash does not match its contents)", r.id)))
+            Some((
+                r.id,
+                format!(
+                    "record #{} was edited (its hash does not match its contents)",
+                    r.id
+                ),
+            ))
         } else {
             None
         };
@@ -251,8 +257,14 @@ mod tests {
         let mut prev = GENESIS_HASH.to_owned();
         let mut out = Vec::new();
         for id in 1..=n {
-            let r = NewAudit::new("a", "claim.acquire", "s/d", "acquired", serde_json::json!({"n": id}))
-                .seal(id, from_micros(id * 1000), &prev);
+            let r = NewAudit::new(
+                "a",
+                "claim.acquire",
+                "s/d",
+                "acquired",
+                serde_json::json!({"n": id}),
+            )
+            .seal(id, from_micros(id * 1000), &prev);
             prev.clone_from(&r.hash);
             out.push(r);
         }
@@ -278,7 +290,13 @@ mod tests {
     #[test]
     fn intact_chain_verifies() {
         let (records, head) = chain(5);
-        assert_eq!(check(&records, &head), VerifyReport { checked: 5, first_break: None });
+        assert_eq!(
+            check(&records, &head),
+            VerifyReport {
+                checked: 5,
+                first_break: None
+            }
+        );
         let (none, empty) = chain(0);
         assert_eq!(check(&none, &empty).first_break, None);
     }
@@ -288,13 +306,29 @@ mod tests {
         let cases: Vec<(&str, Box<dyn Fn(&mut Vec<AuditRecord>)>, i64)> = vec![
             ("edit", Box::new(|r| r[2].outcome = "released".into()), 3),
             ("edit details", Box::new(|r| r[1].details = "{}".into()), 2),
-            ("delete middle", Box::new(|r| { r.remove(1); }), 2),
-            ("delete last", Box::new(|r| { r.pop(); }), 5),
-            ("swap contents", Box::new(|r| {
-                let (a, b) = (r[1].clone(), r[2].clone());
-                r[1] = AuditRecord { id: 2, ..b };
-                r[2] = AuditRecord { id: 3, ..a };
-            }), 2),
+            (
+                "delete middle",
+                Box::new(|r| {
+                    r.remove(1);
+                }),
+                2,
+            ),
+            (
+                "delete last",
+                Box::new(|r| {
+                    r.pop();
+                }),
+                5,
+            ),
+            (
+                "swap contents",
+                Box::new(|r| {
+                    let (a, b) = (r[1].clone(), r[2].clone());
+                    r[1] = AuditRecord { id: 2, ..b };
+                    r[2] = AuditRecord { id: 3, ..a };
+                }),
+                2,
+            ),
         ];
         for (name, tamper, at) in cases {
             let (mut records, head) = chain(5);

@@ -191,7 +191,9 @@ pub enum Request {
 impl Request {
     pub fn key(&self) -> &ClaimKey {
         match self {
-            Self::Acquire { key, .. } | Self::Refresh { key, .. } | Self::Release { key, .. } => key,
+            Self::Acquire { key, .. } | Self::Refresh { key, .. } | Self::Release { key, .. } => {
+                key
+            }
         }
     }
 
@@ -330,7 +332,10 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
             if let (Some(prev), Some(obj)) = (&previous, data.as_object_mut()) {
                 obj.insert("previous_holder".into(), json!(prev));
                 obj.insert("previous_token".into(), json!(row.token));
-                obj.insert("previous_expires_at".into(), json!(row.expires_at.map(rfc3339)));
+                obj.insert(
+                    "previous_expires_at".into(),
+                    json!(row.expires_at.map(rfc3339)),
+                );
             }
             let kind = if previous.is_some() {
                 "claim.taken_over"
@@ -343,7 +348,11 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
                 events: vec![NewEvent::new(kind, &holder.agent, &subject, data.clone())],
                 audit: vec![NewAudit::new(
                     &holder.agent,
-                    if outcome == Outcome::TakenOver { "claim.take_over" } else { "claim.acquire" },
+                    if outcome == Outcome::TakenOver {
+                        "claim.take_over"
+                    } else {
+                        "claim.acquire"
+                    },
                     &subject,
                     outcome.as_str(),
                     data,
@@ -379,8 +388,19 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
             });
             Decision {
                 result: ClaimResult::from_row(Outcome::Refreshed, &new),
-                events: vec![NewEvent::new("claim.refreshed", agent, &subject, data.clone())],
-                audit: vec![NewAudit::new(agent, "claim.refresh", &subject, "refreshed", data)],
+                events: vec![NewEvent::new(
+                    "claim.refreshed",
+                    agent,
+                    &subject,
+                    data.clone(),
+                )],
+                audit: vec![NewAudit::new(
+                    agent,
+                    "claim.refresh",
+                    &subject,
+                    "refreshed",
+                    data,
+                )],
                 row: Some(new),
             }
         }
@@ -411,8 +431,19 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
             result.token = row.token;
             Decision {
                 result,
-                events: vec![NewEvent::new("claim.released", agent, &subject, data.clone())],
-                audit: vec![NewAudit::new(agent, "claim.release", &subject, "released", data)],
+                events: vec![NewEvent::new(
+                    "claim.released",
+                    agent,
+                    &subject,
+                    data.clone(),
+                )],
+                audit: vec![NewAudit::new(
+                    agent,
+                    "claim.release",
+                    &subject,
+                    "released",
+                    data,
+                )],
                 row: Some(new),
             }
         }
@@ -429,8 +460,14 @@ mod tests {
     }
 
     fn acquire(agent: &str, fp: &str, ttl_s: u64) -> Request {
-        Request::acquire(key(), agent, None, Some(fp), Some(Duration::from_secs(ttl_s)))
-            .expect("valid")
+        Request::acquire(
+            key(),
+            agent,
+            None,
+            Some(fp),
+            Some(Duration::from_secs(ttl_s)),
+        )
+        .expect("valid")
     }
 
     fn t(s: i64) -> DateTime<Utc> {
@@ -444,8 +481,16 @@ mod tests {
             let d = decide(row.clone(), req, t(*at));
             assert_eq!(d.result.outcome, *want, "step {i}");
             assert_eq!(d.result.token, *token, "step {i} token");
-            assert_eq!(d.row.is_some(), !d.events.is_empty(), "step {i}: a change has its event");
-            assert_eq!(d.events.len(), d.audit.len(), "step {i}: and its audit record");
+            assert_eq!(
+                d.row.is_some(),
+                !d.events.is_empty(),
+                "step {i}: a change has its event"
+            );
+            assert_eq!(
+                d.events.len(),
+                d.audit.len(),
+                "step {i}: and its audit record"
+            );
             if let Some(new) = d.row {
                 row = Some(new);
             }
@@ -495,7 +540,9 @@ mod tests {
 
     #[test]
     fn ttl_bounds() {
-        assert!(Request::acquire(key(), "a", None, None, Some(Duration::from_millis(500))).is_err());
+        assert!(
+            Request::acquire(key(), "a", None, None, Some(Duration::from_millis(500))).is_err()
+        );
         assert!(Request::acquire(key(), "", None, None, None).is_err());
     }
 }

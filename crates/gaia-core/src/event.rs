@@ -63,7 +63,8 @@ impl EventFilter {
         let type_ok = match &self.type_prefix {
             None => true,
             Some(p) => {
-                e.kind == *p || (e.kind.starts_with(p.as_str()) && e.kind[p.len()..].starts_with('.'))
+                e.kind == *p
+                    || (e.kind.starts_with(p.as_str()) && e.kind[p.len()..].starts_with('.'))
             }
         };
         type_ok && self.subject.as_ref().is_none_or(|s| e.subject == *s)

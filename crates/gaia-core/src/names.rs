@@ -127,16 +127,32 @@ mod tests {
         for ok in ["story-1", "Story One", "ü", &"x".repeat(MAX_NAME_LEN)] {
             assert!(check_name("story", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a/b", "a\nb", "tab\there", " lead", &"x".repeat(MAX_NAME_LEN + 1)] {
+        for bad in [
+            "",
+            "a/b",
+            "a\nb",
+            "tab\there",
+            " lead",
+            &"x".repeat(MAX_NAME_LEN + 1),
+        ] {
             assert!(check_name("story", bad).is_err(), "{bad:?}");
         }
-        assert_eq!(ClaimKey::parse("s").map(|k| k.to_string()).ok(), Some("s/default".into()));
+        assert_eq!(
+            ClaimKey::parse("s").map(|k| k.to_string()).ok(),
+            Some("s/default".into())
+        );
         assert!(ClaimKey::parse("a/b/c").is_err());
     }
 
     #[test]
     fn event_types() {
-        for ok in ["chat.message", "claim.acquired", "command.executed.dryrun", "x", "a_b.c-d.9"] {
+        for ok in [
+            "chat.message",
+            "claim.acquired",
+            "command.executed.dryrun",
+            "x",
+            "a_b.c-d.9",
+        ] {
             assert!(check_event_type(ok).is_ok(), "{ok}");
         }
         for bad in ["", ".", "a..b", "A.b", "a b", "a.", ".a", "ä"] {

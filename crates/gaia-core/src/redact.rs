@@ -67,7 +67,11 @@ mod tests {
     #[test]
     fn replaces_secrets_everywhere() {
         let r = Redactor::new(["s3cr3t-token".to_owned(), "abc".to_owned()]);
-        let v = r.json(serde_json::json!({"msg": "token=s3cr3t-token!", "s3cr3t-token": [1, "abc"]}));
-        assert_eq!(v, serde_json::json!({"msg": "token=[redacted]!", "[redacted]": [1, "abc"]}));
+        let v =
+            r.json(serde_json::json!({"msg": "token=s3cr3t-token!", "s3cr3t-token": [1, "abc"]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"msg": "token=[redacted]!", "[redacted]": [1, "abc"]})
+        );
     }
 }

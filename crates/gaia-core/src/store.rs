@@ -96,3 +96,67 @@ pub trait Store: EventStore + AuditStore + ClaimStore + std::fmt::Debug {
     /// Closes connections; further calls fail.
     async fn close(&self);
 }
+
+/// SQLite's `synchronous` setting. `Normal` (the default) is safe against a crash of any
+/// process, including `kill -9`, in WAL mode; a power loss may drop the last commits but never
+/// corrupts the file. `Full` also survives power loss, at the price of an fsync per commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    Off,
+    #[default]
+    Normal,
+    Full,
+    Extra,
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = crate::error::ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(Self::Off),
+            "normal" => Ok(Self::Normal),
+            "full" => Ok(Self::Full),
+            "extra" => Ok(Self::Extra),
+            _ => Err(crate::error::ValidationError::new(format!(
+                "invalid sqlite synchronous '{s}': use off, normal, full or extra"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for SqliteSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Normal => "normal",
+            Self::Full => "full",
+            Self::Extra => "extra",
+        })
+    }
+}
+
+/// How to open a store. Backends ignore what does not apply to them.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Judge time by this clock instead of the database's (tests).
+    pub clock: Option<std::sync::Arc<dyn crate::time::Clock>>,
+    /// How long a write waits for a lock before [`StoreError::LockTimeout`].
+    pub lock_timeout: std::time::Duration,
+    /// How long opening the database may take before [`StoreError::Unavailable`].
+    pub connect_timeout: std::time::Duration,
+    pub max_connections: u32,
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            clock: None,
+            lock_timeout: std::time::Duration::from_secs(5),
+            connect_timeout: std::time::Duration::from_secs(5),
+            max_connections: 8,
+            sqlite_synchronous: SqliteSync::default(),
+        }
+    }
+}

@@ -42,7 +42,9 @@ pub fn to_micros(t: DateTime<Utc>) -> i64 {
 }
 
 pub fn from_micros(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+    Utc.timestamp_micros(us)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// RFC 3339 in UTC with microseconds, the one textual form of a time in Gaia's output.
@@ -106,7 +108,12 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -137,14 +144,28 @@ mod tests {
             assert_eq!(d.as_millis(), ms, "{text}");
             assert_eq!(parse_duration(&format_duration(d)).ok(), Some(d));
         }
-        for bad in ["", "15x", "-1m", "0s", "15", "m", "1.5h", "1h 30m", "99999999999999s", "4000d"] {
+        for bad in [
+            "",
+            "15x",
+            "-1m",
+            "0s",
+            "15",
+            "m",
+            "1.5h",
+            "1h 30m",
+            "99999999999999s",
+            "4000d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
     }
 
     #[test]
     fn micros_round_trip() {
-        let t = Utc.timestamp_micros(1_700_000_000_123_456).single().expect("valid");
+        let t = Utc
+            .timestamp_micros(1_700_000_000_123_456)
+            .single()
+            .expect("valid");
         assert_eq!(from_micros(to_micros(t)), t);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123456Z");
     }

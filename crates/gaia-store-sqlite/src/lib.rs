@@ -1,1 +1,167 @@
-//! placeholder
+//! Gaia's storage traits on SQLite: one file, WAL mode, one writer at a time.
+//!
+//! Every write transaction starts with `BEGIN IMMEDIATE`, so the write lock is taken before
+//! anything is read: a read-modify-write can never be overtaken by another connection, and a
+//! writer that cannot get the lock within the busy timeout fails with `LockTimeout`.
+
+mod claims;
+mod error;
+mod log;
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use gaia_core::StoreError;
+use gaia_core::store::{Backend, SqliteSync, Store, StoreOptions};
+use gaia_core::time::Clock;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use migrate::SCHEMA_VERSION;
+
+use error::map_err;
+
+/// A Gaia store in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    clock: Option<Arc<dyn Clock>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The file a `sqlite://` or `sqlite:` URL names (`sqlite://.gaia/gaia.db` is relative,
+/// `sqlite:///var/lib/gaia.db` absolute). Query parameters are not accepted: settings come from
+/// Gaia's configuration.
+pub fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::BadUrl(format!("'{url}' is not a sqlite:// URL")))?;
+    if rest.is_empty() {
+        return Err(StoreError::BadUrl("sqlite URL names no file".into()));
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return Err(StoreError::BadUrl(
+            "sqlite URL must not carry parameters; set them in gaia.toml".into(),
+        ));
+    }
+    Ok(PathBuf::from(rest))
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database `url` names and applies pending migrations.
+    pub async fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let path = path_from_url(url)?;
+        Self::open_path(&path, opts).await
+    }
+
+    pub async fn open_path(path: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
+        if path.is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "{} is a directory, not a database file",
+                path.display()
+            )));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let sync = match opts.sqlite_synchronous {
+            SqliteSync::Off => SqliteSynchronous::Off,
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+            SqliteSync::Full => SqliteSynchronous::Full,
+            SqliteSync::Extra => SqliteSynchronous::Extra,
+        };
+        let connect = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|e| StoreError::BadUrl(e.to_string()))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sync)
+            .busy_timeout(opts.lock_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .min_connections(0)
+            // Waiting for a pooled connection is waiting for the store: bound it like a lock.
+            .acquire_timeout(opts.lock_timeout + opts.connect_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| open_error(path, e))?;
+        let store = Self {
+            pool,
+            clock: opts.clock.clone(),
+            path: path.to_owned(),
+        };
+        migrate::run(&store.pool).await.map_err(|e| match e {
+            StoreError::Backend(msg) | StoreError::Unavailable(msg) => open_error_text(path, &msg),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn now_value(&self) -> DateTime<Utc> {
+        // SQLite is a local file: every process using it shares this machine's clock.
+        self.clock.as_ref().map_or_else(Utc::now, |c| c.now())
+    }
+}
+
+fn open_error(path: &Path, e: sqlx::Error) -> StoreError {
+    open_error_text(path, &e.to_string())
+}
+
+fn open_error_text(path: &Path, msg: &str) -> StoreError {
+    if msg.contains("file is not a database") || msg.contains("malformed") {
+        StoreError::NotADatabase(format!("{} is not a SQLite database", path.display()))
+    } else {
+        StoreError::Unavailable(format!("cannot open {}: {msg}", path.display()))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self.now_value())
+    }
+
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        migrate::current_version(&self.pool).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Begins a write transaction holding SQLite's write lock.
+async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)
+}

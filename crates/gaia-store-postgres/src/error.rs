@@ -1,0 +1,23 @@
+//! Maps sqlx/PostgreSQL errors onto [`StoreError`].
+
+use gaia_core::StoreError;
+
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // lock_not_available (lock_timeout), deadlock_detected, query_canceled
+            Some("55P03" | "40P01" | "57014") => StoreError::LockTimeout,
+            Some("3D000") => StoreError::Unavailable(format!("{} (create it first)", db.message())),
+            Some("28000" | "28P01") => StoreError::Unavailable(db.message().to_owned()),
+            Some(c) if c.starts_with("08") || c.starts_with("57P") => {
+                StoreError::Unavailable(db.message().to_owned())
+            }
+            _ => StoreError::Backend(db.message().to_owned()),
+        },
+        sqlx::Error::PoolTimedOut => StoreError::LockTimeout,
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the store was closed".into()),
+        sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+        sqlx::Error::Tls(t) => StoreError::Unavailable(t.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}

@@ -1,0 +1,203 @@
+//! The event log and the audit chain on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use gaia_core::StoreError;
+use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
+use gaia_core::event::{Event, EventFilter, NewEvent};
+use gaia_core::store::{AuditStore, Change, EventStore};
+use gaia_core::time::{from_micros, to_micros};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use crate::PgStore;
+use crate::error::map_err;
+
+/// Appends events and audit records inside the caller's transaction. Reserving the seqs locks
+/// the `log_head` row until commit: callers do this as their last step, so the lock is held
+/// only for the inserts and the commit.
+pub(crate) async fn append_log(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+    audit: &[NewAudit],
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, StoreError> {
+    let n_events = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let n_audit = i64::try_from(audit.len()).unwrap_or(i64::MAX);
+    let head = sqlx::query(
+        "UPDATE log_head SET event_seq = event_seq + $1, audit_seq = audit_seq + $2 WHERE id = 1
+         RETURNING event_seq - $1, audit_seq - $2, audit_hash",
+    )
+    .bind(n_events)
+    .bind(n_audit)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?
+    .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
+    let mut seq: i64 = head.get(0);
+    let mut audit_id: i64 = head.get(1);
+    let mut prev_hash: String = head.get(2);
+    let ts = to_micros(now);
+
+    let mut committed = Vec::with_capacity(events.len());
+    for e in events {
+        seq += 1;
+        sqlx::query(
+            "INSERT INTO events (seq, ts_us, type, actor, subject, data) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(seq)
+        .bind(ts)
+        .bind(&e.kind)
+        .bind(&e.actor)
+        .bind(&e.subject)
+        .bind(e.data.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        committed.push(Event {
+            seq,
+            ts: from_micros(ts),
+            kind: e.kind.clone(),
+            actor: e.actor.clone(),
+            subject: e.subject.clone(),
+            data: e.data.clone(),
+        });
+    }
+    for a in audit {
+        audit_id += 1;
+        let r = a.seal(audit_id, from_micros(ts), &prev_hash);
+        sqlx::query(
+            "INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(r.id)
+        .bind(ts)
+        .bind(&r.actor)
+        .bind(&r.action)
+        .bind(&r.subject)
+        .bind(&r.outcome)
+        .bind(&r.details)
+        .bind(&r.prev_hash)
+        .bind(&r.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        prev_hash = r.hash;
+    }
+    if !audit.is_empty() {
+        sqlx::query("UPDATE log_head SET audit_hash = $1 WHERE id = 1")
+            .bind(&prev_hash)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(committed)
+}
+
+fn event_from_row(row: &PgRow) -> Event {
+    let data: String = row.get("data");
+    Event {
+        seq: row.get("seq"),
+        ts: from_micros(row.get("ts_us")),
+        kind: row.get("type"),
+        actor: row.get("actor"),
+        subject: row.get("subject"),
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+    }
+}
+
+fn audit_from_row(row: &PgRow) -> AuditRecord {
+    AuditRecord {
+        id: row.get("id"),
+        ts: from_micros(row.get("ts_us")),
+        actor: row.get("actor"),
+        action: row.get("action"),
+        subject: row.get("subject"),
+        outcome: row.get("outcome"),
+        details: row.get("details"),
+        prev_hash: row.get("prev_hash"),
+        hash: row.get("hash"),
+    }
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn append(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let now = self.now_in(&mut tx).await?;
+        let events = append_log(&mut tx, &change.events, &change.audit, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(events)
+    }
+
+    async fn events_after(
+        &self,
+        since: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        // Whole-segment prefix match: `claim` matches `claim` and `claim.*`, never `claims`.
+        let rows = sqlx::query(
+            "SELECT seq, ts_us, type, actor, subject, data FROM events
+             WHERE seq > $1
+               AND ($2::TEXT IS NULL OR type = $2 OR substr(type, 1, length($2) + 1) = $2 || '.')
+               AND ($3::TEXT IS NULL OR subject = $3)
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(since)
+        .bind(filter.type_prefix.as_deref())
+        .bind(filter.subject.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query(
+            "SELECT audit_anchor_id, audit_anchor_hash, audit_seq, audit_hash FROM log_head WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
+        Ok(ChainHead {
+            anchor_id: row.get(0),
+            anchor_hash: row.get(1),
+            last_id: row.get(2),
+            last_hash: row.get(3),
+        })
+    }
+
+    async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(audit_from_row).collect())
+    }
+
+    async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT $1) t ORDER BY id",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(audit_from_row).collect())
+    }
+}

@@ -1,0 +1,78 @@
+//! Embedded migrations, applied on open under a transaction-scoped advisory lock so that nodes
+//! starting together apply each exactly once. A database migrated by a newer Gaia is refused.
+
+use gaia_core::StoreError;
+use sqlx::PgPool;
+
+use crate::error::map_err;
+
+/// (version, name, SQL), in order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Arbitrary, fixed key of the advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x6761_6961_6d69_6772;
+
+pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
+    if current_version(pool).await.ok() == Some(SCHEMA_VERSION) {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS gaia_schema (
+            version       BIGINT PRIMARY KEY,
+            name          TEXT   NOT NULL,
+            applied_at_us BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > found) {
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO gaia_schema (version, name, applied_at_us) VALUES ($1, $2, $3)")
+            .bind(version)
+            .bind(name)
+            .bind(chrono::Utc::now().timestamp_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tracing::info!(version, name, "applied migration");
+    }
+    tx.commit().await.map_err(map_err)
+}
+
+pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {
+    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
+        .fetch_one(pool)
+        .await
+        .map_err(map_err)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}

@@ -1,0 +1,109 @@
+//! Claims on SQLite: the whole read-decide-write runs under the write lock.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gaia_core::StoreError;
+use gaia_core::claims::{ClaimResult, ClaimRow, Holder, Request, decide};
+use gaia_core::event::Event;
+use gaia_core::names::ClaimKey;
+use gaia_core::store::ClaimStore;
+use gaia_core::time::{from_micros, to_micros};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::SqliteStore;
+use crate::error::map_err;
+use crate::log::append_log;
+
+const COLUMNS: &str =
+    "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms";
+
+fn row_to_claim(row: &SqliteRow) -> ClaimRow {
+    let agent: Option<String> = row.get("agent");
+    let holder = agent.map(|agent| Holder {
+        agent,
+        operator: row.get::<Option<String>, _>("operator").unwrap_or_default(),
+        fingerprint: row
+            .get::<Option<String>, _>("fingerprint")
+            .unwrap_or_default(),
+    });
+    ClaimRow {
+        key: ClaimKey {
+            story: row.get("story"),
+            todolist: row.get("todolist"),
+        },
+        holder,
+        token: row.get("token"),
+        acquired_at: row.get::<Option<i64>, _>("acquired_at_us").map(from_micros),
+        expires_at: row.get::<Option<i64>, _>("expires_at_us").map(from_micros),
+        ttl: Duration::from_millis(u64::try_from(row.get::<i64, _>("ttl_ms")).unwrap_or(0)),
+    }
+}
+
+#[async_trait]
+impl ClaimStore for SqliteStore {
+    async fn claim(&self, req: &Request) -> Result<(ClaimResult, Vec<Event>), StoreError> {
+        let key = req.key();
+        let mut tx = crate::begin_write(&self.pool).await?;
+        // Read the time only once the write lock is held, so decisions are ordered by it.
+        let now = self.now_value();
+        let current = sqlx::query(&format!("SELECT {COLUMNS} FROM claims WHERE key = ?"))
+            .bind(key.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .map(|r| row_to_claim(&r));
+        let decision = decide(current, req, now);
+        let Some(new) = decision.row else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok((decision.result, vec![]));
+        };
+        let holder = new.holder.as_ref();
+        sqlx::query(&format!(
+            "INSERT INTO claims (key, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET
+               agent = excluded.agent, operator = excluded.operator,
+               fingerprint = excluded.fingerprint, token = excluded.token,
+               acquired_at_us = excluded.acquired_at_us, expires_at_us = excluded.expires_at_us,
+               ttl_ms = excluded.ttl_ms"
+        ))
+        .bind(new.key.to_string())
+        .bind(&new.key.story)
+        .bind(&new.key.todolist)
+        .bind(holder.map(|h| h.agent.as_str()))
+        .bind(holder.map(|h| h.operator.as_str()))
+        .bind(holder.map(|h| h.fingerprint.as_str()))
+        .bind(new.token)
+        .bind(new.acquired_at.map(to_micros))
+        .bind(new.expires_at.map(to_micros))
+        .bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let events = append_log(&mut tx, &decision.events, &decision.audit, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok((decision.result, events))
+    }
+
+    async fn claim_get(&self, key: &ClaimKey) -> Result<Option<ClaimRow>, StoreError> {
+        Ok(
+            sqlx::query(&format!("SELECT {COLUMNS} FROM claims WHERE key = ?"))
+                .bind(key.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?
+                .map(|r| row_to_claim(&r)),
+        )
+    }
+
+    async fn claim_list(&self) -> Result<Vec<ClaimRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM claims WHERE agent IS NOT NULL ORDER BY key"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(row_to_claim).collect())
+    }
+}

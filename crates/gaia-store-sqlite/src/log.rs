@@ -1,0 +1,195 @@
+//! The event log and the audit chain on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use gaia_core::StoreError;
+use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
+use gaia_core::event::{Event, EventFilter, NewEvent};
+use gaia_core::store::{AuditStore, Change, EventStore};
+use gaia_core::time::{from_micros, to_micros};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use crate::SqliteStore;
+use crate::error::map_err;
+
+/// Appends events and audit records inside the caller's write transaction. The caller holds
+/// SQLite's write lock (`BEGIN IMMEDIATE`), so reading the head and writing it back is atomic.
+pub(crate) async fn append_log(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+    audit: &[NewAudit],
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, StoreError> {
+    let head = sqlx::query("SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
+    let mut seq: i64 = head.get(0);
+    let mut audit_id: i64 = head.get(1);
+    let mut prev_hash: String = head.get(2);
+    let ts = to_micros(now);
+
+    let mut committed = Vec::with_capacity(events.len());
+    for e in events {
+        seq += 1;
+        let data = e.data.to_string();
+        sqlx::query(
+            "INSERT INTO events (seq, ts_us, type, actor, subject, data) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(ts)
+        .bind(&e.kind)
+        .bind(&e.actor)
+        .bind(&e.subject)
+        .bind(&data)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        committed.push(Event {
+            seq,
+            ts: from_micros(ts),
+            kind: e.kind.clone(),
+            actor: e.actor.clone(),
+            subject: e.subject.clone(),
+            data: e.data.clone(),
+        });
+    }
+    for a in audit {
+        audit_id += 1;
+        let r = a.seal(audit_id, from_micros(ts), &prev_hash);
+        sqlx::query(
+            "INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.id)
+        .bind(ts)
+        .bind(&r.actor)
+        .bind(&r.action)
+        .bind(&r.subject)
+        .bind(&r.outcome)
+        .bind(&r.details)
+        .bind(&r.prev_hash)
+        .bind(&r.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        prev_hash = r.hash;
+    }
+    sqlx::query("UPDATE log_head SET event_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1")
+        .bind(seq)
+        .bind(audit_id)
+        .bind(&prev_hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(committed)
+}
+
+fn event_from_row(row: &SqliteRow) -> Event {
+    let data: String = row.get("data");
+    Event {
+        seq: row.get("seq"),
+        ts: from_micros(row.get("ts_us")),
+        kind: row.get("type"),
+        actor: row.get("actor"),
+        subject: row.get("subject"),
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+    }
+}
+
+fn audit_from_row(row: &SqliteRow) -> AuditRecord {
+    AuditRecord {
+        id: row.get("id"),
+        ts: from_micros(row.get("ts_us")),
+        actor: row.get("actor"),
+        action: row.get("action"),
+        subject: row.get("subject"),
+        outcome: row.get("outcome"),
+        details: row.get("details"),
+        prev_hash: row.get("prev_hash"),
+        hash: row.get("hash"),
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        let mut tx = crate::begin_write(&self.pool).await?;
+        let now = self.now_value();
+        let events = append_log(&mut tx, &change.events, &change.audit, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(events)
+    }
+
+    async fn events_after(
+        &self,
+        since: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        // Whole-segment prefix match: `claim` matches `claim` and `claim.*`, never `claims`.
+        let rows = sqlx::query(
+            "SELECT seq, ts_us, type, actor, subject, data FROM events
+             WHERE seq > ?1
+               AND (?2 IS NULL OR type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '.')
+               AND (?3 IS NULL OR subject = ?3)
+             ORDER BY seq LIMIT ?4",
+        )
+        .bind(since)
+        .bind(filter.type_prefix.as_deref())
+        .bind(filter.subject.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query(
+            "SELECT audit_anchor_id, audit_anchor_hash, audit_seq, audit_hash FROM log_head WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
+        Ok(ChainHead {
+            anchor_id: row.get(0),
+            anchor_hash: row.get(1),
+            last_id: row.get(2),
+            last_hash: row.get(3),
+        })
+    }
+
+    async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(audit_from_row).collect())
+    }
+
+    async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(rows.iter().map(audit_from_row).collect())
+    }
+}

@@ -1,0 +1,95 @@
+//! Embedded migrations, applied on open under the write lock so that concurrent first opens
+//! apply each exactly once. A database migrated by a newer Gaia is refused.
+
+use gaia_core::StoreError;
+use sqlx::SqlitePool;
+
+use crate::error::map_err;
+
+/// (version, name, SQL), in order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
+    // Fast path without the write lock: an up-to-date database needs nothing.
+    if table_exists(pool).await? && current_version(pool).await? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let mut tx = crate::begin_write(pool).await?;
+    let foreign: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'
+           AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> 'gaia_schema'
+           AND NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'gaia_schema')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if foreign > 0 {
+        return Err(StoreError::NotADatabase(
+            "the file is a SQLite database of another application (it has tables but no Gaia schema)"
+                .into(),
+        ));
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS gaia_schema (
+            version       INTEGER PRIMARY KEY,
+            name          TEXT    NOT NULL,
+            applied_at_us INTEGER NOT NULL
+        )",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > found) {
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO gaia_schema (version, name, applied_at_us) VALUES (?, ?, ?)")
+            .bind(version)
+            .bind(name)
+            .bind(chrono::Utc::now().timestamp_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tracing::info!(version, name, "applied migration");
+    }
+    tx.commit().await.map_err(map_err)
+}
+
+async fn table_exists(pool: &SqlitePool) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'gaia_schema'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(map_err)?;
+    Ok(n > 0)
+}
+
+pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {
+    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
+        .fetch_one(pool)
+        .await
+        .map_err(map_err)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}
