@@ -1,1 +1,114 @@
-fn main() {}
+//! The `gaia` binary: parses the command line, loads configuration, opens the store, and runs
+//! one command. Exit codes are in [`exit`].
+
+mod bench;
+mod cli;
+mod cmd;
+mod config;
+mod envfile;
+mod exit;
+mod open;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, Overrides};
+use crate::exit::{CliError, CliResult};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(&e),
+    };
+    init_logging(cli.log.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gaia: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("gaia: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Help and version go to stdout with exit 0; usage errors print one line and exit 2.
+fn clap_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(
+                if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    exit::BAD_INPUT
+                } else {
+                    exit::OK
+                },
+            )
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid command line")
+                .trim_start_matches("error: ");
+            eprintln!("gaia: {first} (see --help)");
+            ExitCode::from(exit::BAD_INPUT)
+        }
+    }
+}
+
+fn init_logging(flag: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = flag
+        .map(str::to_owned)
+        .or_else(|| std::env::var("GAIA_LOG").ok())
+        .unwrap_or_else(|| "warn".into());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> CliResult {
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "gaia", &mut std::io::stdout());
+        return Ok(exit::OK);
+    }
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let overrides = Overrides {
+        config: cli.config,
+        env_file: cli.env_file,
+        db: cli.db,
+    };
+    let config = Config::load(&overrides, &env).map_err(CliError::bad_input)?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    match cli.command {
+        Command::Config(c) => cmd::config::run(c, &config),
+        Command::Claim(c) => cmd::claim::run(c, &config).await,
+        Command::Events(c) => cmd::events::run(c, &config).await,
+        Command::Audit(c) => cmd::audit::run(c, &config).await,
+        Command::Bench(c) => bench::run(c, &config).await,
+        Command::Completions { .. } => Ok(exit::OK),
+    }
+}

@@ -303,7 +303,8 @@ mod tests {
 
     #[test]
     fn tampering_is_found_at_the_first_broken_record() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<AuditRecord>)>, i64)> = vec![
+        type Tamper = Box<dyn Fn(&mut Vec<AuditRecord>)>;
+        let cases: Vec<(&str, Tamper, i64)> = vec![
             ("edit", Box::new(|r| r[2].outcome = "released".into()), 3),
             ("edit details", Box::new(|r| r[1].details = "{}".into()), 2),
             (

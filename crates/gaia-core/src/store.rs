@@ -51,6 +51,15 @@ pub trait EventStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
 
+    /// The newest `limit` matching events with `seq < before`, oldest first (paging backwards:
+    /// `gaia events tail`, the dashboard's history).
+    async fn events_before(
+        &self,
+        before: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+
     /// The newest committed `seq` (0 when the log is empty).
     async fn last_seq(&self) -> Result<i64, StoreError>;
 }

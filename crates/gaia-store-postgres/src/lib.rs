@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
 use gaia_core::store::{Backend, Store, StoreOptions};
 use gaia_core::time::{Clock, from_micros};
-use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
 
 pub use migrate::SCHEMA_VERSION;
 
@@ -69,29 +69,31 @@ impl PgStore {
             .application_name("gaia")
             // A session default, so that no write transaction pays a round trip to set it.
             .options([("lock_timeout", lock_ms.as_str())]);
+        let timed_out = || {
+            StoreError::Unavailable(format!(
+                "{display_url} did not answer within {}s",
+                opts.connect_timeout.as_secs_f32()
+            ))
+        };
+        // One direct connection first: a refused or misconfigured server is reported at once
+        // with the driver's reason, instead of the pool retrying until its timeout.
+        let probe =
+            tokio::time::timeout(opts.connect_timeout, PgConnection::connect_with(&connect))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| match map_err(e) {
+                    StoreError::Backend(m) | StoreError::Unavailable(m) => {
+                        StoreError::Unavailable(format!("{display_url}: {m}"))
+                    }
+                    StoreError::LockTimeout => timed_out(),
+                    other => other,
+                })?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .min_connections(0)
-            .acquire_timeout(opts.connect_timeout)
-            .connect_with(connect);
-        let pool = tokio::time::timeout(opts.connect_timeout, pool)
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "{display_url} did not answer within {}s",
-                    opts.connect_timeout.as_secs_f32()
-                ))
-            })?
-            .map_err(|e| match map_err(e) {
-                StoreError::LockTimeout => StoreError::Unavailable(format!(
-                    "{display_url} did not answer within {}s",
-                    opts.connect_timeout.as_secs_f32()
-                )),
-                StoreError::Backend(m) | StoreError::Unavailable(m) => {
-                    StoreError::Unavailable(format!("{display_url}: {m}"))
-                }
-                other => other,
-            })?;
+            .acquire_timeout(opts.connect_timeout + opts.lock_timeout)
+            .connect_lazy_with(connect);
         migrate::run(&pool).await?;
         Ok(Self {
             pool,

@@ -154,6 +154,31 @@ impl EventStore for PgStore {
         Ok(rows.iter().map(event_from_row).collect())
     }
 
+    async fn events_before(
+        &self,
+        before: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (
+                SELECT seq, ts_us, type, actor, subject, data FROM events
+                WHERE seq < $1
+                  AND ($2::TEXT IS NULL OR type = $2 OR substr(type, 1, length($2) + 1) = $2 || '.')
+                  AND ($3::TEXT IS NULL OR subject = $3)
+                ORDER BY seq DESC LIMIT $4
+             ) newest ORDER BY seq",
+        )
+        .bind(before)
+        .bind(filter.type_prefix.as_deref())
+        .bind(filter.subject.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
     async fn last_seq(&self) -> Result<i64, StoreError> {
         sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
             .fetch_one(&self.pool)

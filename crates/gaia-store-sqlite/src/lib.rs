@@ -76,6 +76,13 @@ impl SqliteStore {
             )));
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(blocker) = parent.ancestors().find(|a| a.is_file()) {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot create {}: {} is a file, not a directory",
+                    path.display(),
+                    blocker.display()
+                )));
+            }
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
             })?;

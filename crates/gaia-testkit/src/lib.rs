@@ -40,9 +40,7 @@ impl TestDb {
 
     /// A fresh PostgreSQL database, or `None` (after saying so) when no server is configured.
     pub async fn postgres() -> Option<Self> {
-        let Some(server) = postgres_server_url() else {
-            return None;
-        };
+        let server = postgres_server_url()?;
         let name = format!("gaia_test_{:016x}", rand::random::<u64>());
         let mut admin = sqlx::PgConnection::connect(&server)
             .await

@@ -1,6 +1,8 @@
 //! One conformance suite, run with the same bodies against SQLite and PostgreSQL: every test on
 //! a fresh, migrated database.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,216 @@
+//! The command line: every command, flag and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Gaia: the control plane for a team of AI coding agents with a human in the loop.
+///
+/// Agents claim work so that no two take the same task, report what they do, and ask before
+/// running risky commands; people approve, watch the live stream, and read the audit trail.
+#[derive(Debug, Parser)]
+#[command(name = "gaia", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH (default sqlite://.gaia/gaia.db) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, value_name = "URL")]
+    pub db: Option<String>,
+
+    /// Configuration file (default: gaia.toml when present). Also $GAIA_CONFIG.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Env file with the prototype's variables (default: .tmp/telegram.env when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+
+    /// Log level or filter for diagnostics on stderr (e.g. info, debug). Also $GAIA_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Claim a story's todolist so no other agent works on it (leases with fencing tokens).
+    #[command(subcommand)]
+    Claim(ClaimCommand),
+    /// Emit, follow and export events.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Read and verify the hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Measure Gaia against raw SQL doing the same work.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Which claim: a story and one of its todolists.
+#[derive(Debug, Args)]
+pub struct ClaimTarget {
+    /// The story.
+    pub story: String,
+    /// The todolist within the story.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    pub todolist: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClaimCommand {
+    /// Acquire a claim. Exit 0 acquired/already_held/taken_over, 3 held_by_other, 4 lock_timeout.
+    Acquire {
+        #[command(flatten)]
+        target: ClaimTarget,
+        /// The agent taking the claim. Also $GAIA_AGENT.
+        #[arg(long, env = "GAIA_AGENT", value_name = "ID")]
+        agent: String,
+        /// The person the agent works for. Also $GAIA_OPERATOR.
+        #[arg(long, env = "GAIA_OPERATOR", value_name = "NAME")]
+        operator: Option<String>,
+        /// Identifies this run of the agent; the same agent with another fingerprint is
+        /// refused while the claim is live.
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+        /// Lease length, e.g. 90s, 15m, 2h (default claims.default_ttl, 15m).
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extend a live claim (heartbeat). Exit 3 not_held when it expired or was taken over.
+    Refresh {
+        #[command(flatten)]
+        target: ClaimTarget,
+        #[arg(long, env = "GAIA_AGENT", value_name = "ID")]
+        agent: String,
+        /// Only refresh when held with this fingerprint.
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+        /// New lease length from now (default: the claim's own TTL).
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a claim. Exit 3 not_held when this agent does not hold it.
+    Release {
+        #[command(flatten)]
+        target: ClaimTarget,
+        #[arg(long, env = "GAIA_AGENT", value_name = "ID")]
+        agent: String,
+        /// Only release when held with this fingerprint.
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who holds a claim (outcome held, expired or free).
+    Inspect {
+        #[command(flatten)]
+        target: ClaimTarget,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List live claims.
+    List {
+        /// Also list claims whose TTL passed without a release.
+        #[arg(long)]
+        all: bool,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Append an event of your own (e.g. chat.message), audited like every change.
+    Emit {
+        /// Dotted lowercase type, e.g. chat.message, story.updated.
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// What the event is about, e.g. story/checkout.
+        #[arg(long, default_value = "", value_name = "S")]
+        subject: String,
+        /// A JSON value (usually an object).
+        #[arg(long, default_value = "{}", value_name = "JSON")]
+        data: String,
+        /// Who emits it (default $GAIA_AGENT, else "cli").
+        #[arg(long, value_name = "A")]
+        actor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print recent events, or those after a seq, and optionally follow new ones.
+    Tail {
+        /// Start after this seq (default: the newest 10 events).
+        #[arg(long, value_name = "SEQ")]
+        since: Option<i64>,
+        /// Keep printing events as they are committed (Ctrl-C to stop).
+        #[arg(long, short)]
+        follow: bool,
+        /// Only types equal to PREFIX or under it (claim matches claim.acquired).
+        #[arg(long = "type", value_name = "PREFIX")]
+        type_prefix: Option<String>,
+        /// Only this subject.
+        #[arg(long, value_name = "S")]
+        subject: Option<String>,
+        /// Stop after printing this many events.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// One JSON object per line.
+        #[arg(long, conflicts_with = "json")]
+        ndjson: bool,
+        /// A JSON array (not with --follow).
+        #[arg(long, conflicts_with = "follow")]
+        json: bool,
+    },
+    /// Write every event (after --since) as NDJSON, the interchange format.
+    Export {
+        /// NDJSON output (the only format; accepted for clarity).
+        #[arg(long)]
+        ndjson: bool,
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        since: i64,
+        /// Write to this file instead of stdout.
+        #[arg(long, short, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the newest audit records.
+    Tail {
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        ndjson: bool,
+    },
+    /// Check the hash chain. Exit 0 intact, 1 naming the first broken record.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every setting's effective value (secrets redacted) and where it came from.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,21 @@
+//! One module per command family; each turns parsed arguments into calls on [`gaia_core::Gaia`]
+//! and prints the result.
+
+pub mod audit;
+pub mod claim;
+pub mod config;
+pub mod events;
+
+use std::io::Write;
+
+/// Writes a line to stdout; a closed pipe (`gaia events tail | head`) ends quietly.
+pub fn out(line: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(line.as_bytes())?;
+    stdout.write_all(b"\n")
+}
+
+/// Pretty JSON to stdout.
+pub fn out_json(v: &serde_json::Value) -> std::io::Result<()> {
+    out(&serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into()))
+}

@@ -1,0 +1,33 @@
+//! Opens the store the configuration names, choosing the backend from the URL's scheme.
+
+use std::sync::Arc;
+
+use gaia_core::Gaia;
+use gaia_core::StoreError;
+use gaia_core::redact::Redactor;
+use gaia_core::store::{Store, StoreOptions};
+use gaia_store_postgres::PgStore;
+use gaia_store_sqlite::SqliteStore;
+
+use crate::config::Config;
+
+/// Opens `url` with `opts`: `sqlite:` URLs on SQLite, `postgres://`/`postgresql://` on PostgreSQL.
+pub async fn open_store(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url, opts).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url, opts).await?))
+    } else {
+        Err(StoreError::BadUrl(
+            "use sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
+        ))
+    }
+}
+
+/// The service over the configured store, with the NDJSON sink and secret redaction set up.
+pub async fn gaia(config: &Config) -> Result<Gaia, StoreError> {
+    let store = open_store(&config.database_url, &config.store_options()).await?;
+    Ok(Gaia::new(store)
+        .with_ndjson_sink(config.ndjson_path.clone())
+        .with_redactor(Redactor::new(config.secret_values())))
+}
