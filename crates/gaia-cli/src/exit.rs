@@ -43,6 +43,7 @@ impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         let code = match &e {
             StoreError::LockTimeout => LOCK_TIMEOUT,
+            StoreError::Conflict(_) => CONFLICT,
             StoreError::Unavailable(_)
             | StoreError::NotADatabase(_)
             | StoreError::SchemaTooNew { .. }

@@ -450,6 +450,28 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
     }
 }
 
+/// The event and audit record that report an acquisition's TTL passing without a release.
+/// `None` when the row is not held or still live.
+pub fn expiry(row: &ClaimRow, now: DateTime<Utc>) -> Option<(NewEvent, NewAudit)> {
+    let holder = row.holder.as_ref()?;
+    if row.is_live(now) {
+        return None;
+    }
+    let subject = format!("claim/{}", row.key);
+    let data = json!({
+        "key": row.key.to_string(),
+        "agent": holder.agent,
+        "operator": holder.operator,
+        "fingerprint": holder.fingerprint,
+        "token": row.token,
+        "expires_at": row.expires_at.map(rfc3339),
+    });
+    Some((
+        NewEvent::new("claim.expired", "gaia", &subject, data.clone()),
+        NewAudit::new("gaia", "claim.expire", &subject, "expired", data),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// Stored data violates an invariant (for example the log head row is missing).
     #[error("store is inconsistent: {0}")]
     Corrupt(String),
+    /// The change conflicts with what is stored (a name already taken).
+    #[error("{0}")]
+    Conflict(String),
     /// Any other driver failure.
     #[error("database error: {0}")]
     Backend(String),

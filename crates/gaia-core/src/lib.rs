@@ -13,6 +13,7 @@ pub mod redact;
 pub mod service;
 pub mod store;
 pub mod time;
+pub mod tokens;
 
 pub use error::{StoreError, ValidationError};
 pub use service::Gaia;

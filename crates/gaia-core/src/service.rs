@@ -14,6 +14,7 @@ use crate::event::{Event, EventFilter, NewEvent};
 use crate::names::{ClaimKey, check_event_type, check_name, check_subject};
 use crate::redact::Redactor;
 use crate::store::{Change, Store};
+use crate::tokens::{self, Role, TokenInfo};
 
 /// Largest `data` payload of an emitted event, serialised.
 pub const MAX_EVENT_DATA: usize = 64 * 1024;
@@ -21,12 +22,52 @@ pub const MAX_EVENT_DATA: usize = 64 * 1024;
 /// Records per page when walking the audit trail.
 const AUDIT_PAGE: u32 = 1_000;
 
+/// Called after every commit with the newest committed seq, so that a server can wake its
+/// stream subscribers at once instead of waiting for its next poll.
+pub type CommitHook = Arc<dyn Fn(i64) + Send + Sync>;
+
 /// The entry point of every use case.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Gaia {
     store: Arc<dyn Store>,
     sink: Option<PathBuf>,
     redactor: Redactor,
+    on_commit: Option<CommitHook>,
+}
+
+impl std::fmt::Debug for Gaia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gaia")
+            .field("store", &self.store)
+            .field("sink", &self.sink)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The event and audit record of a token change. Neither carries the token or its hash.
+pub fn token_change(kind: &str, info: &TokenInfo) -> (Vec<NewEvent>, Vec<crate::audit::NewAudit>) {
+    let subject = format!("token/{}", info.name);
+    let data = json!({ "name": info.name, "role": info.role.as_str() });
+    let action = match kind {
+        "token.created" => "token.create",
+        "token.revoked" => "token.revoke",
+        other => other,
+    };
+    (
+        vec![NewEvent::new(
+            kind,
+            &info.created_by,
+            &subject,
+            data.clone(),
+        )],
+        vec![crate::audit::NewAudit::new(
+            &info.created_by,
+            action,
+            &subject,
+            "ok",
+            data,
+        )],
+    )
 }
 
 impl Gaia {
@@ -35,7 +76,14 @@ impl Gaia {
             store,
             sink: None,
             redactor: Redactor::default(),
+            on_commit: None,
         }
+    }
+
+    /// Calls `hook` with the newest seq after every commit made through this service.
+    pub fn with_commit_hook(mut self, hook: CommitHook) -> Self {
+        self.on_commit = Some(hook);
+        self
     }
 
     /// Also appends every committed event to this NDJSON file (created when missing).
@@ -161,9 +209,110 @@ impl Gaia {
         Ok(verifier.finish(&head))
     }
 
+    /// Emits `claim.expired` for acquisitions whose TTL passed without a release.
+    pub async fn reap_claims(&self, limit: u32) -> Result<Vec<Event>, Error> {
+        let events = self.store.claim_reap(limit).await?;
+        self.mirror(&events);
+        Ok(events)
+    }
+
+    /// Creates a token and returns it with its secret, which is shown once and never stored.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        actor: &str,
+    ) -> Result<(TokenInfo, String), Error> {
+        check_name("token name", name)?;
+        let secret = tokens::generate(role);
+        let info = TokenInfo {
+            name: name.to_owned(),
+            role,
+            created_at: self.store.now().await?,
+            created_by: actor.to_owned(),
+            revoked_at: None,
+        };
+        let events = self
+            .store
+            .token_create(&info, &tokens::hash(&secret))
+            .await?;
+        self.mirror(&events);
+        Ok((info, secret))
+    }
+
+    /// Stores a token whose secret was chosen elsewhere (the admin token from configuration).
+    pub async fn import_token(
+        &self,
+        name: &str,
+        role: Role,
+        secret: &str,
+        actor: &str,
+    ) -> Result<TokenInfo, Error> {
+        check_name("token name", name)?;
+        let info = TokenInfo {
+            name: name.to_owned(),
+            role,
+            created_at: self.store.now().await?,
+            created_by: actor.to_owned(),
+            revoked_at: None,
+        };
+        let events = self
+            .store
+            .token_create(&info, &tokens::hash(secret))
+            .await?;
+        self.mirror(&events);
+        Ok(info)
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, Error> {
+        Ok(self.store.token_list().await?)
+    }
+
+    /// Revokes a token; `Ok(false)` when no live token has that name.
+    pub async fn revoke_token(&self, name: &str, actor: &str) -> Result<bool, Error> {
+        match self.store.token_revoke(name, actor).await? {
+            Some(events) => {
+                self.mirror(&events);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The live token a presented secret belongs to.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>, Error> {
+        Ok(self.store.token_lookup(&tokens::hash(secret)).await?)
+    }
+
+    /// Records a refused request (wrong token, missing role) in the audit trail.
+    pub async fn audit_refusal(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        outcome: &str,
+        details: serde_json::Value,
+    ) -> Result<(), Error> {
+        let change = Change {
+            events: vec![],
+            audit: vec![crate::audit::NewAudit::new(
+                actor,
+                action,
+                self.redactor.text(subject),
+                outcome,
+                self.redactor.json(details),
+            )],
+        };
+        self.store.append(change).await?;
+        Ok(())
+    }
+
     /// Appends committed events to the NDJSON sink. The events are already durable in the
     /// store, so a sink failure is logged rather than reported as a failed call.
     fn mirror(&self, events: &[Event]) {
+        if let (Some(hook), Some(last)) = (&self.on_commit, events.last()) {
+            hook(last.seq);
+        }
         let Some(path) = &self.sink else { return };
         if events.is_empty() {
             return;

@@ -89,11 +89,39 @@ pub trait ClaimStore: Send + Sync {
 
     /// Every row that has a holder recorded (live or expired), ordered by key.
     async fn claim_list(&self) -> Result<Vec<ClaimRow>, StoreError>;
+
+    /// Emits `claim.expired` once for each acquisition whose TTL has passed without a release
+    /// (at most `limit` per call), in one transaction. Returns the events committed.
+    async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
+}
+
+/// API tokens, stored hashed.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a new token; [`StoreError::Conflict`] when the name is taken (even if revoked).
+    async fn token_create(
+        &self,
+        info: &crate::tokens::TokenInfo,
+        hash: &str,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Every token, revoked ones included, by name.
+    async fn token_list(&self) -> Result<Vec<crate::tokens::TokenInfo>, StoreError>;
+
+    /// Revokes the named token. `Ok(None)` when there is no such live token.
+    async fn token_revoke(&self, name: &str, actor: &str)
+    -> Result<Option<Vec<Event>>, StoreError>;
+
+    /// The live (not revoked) token with this hash.
+    async fn token_lookup(
+        &self,
+        hash: &str,
+    ) -> Result<Option<crate::tokens::TokenInfo>, StoreError>;
 }
 
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: EventStore + AuditStore + ClaimStore + std::fmt::Debug {
+pub trait Store: EventStore + AuditStore + ClaimStore + TokenStore + std::fmt::Debug {
     fn backend(&self) -> Backend;
 
     /// The time by which expiry is judged: the database's clock, or an injected one.

@@ -114,4 +114,42 @@ impl ClaimStore for PgStore {
         .map_err(map_err)?;
         Ok(rows.iter().map(row_to_claim).collect())
     }
+
+    async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let now = self.now_in(&mut tx).await?;
+        // SKIP LOCKED: rows being claimed right now are left for the next round, and several
+        // nodes reaping at once share the work instead of reporting one expiry twice.
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM claims
+             WHERE agent IS NOT NULL AND expires_at_us <= $1 AND expiry_reported_token < token
+             ORDER BY expires_at_us LIMIT $2
+             FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(to_micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if rows.is_empty() {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(vec![]);
+        }
+        let mut events = Vec::new();
+        let mut audit = Vec::new();
+        for row in rows.iter().map(row_to_claim) {
+            if let Some((e, a)) = gaia_core::claims::expiry(&row, now) {
+                sqlx::query("UPDATE claims SET expiry_reported_token = token WHERE key = $1")
+                    .bind(row.key.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                events.push(e);
+                audit.push(a);
+            }
+        }
+        let committed = append_log(&mut tx, &events, &audit, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(committed)
+    }
 }

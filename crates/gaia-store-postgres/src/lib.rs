@@ -9,6 +9,7 @@ mod claims;
 mod error;
 mod log;
 mod migrate;
+mod tokens;
 
 use std::str::FromStr;
 use std::sync::Arc;

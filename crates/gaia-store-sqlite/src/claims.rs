@@ -106,4 +106,47 @@ impl ClaimStore for SqliteStore {
         .map_err(map_err)?;
         Ok(rows.iter().map(row_to_claim).collect())
     }
+
+    async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let now = self.now_value();
+        // A cheap look without the write lock first: usually nothing has expired.
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM claims WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token",
+        )
+        .bind(to_micros(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if due == 0 {
+            return Ok(vec![]);
+        }
+        let mut tx = crate::begin_write(&self.pool).await?;
+        let now = self.now_value();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM claims
+             WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token
+             ORDER BY expires_at_us LIMIT ?"
+        ))
+        .bind(to_micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut events = Vec::new();
+        let mut audit = Vec::new();
+        for row in rows.iter().map(row_to_claim) {
+            if let Some((e, a)) = gaia_core::claims::expiry(&row, now) {
+                sqlx::query("UPDATE claims SET expiry_reported_token = token WHERE key = ?")
+                    .bind(row.key.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                events.push(e);
+                audit.push(a);
+            }
+        }
+        let committed = append_log(&mut tx, &events, &audit, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(committed)
+    }
 }

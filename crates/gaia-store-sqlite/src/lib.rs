@@ -8,6 +8,7 @@ mod claims;
 mod error;
 mod log;
 mod migrate;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -26,6 +26,8 @@ backend_tests!(
     audit_chain_detects_tampering,
     claim_lock_timeout_is_an_outcome,
     in_process_claimers_never_overlap,
+    tokens_are_stored_hashed_and_revocable,
+    reaper_reports_each_expiry_once,
 );
 
 fn opts_with(clock: &ManualClock) -> StoreOptions {
@@ -375,4 +377,77 @@ async fn in_process_claimers_never_overlap(db: &TestDb) {
         let want: BTreeSet<i64> = (1..=tokens.len() as i64).collect();
         assert_eq!(tokens, &want, "tokens are 1..n with no reuse");
     }
+}
+
+async fn tokens_are_stored_hashed_and_revocable(db: &TestDb) {
+    use gaia_core::tokens::Role;
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    let (info, secret) = gaia
+        .create_token("ci-bot", Role::Agent, "admin")
+        .await
+        .unwrap();
+    assert_eq!(info.role, Role::Agent);
+    let err = gaia
+        .create_token("ci-bot", Role::Operator, "admin")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, gaia_core::error::Error::Store(StoreError::Conflict(_))),
+        "{err:?}"
+    );
+    let found = gaia.authenticate(&secret).await.unwrap().unwrap();
+    assert_eq!((found.name.as_str(), found.role), ("ci-bot", Role::Agent));
+    assert!(gaia.authenticate("gaia_ag_wrong").await.unwrap().is_none());
+    assert!(gaia.revoke_token("ci-bot", "admin").await.unwrap());
+    assert!(!gaia.revoke_token("ci-bot", "admin").await.unwrap());
+    assert!(gaia.authenticate(&secret).await.unwrap().is_none());
+    let list = gaia.list_tokens().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(list[0].revoked_at.is_some());
+    // Neither the secret nor its hash reaches the log.
+    let log = gaia
+        .events_after(0, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = log.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["token.created", "token.revoked"]);
+    let text = serde_json::to_string(&log).unwrap()
+        + &serde_json::to_string(&gaia.audit_tail(10).await.unwrap()).unwrap();
+    assert!(!text.contains(&secret) && !text.contains(&gaia_core::tokens::hash(&secret)));
+}
+
+async fn reaper_reports_each_expiry_once(db: &TestDb) {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    let gaia = Gaia::new(db.open(&opts_with(&clock)).await);
+    gaia.claim(&acquire("r", "a", "x", 5)).await.unwrap();
+    gaia.claim(&acquire("q", "a", "x", 60)).await.unwrap();
+    assert!(gaia.reap_claims(100).await.unwrap().is_empty());
+    clock.advance(Duration::from_secs(10));
+    let first = gaia.reap_claims(100).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].kind.as_str(), first[0].subject.as_str()),
+        ("claim.expired", "claim/r/default")
+    );
+    assert_eq!(first[0].data["token"], 1);
+    assert!(
+        gaia.reap_claims(100).await.unwrap().is_empty(),
+        "reported once"
+    );
+    // A new acquisition that expires is reported again.
+    gaia.claim(&acquire("r", "b", "y", 5)).await.unwrap();
+    clock.advance(Duration::from_secs(6));
+    let second = gaia.reap_claims(100).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].data["token"], 2);
+    // A released claim never expires.
+    gaia.claim(&Request::release(key("r"), "b", None).unwrap())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(100));
+    let third = gaia.reap_claims(100).await.unwrap();
+    assert_eq!(
+        third.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),
+        ["claim/q/default"]
+    );
 }

@@ -24,7 +24,11 @@ fn every_module_has_a_header_and_no_stubs() {
     assert!(files.len() > 10, "found the sources");
     let mut problems = Vec::new();
     // Built from parts so that this file does not match itself.
-    let stubs = [concat!("todo", "!("), concat!("unimplemented", "!("), concat!("#[", "ignore")];
+    let stubs = [
+        concat!("todo", "!("),
+        concat!("unimplemented", "!("),
+        concat!("#[", "ignore"),
+    ];
     for f in &files {
         let text = std::fs::read_to_string(f).expect("read source");
         if !text.trim_start().starts_with("//!") {
