@@ -27,12 +27,27 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
 
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the server: HTTP API, live event stream, workers.
+    Serve(ServeArgs),
+    /// Manage API tokens (agent, operator, admin).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Claim a story's todolist so no other agent works on it (leases with fencing tokens).
     #[command(subcommand)]
     Claim(ClaimCommand),
@@ -213,4 +228,38 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub bind: String,
+    /// Also load a small demo backlog so every panel has something to show.
+    #[arg(long)]
+    pub demo: bool,
+    /// Write the server's process id to this file (removed on exit).
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create {
+        #[arg(long, value_parser = ["agent", "operator", "admin"])]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// Print {"name","role","token"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by name.
+    Revoke { name: String },
 }

@@ -387,6 +387,14 @@ impl Config {
             .collect()
     }
 
+    /// The admin token from configuration (`MONITOR_ADMIN_TOKEN`), if set.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.values
+            .get("admin.token")
+            .map(|(v, _)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
     /// Every setting with its effective value (secrets redacted), its source and its help.
     pub fn show(&self) -> Vec<ShownSetting> {
         KEYS.iter()

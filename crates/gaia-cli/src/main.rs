@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
-    init_logging(cli.log.as_deref());
+    init_logging(cli.log.as_deref(), cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -73,18 +73,28 @@ fn clap_error(e: &clap::Error) -> ExitCode {
     }
 }
 
-fn init_logging(flag: Option<&str>) {
+fn init_logging(flag: Option<&str>, format: cli::LogFormat) {
     use tracing_subscriber::EnvFilter;
+    // The server logs requests at info; other commands keep stderr for errors.
+    let default = if std::env::args().nth(1).as_deref() == Some("serve") {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = flag
         .map(str::to_owned)
         .or_else(|| std::env::var("GAIA_LOG").ok())
-        .unwrap_or_else(|| "warn".into());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|| default.into());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let _ = match format {
+        cli::LogFormat::Json => builder.json().try_init(),
+        cli::LogFormat::Text => builder.try_init(),
+    };
 }
 
 async fn run(cli: Cli) -> CliResult {
@@ -105,6 +115,8 @@ async fn run(cli: Cli) -> CliResult {
     }
     match cli.command {
         Command::Config(c) => cmd::config::run(c, &config),
+        Command::Serve(args) => cmd::serve::run(args, &config).await,
+        Command::Token(c) => cmd::token::run(c, &config).await,
         Command::Claim(c) => cmd::claim::run(c, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,

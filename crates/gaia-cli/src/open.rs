@@ -31,3 +31,12 @@ pub async fn gaia(config: &Config) -> Result<Gaia, StoreError> {
         .with_ndjson_sink(config.ndjson_path.clone())
         .with_redactor(Redactor::new(config.secret_values())))
 }
+
+/// The schema version this build writes for the backend `url` names.
+pub fn schema_version(url: &str) -> i64 {
+    if url.starts_with("sqlite:") {
+        gaia_store_sqlite::SCHEMA_VERSION
+    } else {
+        gaia_store_postgres::SCHEMA_VERSION
+    }
+}

@@ -5,6 +5,8 @@ pub mod audit;
 pub mod claim;
 pub mod config;
 pub mod events;
+pub mod serve;
+pub mod token;
 
 use std::io::Write;
 

@@ -1,0 +1,139 @@
+//! `gaia serve`: opens the store, makes sure an admin token exists, binds, and serves until
+//! SIGINT or SIGTERM.
+
+use std::path::Path;
+
+use gaia_core::Gaia;
+use gaia_core::claims::Request;
+use gaia_core::names::ClaimKey;
+use gaia_core::tokens::Role;
+use gaia_server::{AppState, ServerOptions};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::exit::{self, CliError, CliResult};
+
+pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
+    let listener = TcpListener::bind(&args.bind)
+        .await
+        .map_err(|e| CliError::bad_input(format!("cannot listen on {}: {e}", args.bind)))?;
+    let gaia = crate::open::gaia(config).await?;
+    let admin = config.admin_token();
+    if admin.is_none() {
+        ensure_admin_token(&gaia).await?;
+    }
+    if args.demo {
+        load_demo(&gaia).await?;
+    }
+    let opts = ServerOptions {
+        schema_version: crate::open::schema_version(&config.database_url),
+        default_ttl: config.default_ttl,
+        ..ServerOptions::default()
+    };
+    let state = AppState::new(gaia, opts, admin).await?;
+    let _pid = match &args.pid_file {
+        Some(path) => Some(PidFile::write(path)?),
+        None => None,
+    };
+    let addr = listener.local_addr()?;
+    super::out(&format!(
+        "gaia serving on http://{addr} (database {})",
+        gaia_store_postgres::redact_url(&config.database_url)
+    ))?;
+    gaia_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(exit::OK)
+}
+
+/// On first start, creates the admin token and prints it once; afterwards only its hash exists.
+async fn ensure_admin_token(gaia: &Gaia) -> CliResult<()> {
+    let tokens = gaia.list_tokens().await?;
+    if tokens
+        .iter()
+        .any(|t| t.role == Role::Admin && t.revoked_at.is_none())
+    {
+        return Ok(());
+    }
+    let name = if tokens.iter().any(|t| t.name == "admin") {
+        format!("admin-{}", tokens.len() + 1)
+    } else {
+        "admin".to_owned()
+    };
+    let (_, secret) = gaia.create_token(&name, Role::Admin, "gaia serve").await?;
+    super::out(&format!(
+        "created admin token '{name}' (shown once; set MONITOR_ADMIN_TOKEN or keep it safe):"
+    ))?;
+    super::out(&secret)?;
+    Ok(())
+}
+
+/// A few claims and events so that a new user sees the stream and the claims at work.
+async fn load_demo(gaia: &Gaia) -> CliResult<()> {
+    let ttl = Some(std::time::Duration::from_secs(3600));
+    for (story, agent) in [
+        ("checkout-flow", "agent-claude-1"),
+        ("search-index", "agent-codex-2"),
+    ] {
+        let key = ClaimKey::new(story, "default")?;
+        let req = Request::acquire(key, agent, Some("demo"), Some("demo-run"), ttl)?;
+        gaia.claim(&req).await?;
+    }
+    gaia.emit(
+        "story.created",
+        "demo",
+        "story/checkout-flow",
+        json!({"title": "Checkout flow"}),
+    )
+    .await?;
+    gaia.emit(
+        "chat.message",
+        "agent-claude-1",
+        "story/checkout-flow",
+        json!({"text": "Claimed checkout-flow; starting with the payment form."}),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+/// A pid file that is removed when the server stops.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &Path) -> CliResult<Self> {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
+            CliError::bad_input(format!("cannot write pid file {}: {e}", path.display()))
+        })?;
+        Ok(Self(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

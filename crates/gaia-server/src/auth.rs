@@ -1,0 +1,172 @@
+//! Who is calling: tokens presented as `Authorization: Bearer`, `X-Admin-Token` (the
+//! prototype's header) or `?token=` (the prototype's query form, accepted but never logged),
+//! resolved to a name and a [`Role`]. Refusals are audited.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use gaia_core::tokens::{Role, hash};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Allows the call when the caller's role includes `needed`; otherwise answers 403 and
+    /// records the refusal in the audit trail.
+    pub async fn require(
+        &self,
+        state: &AppState,
+        needed: Role,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        if self.role.allows(needed) {
+            return Ok(());
+        }
+        let _ = state
+            .gaia
+            .audit_refusal(
+                &self.name,
+                action,
+                "",
+                "forbidden",
+                json!({ "role": self.role.as_str(), "needed": needed.as_str() }),
+            )
+            .await;
+        Err(ApiError::forbidden(format!(
+            "{action} needs the {needed} role; this token has the {} role",
+            self.role
+        )))
+    }
+}
+
+/// The token a request presents, from the first of: Bearer header, X-Admin-Token, ?token=.
+pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(t.trim().to_owned());
+        }
+    }
+    if let Some(v) = headers.get("x-admin-token").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_owned());
+    }
+    query.and_then(|q| {
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == "token").then(|| percent_decode(v))
+        })
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let decoded = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(v) = decoded {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b == b'+' { b' ' } else { b });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Resolves a presented token: the configured admin token (compared in constant time), else a
+/// stored token by its hash.
+pub async fn resolve(state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
+    if let Some(admin) = &state.admin_token_hash {
+        let presented = hash(token);
+        if bool::from(presented.as_bytes().ct_eq(admin.as_bytes())) {
+            return Ok(Some(Caller {
+                name: "admin".into(),
+                role: Role::Admin,
+            }));
+        }
+    }
+    Ok(state.gaia.authenticate(token).await?.map(|t| Caller {
+        name: t.name,
+        role: t.role,
+    }))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = presented_token(&parts.headers, parts.uri.query()) else {
+            return Err(ApiError::unauthorized(
+                "send a token as 'Authorization: Bearer TOKEN'",
+            ));
+        };
+        match resolve(state, &token).await? {
+            Some(caller) => Ok(caller),
+            None => {
+                let _ = state
+                    .gaia
+                    .audit_refusal(
+                        "anonymous",
+                        "auth",
+                        parts.uri.path(),
+                        "unauthorized",
+                        json!({ "method": parts.method.as_str() }),
+                    )
+                    .await;
+                Err(ApiError::unauthorized(
+                    "the token is not valid or was revoked",
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn token_sources_in_order() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            presented_token(&h, Some("a=1&token=q%2Bv")),
+            Some("q+v".into())
+        );
+        h.insert("x-admin-token", HeaderValue::from_static("admin-t"));
+        assert_eq!(presented_token(&h, Some("token=q")), Some("admin-t".into()));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer bear"),
+        );
+        assert_eq!(presented_token(&h, None), Some("bear".into()));
+        assert_eq!(presented_token(&HeaderMap::new(), Some("tok=1")), None);
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

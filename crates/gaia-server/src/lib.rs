@@ -1,0 +1,255 @@
+//! Gaia's HTTP server: the REST API under `/api/v1`, the live event stream, the OpenAPI
+//! document, health endpoints and the background workers of `gaia serve`.
+//!
+//! [`serve`] takes a bound listener and a shutdown future, so tests bind port 0 and stop the
+//! server when they are done.
+
+pub mod auth;
+pub mod extract;
+pub mod hub;
+pub mod problem;
+pub mod routes;
+pub mod sse;
+pub mod wire;
+pub mod workers;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gaia_core::Gaia;
+use gaia_core::tokens::hash;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::hub::EventHub;
+use crate::problem::ApiError;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The schema version `/readyz` expects.
+    pub schema_version: i64,
+    /// Lease length when a request names none.
+    pub default_ttl: Duration,
+    /// Largest request body.
+    pub body_limit: usize,
+    /// Longest a request (other than the stream) may take.
+    pub request_timeout: Duration,
+    /// Heartbeat comment interval on the stream.
+    pub heartbeat: Duration,
+    /// How often the hub polls the store for commits made elsewhere.
+    pub poll_interval: Duration,
+    /// How often the reaper looks for expired claims.
+    pub reap_interval: Duration,
+    /// How long shutdown waits for workers and streams.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            schema_version: 0,
+            default_ttl: gaia_core::claims::DEFAULT_TTL,
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(250),
+            reap_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub gaia: Gaia,
+    pub hub: EventHub,
+    pub opts: Arc<ServerOptions>,
+    /// SHA-256 of the configured admin token (`MONITOR_ADMIN_TOKEN`), when one is configured.
+    pub admin_token_hash: Option<String>,
+    /// Cancelled when the server shuts down: streams and workers end.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Wires the service to a new hub: this node's own commits wake streams at once.
+    pub async fn new(
+        gaia: Gaia,
+        opts: ServerOptions,
+        admin_token: Option<&str>,
+    ) -> Result<Self, gaia_core::StoreError> {
+        let hub = EventHub::new(gaia.store().last_seq().await?);
+        let hook_hub = hub.clone();
+        let gaia = gaia.with_commit_hook(Arc::new(move |seq| hook_hub.committed(seq)));
+        Ok(Self {
+            gaia,
+            hub,
+            opts: Arc::new(opts),
+            admin_token_hash: admin_token.map(hash),
+            shutdown: CancellationToken::new(),
+        })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Gaia", description = "The control plane for AI coding agents with a human in the loop."),
+    components(schemas(problem::Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API routes together with their OpenAPI description: a route cannot exist without
+/// being documented, because both come from the same registration.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health::healthz))
+        .routes(routes!(routes::health::readyz))
+        .routes(routes!(routes::claims::list))
+        .routes(routes!(routes::claims::acquire))
+        .routes(routes!(routes::claims::refresh))
+        .routes(routes!(routes::claims::release))
+        .routes(routes!(routes::claims::inspect))
+        .routes(routes!(routes::events::list, routes::events::emit))
+        .routes(routes!(routes::events::head))
+        .routes(routes!(sse::stream))
+        .routes(routes!(routes::audit::tail))
+        .routes(routes!(routes::audit::verify))
+        .routes(routes!(routes::tokens::list, routes::tokens::create))
+        .routes(routes!(routes::tokens::revoke))
+        .split_for_parts()
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api();
+    doc.paths.paths.insert(
+        "/api/v1/openapi.json".into(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .summary(Some("This document"))
+                .tag("meta")
+                .response(
+                    "200",
+                    utoipa::openapi::Response::new("The OpenAPI document"),
+                ),
+        ),
+    );
+    doc
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api();
+    let doc = openapi();
+    let timeout = state.opts.request_timeout;
+    api.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc) }
+        }),
+    )
+    .fallback(|| async { ApiError::not_found("no such resource") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "this resource does not accept that method",
+        )
+    })
+    .layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| request_timeout(req, next, timeout),
+    ))
+    .layer(axum::extract::DefaultBodyLimit::max(state.opts.body_limit))
+    .layer(axum::middleware::from_fn(log_request))
+    .with_state(state)
+}
+
+/// Bounds request time, except for the stream, which is meant to stay open.
+async fn request_timeout(req: Request, next: Next, timeout: Duration) -> Response {
+    if req.uri().path() == "/api/v1/events/stream" {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long",
+        )
+        .into_response(),
+    }
+}
+
+/// Logs method, route and status. Never the query string: it may carry `?token=`.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_millis();
+    if status >= 500 {
+        tracing::error!(%method, route, status, ms, "request");
+    } else {
+        tracing::info!(%method, route, status, ms, "request");
+    }
+    res
+}
+
+/// Serves until `shutdown` completes, then stops accepting, ends streams and drains workers
+/// within `opts.drain_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let cancel = state.shutdown.clone();
+    let workers = workers::spawn(&state);
+    let app = router(state.clone());
+    let stop = cancel.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = stop.cancelled() => {}
+        }
+        // Streams end when the token is cancelled, so open connections can finish.
+        stop.cancel();
+    });
+    let drain = state.opts.drain_timeout;
+    let result = server.await;
+    cancel.cancel();
+    if tokio::time::timeout(drain, workers.join()).await.is_err() {
+        tracing::warn!("workers did not stop within {drain:?}");
+    }
+    result
+}

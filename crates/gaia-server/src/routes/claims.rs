@@ -1,0 +1,146 @@
+//! `/api/v1/claims`: acquire, refresh, release, inspect, list.
+
+use axum::Json;
+use axum::extract::State;
+use gaia_core::claims::Request;
+use gaia_core::names::ClaimKey;
+use gaia_core::time::parse_duration;
+use gaia_core::tokens::Role;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::problem::{ApiResult, Problem};
+use crate::wire::ClaimBody;
+
+/// Acquire a claim on a story's todolist.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireBody {
+    pub story: String,
+    /// Defaults to `default`.
+    pub todolist: Option<String>,
+    /// Defaults to the token's name.
+    pub agent: Option<String>,
+    pub operator: Option<String>,
+    pub fingerprint: Option<String>,
+    /// e.g. 90s, 15m, 2h; defaults to the server's claims.default_ttl.
+    pub ttl: Option<String>,
+}
+
+/// Refresh (heartbeat) or release a claim.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HolderCallBody {
+    pub story: String,
+    pub todolist: Option<String>,
+    pub agent: Option<String>,
+    pub fingerprint: Option<String>,
+    /// Refresh only: new lease length from now.
+    pub ttl: Option<String>,
+}
+
+fn key(story: &str, todolist: Option<&str>) -> Result<ClaimKey, gaia_core::ValidationError> {
+    ClaimKey::new(story, todolist.unwrap_or(ClaimKey::DEFAULT_TODOLIST))
+}
+
+fn ttl(t: Option<&str>) -> Result<Option<std::time::Duration>, gaia_core::ValidationError> {
+    t.map(parse_duration).transpose()
+}
+
+/// Acquire a claim. The outcome (acquired, already_held, taken_over, held_by_other,
+/// lock_timeout) is in the body; conflicts are results, not errors.
+#[utoipa::path(post, path = "/api/v1/claims/acquire", tag = "claims", request_body = AcquireBody,
+    responses((status = 200, body = ClaimBody), (status = "4XX", body = Problem)))]
+pub async fn acquire(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<AcquireBody>,
+) -> ApiResult<Json<ClaimBody>> {
+    caller.require(&state, Role::Agent, "claim.acquire").await?;
+    let agent = body.agent.as_deref().unwrap_or(&caller.name);
+    let req = Request::acquire(
+        key(&body.story, body.todolist.as_deref())?,
+        agent,
+        body.operator.as_deref(),
+        body.fingerprint.as_deref(),
+        Some(ttl(body.ttl.as_deref())?.unwrap_or(state.opts.default_ttl)),
+    )?;
+    Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
+}
+
+/// Extend a live claim. Outcome refreshed or not_held.
+#[utoipa::path(post, path = "/api/v1/claims/refresh", tag = "claims", request_body = HolderCallBody,
+    responses((status = 200, body = ClaimBody), (status = "4XX", body = Problem)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<HolderCallBody>,
+) -> ApiResult<Json<ClaimBody>> {
+    caller.require(&state, Role::Agent, "claim.refresh").await?;
+    let agent = body.agent.as_deref().unwrap_or(&caller.name);
+    let req = Request::refresh(
+        key(&body.story, body.todolist.as_deref())?,
+        agent,
+        body.fingerprint.as_deref(),
+        ttl(body.ttl.as_deref())?,
+    )?;
+    Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
+}
+
+/// Release a claim. Outcome released or not_held.
+#[utoipa::path(post, path = "/api/v1/claims/release", tag = "claims", request_body = HolderCallBody,
+    responses((status = 200, body = ClaimBody), (status = "4XX", body = Problem)))]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<HolderCallBody>,
+) -> ApiResult<Json<ClaimBody>> {
+    caller.require(&state, Role::Agent, "claim.release").await?;
+    if body.ttl.is_some() {
+        return Err(crate::problem::ApiError::bad_request(
+            "release takes no ttl",
+        ));
+    }
+    let agent = body.agent.as_deref().unwrap_or(&caller.name);
+    let req = Request::release(
+        key(&body.story, body.todolist.as_deref())?,
+        agent,
+        body.fingerprint.as_deref(),
+    )?;
+    Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Also list claims whose TTL passed without a release.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Live claims (with all=true, also expired ones).
+#[utoipa::path(get, path = "/api/v1/claims", tag = "claims", params(ListQuery),
+    responses((status = 200, body = [ClaimBody]), (status = "4XX", body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Vec<ClaimBody>>> {
+    let list = state.gaia.list_claims(q.all).await?;
+    Ok(Json(list.iter().map(ClaimBody::from).collect()))
+}
+
+/// The state of one key: held, expired or free.
+#[utoipa::path(get, path = "/api/v1/claims/{story}/{todolist}", tag = "claims",
+    params(("story" = String, Path), ("todolist" = String, Path)),
+    responses((status = 200, body = ClaimBody), (status = "4XX", body = Problem)))]
+pub async fn inspect(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath((story, todolist)): ApiPath<(String, String)>,
+) -> ApiResult<Json<ClaimBody>> {
+    let key = key(&story, Some(&todolist))?;
+    Ok(Json(ClaimBody::from(&state.gaia.inspect(&key).await?)))
+}

@@ -1,0 +1,133 @@
+//! `/api/v1/events`: read and emit events; the live stream is in [`crate::sse`].
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gaia_core::event::EventFilter;
+use gaia_core::names::check_event_type;
+use gaia_core::tokens::Role;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::wire::EventBody;
+
+/// Most events one request returns.
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// Events after this seq (oldest first).
+    pub since: Option<i64>,
+    /// Instead: the newest events before this seq (still oldest first).
+    pub before: Option<i64>,
+    /// Only types equal to or under this dotted prefix.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub type_prefix: Option<String>,
+    pub subject: Option<String>,
+    /// At most this many (1 to 1000, default 100).
+    pub limit: Option<u32>,
+}
+
+pub fn filter(
+    type_prefix: Option<String>,
+    subject: Option<String>,
+) -> Result<EventFilter, ApiError> {
+    if let Some(p) = &type_prefix {
+        check_event_type(p)?;
+    }
+    Ok(EventFilter {
+        type_prefix,
+        subject,
+    })
+}
+
+/// Committed events, oldest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, body = [EventBody]), (status = "4XX", body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<Json<Vec<EventBody>>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    if q.since.is_some_and(|s| s < 0) || q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_request("since must be >= 0 and before >= 1"));
+    }
+    let f = filter(q.type_prefix, q.subject)?;
+    let events = match (q.since, q.before) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give since or before, not both"));
+        }
+        (_, Some(before)) => state.gaia.store().events_before(before, &f, limit).await?,
+        (since, None) => {
+            state
+                .gaia
+                .events_after(since.unwrap_or(0), &f, limit)
+                .await?
+        }
+    };
+    Ok(Json(events.iter().map(EventBody::from).collect()))
+}
+
+/// The newest committed seq.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeadBody {
+    pub last_seq: i64,
+}
+
+/// The newest committed seq (0 when the log is empty).
+#[utoipa::path(get, path = "/api/v1/events/head", tag = "events",
+    responses((status = 200, body = HeadBody), (status = "4XX", body = Problem)))]
+pub async fn head(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<HeadBody>> {
+    Ok(Json(HeadBody {
+        last_seq: state.gaia.store().last_seq().await?,
+    }))
+}
+
+/// An event of the caller's own.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmitBody {
+    /// Dotted lowercase type, e.g. chat.message.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// Defaults to the token's name.
+    pub actor: Option<String>,
+}
+
+/// Emit an event (audited like every change).
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EmitBody,
+    responses((status = 201, body = EventBody), (status = "4XX", body = Problem)))]
+pub async fn emit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<EmitBody>,
+) -> ApiResult<(StatusCode, Json<EventBody>)> {
+    caller.require(&state, Role::Agent, "event.emit").await?;
+    let data = if body.data.is_null() {
+        serde_json::json!({})
+    } else {
+        body.data
+    };
+    let actor = body.actor.as_deref().unwrap_or(&caller.name);
+    let e = state
+        .gaia
+        .emit(&body.kind, actor, &body.subject, data)
+        .await?;
+    Ok((StatusCode::CREATED, Json(EventBody::from(&e))))
+}

@@ -1,0 +1,8 @@
+//! The HTTP API's handlers, one module per resource. Each handler checks the caller's role,
+//! calls [`gaia_core::Gaia`], and answers with a wire type or a problem document.
+
+pub mod audit;
+pub mod claims;
+pub mod events;
+pub mod health;
+pub mod tokens;

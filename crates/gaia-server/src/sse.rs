@@ -1,0 +1,157 @@
+//! `GET /api/v1/events/stream`: Server-Sent Events. Each event's `id:` is its seq; a client
+//! resumes with `Last-Event-ID` (or `?since=`) and never misses or repeats an event.
+//!
+//! Every subscriber has a small producer task that reads pages from the store after the last
+//! seq it sent and waits on the [`crate::hub::EventHub`] when caught up. The channel to the
+//! client is bounded, so a slow client only slows its own producer: server memory per
+//! subscriber stays constant, and nothing is skipped.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use gaia_core::event::EventFilter;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::ApiQuery;
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::routes::events::filter;
+use crate::wire::EventBody;
+
+/// Events read from the store per query.
+const PAGE: u32 = 200;
+/// Frames buffered per subscriber before its producer waits.
+const BUFFER: usize = 16;
+/// How long a client waits before reconnecting.
+const RETRY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StreamQuery {
+    /// Resume after this seq (the Last-Event-ID header wins). Default: only new events.
+    pub since: Option<i64>,
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub type_prefix: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// The live event stream (text/event-stream). Frames: `id: SEQ` + `data: EVENT JSON`;
+/// `event: reset` when the resume point is older than the stored log; comments as heartbeats.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq")),
+    responses((status = 200, content_type = "text/event-stream", body = String),
+        (status = "4XX", body = Problem)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> ApiResult<Response> {
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "Last-Event-ID must be an event seq (a whole number >= 0)",
+                    )
+                })?,
+        ),
+    };
+    if q.since.is_some_and(|s| s < 0) {
+        return Err(ApiError::bad_request("since must be >= 0"));
+    }
+    let f = filter(q.type_prefix, q.subject)?;
+    let start = match last_event_id.or(q.since) {
+        Some(s) => s,
+        None => state.gaia.store().last_seq().await?,
+    };
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(produce(state.clone(), f, start, tx));
+    let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(
+        KeepAlive::new()
+            .interval(state.opts.heartbeat)
+            .text("heartbeat"),
+    );
+    let mut res = sse.into_response();
+    // Proxies such as nginx must not buffer the stream.
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    Ok(res)
+}
+
+type Frame = Result<SseEvent, Infallible>;
+
+async fn produce(state: AppState, f: EventFilter, start: i64, tx: mpsc::Sender<Frame>) {
+    let hello = SseEvent::default().comment("connected").retry(RETRY);
+    if tx.send(Ok(hello)).await.is_err() {
+        return;
+    }
+    let store = state.gaia.store().clone();
+    let mut last = start;
+    // A resume point older than what is stored (archived or pruned) cannot be served
+    // gap-free: say so instead of silently skipping.
+    if start > 0 {
+        match store.events_after(start, &EventFilter::default(), 1).await {
+            Ok(first) if first.first().is_some_and(|e| e.seq > start + 1) => {
+                let oldest = first.first().map_or(0, |e| e.seq);
+                let reset = SseEvent::default().event("reset").data(
+                    json!({ "reason": "resume point is older than the stored log", "oldest_seq": oldest })
+                        .to_string(),
+                );
+                let _ = tx.send(Ok(reset)).await;
+                last = oldest - 1;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "stream could not read the log");
+                return;
+            }
+        }
+    }
+    let mut wake = state.hub.subscribe();
+    loop {
+        // Everything up to `known` is committed and, seqs being visible in order, readable.
+        let known = *wake.borrow_and_update();
+        let page = match store.events_after(last, &f, PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "stream could not read the log");
+                return;
+            }
+        };
+        let full = page.len() == PAGE as usize;
+        for e in &page {
+            let data = serde_json::to_string(&EventBody::from(e)).unwrap_or_default();
+            let frame = SseEvent::default().id(e.seq.to_string()).data(data);
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+            last = e.seq;
+        }
+        if full {
+            continue;
+        }
+        // Caught up: with a filter, skip past the non-matching events already scanned.
+        last = last.max(known);
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = tx.closed() => return,
+            changed = wake.changed() => if changed.is_err() { return },
+        }
+    }
+}
