@@ -27,6 +27,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
 
+    /// Talk to this Gaia server instead of the database (remote mode). Also $GAIA_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// The API token for remote mode. Prefer $GAIA_TOKEN: arguments are visible to other users.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

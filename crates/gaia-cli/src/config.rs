@@ -191,6 +191,9 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub env_file: Option<PathBuf>,
     pub db: Option<String>,
+    /// A server to talk to instead of the store (`--url`/`GAIA_URL`) and its token.
+    pub url: Option<String>,
+    pub token: Option<String>,
 }
 
 /// The effective configuration.
@@ -202,6 +205,8 @@ pub struct Config {
     pub ndjson_path: Option<PathBuf>,
     pub default_ttl: Duration,
     pub warnings: Vec<String>,
+    /// Remote mode: the server URL and token.
+    pub remote: Option<(String, String)>,
 }
 
 /// The store settings, as [`StoreOptions`] wants them.
@@ -279,7 +284,19 @@ impl Config {
                 warnings.push(format!("unknown environment variable {var} is ignored"));
             }
         }
-        Self::build(values, warnings)
+        let mut config = Self::build(values, warnings)?;
+        let url = ov
+            .url
+            .clone()
+            .or_else(|| env.get("GAIA_URL").cloned())
+            .filter(|u| !u.is_empty());
+        let token = ov
+            .token
+            .clone()
+            .or_else(|| env.get("GAIA_TOKEN").cloned())
+            .unwrap_or_default();
+        config.remote = url.map(|u| (u, token));
+        Ok(config)
     }
 
     fn build(
@@ -364,6 +381,7 @@ impl Config {
             ndjson_path,
             default_ttl,
             warnings,
+            remote: None,
         })
     }
 
@@ -383,6 +401,7 @@ impl Config {
         KEYS.iter()
             .filter(|k| k.secret)
             .filter_map(|k| self.values.get(k.name).map(|(v, _)| v.clone()))
+            .chain(self.remote.as_ref().map(|(_, token)| token.clone()))
             .filter(|v| !v.is_empty())
             .collect()
     }
@@ -557,7 +576,7 @@ mod tests {
         let ov = Overrides {
             config: Some(toml_path),
             env_file: Some(env_path),
-            db: None,
+            ..Overrides::default()
         };
         let c = Config::load(&ov, &env(&[("GAIA_LOCK_TIMEOUT", "4s")])).unwrap();
         assert_eq!(value(&c, "database.url").0, "sqlite://from-toml.db");

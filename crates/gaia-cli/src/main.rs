@@ -3,11 +3,13 @@
 
 mod bench;
 mod cli;
+mod client;
 mod cmd;
 mod config;
 mod envfile;
 mod exit;
 mod open;
+mod remote;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -61,12 +63,19 @@ fn clap_error(e: &clap::Error) -> ExitCode {
             )
         }
         _ => {
+            // The first paragraph, on one line: for a missing argument clap names it on the
+            // line after "the following required arguments were not provided:".
             let rendered = e.render().to_string();
-            let first = rendered
+            let first: Vec<&str> = rendered
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid command line")
-                .trim_start_matches("error: ");
+                .skip_while(|l| l.trim().is_empty())
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = match first.join(" ") {
+                s if s.is_empty() => "invalid command line".to_owned(),
+                s => s.trim_start_matches("error: ").to_owned(),
+            };
             eprintln!("gaia: {first} (see --help)");
             ExitCode::from(exit::BAD_INPUT)
         }
@@ -108,6 +117,8 @@ async fn run(cli: Cli) -> CliResult {
         config: cli.config,
         env_file: cli.env_file,
         db: cli.db,
+        url: cli.url,
+        token: cli.token,
     };
     let config = Config::load(&overrides, &env).map_err(CliError::bad_input)?;
     for w in &config.warnings {

@@ -5,10 +5,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gaia_core::StoreError;
 use gaia_core::error::{Error as CoreError, ValidationError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A problem document.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem.
     #[serde(rename = "type")]

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::exit::{self, CliResult};
 
 pub async fn run(c: AuditCommand, config: &Config) -> CliResult {
-    let gaia = crate::open::gaia(config).await?;
+    let gaia = crate::client::connect(config).await?;
     match c {
         AuditCommand::Tail { limit, ndjson } => {
             for r in gaia.audit_tail(limit).await? {

@@ -72,7 +72,7 @@ pub async fn run(c: ClaimCommand, config: &Config) -> CliResult {
         }
         ClaimCommand::List { json, .. } => (None, *json),
     };
-    let gaia = crate::open::gaia(config).await?;
+    let gaia = crate::client::connect(config).await?;
     let result = match (req, &c) {
         (Some(req), _) => gaia.claim(&req).await?,
         (None, ClaimCommand::Inspect { target, .. }) => gaia.inspect(&key(target)?).await?,

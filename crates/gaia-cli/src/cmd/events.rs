@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use gaia_core::event::{Event, EventFilter};
-use gaia_core::names::check_event_type;
+use gaia_core::names::{check_event_type, check_name, check_subject};
 use gaia_core::time::rfc3339;
 
 use crate::cli::EventsCommand;
@@ -33,7 +33,10 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
             let actor = actor
                 .or_else(|| std::env::var("GAIA_AGENT").ok())
                 .unwrap_or_else(|| "cli".into());
-            let gaia = crate::open::gaia(config).await?;
+            // Validate before opening the store: bad input must not even create the database.
+            check_name("actor", &actor)?;
+            check_subject(&subject)?;
+            let gaia = crate::client::connect(config).await?;
             let e = gaia.emit(&kind, &actor, &subject, data).await?;
             if json {
                 super::out(&e.to_ndjson())?;
@@ -66,7 +69,7 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
                 type_prefix,
                 subject,
             };
-            let gaia = crate::open::gaia(config).await?;
+            let gaia = crate::client::connect(config).await?;
             let format = if json {
                 Format::JsonArray(Vec::new())
             } else if ndjson {
@@ -86,7 +89,7 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
                     "--since must be 0 or a positive event seq",
                 ));
             }
-            let gaia = crate::open::gaia(config).await?;
+            let gaia = crate::client::connect(config).await?;
             let mut sink: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path).map_err(|e| {
@@ -144,7 +147,7 @@ impl Format {
 }
 
 async fn tail(
-    gaia: &gaia_core::Gaia,
+    gaia: &crate::client::Client,
     filter: &EventFilter,
     since: Option<i64>,
     follow: bool,
@@ -162,15 +165,11 @@ async fn tail(
             } else {
                 limit.map_or(DEFAULT_TAIL, |l| u32::try_from(l).unwrap_or(u32::MAX))
             };
-            let newest = gaia
-                .store()
-                .events_before(i64::MAX, filter, n)
-                .await
-                .map_err(CliError::from)?;
-            newest.first().map_or(
-                gaia.store().last_seq().await.map_err(CliError::from)?,
-                |e| e.seq - 1,
-            )
+            let newest = gaia.events_before(i64::MAX, filter, n).await?;
+            match newest.first() {
+                Some(e) => e.seq - 1,
+                None => gaia.last_seq().await?,
+            }
         }
     };
     let mut stdout_closed = false;

@@ -17,7 +17,7 @@ fn actor() -> String {
 }
 
 pub async fn run(c: TokenCommand, config: &Config) -> CliResult {
-    let gaia = crate::open::gaia(config).await?;
+    let gaia = crate::client::connect(config).await?;
     match c {
         TokenCommand::Create { role, name, json } => {
             let role: Role = role.parse()?;

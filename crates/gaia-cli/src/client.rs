@@ -1,0 +1,135 @@
+//! What the commands talk to: the store directly (the default), or a Gaia server when
+//! `GAIA_URL`/`--url` is set. Both return the same core types, so every command prints the
+//! same output and exits with the same code in either mode.
+
+use gaia_core::Gaia;
+use gaia_core::audit::{AuditRecord, VerifyReport};
+use gaia_core::claims::{ClaimResult, Request};
+use gaia_core::event::{Event, EventFilter};
+use gaia_core::names::ClaimKey;
+use gaia_core::tokens::{Role, TokenInfo};
+
+use crate::config::Config;
+use crate::exit::CliError;
+use crate::remote::Remote;
+
+#[derive(Debug)]
+pub enum Client {
+    Direct(Gaia),
+    Remote(Remote),
+}
+
+/// Connects as the configuration says: remote when a server URL is set, else the store.
+pub async fn connect(config: &Config) -> Result<Client, CliError> {
+    match &config.remote {
+        Some((url, token)) => Ok(Client::Remote(Remote::new(url, token)?)),
+        None => Ok(Client::Direct(crate::open::gaia(config).await?)),
+    }
+}
+
+impl Client {
+    pub async fn claim(&self, req: &Request) -> Result<ClaimResult, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.claim(req).await?),
+            Self::Remote(r) => r.claim(req).await,
+        }
+    }
+
+    pub async fn inspect(&self, key: &ClaimKey) -> Result<ClaimResult, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.inspect(key).await?),
+            Self::Remote(r) => r.inspect(key).await,
+        }
+    }
+
+    pub async fn list_claims(&self, all: bool) -> Result<Vec<ClaimResult>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.list_claims(all).await?),
+            Self::Remote(r) => r.list_claims(all).await,
+        }
+    }
+
+    pub async fn emit(
+        &self,
+        kind: &str,
+        actor: &str,
+        subject: &str,
+        data: serde_json::Value,
+    ) -> Result<Event, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.emit(kind, actor, subject, data).await?),
+            Self::Remote(r) => r.emit(kind, actor, subject, data).await,
+        }
+    }
+
+    pub async fn events_after(
+        &self,
+        since: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.events_after(since, filter, limit).await?),
+            Self::Remote(r) => r.events(("since", since), filter, limit).await,
+        }
+    }
+
+    pub async fn events_before(
+        &self,
+        before: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.store().events_before(before, filter, limit).await?),
+            Self::Remote(r) => r.events(("before", before), filter, limit).await,
+        }
+    }
+
+    pub async fn last_seq(&self) -> Result<i64, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.store().last_seq().await?),
+            Self::Remote(r) => r.last_seq().await,
+        }
+    }
+
+    pub async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.audit_tail(limit).await?),
+            Self::Remote(r) => r.audit_tail(limit).await,
+        }
+    }
+
+    pub async fn audit_verify(&self) -> Result<VerifyReport, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.audit_verify().await?),
+            Self::Remote(r) => r.audit_verify().await,
+        }
+    }
+
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        actor: &str,
+    ) -> Result<(TokenInfo, String), CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.create_token(name, role, actor).await?),
+            Self::Remote(r) => r.create_token(name, role).await,
+        }
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.list_tokens().await?),
+            Self::Remote(r) => r.list_tokens().await,
+        }
+    }
+
+    pub async fn revoke_token(&self, name: &str, actor: &str) -> Result<bool, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.revoke_token(name, actor).await?),
+            Self::Remote(r) => r.revoke_token(name).await,
+        }
+    }
+}
