@@ -617,9 +617,8 @@ mod tests {
             ("GAIA_TYPO", "1"),
         ]);
         let ov = Overrides {
-            config: None,
             env_file: Some(dir.path().join("missing.env")),
-            db: None,
+            ..Overrides::default()
         };
         assert!(
             Config::load(&ov, &e)
