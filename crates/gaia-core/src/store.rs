@@ -130,6 +130,10 @@ pub trait Store: EventStore + AuditStore + ClaimStore + TokenStore + std::fmt::D
     /// The applied schema version.
     async fn schema_version(&self) -> Result<i64, StoreError>;
 
+    /// The deployment-wide setting `name`; when unset, stores `init` first. Concurrent callers
+    /// on any node all get the same value.
+    async fn setting_get_or_init(&self, name: &str, init: &str) -> Result<String, StoreError>;
+
     /// Closes connections; further calls fail.
     async fn close(&self);
 }

@@ -64,11 +64,14 @@ pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<Strin
     if let Some(v) = headers.get("x-admin-token").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_owned());
     }
-    query.and_then(|q| {
-        q.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == "token").then(|| percent_decode(v))
-        })
+    query_param(query, "token")
+}
+
+/// The decoded value of query parameter `name`.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| percent_decode(v))
     })
 }
 
@@ -121,6 +124,19 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // A stream ticket opens the event stream only.
+        if parts.uri.path() == crate::sse::STREAM_PATH {
+            if let Some(ticket) = query_param(parts.uri.query(), "ticket") {
+                let now = state.gaia.store().now().await.map_err(ApiError::from)?;
+                return state
+                    .tickets
+                    .as_ref()
+                    .and_then(|k| k.verify(&ticket, now))
+                    .ok_or_else(|| {
+                        ApiError::unauthorized("the stream ticket is not valid or has expired")
+                    });
+            }
+        }
         let Some(token) = presented_token(&parts.headers, parts.uri.query()) else {
             return Err(ApiError::unauthorized(
                 "send a token as 'Authorization: Bearer TOKEN'",

@@ -10,6 +10,7 @@ pub mod hub;
 pub mod problem;
 pub mod routes;
 pub mod sse;
+pub mod ticket;
 pub mod wire;
 pub mod workers;
 
@@ -79,6 +80,8 @@ pub struct AppState {
     pub admin_token_hash: Option<String>,
     /// Cancelled when the server shuts down: streams and workers end.
     pub shutdown: CancellationToken,
+    /// Signs and checks stream tickets; shared by every node through the store.
+    pub tickets: Option<ticket::TicketKey>,
 }
 
 impl AppState {
@@ -89,6 +92,13 @@ impl AppState {
         admin_token: Option<&str>,
     ) -> Result<Self, gaia_core::StoreError> {
         let hub = EventHub::new(gaia.store().last_seq().await?);
+        let secret = gaia
+            .store()
+            .setting_get_or_init(
+                "stream_ticket_secret",
+                &gaia_core::tokens::generate(gaia_core::tokens::Role::Admin),
+            )
+            .await?;
         let hook_hub = hub.clone();
         let gaia = gaia.with_commit_hook(Arc::new(move |seq| hook_hub.committed(seq)));
         Ok(Self {
@@ -97,6 +107,7 @@ impl AppState {
             opts: Arc::new(opts),
             admin_token_hash: admin_token.map(hash),
             shutdown: CancellationToken::new(),
+            tickets: ticket::TicketKey::derive(&secret),
         })
     }
 }
@@ -137,6 +148,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::events::list, routes::events::emit))
         .routes(routes!(routes::events::head))
         .routes(routes!(sse::stream))
+        .routes(routes!(sse::ticket))
         .routes(routes!(routes::audit::tail))
         .routes(routes!(routes::audit::verify))
         .routes(routes!(routes::tokens::list, routes::tokens::create))
@@ -193,7 +205,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Bounds request time, except for the stream, which is meant to stay open.
 async fn request_timeout(req: Request, next: Next, timeout: Duration) -> Response {
-    if req.uri().path() == "/api/v1/events/stream" {
+    if req.uri().path() == sse::STREAM_PATH {
         return next.run(req).await;
     }
     match tokio::time::timeout(timeout, next.run(req)).await {

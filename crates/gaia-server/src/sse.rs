@@ -27,6 +27,9 @@ use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::events::filter;
 use crate::wire::EventBody;
 
+/// Where the stream is served.
+pub const STREAM_PATH: &str = "/api/v1/events/stream";
+
 /// Events read from the store per query.
 const PAGE: u32 = 200;
 /// Frames buffered per subscriber before its producer waits.
@@ -36,6 +39,8 @@ const RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct StreamQuery {
+    /// A stream ticket (from POST /api/v1/events/stream/ticket) instead of a token header.
+    pub ticket: Option<String>,
     /// Resume after this seq (the Last-Event-ID header wins). Default: only new events.
     pub since: Option<i64>,
     #[serde(rename = "type")]
@@ -154,4 +159,32 @@ async fn produce(state: AppState, f: EventFilter, start: i64, tx: mpsc::Sender<F
             changed = wake.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// A stream ticket.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TicketBody {
+    /// Pass as `?ticket=` to the stream; valid for one minute, on any node.
+    pub ticket: String,
+    pub expires_at: String,
+}
+
+/// Trade the caller's token for a one-minute ticket that opens the event stream, for clients
+/// such as browsers that cannot send an Authorization header.
+#[utoipa::path(post, path = "/api/v1/events/stream/ticket", tag = "events",
+    responses((status = 200, body = TicketBody), (status = "4XX", body = Problem)))]
+pub async fn ticket(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<TicketBody>> {
+    let key = state
+        .tickets
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("stream tickets are not available"))?;
+    let now = state.gaia.store().now().await?;
+    let (ticket, expires) = key.issue(&caller, now);
+    Ok(axum::Json(TicketBody {
+        ticket,
+        expires_at: gaia_core::time::rfc3339(expires),
+    }))
 }

@@ -139,6 +139,22 @@ impl Store for PgStore {
         migrate::current_version(&self.pool).await
     }
 
+    async fn setting_get_or_init(&self, name: &str, init: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(init)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -11,8 +11,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (
         2,
-        "tokens_reaper",
+        "tokens",
         include_str!("../migrations/0002_tokens_reaper.sql"),
+    ),
+    (
+        3,
+        "settings",
+        include_str!("../migrations/0003_settings.sql"),
     ),
 ];
 

@@ -162,6 +162,22 @@ impl Store for SqliteStore {
         migrate::current_version(&self.pool).await
     }
 
+    async fn setting_get_or_init(&self, name: &str, init: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(init)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
