@@ -126,6 +126,14 @@ impl Client {
         }
     }
 
+    /// Closes the store (direct mode), so that pending change notifications go out before the
+    /// process exits.
+    pub async fn close(&self) {
+        if let Self::Direct(g) = self {
+            g.store().close().await;
+        }
+    }
+
     pub async fn revoke_token(&self, name: &str, actor: &str) -> Result<bool, CliError> {
         match self {
             Self::Direct(g) => Ok(g.revoke_token(name, actor).await?),

@@ -62,6 +62,15 @@ pub trait EventStore: Send + Sync {
 
     /// The newest committed `seq` (0 when the log is empty).
     async fn last_seq(&self) -> Result<i64, StoreError>;
+
+    /// Waits until a seq newer than `after` is committed by any process or node, or until
+    /// `timeout` passes, and returns the newest committed seq. Backends with change
+    /// notification (PostgreSQL's LISTEN) return as soon as one arrives; others poll.
+    async fn wait_for_commit(
+        &self,
+        after: i64,
+        timeout: std::time::Duration,
+    ) -> Result<i64, StoreError>;
 }
 
 /// The hash-chained audit trail.

@@ -44,24 +44,29 @@ impl EventHub {
         self.latest.subscribe()
     }
 
-    /// Polls the store's head until cancelled: the fallback that catches commits made by other
-    /// processes and nodes.
+    /// Follows commits made by other processes and nodes until cancelled: the store wakes it
+    /// (PostgreSQL's LISTEN) or it polls the head row at least every `every`.
     pub async fn poll(
         self,
         store: std::sync::Arc<dyn gaia_core::store::Store>,
         every: Duration,
         cancel: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let after = self.latest();
+            let res = tokio::select! {
                 () = cancel.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            match store.last_seq().await {
+                res = store.wait_for_commit(after, every) => res,
+            };
+            match res {
                 Ok(seq) => self.committed(seq),
-                Err(e) => tracing::warn!(error = %e, "event hub could not read the log head"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "event hub could not read the log head");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                }
             }
         }
     }

@@ -91,6 +91,7 @@ impl ClaimStore for PgStore {
         .map_err(map_err)?;
         let events = append_log(&mut tx, &decision.events, &decision.audit, now).await?;
         tx.commit().await.map_err(map_err)?;
+        self.announce(&events);
         Ok((decision.result, events))
     }
 
@@ -150,6 +151,7 @@ impl ClaimStore for PgStore {
         }
         let committed = append_log(&mut tx, &events, &audit, now).await?;
         tx.commit().await.map_err(map_err)?;
+        self.announce(&committed);
         Ok(committed)
     }
 }

@@ -9,6 +9,7 @@ mod claims;
 mod error;
 mod log;
 mod migrate;
+mod notify;
 mod tokens;
 
 use std::str::FromStr;
@@ -33,6 +34,7 @@ pub(crate) const NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 100000
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    notifications: std::sync::Arc<notify::Notifications>,
     clock: Option<Arc<dyn Clock>>,
     display_url: String,
 }
@@ -98,6 +100,7 @@ impl PgStore {
         migrate::run(&pool).await?;
         Ok(Self {
             pool,
+            notifications: notify::Notifications::new(),
             clock: opts.clock.clone(),
             display_url,
         })
@@ -105,6 +108,18 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Records that `events` committed, so that other nodes are told (batched, after commit).
+    pub(crate) fn announce(&self, events: &[gaia_core::event::Event]) {
+        if let Some(last) = events.last() {
+            self.notifications.committed(&self.pool, last.seq);
+        }
+    }
+
+    /// The newest seq known committed anywhere, updated by LISTEN.
+    pub(crate) async fn listen(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.notifications.subscribe(&self.pool)
     }
 
     /// The time by which this transaction judges expiry: the server's clock, read after the
@@ -156,6 +171,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.notifications.flush().await;
         self.pool.close().await;
     }
 }

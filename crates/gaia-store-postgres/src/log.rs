@@ -127,6 +127,7 @@ impl EventStore for PgStore {
         let now = self.now_in(&mut tx).await?;
         let events = append_log(&mut tx, &change.events, &change.audit, now).await?;
         tx.commit().await.map_err(map_err)?;
+        self.announce(&events);
         Ok(events)
     }
 
@@ -177,6 +178,24 @@ impl EventStore for PgStore {
         .await
         .map_err(map_err)?;
         Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    async fn wait_for_commit(
+        &self,
+        after: i64,
+        timeout: std::time::Duration,
+    ) -> Result<i64, StoreError> {
+        let mut seen = self.listen().await;
+        let notified = tokio::time::timeout(timeout, seen.wait_for(|s| *s > after))
+            .await
+            .ok()
+            .and_then(|r| r.ok().map(|seq| *seq));
+        match notified {
+            Some(seq) => Ok(seq),
+            // No notification in time (or the listener is down): ask the head row, so a lost
+            // notification delays a reader by one timeout at most.
+            _ => self.last_seq().await,
+        }
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {

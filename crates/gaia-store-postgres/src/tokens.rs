@@ -64,6 +64,7 @@ impl TokenStore for PgStore {
         let (events, audit) = gaia_core::service::token_change("token.created", info);
         let events = append_log(&mut tx, &events, &audit, now).await?;
         tx.commit().await.map_err(map_err)?;
+        self.announce(&events);
         Ok(events)
     }
 
@@ -105,6 +106,7 @@ impl TokenStore for PgStore {
         let (events, audit) = gaia_core::service::token_change("token.revoked", &info);
         let events = append_log(&mut tx, &events, &audit, now).await?;
         tx.commit().await.map_err(map_err)?;
+        self.announce(&events);
         Ok(Some(events))
     }
 

@@ -172,6 +172,23 @@ impl EventStore for SqliteStore {
         Ok(rows.iter().map(event_from_row).collect())
     }
 
+    async fn wait_for_commit(
+        &self,
+        after: i64,
+        timeout: std::time::Duration,
+    ) -> Result<i64, StoreError> {
+        // SQLite has no change notification across processes; reading the head row is cheap.
+        const STEP: std::time::Duration = std::time::Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let seq = self.last_seq().await?;
+            if seq > after || tokio::time::Instant::now() >= deadline {
+                return Ok(seq);
+            }
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + STEP)).await;
+        }
+    }
+
     async fn last_seq(&self) -> Result<i64, StoreError> {
         sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
             .fetch_one(&self.pool)

@@ -74,7 +74,11 @@ pub async fn run(c: ClaimCommand, config: &Config) -> CliResult {
     };
     let gaia = crate::client::connect(config).await?;
     let result = match (req, &c) {
-        (Some(req), _) => gaia.claim(&req).await?,
+        (Some(req), _) => {
+            let r = gaia.claim(&req).await?;
+            gaia.close().await;
+            r
+        }
         (None, ClaimCommand::Inspect { target, .. }) => gaia.inspect(&key(target)?).await?,
         (None, ClaimCommand::List { all, .. }) => {
             let list = gaia.list_claims(*all).await?;

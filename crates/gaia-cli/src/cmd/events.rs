@@ -38,6 +38,7 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
             check_subject(&subject)?;
             let gaia = crate::client::connect(config).await?;
             let e = gaia.emit(&kind, &actor, &subject, data).await?;
+            gaia.close().await;
             if json {
                 super::out(&e.to_ndjson())?;
             } else {

@@ -22,6 +22,7 @@ pub async fn run(c: TokenCommand, config: &Config) -> CliResult {
         TokenCommand::Create { role, name, json } => {
             let role: Role = role.parse()?;
             let (info, secret) = gaia.create_token(&name, role, &actor()).await?;
+            gaia.close().await;
             if json {
                 super::out(
                     &json!({"name": info.name, "role": info.role, "token": secret}).to_string(),
@@ -58,7 +59,9 @@ pub async fn run(c: TokenCommand, config: &Config) -> CliResult {
             Ok(exit::OK)
         }
         TokenCommand::Revoke { name } => {
-            if gaia.revoke_token(&name, &actor()).await? {
+            let revoked = gaia.revoke_token(&name, &actor()).await?;
+            gaia.close().await;
+            if revoked {
                 super::out(&format!("revoked '{name}'"))?;
                 Ok(exit::OK)
             } else {
