@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod claims;
+pub mod commands;
 pub mod error;
 pub mod event;
 pub mod names;

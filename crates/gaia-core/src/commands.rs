@@ -1,0 +1,890 @@
+//! Command approvals: an agent asks before running a command, a person decides, and the
+//! command runs at most once, only after approval, only when execution is allowed.
+//!
+//! This module holds the records and the pure transition rules ([`apply`]); backends lock the
+//! request's row, call [`apply`] with the store's time, and commit the new record with its event
+//! and audit record.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::audit::NewAudit;
+use crate::error::ValidationError;
+use crate::event::NewEvent;
+use crate::names::check_name;
+use crate::time::{MAX_DURATION, rfc3339};
+
+/// How long a request waits for a decision unless told otherwise.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(3600);
+/// Longest argv (all arguments together) or shell text accepted.
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
+/// Longest reason.
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// What is to run: an argv list (run without a shell), or a shell text as an agent's shell tool
+/// would run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandSpec {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl CommandSpec {
+    /// A one-line rendering for people (arguments quoted where needed).
+    pub fn display(&self) -> String {
+        match self {
+            Self::Shell(s) => s.clone(),
+            Self::Argv(args) => args
+                .iter()
+                .map(|a| {
+                    let plain = !a.is_empty()
+                        && a.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
+                    if plain {
+                        a.clone()
+                    } else {
+                        format!("'{}'", a.replace('\'', "'\\''"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        match self {
+            Self::Argv(args) => {
+                if args.is_empty() || args[0].is_empty() {
+                    return Err(ValidationError::new(
+                        "the command is empty: give the program and its arguments",
+                    ));
+                }
+                if args.iter().map(String::len).sum::<usize>() > MAX_COMMAND_BYTES {
+                    return Err(ValidationError::new("the command is longer than 128 KiB"));
+                }
+                if args.iter().any(|a| a.contains('\0')) {
+                    return Err(ValidationError::new("arguments must not contain NUL bytes"));
+                }
+            }
+            Self::Shell(text) => {
+                if text.trim().is_empty() {
+                    return Err(ValidationError::new("the command is empty"));
+                }
+                if text.len() > MAX_COMMAND_BYTES {
+                    return Err(ValidationError::new("the command is longer than 128 KiB"));
+                }
+                if text.contains('\0') {
+                    return Err(ValidationError::new(
+                        "the command must not contain NUL bytes",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a request stands. `pending` → `approved` | `denied` | `expired` | `cancelled`; an
+/// approved request → `executing` → `executed` | `failed`, or `dryrun` when execution is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+    Executing,
+    Executed,
+    Failed,
+    Dryrun,
+}
+
+impl Status {
+    pub const ALL: [Status; 9] = [
+        Self::Pending,
+        Self::Approved,
+        Self::Denied,
+        Self::Expired,
+        Self::Cancelled,
+        Self::Executing,
+        Self::Executed,
+        Self::Failed,
+        Self::Dryrun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+            Self::Executing => "executing",
+            Self::Executed => "executed",
+            Self::Failed => "failed",
+            Self::Dryrun => "dryrun",
+        }
+    }
+
+    /// True once a person (or the policy) approved it, whatever happened after.
+    pub fn was_approved(self) -> bool {
+        matches!(
+            self,
+            Self::Approved | Self::Executing | Self::Executed | Self::Failed | Self::Dryrun
+        )
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                ValidationError::new(format!(
+                    "unknown status '{}': use pending, approved, denied, expired, cancelled, executing, executed, failed or dryrun",
+                    s.escape_debug()
+                ))
+            })
+    }
+}
+
+/// What happened when the command ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    pub executor: String,
+    pub dry_run: bool,
+    #[serde(with = "crate::event::ts_format")]
+    pub started_at: DateTime<Utc>,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// Why it could not start (program not found, bad cwd).
+    pub error: Option<String>,
+}
+
+/// A stored approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    pub id: String,
+    pub spec: CommandSpec,
+    pub cwd: Option<String>,
+    pub story: Option<String>,
+    pub todolist: Option<String>,
+    pub reason: Option<String>,
+    pub requester: String,
+    pub is_test: bool,
+    pub test_allowed: bool,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub status: Status,
+    pub decided_by: Option<String>,
+    pub decided_via: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decision_reason: Option<String>,
+    /// SHA-256 of the exact command and cwd asked for; execution checks it.
+    pub binding: String,
+    pub execution: Option<Execution>,
+}
+
+impl CommandRecord {
+    pub fn subject(&self) -> String {
+        format!("command/{}", self.id)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "command": self.spec,
+            "display": self.spec.display(),
+            "cwd": self.cwd,
+            "story": self.story,
+            "todolist": self.todolist,
+            "reason": self.reason,
+            "requester": self.requester,
+            "is_test": self.is_test,
+            "test_allowed": self.test_allowed,
+            "status": self.status.as_str(),
+            "created_at": rfc3339(self.created_at),
+            "expires_at": rfc3339(self.expires_at),
+            "decided_by": self.decided_by,
+            "decided_via": self.decided_via,
+            "decided_at": self.decided_at.map(rfc3339),
+            "decision_reason": self.decision_reason,
+            "execution": self.execution,
+        })
+    }
+}
+
+/// The hash that binds a decision to the exact command and cwd.
+pub fn binding(spec: &CommandSpec, cwd: Option<&str>) -> String {
+    let canonical = json!([spec, cwd]).to_string();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Request ids: six characters from an alphabet without look-alikes (no 0/o, 1/l/i, u), easy
+/// to read out and type on a phone.
+pub const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstvwxyz";
+pub const ID_LEN: usize = 6;
+
+pub fn new_id() -> String {
+    let mut rng = rand::rng();
+    (0..ID_LEN)
+        .map(|_| char::from(ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())]))
+        .collect()
+}
+
+/// Checks an id typed by a person (case-insensitive).
+pub fn parse_id(text: &str) -> Result<String, ValidationError> {
+    let id = text.trim().to_ascii_lowercase();
+    if id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b)) {
+        Ok(id)
+    } else {
+        Err(ValidationError::new(format!(
+            "'{}' is not a command id (six letters and digits, e.g. k7m2qx)",
+            text.escape_debug()
+        )))
+    }
+}
+
+/// A validated new request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCommand {
+    pub spec: CommandSpec,
+    pub cwd: Option<String>,
+    pub story: Option<String>,
+    pub todolist: Option<String>,
+    pub reason: Option<String>,
+    pub requester: String,
+    pub is_test: bool,
+    pub expires_in: Duration,
+}
+
+impl NewCommand {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: CommandSpec,
+        cwd: Option<String>,
+        story: Option<String>,
+        todolist: Option<String>,
+        reason: Option<String>,
+        requester: &str,
+        is_test: bool,
+        expires_in: Option<Duration>,
+    ) -> Result<Self, ValidationError> {
+        spec.validate()?;
+        check_name("requester", requester)?;
+        if let Some(s) = &story {
+            check_name("story", s)?;
+        }
+        if let Some(t) = &todolist {
+            check_name("todolist", t)?;
+        }
+        if let Some(c) = &cwd {
+            if c.is_empty() || c.contains('\0') || c.len() > 4096 {
+                return Err(ValidationError::new(
+                    "cwd must be a path of at most 4096 bytes",
+                ));
+            }
+        }
+        if let Some(r) = &reason {
+            if r.chars().count() > MAX_REASON_CHARS {
+                return Err(ValidationError::new(
+                    "reason is longer than 2000 characters",
+                ));
+            }
+        }
+        let expires_in = expires_in.unwrap_or(DEFAULT_EXPIRY);
+        if expires_in < Duration::from_secs(1) || expires_in > MAX_DURATION {
+            return Err(ValidationError::new("expiry must be between 1s and 3650d"));
+        }
+        Ok(Self {
+            spec,
+            cwd,
+            story,
+            todolist,
+            reason,
+            requester: requester.to_owned(),
+            is_test,
+            expires_in,
+        })
+    }
+
+    /// The record, event and audit record of the request, created at `now` with `id`.
+    pub fn record(&self, id: String, now: DateTime<Utc>) -> (CommandRecord, NewEvent, NewAudit) {
+        let r = CommandRecord {
+            id,
+            binding: binding(&self.spec, self.cwd.as_deref()),
+            spec: self.spec.clone(),
+            cwd: self.cwd.clone(),
+            story: self.story.clone(),
+            todolist: self.todolist.clone(),
+            reason: self.reason.clone(),
+            requester: self.requester.clone(),
+            is_test: self.is_test,
+            test_allowed: false,
+            created_at: now,
+            expires_at: now
+                + chrono::Duration::from_std(self.expires_in).unwrap_or(chrono::Duration::MAX),
+            status: Status::Pending,
+            decided_by: None,
+            decided_via: None,
+            decided_at: None,
+            decision_reason: None,
+            execution: None,
+        };
+        let data = json!({
+            "id": r.id, "command": r.spec.display(), "cwd": r.cwd, "story": r.story,
+            "reason": r.reason, "is_test": r.is_test, "expires_at": rfc3339(r.expires_at),
+        });
+        let event = NewEvent::new(
+            "approval.requested",
+            &r.requester,
+            r.subject(),
+            data.clone(),
+        );
+        let audit = NewAudit::new(
+            &r.requester,
+            "command.request",
+            r.subject(),
+            "pending",
+            data,
+        );
+        (r, event, audit)
+    }
+}
+
+/// Who decides, and through which channel (cli, api, dashboard, telegram, policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    pub name: String,
+    pub via: String,
+}
+
+/// A change to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Approve {
+        by: Decider,
+        reason: Option<String>,
+    },
+    Deny {
+        by: Decider,
+        reason: Option<String>,
+    },
+    AllowTest {
+        by: Decider,
+    },
+    Cancel {
+        by: String,
+    },
+    Expire,
+    /// Take the approved command for execution (real or dry run); `binding` is the hash of what
+    /// the executor is about to run.
+    BeginExecution {
+        executor: String,
+        dry_run: bool,
+        binding: String,
+    },
+    FinishExecution {
+        execution: Execution,
+    },
+}
+
+/// Why an action was refused; carries the request as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    pub current: CommandRecord,
+}
+
+/// The new record with its event and audit record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub record: CommandRecord,
+    pub event: NewEvent,
+    pub audit: NewAudit,
+}
+
+fn refuse(current: &CommandRecord, reason: impl Into<String>) -> Result<Transition, Refusal> {
+    Err(Refusal {
+        reason: reason.into(),
+        current: current.clone(),
+    })
+}
+
+fn decided_text(r: &CommandRecord) -> String {
+    match (&r.decided_by, r.decided_at) {
+        (Some(by), Some(at)) => format!("{} by {by} at {}", r.status.as_str(), rfc3339(at)),
+        _ => r.status.as_str().to_owned(),
+    }
+}
+
+/// Applies `action` to `current` at `now`: the first valid decision wins, later ones are
+/// refused with the existing decision; the requester never decides; expired requests cannot be
+/// decided; a test request needs `allow-test` before it can be approved or run; execution
+/// happens at most once, only for the exact command approved.
+pub fn apply(
+    current: &CommandRecord,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<Transition, Refusal> {
+    let mut next = current.clone();
+    let (kind, actor, outcome, mut data): (&str, String, &str, serde_json::Value) = match action {
+        Action::Approve { by, reason } | Action::Deny { by, reason } => {
+            let approve = matches!(action, Action::Approve { .. });
+            if current.status != Status::Pending {
+                return refuse(current, format!("already {}", decided_text(current)));
+            }
+            if now >= current.expires_at {
+                return refuse(
+                    current,
+                    format!("expired at {}", rfc3339(current.expires_at)),
+                );
+            }
+            if by.name == current.requester {
+                return refuse(current, "the requester cannot decide its own request");
+            }
+            if approve && current.is_test && !current.test_allowed {
+                return refuse(
+                    current,
+                    "this is a test request: use allow-test before approving it",
+                );
+            }
+            next.status = if approve {
+                Status::Approved
+            } else {
+                Status::Denied
+            };
+            next.decided_by = Some(by.name.clone());
+            next.decided_via = Some(by.via.clone());
+            next.decided_at = Some(now);
+            next.decision_reason = reason.clone();
+            (
+                if approve {
+                    "command.approved"
+                } else {
+                    "command.denied"
+                },
+                by.name.clone(),
+                next.status.as_str(),
+                json!({ "id": current.id, "by": by.name, "via": by.via, "reason": reason }),
+            )
+        }
+        Action::AllowTest { by } => {
+            if !current.is_test {
+                return refuse(current, "this is not a test request");
+            }
+            if current.status != Status::Pending {
+                return refuse(current, format!("already {}", decided_text(current)));
+            }
+            if current.test_allowed {
+                return refuse(current, "the test request is already allowed");
+            }
+            if by.name == current.requester {
+                return refuse(current, "the requester cannot allow its own test request");
+            }
+            next.test_allowed = true;
+            (
+                "command.allowed_test",
+                by.name.clone(),
+                "allowed",
+                json!({ "id": current.id, "by": by.name, "via": by.via }),
+            )
+        }
+        Action::Cancel { by } => {
+            if current.status != Status::Pending {
+                return refuse(current, format!("already {}", decided_text(current)));
+            }
+            next.status = Status::Cancelled;
+            next.decided_by = Some(by.clone());
+            next.decided_at = Some(now);
+            (
+                "command.cancelled",
+                by.clone(),
+                "cancelled",
+                json!({ "id": current.id, "by": by }),
+            )
+        }
+        Action::Expire => {
+            if current.status != Status::Pending || now < current.expires_at {
+                return refuse(current, "not a pending request past its expiry");
+            }
+            next.status = Status::Expired;
+            next.decided_at = Some(now);
+            (
+                "command.expired",
+                "gaia".to_owned(),
+                "expired",
+                json!({ "id": current.id }),
+            )
+        }
+        Action::BeginExecution {
+            executor,
+            dry_run,
+            binding,
+        } => {
+            let runnable = matches!(current.status, Status::Approved | Status::Dryrun);
+            if !runnable {
+                let why = match current.status {
+                    Status::Pending => "it is still waiting for a decision".to_owned(),
+                    Status::Executing | Status::Executed | Status::Failed => {
+                        "it was already executed (execution happens at most once)".to_owned()
+                    }
+                    _ => format!("it was {}", decided_text(current)),
+                };
+                return refuse(current, format!("cannot execute: {why}"));
+            }
+            if current.is_test && !current.test_allowed {
+                return refuse(
+                    current,
+                    "cannot execute a test request that was not allowed",
+                );
+            }
+            if *binding != current.binding {
+                return refuse(
+                    current,
+                    "cannot execute: the command or cwd differs from what was approved",
+                );
+            }
+            if *dry_run {
+                next.status = Status::Dryrun;
+                (
+                    "command.executed.dryrun",
+                    executor.clone(),
+                    "dryrun",
+                    json!({ "id": current.id, "command": current.spec.display(), "cwd": current.cwd }),
+                )
+            } else {
+                next.status = Status::Executing;
+                (
+                    "command.executing",
+                    executor.clone(),
+                    "executing",
+                    json!({ "id": current.id, "command": current.spec.display(), "cwd": current.cwd }),
+                )
+            }
+        }
+        Action::FinishExecution { execution } => {
+            if current.status != Status::Executing {
+                return refuse(current, "the command is not executing");
+            }
+            let ok =
+                execution.exit_code == Some(0) && !execution.timed_out && execution.error.is_none();
+            next.status = if ok { Status::Executed } else { Status::Failed };
+            next.execution = Some(execution.clone());
+            (
+                "command.executed",
+                execution.executor.clone(),
+                next.status.as_str(),
+                json!({
+                    "id": current.id, "exit_code": execution.exit_code, "timed_out": execution.timed_out,
+                    "duration_ms": execution.duration_ms, "error": execution.error,
+                    "stdout_truncated": execution.stdout_truncated, "stderr_truncated": execution.stderr_truncated,
+                }),
+            )
+        }
+    };
+    if let Some(obj) = data.as_object_mut() {
+        obj.insert("is_test".into(), json!(current.is_test));
+    }
+    let subject = current.subject();
+    Ok(Transition {
+        event: NewEvent::new(kind, &actor, &subject, data.clone()),
+        audit: NewAudit::new(&actor, kind, &subject, outcome, data),
+        record: next,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::from_micros;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        from_micros(s * 1_000_000)
+    }
+
+    fn request(is_test: bool) -> CommandRecord {
+        let n = NewCommand::new(
+            CommandSpec::Argv(vec!["rm".into(), "-rf".into(), "build/".into()]),
+            Some("/repo".into()),
+            Some("checkout".into()),
+            None,
+            Some("clean build".into()),
+            "agent-1",
+            is_test,
+            Some(Duration::from_secs(60)),
+        )
+        .expect("valid");
+        n.record("k7m2qx".into(), t(0)).0
+    }
+
+    fn op(name: &str) -> Decider {
+        Decider {
+            name: name.into(),
+            via: "cli".into(),
+        }
+    }
+
+    /// Runs a script of (time, action, expected status or refusal text) against one request.
+    fn check(start: CommandRecord, script: &[(i64, Action, Result<Status, &str>)]) {
+        let mut r = start;
+        for (i, (at, action, want)) in script.iter().enumerate() {
+            match (apply(&r, action, t(*at)), want) {
+                (Ok(tr), Ok(status)) => {
+                    assert_eq!(tr.record.status, *status, "step {i}");
+                    r = tr.record;
+                }
+                (Err(refusal), Err(text)) => {
+                    assert!(
+                        refusal.reason.contains(text),
+                        "step {i}: {}",
+                        refusal.reason
+                    );
+                    assert_eq!(refusal.current, r, "step {i}: a refusal changes nothing");
+                }
+                (got, want) => panic!("step {i}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    fn exec(binding: &str, dry_run: bool) -> Action {
+        Action::BeginExecution {
+            executor: "gaia".into(),
+            dry_run,
+            binding: binding.into(),
+        }
+    }
+
+    fn finished(code: i32) -> Action {
+        Action::FinishExecution {
+            execution: Execution {
+                executor: "gaia".into(),
+                dry_run: false,
+                started_at: t(3),
+                exit_code: Some(code),
+                timed_out: false,
+                duration_ms: 5,
+                stdout: String::new(),
+                stderr: String::new(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                error: None,
+            },
+        }
+    }
+
+    #[test]
+    fn first_decision_wins_and_requester_never_decides() {
+        let r = request(false);
+        let b = r.binding.clone();
+        check(
+            r,
+            &[
+                (1, exec(&b, false), Err("still waiting")),
+                (
+                    1,
+                    Action::Approve {
+                        by: op("agent-1"),
+                        reason: None,
+                    },
+                    Err("requester cannot decide"),
+                ),
+                (
+                    1,
+                    Action::Approve {
+                        by: op("alice"),
+                        reason: None,
+                    },
+                    Ok(Status::Approved),
+                ),
+                (
+                    1,
+                    Action::Deny {
+                        by: op("bob"),
+                        reason: None,
+                    },
+                    Err("already approved by alice"),
+                ),
+                (
+                    2,
+                    exec("other", false),
+                    Err("differs from what was approved"),
+                ),
+                (2, exec(&b, true), Ok(Status::Dryrun)),
+                (2, exec(&b, false), Ok(Status::Executing)),
+                (3, exec(&b, false), Err("at most once")),
+                (3, finished(0), Ok(Status::Executed)),
+                (4, exec(&b, false), Err("at most once")),
+            ],
+        );
+    }
+
+    #[test]
+    fn expiry_and_cancel() {
+        check(
+            request(false),
+            &[
+                (
+                    59,
+                    Action::Expire,
+                    Err("not a pending request past its expiry"),
+                ),
+                (
+                    60,
+                    Action::Approve {
+                        by: op("alice"),
+                        reason: None,
+                    },
+                    Err("expired"),
+                ),
+                (60, Action::Expire, Ok(Status::Expired)),
+                (
+                    61,
+                    Action::Cancel {
+                        by: "agent-1".into(),
+                    },
+                    Err("already expired"),
+                ),
+            ],
+        );
+        check(
+            request(false),
+            &[
+                (
+                    1,
+                    Action::Cancel {
+                        by: "agent-1".into(),
+                    },
+                    Ok(Status::Cancelled),
+                ),
+                (
+                    2,
+                    Action::Approve {
+                        by: op("alice"),
+                        reason: None,
+                    },
+                    Err("already cancelled"),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn test_requests_need_allow_test() {
+        let r = request(true);
+        let b = r.binding.clone();
+        check(
+            r,
+            &[
+                (
+                    1,
+                    Action::Approve {
+                        by: op("alice"),
+                        reason: None,
+                    },
+                    Err("use allow-test"),
+                ),
+                (
+                    1,
+                    Action::AllowTest { by: op("agent-1") },
+                    Err("requester cannot allow"),
+                ),
+                (
+                    1,
+                    Action::AllowTest { by: op("alice") },
+                    Ok(Status::Pending),
+                ),
+                (
+                    1,
+                    Action::AllowTest { by: op("alice") },
+                    Err("already allowed"),
+                ),
+                (
+                    2,
+                    Action::Approve {
+                        by: op("alice"),
+                        reason: None,
+                    },
+                    Ok(Status::Approved),
+                ),
+                (3, exec(&b, false), Ok(Status::Executing)),
+                (4, finished(2), Ok(Status::Failed)),
+            ],
+        );
+        check(
+            request(false),
+            &[(
+                1,
+                Action::AllowTest { by: op("alice") },
+                Err("not a test request"),
+            )],
+        );
+    }
+
+    #[test]
+    fn ids_and_display() {
+        let id = new_id();
+        assert_eq!(parse_id(&id.to_uppercase()).ok(), Some(id));
+        for bad in ["", "abc", "k7m2q0", "k7m2qxx", "k7m2q!"] {
+            assert!(parse_id(bad).is_err(), "{bad}");
+        }
+        let spec = CommandSpec::Argv(vec![
+            "echo".into(),
+            "a b".into(),
+            "it's".into(),
+            "$(x)".into(),
+        ]);
+        assert_eq!(spec.display(), "echo 'a b' 'it'\\''s' '$(x)'");
+        assert!(
+            NewCommand::new(
+                CommandSpec::Argv(vec![]),
+                None,
+                None,
+                None,
+                None,
+                "a",
+                false,
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            NewCommand::new(
+                CommandSpec::Shell(" ".into()),
+                None,
+                None,
+                None,
+                None,
+                "a",
+                false,
+                None
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn binding_covers_command_and_cwd() {
+        let a = CommandSpec::Argv(vec!["ls".into()]);
+        assert_ne!(binding(&a, Some("/a")), binding(&a, Some("/b")));
+        assert_ne!(
+            binding(&a, None),
+            binding(&CommandSpec::Shell("ls".into()), None)
+        );
+    }
+}
