@@ -59,6 +59,7 @@ impl From<CoreError> for CliError {
         match e {
             CoreError::Invalid(v) => v.into(),
             CoreError::Store(s) => s.into(),
+            CoreError::NotFound(m) => Self::new(CONFLICT, m),
         }
     }
 }

@@ -408,7 +408,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub reason: String,
-    pub current: CommandRecord,
+    pub current: Box<CommandRecord>,
 }
 
 /// The new record with its event and audit record.
@@ -422,7 +422,7 @@ pub struct Transition {
 fn refuse(current: &CommandRecord, reason: impl Into<String>) -> Result<Transition, Refusal> {
     Err(Refusal {
         reason: reason.into(),
-        current: current.clone(),
+        current: Box::new(current.clone()),
     })
 }
 
@@ -609,6 +609,38 @@ pub fn apply(
     })
 }
 
+/// What a backend does for an action: commit `transitions` (the final record is the last
+/// one's) and report `outcome`. A request found past its expiry is expired first, in the same
+/// transaction, so that the refusal and the stored status agree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub transitions: Vec<Transition>,
+    pub outcome: Result<CommandRecord, Refusal>,
+}
+
+pub fn plan(current: &CommandRecord, action: &Action, now: DateTime<Utc>) -> Plan {
+    let mut transitions = Vec::new();
+    let mut cur = current.clone();
+    if cur.status == Status::Pending && now >= cur.expires_at && *action != Action::Expire {
+        if let Ok(t) = apply(&cur, &Action::Expire, now) {
+            cur = t.record.clone();
+            transitions.push(t);
+        }
+    }
+    let outcome = match apply(&cur, action, now) {
+        Ok(t) => {
+            let record = t.record.clone();
+            transitions.push(t);
+            Ok(record)
+        }
+        Err(refusal) => Err(refusal),
+    };
+    Plan {
+        transitions,
+        outcome,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,7 +687,7 @@ mod tests {
                         "step {i}: {}",
                         refusal.reason
                     );
-                    assert_eq!(refusal.current, r, "step {i}: a refusal changes nothing");
+                    assert_eq!(*refusal.current, r, "step {i}: a refusal changes nothing");
                 }
                 (got, want) => panic!("step {i}: got {got:?}, want {want:?}"),
             }
@@ -834,6 +866,38 @@ mod tests {
                 Err("not a test request"),
             )],
         );
+    }
+
+    #[test]
+    fn a_late_decision_expires_the_request_first() {
+        let r = request(false);
+        let p = plan(
+            &r,
+            &Action::Approve {
+                by: op("alice"),
+                reason: None,
+            },
+            t(61),
+        );
+        assert_eq!(p.transitions.len(), 1);
+        assert_eq!(p.transitions[0].event.kind, "command.expired");
+        let refusal = p.outcome.expect_err("refused");
+        assert_eq!(refusal.current.status, Status::Expired);
+        assert!(
+            refusal.reason.contains("already expired"),
+            "{}",
+            refusal.reason
+        );
+        let p = plan(
+            &r,
+            &Action::Approve {
+                by: op("alice"),
+                reason: None,
+            },
+            t(1),
+        );
+        assert_eq!(p.transitions.len(), 1);
+        assert_eq!(p.outcome.map(|r| r.status), Ok(Status::Approved));
     }
 
     #[test]

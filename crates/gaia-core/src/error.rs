@@ -54,4 +54,7 @@ pub enum Error {
     Invalid(#[from] ValidationError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::audit::{AuditRecord, Verifier, VerifyReport};
 use crate::claims::{ClaimResult, Request};
+use crate::commands::{Action, CommandRecord, CommandSpec, NewCommand, Refusal, Status};
 use crate::error::{Error, StoreError, ValidationError};
 use crate::event::{Event, EventFilter, NewEvent};
 use crate::names::{ClaimKey, check_event_type, check_name, check_subject};
@@ -207,6 +208,67 @@ impl Gaia {
             }
         }
         Ok(verifier.finish(&head))
+    }
+
+    /// Files a command approval request. Commands that contain a configured secret are
+    /// refused: the request, its events and its audit records would all carry it.
+    pub async fn request_command(&self, new: &NewCommand) -> Result<CommandRecord, Error> {
+        let text = match &new.spec {
+            CommandSpec::Argv(a) => a.join(" "),
+            CommandSpec::Shell(s) => s.clone(),
+        };
+        let text = format!(
+            "{text} {} {}",
+            new.cwd.as_deref().unwrap_or(""),
+            new.reason.as_deref().unwrap_or("")
+        );
+        if self.redactor.text(&text) != text {
+            return Err(ValidationError::new(
+                "the command contains a configured secret; pass secrets through the environment, not the command line",
+            )
+            .into());
+        }
+        let (record, events) = self.store.command_create(new).await?;
+        self.mirror(&events);
+        Ok(record)
+    }
+
+    pub async fn command(&self, id: &str) -> Result<CommandRecord, Error> {
+        self.store
+            .command_get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no command request '{id}'")))
+    }
+
+    pub async fn commands(
+        &self,
+        status: Option<Status>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, Error> {
+        Ok(self.store.command_list(status, limit).await?)
+    }
+
+    /// Decides, cancels or executes a request. A refusal (already decided, the requester
+    /// deciding, expired ...) is `Ok(Err(refusal))` carrying the request as it stands.
+    pub async fn command_apply(
+        &self,
+        id: &str,
+        action: &Action,
+    ) -> Result<Result<CommandRecord, Refusal>, Error> {
+        let (outcome, events) = self
+            .store
+            .command_apply(id, action)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no command request '{id}'")))?;
+        self.mirror(&events);
+        Ok(outcome)
+    }
+
+    /// Expires pending requests past their expiry.
+    pub async fn expire_commands(&self, limit: u32) -> Result<Vec<Event>, Error> {
+        let events = self.store.command_expire_due(limit).await?;
+        self.mirror(&events);
+        Ok(events)
     }
 
     /// Emits `claim.expired` for acquisitions whose TTL passed without a release.

@@ -104,6 +104,47 @@ pub trait ClaimStore: Send + Sync {
     async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
 }
 
+/// Command approval requests.
+#[async_trait]
+pub trait CommandStore: Send + Sync {
+    /// Stores a new pending request under a fresh id, with its event and audit record.
+    async fn command_create(
+        &self,
+        new: &crate::commands::NewCommand,
+    ) -> Result<(crate::commands::CommandRecord, Vec<Event>), StoreError>;
+
+    async fn command_get(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::commands::CommandRecord>, StoreError>;
+
+    /// Requests, newest first, optionally only those in `status`.
+    async fn command_list(
+        &self,
+        status: Option<crate::commands::Status>,
+        limit: u32,
+    ) -> Result<Vec<crate::commands::CommandRecord>, StoreError>;
+
+    /// Locks the request, applies [`crate::commands::plan`] at the store's time and commits
+    /// it. `Ok(None)` when there is no such request; a refusal is `Ok(Some((Err(..), events)))`
+    /// (a request found expired is still expired, hence events).
+    #[allow(clippy::type_complexity)]
+    async fn command_apply(
+        &self,
+        id: &str,
+        action: &crate::commands::Action,
+    ) -> Result<
+        Option<(
+            Result<crate::commands::CommandRecord, crate::commands::Refusal>,
+            Vec<Event>,
+        )>,
+        StoreError,
+    >;
+
+    /// Expires pending requests past their expiry (at most `limit`), one event each.
+    async fn command_expire_due(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
+}
+
 /// API tokens, stored hashed.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
@@ -130,7 +171,9 @@ pub trait TokenStore: Send + Sync {
 
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: EventStore + AuditStore + ClaimStore + TokenStore + std::fmt::Debug {
+pub trait Store:
+    EventStore + AuditStore + ClaimStore + TokenStore + CommandStore + std::fmt::Debug
+{
     fn backend(&self) -> Backend;
 
     /// The time by which expiry is judged: the database's clock, or an injected one.

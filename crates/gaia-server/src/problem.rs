@@ -114,6 +114,7 @@ impl From<CoreError> for ApiError {
         match e {
             CoreError::Invalid(v) => v.into(),
             CoreError::Store(s) => s.into(),
+            CoreError::NotFound(m) => Self::not_found(m),
         }
     }
 }

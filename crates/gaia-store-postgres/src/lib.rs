@@ -6,6 +6,7 @@
 //! nodes with skewed clocks still agree.
 
 mod claims;
+mod commands;
 mod error;
 mod log;
 mod migrate;

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "settings",
         include_str!("../migrations/0003_settings.sql"),
     ),
+    (
+        4,
+        "commands",
+        include_str!("../migrations/0004_commands.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

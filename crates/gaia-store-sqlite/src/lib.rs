@@ -5,6 +5,7 @@
 //! writer that cannot get the lock within the busy timeout fails with `LockTimeout`.
 
 mod claims;
+mod commands;
 mod error;
 mod log;
 mod migrate;

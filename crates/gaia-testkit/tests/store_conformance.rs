@@ -28,6 +28,8 @@ backend_tests!(
     in_process_claimers_never_overlap,
     tokens_are_stored_hashed_and_revocable,
     reaper_reports_each_expiry_once,
+    command_requests_decide_once_and_expire,
+    racing_decisions_have_one_winner,
 );
 
 fn opts_with(clock: &ManualClock) -> StoreOptions {
@@ -450,4 +452,138 @@ async fn reaper_reports_each_expiry_once(db: &TestDb) {
         third.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),
         ["claim/q/default"]
     );
+}
+
+fn new_command(is_test: bool, expires_s: u64) -> gaia_core::commands::NewCommand {
+    gaia_core::commands::NewCommand::new(
+        gaia_core::commands::CommandSpec::Argv(vec!["git".into(), "push".into(), "--force".into()]),
+        Some("/repo".into()),
+        Some("checkout".into()),
+        None,
+        Some("rewrite history".into()),
+        "agent-1",
+        is_test,
+        Some(Duration::from_secs(expires_s)),
+    )
+    .unwrap()
+}
+
+fn decider(name: &str) -> gaia_core::commands::Decider {
+    gaia_core::commands::Decider {
+        name: name.into(),
+        via: "test".into(),
+    }
+}
+
+async fn command_requests_decide_once_and_expire(db: &TestDb) {
+    use gaia_core::commands::{Action, Status};
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    let gaia = Gaia::new(db.open(&opts_with(&clock)).await);
+    let a = gaia.request_command(&new_command(false, 60)).await.unwrap();
+    let b = gaia.request_command(&new_command(true, 60)).await.unwrap();
+    assert_ne!(a.id, b.id);
+    assert_eq!(gaia.command(&a.id).await.unwrap(), a);
+    let approve = Action::Approve {
+        by: decider("alice"),
+        reason: Some("ok".into()),
+    };
+    let got = gaia.command_apply(&a.id, &approve).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.decided_by.as_deref()),
+        (Status::Approved, Some("alice"))
+    );
+    let refused = gaia
+        .command_apply(
+            &a.id,
+            &Action::Deny {
+                by: decider("bob"),
+                reason: None,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        refused.reason.contains("already approved by alice"),
+        "{}",
+        refused.reason
+    );
+    assert_eq!(refused.current.status, Status::Approved);
+    assert!(gaia.command("zzzzzz").await.is_err());
+    // The test request expires by itself; a late decision is refused and stored as expired.
+    clock.advance(Duration::from_secs(61));
+    let late = gaia
+        .command_apply(&b.id, &approve)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(late.current.status, Status::Expired);
+    let c = gaia.request_command(&new_command(false, 10)).await.unwrap();
+    clock.advance(Duration::from_secs(11));
+    let expired = gaia.expire_commands(100).await.unwrap();
+    assert_eq!(
+        expired
+            .iter()
+            .map(|e| e.subject.clone())
+            .collect::<Vec<_>>(),
+        [format!("command/{}", c.id)]
+    );
+    assert!(gaia.expire_commands(100).await.unwrap().is_empty());
+    let pending = gaia.commands(Some(Status::Pending), 10).await.unwrap();
+    assert!(pending.is_empty());
+    assert_eq!(gaia.commands(None, 10).await.unwrap().len(), 3);
+    let kinds: Vec<String> = gaia
+        .events_after(
+            0,
+            &EventFilter {
+                type_prefix: Some("command".into()),
+                subject: None,
+            },
+            100,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["command.approved", "command.expired", "command.expired"]
+    );
+    assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
+}
+
+async fn racing_decisions_have_one_winner(db: &TestDb) {
+    use gaia_core::commands::{Action, Status};
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    for round in 0..5 {
+        let r = gaia
+            .request_command(&new_command(false, 600))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let gaia = gaia.clone();
+            let id = r.id.clone();
+            tasks.push(tokio::spawn(async move {
+                let by = decider(&format!("op{i}"));
+                let action = if i % 2 == 0 {
+                    Action::Approve { by, reason: None }
+                } else {
+                    Action::Deny { by, reason: None }
+                };
+                gaia.command_apply(&id, &action).await.unwrap()
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            if let Ok(rec) = t.await.unwrap() {
+                winners.push(rec);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one decision wins");
+        let stored = gaia.command(&r.id).await.unwrap();
+        assert_eq!(stored.decided_by, winners[0].decided_by);
+        assert!(matches!(stored.status, Status::Approved | Status::Denied));
+    }
 }

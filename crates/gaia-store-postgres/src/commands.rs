@@ -1,0 +1,213 @@
+//! Command approval requests on PostgreSQL.
+
+use async_trait::async_trait;
+use gaia_core::StoreError;
+use gaia_core::commands::{Action, CommandRecord, NewCommand, Refusal, Status, new_id, plan};
+use gaia_core::event::Event;
+use gaia_core::store::CommandStore;
+use gaia_core::time::{from_micros, to_micros};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+use crate::PgStore;
+use crate::error::map_err;
+use crate::log::append_log;
+
+/// Fresh ids tried before giving up (six characters from 30 make collisions rare).
+const ID_ATTEMPTS: usize = 8;
+
+fn record_from_row(row: &PgRow) -> Result<CommandRecord, StoreError> {
+    let spec: String = row.get("spec");
+    let status: String = row.get("status");
+    let execution: Option<String> = row.get("execution");
+    Ok(CommandRecord {
+        id: row.get("id"),
+        spec: serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("command spec: {e}")))?,
+        cwd: row.get("cwd"),
+        story: row.get("story"),
+        todolist: row.get("todolist"),
+        reason: row.get("reason"),
+        requester: row.get("requester"),
+        is_test: row.get("is_test"),
+        test_allowed: row.get("test_allowed"),
+        created_at: from_micros(row.get("created_at_us")),
+        expires_at: from_micros(row.get("expires_at_us")),
+        status: status
+            .parse::<Status>()
+            .map_err(|e| StoreError::Corrupt(e.0))?,
+        decided_by: row.get("decided_by"),
+        decided_via: row.get("decided_via"),
+        decided_at: row.get::<Option<i64>, _>("decided_at_us").map(from_micros),
+        decision_reason: row.get("decision_reason"),
+        binding: row.get("binding"),
+        execution: execution
+            .map(|e| serde_json::from_str(&e))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("command execution: {e}")))?,
+    })
+}
+
+/// Writes every mutable column of `r` (the row exists).
+async fn update(conn: &mut PgConnection, r: &CommandRecord) -> Result<(), StoreError> {
+    let execution = r
+        .execution
+        .as_ref()
+        .map(|e| serde_json::to_string(e).unwrap_or_default());
+    sqlx::query(
+        "UPDATE commands SET status = $1, test_allowed = $2, decided_by = $3, decided_via = $4,
+            decided_at_us = $5, decision_reason = $6, execution = $7
+         WHERE id = $8",
+    )
+    .bind(r.status.as_str())
+    .bind(r.test_allowed)
+    .bind(&r.decided_by)
+    .bind(&r.decided_via)
+    .bind(r.decided_at.map(to_micros))
+    .bind(&r.decision_reason)
+    .bind(execution)
+    .bind(&r.id)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl CommandStore for PgStore {
+    async fn command_create(
+        &self,
+        new: &NewCommand,
+    ) -> Result<(CommandRecord, Vec<Event>), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let now = self.now_in(&mut tx).await?;
+        for _ in 0..ID_ATTEMPTS {
+            let (r, event, audit) = new.record(new_id(), now);
+            let inserted = sqlx::query(
+                "INSERT INTO commands (id, spec, cwd, story, todolist, reason, requester, is_test,
+                    test_allowed, created_at_us, expires_at_us, status, binding)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&r.id)
+            .bind(serde_json::to_string(&r.spec).unwrap_or_default())
+            .bind(&r.cwd)
+            .bind(&r.story)
+            .bind(&r.todolist)
+            .bind(&r.reason)
+            .bind(&r.requester)
+            .bind(r.is_test)
+            .bind(r.test_allowed)
+            .bind(to_micros(r.created_at))
+            .bind(to_micros(r.expires_at))
+            .bind(r.status.as_str())
+            .bind(&r.binding)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if inserted.rows_affected() == 0 {
+                continue;
+            }
+            let events = append_log(&mut tx, &[event], &[audit], now).await?;
+            tx.commit().await.map_err(map_err)?;
+            self.announce(&events);
+            return Ok((r, events));
+        }
+        Err(StoreError::Conflict(
+            "could not find a free command id; retry".into(),
+        ))
+    }
+
+    async fn command_get(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        sqlx::query("SELECT * FROM commands WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(record_from_row)
+            .transpose()
+    }
+
+    async fn command_list(
+        &self,
+        status: Option<Status>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM commands WHERE ($1::TEXT IS NULL OR status = $1)
+             ORDER BY created_at_us DESC, id LIMIT $2",
+        )
+        .bind(status.map(Status::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn command_apply(
+        &self,
+        id: &str,
+        action: &Action,
+    ) -> Result<Option<(Result<CommandRecord, Refusal>, Vec<Event>)>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let Some(row) = sqlx::query("SELECT * FROM commands WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+        else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(None);
+        };
+        // The time is read once the row is locked, so decisions are ordered by it.
+        let now = self.now_in(&mut tx).await?;
+        let current = record_from_row(&row)?;
+        let p = plan(&current, action, now);
+        let Some(last) = p.transitions.last() else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(Some((p.outcome, vec![])));
+        };
+        update(&mut tx, &last.record).await?;
+        let events: Vec<_> = p.transitions.iter().map(|t| t.event.clone()).collect();
+        let audit: Vec<_> = p.transitions.iter().map(|t| t.audit.clone()).collect();
+        let committed = append_log(&mut tx, &events, &audit, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        self.announce(&committed);
+        Ok(Some((p.outcome, committed)))
+    }
+
+    async fn command_expire_due(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let now = self.now_in(&mut tx).await?;
+        // SKIP LOCKED: a request being decided right now is left to that decision.
+        let rows = sqlx::query(
+            "SELECT * FROM commands WHERE status = 'pending' AND expires_at_us <= $1
+             ORDER BY expires_at_us LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(to_micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if rows.is_empty() {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(vec![]);
+        }
+        let mut events = Vec::new();
+        let mut audit = Vec::new();
+        for row in &rows {
+            let current = record_from_row(row)?;
+            if let Ok(t) = gaia_core::commands::apply(&current, &Action::Expire, now) {
+                update(&mut tx, &t.record).await?;
+                events.push(t.event);
+                audit.push(t.audit);
+            }
+        }
+        let committed = append_log(&mut tx, &events, &audit, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        self.announce(&committed);
+        Ok(committed)
+    }
+}
