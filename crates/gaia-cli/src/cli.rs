@@ -59,6 +59,11 @@ pub enum Command {
     /// Claim a story's todolist so no other agent works on it (leases with fencing tokens).
     #[command(subcommand)]
     Claim(ClaimCommand),
+    /// Ask before running a command; list, decide and execute requests.
+    #[command(subcommand)]
+    Cmd(CmdCommand),
+    /// Run a command here once a person approves it (sudo-style); exits with its exit code.
+    Run(RunArgs),
     /// Emit, follow and export events.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -270,4 +275,138 @@ pub enum TokenCommand {
     },
     /// Revoke a token by name.
     Revoke { name: String },
+}
+
+/// Where a command request belongs and why.
+#[derive(Debug, Args)]
+pub struct RequestContext {
+    /// The story the command is for.
+    #[arg(long, value_name = "S")]
+    pub story: Option<String>,
+    #[arg(long, value_name = "T")]
+    pub todolist: Option<String>,
+    /// Why the command is needed; shown to the approver.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CmdCommand {
+    /// Ask for approval of a command. Prints the request id; with --wait, exits 0 approved,
+    /// 10 denied, 11 expired or timed out, 12 cancelled.
+    Request {
+        /// The agent asking. Also $GAIA_AGENT.
+        #[arg(long, env = "GAIA_AGENT", value_name = "ID")]
+        agent: String,
+        #[command(flatten)]
+        context: RequestContext,
+        /// Directory the command is to run in (default: here).
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<String>,
+        /// A test request: shown as a test everywhere; it cannot proceed until allow-test.
+        #[arg(long)]
+        test: bool,
+        /// How long the request waits for a decision (default 1h).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// Wait for the decision.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (exit 11).
+        #[arg(long, value_name = "DURATION", requires = "wait")]
+        timeout: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "ARGV")]
+        argv: Vec<String>,
+    },
+    /// List requests, newest first.
+    List {
+        /// Only this status: pending, approved, denied, expired, cancelled, executing, executed,
+        /// failed, dryrun.
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one request, its decision and its execution.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending request. Exit 3 when refused (already decided, expired, own request).
+    Approve {
+        id: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Who decides. Also $GAIA_OPERATOR.
+        #[arg(long = "as", env = "GAIA_OPERATOR", value_name = "NAME")]
+        decider: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny a pending request. Exit 3 when refused.
+    Deny {
+        id: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[arg(long = "as", env = "GAIA_OPERATOR", value_name = "NAME")]
+        decider: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a test request proceed to a decision.
+    AllowTest {
+        id: String,
+        #[arg(long = "as", env = "GAIA_OPERATOR", value_name = "NAME")]
+        decider: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw a pending request.
+    Cancel {
+        id: String,
+        /// Who cancels (default $GAIA_AGENT, else $GAIA_OPERATOR).
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Execute an approved request. Without --execute, or unless ALLOW_COMMAND_EXECUTION=1,
+    /// records a dry run. Runs at most once.
+    Execute {
+        id: String,
+        /// Really run it (also needs ALLOW_COMMAND_EXECUTION=1).
+        #[arg(long)]
+        execute: bool,
+        /// Kill the command's whole process group after this long (default 10m).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        #[arg(long = "as", env = "GAIA_OPERATOR", value_name = "NAME")]
+        executor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Ask for approval first (required: `gaia run` always asks).
+    #[arg(long, required = true)]
+    pub approve: bool,
+    /// The agent asking. Also $GAIA_AGENT (default: run:$USER).
+    #[arg(long, env = "GAIA_AGENT", value_name = "ID")]
+    pub agent: Option<String>,
+    #[command(flatten)]
+    pub context: RequestContext,
+    /// Give up waiting for a decision after this long (exit 11).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
 }

@@ -2,9 +2,12 @@
 //! `GAIA_URL`/`--url` is set. Both return the same core types, so every command prints the
 //! same output and exits with the same code in either mode.
 
+use std::time::Duration;
+
 use gaia_core::Gaia;
 use gaia_core::audit::{AuditRecord, VerifyReport};
 use gaia_core::claims::{ClaimResult, Request};
+use gaia_core::commands::{Action, CommandRecord, NewCommand, Refusal, Status};
 use gaia_core::event::{Event, EventFilter};
 use gaia_core::names::ClaimKey;
 use gaia_core::tokens::{Role, TokenInfo};
@@ -123,6 +126,96 @@ impl Client {
         match self {
             Self::Direct(g) => Ok(g.list_tokens().await?),
             Self::Remote(r) => r.list_tokens().await,
+        }
+    }
+
+    pub async fn request_command(&self, new: &NewCommand) -> Result<CommandRecord, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.request_command(new).await?),
+            Self::Remote(r) => r.request_command(new).await,
+        }
+    }
+
+    pub async fn command(&self, id: &str) -> Result<CommandRecord, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.command(id).await?),
+            Self::Remote(r) => r.command(id).await,
+        }
+    }
+
+    pub async fn commands(
+        &self,
+        status: Option<Status>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.commands(status, limit).await?),
+            Self::Remote(r) => r.commands(status, limit).await,
+        }
+    }
+
+    /// Decides or cancels. Over the API the decider is the token's name; `action` names the
+    /// decider for direct mode.
+    pub async fn command_apply(
+        &self,
+        id: &str,
+        action: &Action,
+    ) -> Result<Result<CommandRecord, Refusal>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.command_apply(id, action).await?),
+            Self::Remote(r) => r.command_action(id, action).await,
+        }
+    }
+
+    /// Executes an approved request (a dry run unless `really`).
+    pub async fn execute_command(
+        &self,
+        id: &str,
+        executor: &str,
+        really: bool,
+        limits: gaia_exec::Limits,
+    ) -> Result<Result<CommandRecord, Refusal>, CliError> {
+        match self {
+            Self::Direct(g) => {
+                Ok(gaia_server::exec::execute(g, id, executor, really, limits).await?)
+            }
+            Self::Remote(r) => r.execute_command(id, really).await,
+        }
+    }
+
+    /// Waits until the request is decided (or expires), at most `timeout`; returns it as it
+    /// then stands.
+    pub async fn wait_command(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<CommandRecord, CliError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let rec = match self {
+                Self::Direct(g) => {
+                    let rec = g.command(id).await?;
+                    let now = g.store().now().await.map_err(CliError::from)?;
+                    if rec.status == Status::Pending && now >= rec.expires_at {
+                        // Record the expiry, so that every channel agrees it is over.
+                        let _ = g.command_apply(id, &Action::Expire).await?;
+                        g.command(id).await?
+                    } else {
+                        rec
+                    }
+                }
+                Self::Remote(r) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    r.wait_command(id, left.min(Duration::from_secs(25)))
+                        .await?
+                }
+            };
+            if rec.status != Status::Pending || tokio::time::Instant::now() >= deadline {
+                return Ok(rec);
+            }
+            if let Self::Direct(_) = self {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 

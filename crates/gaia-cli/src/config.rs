@@ -120,6 +120,13 @@ const KEYS: &[Key] = &[
         help: "really run approved commands (otherwise dry runs)",
     },
     Key {
+        name: "execution.continue_on_approve",
+        env: &["GAIA_CONTINUE_ON_APPROVE"],
+        default: Some("false"),
+        secret: false,
+        help: "the server runs approved argv commands itself",
+    },
+    Key {
         name: "admin.token",
         env: &["GAIA_ADMIN_TOKEN", "MONITOR_ADMIN_TOKEN"],
         default: None,
@@ -404,6 +411,22 @@ impl Config {
             .chain(self.remote.as_ref().map(|(_, token)| token.clone()))
             .filter(|v| !v.is_empty())
             .collect()
+    }
+
+    /// Whether approved commands may really run (`ALLOW_COMMAND_EXECUTION=1`).
+    pub fn execution_allowed(&self) -> bool {
+        self.values
+            .get("execution.allow")
+            .and_then(|(v, _)| parse_bool(v))
+            .unwrap_or(false)
+    }
+
+    /// Whether the server runs approved argv commands itself.
+    pub fn continue_on_approve(&self) -> bool {
+        self.values
+            .get("execution.continue_on_approve")
+            .and_then(|(v, _)| parse_bool(v))
+            .unwrap_or(false)
     }
 
     /// The admin token from configuration (`MONITOR_ADMIN_TOKEN`), if set.

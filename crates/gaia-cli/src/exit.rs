@@ -13,6 +13,12 @@ pub const BAD_INPUT: u8 = 2;
 pub const CONFLICT: u8 = 3;
 /// The store could not be locked in time; retry.
 pub const LOCK_TIMEOUT: u8 = 4;
+/// A command request was denied.
+pub const DENIED: u8 = 10;
+/// A command request expired, or waiting for it timed out.
+pub const EXPIRED: u8 = 11;
+/// A command request was cancelled.
+pub const CANCELLED: u8 = 12;
 
 /// A failed command: its exit code and a one-line message.
 #[derive(Debug)]

@@ -129,6 +129,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => cmd::serve::run(args, &config).await,
         Command::Token(c) => cmd::token::run(c, &config).await,
         Command::Claim(c) => cmd::claim::run(c, &config).await,
+        Command::Cmd(c) => cmd::command::run(c, &config).await,
+        Command::Run(args) => cmd::command::run_approved(args, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,
         Command::Bench(c) => bench::run(c, &config).await,

@@ -7,13 +7,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gaia_core::audit::{AuditRecord, Break, VerifyReport};
 use gaia_core::claims::{ClaimResult, Holder, Outcome, Request};
+use gaia_core::commands::{
+    Action, CommandRecord, CommandSpec, NewCommand, Refusal, Status, binding,
+};
 use gaia_core::event::{Event, EventFilter};
 use gaia_core::names::ClaimKey;
 use gaia_core::time::format_duration;
 use gaia_core::tokens::{Role, TokenInfo};
 use gaia_server::problem::Problem;
 use gaia_server::wire::{
-    AuditBody, ClaimBody, EventBody, HolderBody, NewTokenBody, TokenBody, VerifyBody,
+    AuditBody, ClaimBody, CommandBody, CommandSpecBody, EventBody, HolderBody, NewTokenBody,
+    TokenBody, VerifyBody,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -303,6 +307,138 @@ impl Remote {
             Err(e) => Err(e),
         }
     }
+}
+
+impl Remote {
+    pub async fn request_command(&self, new: &NewCommand) -> Result<CommandRecord, CliError> {
+        let body = json!({
+            "command": CommandSpecBody::from(&new.spec),
+            "cwd": new.cwd, "story": new.story, "todolist": new.todolist, "reason": new.reason,
+            "is_test": new.is_test, "expires": format_duration(new.expires_in), "agent": new.requester,
+        });
+        command_record(
+            self.call(Method::POST, "/api/v1/commands", &[], Some(body))
+                .await?,
+        )
+    }
+
+    pub async fn command(&self, id: &str) -> Result<CommandRecord, CliError> {
+        let path = format!("/api/v1/commands/{}", encode(id));
+        command_record(self.call(Method::GET, &path, &[], None).await?)
+    }
+
+    pub async fn commands(
+        &self,
+        status: Option<Status>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, CliError> {
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(s) = status {
+            q.push(("status", s.as_str().to_owned()));
+        }
+        let list: Vec<CommandBody> = self.call(Method::GET, "/api/v1/commands", &q, None).await?;
+        list.into_iter().map(command_record).collect()
+    }
+
+    /// Over the API the decider is the token's name; the action's named decider is not sent.
+    pub async fn command_action(
+        &self,
+        id: &str,
+        action: &Action,
+    ) -> Result<Result<CommandRecord, Refusal>, CliError> {
+        let (verb, body) = match action {
+            Action::Approve { reason, .. } => ("approve", json!({ "reason": reason })),
+            Action::Deny { reason, .. } => ("deny", json!({ "reason": reason })),
+            Action::AllowTest { .. } => ("allow-test", json!({})),
+            Action::Cancel { .. } => ("cancel", json!({})),
+            Action::Expire => return Ok(Ok(self.command(id).await?)),
+            Action::BeginExecution { .. } | Action::FinishExecution { .. } => {
+                return Err(CliError::bad_input(
+                    "running a command locally in remote mode is not supported; use gaia cmd execute",
+                ));
+            }
+        };
+        let path = format!("/api/v1/commands/{}/{verb}", encode(id));
+        self.refusable(self.call(Method::POST, &path, &[], Some(body)).await, id)
+            .await
+    }
+
+    pub async fn execute_command(
+        &self,
+        id: &str,
+        really: bool,
+    ) -> Result<Result<CommandRecord, Refusal>, CliError> {
+        let path = format!("/api/v1/commands/{}/execute", encode(id));
+        let res = self
+            .call(Method::POST, &path, &[], Some(json!({ "execute": really })))
+            .await;
+        self.refusable(res, id).await
+    }
+
+    /// Long-polls the server for a decision, at most `timeout` (the server caps one call at 60s).
+    pub async fn wait_command(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<CommandRecord, CliError> {
+        let secs = timeout.as_secs().clamp(1, 60);
+        let path = format!("/api/v1/commands/{}/wait", encode(id));
+        command_record(
+            self.call(Method::GET, &path, &[("timeout", format!("{secs}s"))], None)
+                .await?,
+        )
+    }
+
+    /// A 409 from a decision is a refusal: fetch the request as it stands to report it.
+    async fn refusable(
+        &self,
+        res: Result<CommandBody, CliError>,
+        id: &str,
+    ) -> Result<Result<CommandRecord, Refusal>, CliError> {
+        match res {
+            Ok(b) => Ok(Ok(command_record(b)?)),
+            Err(e) if e.code == exit::CONFLICT && e.message.starts_with("refused: ") => {
+                let current = self.command(id).await?;
+                let reason = e.message.trim_start_matches("refused: ").to_owned();
+                Ok(Err(Refusal {
+                    reason,
+                    current: Box::new(current),
+                }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn command_record(b: CommandBody) -> Result<CommandRecord, CliError> {
+    let spec: CommandSpec = b.command.into();
+    Ok(CommandRecord {
+        binding: binding(&spec, b.cwd.as_deref()),
+        id: b.id,
+        spec,
+        cwd: b.cwd,
+        story: b.story,
+        todolist: b.todolist,
+        reason: b.reason,
+        requester: b.requester,
+        is_test: b.is_test,
+        test_allowed: b.test_allowed,
+        created_at: time(&b.created_at)?,
+        expires_at: time(&b.expires_at)?,
+        status: b
+            .status
+            .parse()
+            .map_err(|_| bad_reply("unknown command status"))?,
+        decided_by: b.decided_by,
+        decided_via: b.decided_via,
+        decided_at: b.decided_at.as_deref().map(time).transpose()?,
+        decision_reason: b.decision_reason,
+        execution: b
+            .execution
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| bad_reply("bad execution record"))?,
+    })
 }
 
 /// Percent-encodes a path segment.

@@ -201,6 +201,15 @@ pub struct CommandRecord {
 }
 
 impl CommandRecord {
+    /// The decision in words: `approved` for every status past approval.
+    pub fn decision(&self) -> &'static str {
+        if self.status.was_approved() {
+            "approved"
+        } else {
+            self.status.as_str()
+        }
+    }
+
     pub fn subject(&self) -> String {
         format!("command/{}", self.id)
     }
@@ -428,7 +437,7 @@ fn refuse(current: &CommandRecord, reason: impl Into<String>) -> Result<Transiti
 
 fn decided_text(r: &CommandRecord) -> String {
     match (&r.decided_by, r.decided_at) {
-        (Some(by), Some(at)) => format!("{} by {by} at {}", r.status.as_str(), rfc3339(at)),
+        (Some(by), Some(at)) => format!("{} by {by} at {}", r.decision(), rfc3339(at)),
         _ => r.status.as_str().to_owned(),
     }
 }

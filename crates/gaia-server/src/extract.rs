@@ -99,3 +99,37 @@ where
 fn path_rejection(e: PathRejection) -> ApiError {
     ApiError::bad_request(format!("invalid path: {}", e.body_text()))
 }
+
+/// An optional JSON body: no body means `T::default()`; a body must be valid JSON for `T`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(e.status(), "too-large", "the request body is too large")
+                } else {
+                    ApiError::bad_request(e.body_text())
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&bytes).map(Self).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                format!("invalid JSON body: {e}"),
+            )
+        })
+    }
+}

@@ -5,6 +5,8 @@
 //! server when they are done.
 
 pub mod auth;
+pub mod doc;
+pub mod exec;
 pub mod extract;
 pub mod hub;
 pub mod problem;
@@ -53,6 +55,12 @@ pub struct ServerOptions {
     pub reap_interval: Duration,
     /// How long shutdown waits for workers and streams.
     pub drain_timeout: Duration,
+    /// Whether approved commands really run (`ALLOW_COMMAND_EXECUTION=1`); else dry runs.
+    pub allow_execution: bool,
+    /// Longest an executed command may run before its process group is killed.
+    pub exec_timeout: Duration,
+    /// Execute approved argv commands as soon as they are approved (`continue_on_approve`).
+    pub continue_on_approve: bool,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +74,9 @@ impl Default for ServerOptions {
             poll_interval: Duration::from_millis(250),
             reap_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(10),
+            allow_execution: false,
+            exec_timeout: Duration::from_secs(600),
+            continue_on_approve: false,
         }
     }
 }
@@ -115,7 +126,7 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Gaia", description = "The control plane for AI coding agents with a human in the loop."),
-    components(schemas(problem::Problem)),
+    components(schemas(problem::Problem, doc::Name, doc::Ttl, doc::EventType, doc::Subject)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -153,6 +164,14 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::audit::verify))
         .routes(routes!(routes::tokens::list, routes::tokens::create))
         .routes(routes!(routes::tokens::revoke))
+        .routes(routes!(routes::commands::list, routes::commands::request))
+        .routes(routes!(routes::commands::show))
+        .routes(routes!(routes::commands::approve))
+        .routes(routes!(routes::commands::deny))
+        .routes(routes!(routes::commands::allow_test))
+        .routes(routes!(routes::commands::cancel))
+        .routes(routes!(routes::commands::execute))
+        .routes(routes!(routes::commands::wait))
         .split_for_parts()
 }
 
@@ -166,9 +185,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             utoipa::openapi::path::OperationBuilder::new()
                 .summary(Some("This document"))
                 .tag("meta")
-                .response(
-                    "200",
-                    utoipa::openapi::Response::new("The OpenAPI document"),
+                // Public, like the health endpoints: an empty requirement means no token.
+                .security(utoipa::openapi::security::SecurityRequirement::default())
+                .responses(
+                    utoipa::openapi::ResponsesBuilder::new()
+                        .response(
+                            "200",
+                            utoipa::openapi::ResponseBuilder::new()
+                                .description("The OpenAPI document")
+                                .content(
+                                    "application/json",
+                                    utoipa::openapi::ContentBuilder::new().build(),
+                                ),
+                        )
+                        .responses_from_into_responses::<doc::Unavailable>(),
                 ),
         ),
     );

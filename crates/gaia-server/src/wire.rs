@@ -72,7 +72,7 @@ pub struct EventBody {
     pub kind: String,
     pub actor: String,
     pub subject: String,
-    #[schema(value_type = Object)]
+    /// Any JSON value; `{}` when the emitter gave none.
     pub data: serde_json::Value,
 }
 
@@ -180,6 +180,86 @@ impl From<RoleBody> for gaia_core::tokens::Role {
             RoleBody::Agent => Self::Agent,
             RoleBody::Operator => Self::Operator,
             RoleBody::Admin => Self::Admin,
+        }
+    }
+}
+
+/// What to run: `{"argv": [...]}` or `{"shell": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandSpecBody {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl From<&gaia_core::commands::CommandSpec> for CommandSpecBody {
+    fn from(s: &gaia_core::commands::CommandSpec) -> Self {
+        match s {
+            gaia_core::commands::CommandSpec::Argv(a) => Self::Argv(a.clone()),
+            gaia_core::commands::CommandSpec::Shell(t) => Self::Shell(t.clone()),
+        }
+    }
+}
+
+impl From<CommandSpecBody> for gaia_core::commands::CommandSpec {
+    fn from(s: CommandSpecBody) -> Self {
+        match s {
+            CommandSpecBody::Argv(a) => Self::Argv(a),
+            CommandSpecBody::Shell(t) => Self::Shell(t),
+        }
+    }
+}
+
+/// A command approval request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommandBody {
+    pub id: String,
+    pub command: CommandSpecBody,
+    /// The command as one line, quoted for reading.
+    pub display: String,
+    pub cwd: Option<String>,
+    pub story: Option<String>,
+    pub todolist: Option<String>,
+    pub reason: Option<String>,
+    pub requester: String,
+    pub is_test: bool,
+    pub test_allowed: bool,
+    /// pending, approved, denied, expired, cancelled, executing, executed, failed, dryrun
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_by: Option<String>,
+    pub decided_via: Option<String>,
+    pub decided_at: Option<String>,
+    pub decision_reason: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub execution: Option<serde_json::Value>,
+}
+
+impl From<&gaia_core::commands::CommandRecord> for CommandBody {
+    fn from(r: &gaia_core::commands::CommandRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            command: CommandSpecBody::from(&r.spec),
+            display: r.spec.display(),
+            cwd: r.cwd.clone(),
+            story: r.story.clone(),
+            todolist: r.todolist.clone(),
+            reason: r.reason.clone(),
+            requester: r.requester.clone(),
+            is_test: r.is_test,
+            test_allowed: r.test_allowed,
+            status: r.status.as_str().to_owned(),
+            created_at: rfc3339(r.created_at),
+            expires_at: rfc3339(r.expires_at),
+            decided_by: r.decided_by.clone(),
+            decided_via: r.decided_via.clone(),
+            decided_at: r.decided_at.map(rfc3339),
+            decision_reason: r.decision_reason.clone(),
+            execution: r
+                .execution
+                .as_ref()
+                .and_then(|e| serde_json::to_value(e).ok()),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! a timer; on shutdown they are awaited (bounded by the drain timeout).
 //!
 //! - the hub poller: notices commits made by other processes and nodes;
-//! - the claim reaper: emits `claim.expired` once for each lease whose TTL passed.
+//! - the reaper: emits `claim.expired` once for each lease whose TTL passed, and expires
+//!   command requests nobody decided in time;
+//! - with `continue_on_approve`, the auto-executor: runs approved argv commands.
 
 use tokio::task::JoinSet;
 
@@ -32,7 +34,50 @@ pub fn spawn(state: &AppState) -> Workers {
         state.shutdown.clone(),
     ));
     set.spawn(reaper(state.clone()));
+    if state.opts.continue_on_approve {
+        set.spawn(auto_executor(state.clone()));
+    }
     Workers { set }
+}
+
+/// Runs approved argv commands as soon as they are approved. Execution stays at most once:
+/// every run starts with the `BeginExecution` transition, which only one executor (on any
+/// node) can commit.
+async fn auto_executor(state: AppState) {
+    use gaia_core::commands::{CommandSpec, Status};
+    let mut wake = state.hub.subscribe();
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            _ = wake.changed() => {}
+            () = tokio::time::sleep(state.opts.reap_interval) => {}
+        }
+        let approved = match state.gaia.commands(Some(Status::Approved), 20).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %e, "auto-executor could not list approved commands");
+                continue;
+            }
+        };
+        for cmd in approved {
+            if !matches!(cmd.spec, CommandSpec::Argv(_)) || (cmd.is_test && !cmd.test_allowed) {
+                continue;
+            }
+            let limits = gaia_exec::Limits {
+                timeout: state.opts.exec_timeout,
+                ..gaia_exec::Limits::default()
+            };
+            let really = state.opts.allow_execution;
+            match crate::exec::execute(&state.gaia, &cmd.id, "gaia", really, limits).await {
+                Ok(Ok(r)) => {
+                    tracing::info!(id = %r.id, status = r.status.as_str(), "auto-executed")
+                }
+                // Another executor took it first: nothing to do.
+                Ok(Err(_)) => {}
+                Err(e) => tracing::warn!(id = %cmd.id, error = %e, "auto-execution failed"),
+            }
+        }
+    }
 }
 
 async fn reaper(state: AppState) {
@@ -42,6 +87,9 @@ async fn reaper(state: AppState) {
         tokio::select! {
             () = state.shutdown.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        if let Err(e) = state.gaia.expire_commands(REAP_BATCH).await {
+            tracing::warn!(error = %e, "could not expire command requests; retrying later");
         }
         loop {
             match state.gaia.reap_claims(REAP_BATCH).await {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod claim;
+pub mod command;
 pub mod config;
 pub mod events;
 pub mod serve;

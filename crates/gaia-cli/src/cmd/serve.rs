@@ -30,6 +30,8 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
     let opts = ServerOptions {
         schema_version: crate::open::schema_version(&config.database_url),
         default_ttl: config.default_ttl,
+        allow_execution: config.execution_allowed(),
+        continue_on_approve: config.continue_on_approve(),
         ..ServerOptions::default()
     };
     let state = AppState::new(gaia, opts, admin).await?;

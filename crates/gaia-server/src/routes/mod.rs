@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod claims;
+pub mod commands;
 pub mod events;
 pub mod health;
 pub mod tokens;

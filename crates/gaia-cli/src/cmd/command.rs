@@ -1,0 +1,458 @@
+//! `gaia cmd request|list|show|approve|deny|allow-test|cancel|execute` and `gaia run`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use gaia_core::commands::{
+    Action, CommandRecord, CommandSpec, Decider, NewCommand, Refusal, Status, parse_id,
+};
+use gaia_core::time::{format_duration, parse_duration, rfc3339};
+
+use crate::cli::{CmdCommand, RunArgs};
+use crate::config::Config;
+use crate::exit::{self, CliError, CliResult};
+
+/// How long `--wait` waits when no --timeout is given: until the request expires.
+const WAIT_FOREVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How long `gaia cmd execute` lets a command run by default.
+const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn cwd_or_here(cwd: Option<String>) -> Result<String, CliError> {
+    match cwd {
+        Some(c) => Ok(c),
+        None => std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .map_err(|e| CliError::bad_input(format!("cannot tell the current directory: {e}"))),
+    }
+}
+
+/// The exit code for a request as it stands after waiting.
+pub fn wait_code(r: &CommandRecord) -> u8 {
+    match r.status {
+        s if s.was_approved() => exit::OK,
+        Status::Denied => exit::DENIED,
+        Status::Cancelled => exit::CANCELLED,
+        _ => exit::EXPIRED,
+    }
+}
+
+fn one_line(r: &CommandRecord) -> String {
+    let mut s = format!("{} {:9} {}", r.id, r.status.as_str(), r.spec.display());
+    if r.is_test {
+        s.push_str(if r.test_allowed {
+            "  [TEST, allowed]"
+        } else {
+            "  [TEST]"
+        });
+    }
+    s.push_str(&format!("  by {}", r.requester));
+    if let Some(story) = &r.story {
+        s.push_str(&format!("  story {story}"));
+    }
+    if r.status == Status::Pending {
+        match (r.expires_at - Utc::now()).to_std() {
+            Ok(left) => s.push_str(&format!(
+                "  expires in {}",
+                format_duration(Duration::from_secs(left.as_secs().max(1)))
+            )),
+            Err(_) => s.push_str("  (expired)"),
+        }
+    } else if let Some(by) = &r.decided_by {
+        s.push_str(&format!("  {} by {by}", r.decision()));
+    }
+    s
+}
+
+fn details(r: &CommandRecord) -> Vec<String> {
+    let mut lines = vec![
+        format!("id:        {}", r.id),
+        format!(
+            "status:    {}{}",
+            r.status.as_str(),
+            if r.is_test {
+                if r.test_allowed {
+                    " (TEST, allowed)"
+                } else {
+                    " (TEST: allow-test before approving)"
+                }
+            } else {
+                ""
+            }
+        ),
+        format!("command:   {}", r.spec.display()),
+        format!("cwd:       {}", r.cwd.as_deref().unwrap_or("-")),
+        format!("requester: {}", r.requester),
+        format!(
+            "story:     {}{}",
+            r.story.as_deref().unwrap_or("-"),
+            r.todolist
+                .as_ref()
+                .map(|t| format!("/{t}"))
+                .unwrap_or_default()
+        ),
+        format!("reason:    {}", r.reason.as_deref().unwrap_or("-")),
+        format!("created:   {}", rfc3339(r.created_at)),
+        format!("expires:   {}", rfc3339(r.expires_at)),
+    ];
+    if let Some(by) = &r.decided_by {
+        lines.push(format!(
+            "decided:   {} by {by} via {} at {}{}",
+            r.decision(),
+            r.decided_via.as_deref().unwrap_or("-"),
+            r.decided_at.map(rfc3339).unwrap_or_default(),
+            r.decision_reason
+                .as_ref()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(e) = &r.execution {
+        lines.push(format!(
+            "executed:  by {} at {}: exit {} in {} ms{}{}",
+            e.executor,
+            rfc3339(e.started_at),
+            e.exit_code
+                .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            e.duration_ms,
+            if e.timed_out {
+                " (timed out; process group killed)"
+            } else {
+                ""
+            },
+            e.error
+                .as_ref()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default()
+        ));
+        if !e.stdout.is_empty() {
+            lines.push(format!(
+                "stdout{}:\n{}",
+                if e.stdout_truncated { " (tail)" } else { "" },
+                e.stdout.trim_end()
+            ));
+        }
+        if !e.stderr.is_empty() {
+            lines.push(format!(
+                "stderr{}:\n{}",
+                if e.stderr_truncated { " (tail)" } else { "" },
+                e.stderr.trim_end()
+            ));
+        }
+    }
+    lines
+}
+
+fn print(r: &CommandRecord, json: bool) -> std::io::Result<()> {
+    if json {
+        super::out(&r.to_json().to_string())
+    } else {
+        super::out(&one_line(r))
+    }
+}
+
+/// Prints the outcome of a decision; a refusal is exit 3 with the request as it stands.
+fn decided(outcome: Result<CommandRecord, Refusal>, json: bool) -> CliResult {
+    match outcome {
+        Ok(r) => {
+            print(&r, json)?;
+            Ok(exit::OK)
+        }
+        Err(refusal) => {
+            if json {
+                super::out(&refusal.current.to_json().to_string())?;
+            }
+            Err(CliError::new(
+                exit::CONFLICT,
+                format!("refused: {}", refusal.reason),
+            ))
+        }
+    }
+}
+
+pub async fn run(c: CmdCommand, config: &Config) -> CliResult {
+    match c {
+        CmdCommand::Request {
+            agent,
+            context,
+            cwd,
+            test,
+            expires,
+            wait,
+            timeout,
+            json,
+            argv,
+        } => {
+            let expires = expires.as_deref().map(parse_duration).transpose()?;
+            let timeout = timeout.as_deref().map(parse_duration).transpose()?;
+            let new = NewCommand::new(
+                CommandSpec::Argv(argv),
+                Some(cwd_or_here(cwd)?),
+                context.story,
+                context.todolist,
+                context.reason,
+                &agent,
+                test,
+                expires,
+            )?;
+            let client = crate::client::connect(config).await?;
+            let r = client.request_command(&new).await?;
+            if !wait {
+                client.close().await;
+                if json {
+                    print(&r, true)?;
+                } else {
+                    super::out(&r.id)?;
+                }
+                return Ok(exit::OK);
+            }
+            if !json {
+                eprintln!(
+                    "gaia: waiting for a decision on {} ({})",
+                    r.id,
+                    r.spec.display()
+                );
+            }
+            let r = client
+                .wait_command(&r.id, timeout.unwrap_or(WAIT_FOREVER))
+                .await?;
+            client.close().await;
+            print(&r, json)?;
+            Ok(wait_code(&r))
+        }
+        CmdCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let status = status.as_deref().map(str::parse::<Status>).transpose()?;
+            if !(1..=1000).contains(&limit) {
+                return Err(CliError::bad_input("--limit must be 1 to 1000"));
+            }
+            let client = crate::client::connect(config).await?;
+            let list = client.commands(status, limit).await?;
+            if json {
+                super::out_json(&serde_json::Value::Array(
+                    list.iter().map(CommandRecord::to_json).collect(),
+                ))?;
+            } else if list.is_empty() {
+                super::out("no command requests")?;
+            } else {
+                for r in &list {
+                    super::out(&one_line(r))?;
+                }
+            }
+            Ok(exit::OK)
+        }
+        CmdCommand::Show { id, json } => {
+            let id = parse_id(&id)?;
+            let client = crate::client::connect(config).await?;
+            let r = client.command(&id).await?;
+            if json {
+                super::out_json(&r.to_json())?;
+            } else {
+                for line in details(&r) {
+                    super::out(&line)?;
+                }
+            }
+            Ok(exit::OK)
+        }
+        CmdCommand::Approve {
+            id,
+            reason,
+            decider,
+            json,
+        } => {
+            let id = parse_id(&id)?;
+            let action = Action::Approve {
+                by: direct_decider(&decider)?,
+                reason,
+            };
+            let client = crate::client::connect(config).await?;
+            let outcome = client.command_apply(&id, &action).await?;
+            client.close().await;
+            decided(outcome, json)
+        }
+        CmdCommand::Deny {
+            id,
+            reason,
+            decider,
+            json,
+        } => {
+            let id = parse_id(&id)?;
+            let action = Action::Deny {
+                by: direct_decider(&decider)?,
+                reason,
+            };
+            let client = crate::client::connect(config).await?;
+            let outcome = client.command_apply(&id, &action).await?;
+            client.close().await;
+            decided(outcome, json)
+        }
+        CmdCommand::AllowTest { id, decider, json } => {
+            let id = parse_id(&id)?;
+            let action = Action::AllowTest {
+                by: direct_decider(&decider)?,
+            };
+            let client = crate::client::connect(config).await?;
+            let outcome = client.command_apply(&id, &action).await?;
+            client.close().await;
+            decided(outcome, json)
+        }
+        CmdCommand::Cancel { id, actor, json } => {
+            let id = parse_id(&id)?;
+            let by = actor
+                .or_else(|| std::env::var("GAIA_AGENT").ok())
+                .or_else(|| std::env::var("GAIA_OPERATOR").ok())
+                .ok_or_else(|| {
+                    CliError::bad_input("say who cancels: --as NAME (or set GAIA_AGENT)")
+                })?;
+            gaia_core::names::check_name("--as", &by)?;
+            let client = crate::client::connect(config).await?;
+            let outcome = client.command_apply(&id, &Action::Cancel { by }).await?;
+            client.close().await;
+            decided(outcome, json)
+        }
+        CmdCommand::Execute {
+            id,
+            execute,
+            timeout,
+            executor,
+            json,
+        } => {
+            let id = parse_id(&id)?;
+            let timeout = timeout
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?
+                .unwrap_or(DEFAULT_EXEC_TIMEOUT);
+            let executor = executor.unwrap_or_else(|| "cli".to_owned());
+            gaia_core::names::check_name("--as", &executor)?;
+            let allowed = config.execution_allowed();
+            if execute && !allowed && config.remote.is_none() {
+                eprintln!("gaia: ALLOW_COMMAND_EXECUTION is not 1: recording a dry run instead");
+            }
+            let limits = gaia_exec::Limits {
+                timeout,
+                ..gaia_exec::Limits::default()
+            };
+            let client = crate::client::connect(config).await?;
+            let outcome = client
+                .execute_command(&id, &executor, execute && allowed, limits)
+                .await?;
+            client.close().await;
+            match outcome {
+                Ok(r) => {
+                    if json {
+                        super::out(&r.to_json().to_string())?;
+                    } else {
+                        for line in details(&r) {
+                            super::out(&line)?;
+                        }
+                    }
+                    Ok(match r.status {
+                        Status::Executed | Status::Dryrun => exit::OK,
+                        _ => exit::FAILURE,
+                    })
+                }
+                Err(refusal) => Err(CliError::new(
+                    exit::CONFLICT,
+                    format!("refused: {}", refusal.reason),
+                )),
+            }
+        }
+    }
+}
+
+fn direct_decider(name: &str) -> Result<Decider, CliError> {
+    gaia_core::names::check_name("--as", name)?;
+    Ok(Decider {
+        name: name.to_owned(),
+        via: "cli".to_owned(),
+    })
+}
+
+/// `gaia run --approve -- ARGV`: request, wait, then run here with inherited stdio and exit
+/// with the command's exit code.
+pub async fn run_approved(args: RunArgs, config: &Config) -> CliResult {
+    let _ = args.approve;
+    let agent = args
+        .agent
+        .or_else(|| std::env::var("USER").ok().map(|u| format!("run:{u}")))
+        .unwrap_or_else(|| "run".to_owned());
+    let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
+    let cwd = cwd_or_here(None)?;
+    let new = NewCommand::new(
+        CommandSpec::Argv(args.argv.clone()),
+        Some(cwd.clone()),
+        args.context.story,
+        args.context.todolist,
+        args.context.reason,
+        &agent,
+        false,
+        None,
+    )?;
+    let client = crate::client::connect(config).await?;
+    let r = client.request_command(&new).await?;
+    eprintln!(
+        "gaia: waiting for approval of {} ({})",
+        r.id,
+        r.spec.display()
+    );
+    let r = client
+        .wait_command(&r.id, timeout.unwrap_or(WAIT_FOREVER))
+        .await?;
+    let code = wait_code(&r);
+    if code != exit::OK {
+        client.close().await;
+        return Err(CliError::new(
+            code,
+            format!("{} was {}", r.id, r.status.as_str()),
+        ));
+    }
+    // Record that the requester runs it, so the request cannot also be executed elsewhere.
+    let begin = Action::BeginExecution {
+        executor: agent.clone(),
+        dry_run: false,
+        binding: gaia_core::commands::binding(&r.spec, r.cwd.as_deref()),
+    };
+    if let Err(refusal) = client.command_apply(&r.id, &begin).await? {
+        client.close().await;
+        return Err(CliError::new(
+            exit::CONFLICT,
+            format!("refused: {}", refusal.reason),
+        ));
+    }
+    let started_at = Utc::now();
+    let started = std::time::Instant::now();
+    let status = tokio::process::Command::new(&args.argv[0])
+        .args(&args.argv[1..])
+        .status()
+        .await;
+    let (exit_code, error) = match &status {
+        Ok(s) => (s.code(), None),
+        Err(e) => (None, Some(format!("cannot start {}: {e}", args.argv[0]))),
+    };
+    let execution = gaia_core::commands::Execution {
+        executor: agent,
+        dry_run: false,
+        started_at,
+        exit_code,
+        timed_out: false,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        error: error.clone(),
+    };
+    let _ = client
+        .command_apply(&r.id, &Action::FinishExecution { execution })
+        .await?;
+    client.close().await;
+    match (exit_code, error) {
+        (_, Some(e)) => Err(CliError::new(127, e)),
+        (Some(c), None) => Ok(u8::try_from(c).unwrap_or(exit::FAILURE)),
+        // Killed by a signal: the shell convention would be 128+N; 1 keeps it simple.
+        (None, None) => Ok(exit::FAILURE),
+    }
+}

@@ -1,0 +1,322 @@
+//! `/api/v1/commands`: request, list, show, decide, cancel, execute, and wait for a decision.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gaia_core::commands::{Action, CommandRecord, Decider, NewCommand, Refusal, Status, parse_id};
+use gaia_core::time::parse_duration;
+use gaia_core::tokens::Role;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::wire::{CommandBody, CommandSpecBody};
+
+/// Longest a wait request holds the connection.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A new approval request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBody {
+    pub command: CommandSpecBody,
+    pub cwd: Option<String>,
+    pub story: Option<String>,
+    pub todolist: Option<String>,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub is_test: bool,
+    /// How long it waits for a decision, e.g. 1h (default 1h).
+    pub expires: Option<String>,
+    /// The requesting agent (default: the token's name).
+    pub agent: Option<String>,
+}
+
+/// A decision's optional reason.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    pub reason: Option<String>,
+}
+
+/// Whether to really run it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteBody {
+    /// Really run it; otherwise (or when the server does not allow execution) a dry run.
+    #[serde(default)]
+    pub execute: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    /// 1 to 1000, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WaitQuery {
+    /// How long to wait for a decision, at most 60s (default 30s).
+    pub timeout: Option<String>,
+}
+
+fn refused(r: Refusal) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "refused",
+        format!(
+            "refused: {} (status {})",
+            r.reason,
+            r.current.status.as_str()
+        ),
+    )
+}
+
+fn id(text: &str) -> Result<String, ApiError> {
+    Ok(parse_id(text)?)
+}
+
+/// Ask for approval of a command.
+#[utoipa::path(post, path = "/api/v1/commands", tag = "commands", request_body = RequestBody,
+    responses((status = 201, body = CommandBody), (status = "4XX", body = Problem)))]
+pub async fn request(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<RequestBody>,
+) -> ApiResult<(StatusCode, Json<CommandBody>)> {
+    caller
+        .require(&state, Role::Agent, "command.request")
+        .await?;
+    let expires = body.expires.as_deref().map(parse_duration).transpose()?;
+    let requester = body.agent.unwrap_or_else(|| caller.name.clone());
+    let new = NewCommand::new(
+        body.command.into(),
+        body.cwd,
+        body.story,
+        body.todolist,
+        body.reason,
+        &requester,
+        body.is_test,
+        expires,
+    )?;
+    let r = state.gaia.request_command(&new).await?;
+    Ok((StatusCode::CREATED, Json(CommandBody::from(&r))))
+}
+
+/// Requests, newest first.
+#[utoipa::path(get, path = "/api/v1/commands", tag = "commands", params(ListQuery),
+    responses((status = 200, body = [CommandBody]), (status = "4XX", body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Vec<CommandBody>>> {
+    let status = q.status.as_deref().map(str::parse::<Status>).transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1 to 1000"));
+    }
+    let list = state.gaia.commands(status, limit).await?;
+    Ok(Json(list.iter().map(CommandBody::from).collect()))
+}
+
+/// One request.
+#[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "commands", params(("id" = String, Path)),
+    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> ApiResult<Json<CommandBody>> {
+    Ok(Json(CommandBody::from(
+        &state.gaia.command(&id(&raw)?).await?,
+    )))
+}
+
+async fn decide(state: &AppState, id: &str, action: Action) -> ApiResult<Json<CommandBody>> {
+    match state.gaia.command_apply(id, &action).await? {
+        Ok(r) => Ok(Json(CommandBody::from(&r))),
+        Err(refusal) => Err(refused(refusal)),
+    }
+}
+
+fn decider(caller: &Caller) -> Decider {
+    Decider {
+        name: caller.name.clone(),
+        via: "api".into(),
+    }
+}
+
+/// Approve (operator). The first decision wins; a later one is refused (409).
+#[utoipa::path(post, path = "/api/v1/commands/{id}/approve", tag = "commands", params(("id" = String, Path)),
+    request_body = DecisionBody,
+    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+    OptionalJson(body): OptionalJson<DecisionBody>,
+) -> ApiResult<Json<CommandBody>> {
+    caller
+        .require(&state, Role::Operator, "command.approve")
+        .await?;
+    let reason = body.reason;
+    decide(
+        &state,
+        &id(&raw)?,
+        Action::Approve {
+            by: decider(&caller),
+            reason,
+        },
+    )
+    .await
+}
+
+/// Deny (operator).
+#[utoipa::path(post, path = "/api/v1/commands/{id}/deny", tag = "commands", params(("id" = String, Path)),
+    request_body = DecisionBody,
+    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+pub async fn deny(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+    OptionalJson(body): OptionalJson<DecisionBody>,
+) -> ApiResult<Json<CommandBody>> {
+    caller
+        .require(&state, Role::Operator, "command.deny")
+        .await?;
+    let reason = body.reason;
+    decide(
+        &state,
+        &id(&raw)?,
+        Action::Deny {
+            by: decider(&caller),
+            reason,
+        },
+    )
+    .await
+}
+
+/// Let a test request proceed to a decision (operator).
+#[utoipa::path(post, path = "/api/v1/commands/{id}/allow-test", tag = "commands", params(("id" = String, Path)),
+    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+pub async fn allow_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> ApiResult<Json<CommandBody>> {
+    caller
+        .require(&state, Role::Operator, "command.allow_test")
+        .await?;
+    decide(
+        &state,
+        &id(&raw)?,
+        Action::AllowTest {
+            by: decider(&caller),
+        },
+    )
+    .await
+}
+
+/// Withdraw a pending request (its requester, or an operator).
+#[utoipa::path(post, path = "/api/v1/commands/{id}/cancel", tag = "commands", params(("id" = String, Path)),
+    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> ApiResult<Json<CommandBody>> {
+    let id = id(&raw)?;
+    let current = state.gaia.command(&id).await?;
+    if current.requester != caller.name {
+        caller
+            .require(&state, Role::Operator, "command.cancel")
+            .await?;
+    }
+    decide(
+        &state,
+        &id,
+        Action::Cancel {
+            by: caller.name.clone(),
+        },
+    )
+    .await
+}
+
+/// Execute an approved request (operator): at most once; a dry run unless `execute` is true and
+/// the server allows execution (ALLOW_COMMAND_EXECUTION=1).
+#[utoipa::path(post, path = "/api/v1/commands/{id}/execute", tag = "commands", params(("id" = String, Path)),
+    request_body = ExecuteBody,
+    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+pub async fn execute(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+    OptionalJson(body): OptionalJson<ExecuteBody>,
+) -> ApiResult<Json<CommandBody>> {
+    caller
+        .require(&state, Role::Operator, "command.execute")
+        .await?;
+    let really = body.execute && state.opts.allow_execution;
+    let limits = gaia_exec::Limits {
+        timeout: state.opts.exec_timeout,
+        ..gaia_exec::Limits::default()
+    };
+    match crate::exec::execute(&state.gaia, &id(&raw)?, &caller.name, really, limits).await? {
+        Ok(r) => Ok(Json(CommandBody::from(&r))),
+        Err(refusal) => Err(refused(refusal)),
+    }
+}
+
+/// Long-poll: answers as soon as the request is no longer pending, or after `timeout` with
+/// the request still pending.
+#[utoipa::path(get, path = "/api/v1/commands/{id}/wait", tag = "commands",
+    params(("id" = String, Path), WaitQuery),
+    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+pub async fn wait(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> ApiResult<Json<CommandBody>> {
+    let id = id(&raw)?;
+    let timeout = match q.timeout.as_deref() {
+        Some(t) => parse_duration(t)?,
+        None => Duration::from_secs(30),
+    };
+    if timeout > MAX_WAIT {
+        return Err(ApiError::bad_request("timeout must be at most 60s"));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wake = state.hub.subscribe();
+    loop {
+        wake.borrow_and_update();
+        let r = current(&state, &id).await?;
+        if r.status != Status::Pending || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(CommandBody::from(&r)));
+        }
+        // Any commit may be the decision; re-read at least every second for expiry.
+        let nap = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            _ = wake.changed() => {}
+            () = tokio::time::sleep_until(nap) => {}
+            () = state.shutdown.cancelled() => return Ok(Json(CommandBody::from(&r))),
+        }
+    }
+}
+
+/// The request as it stands, recording its expiry when it is due.
+async fn current(state: &AppState, id: &str) -> ApiResult<CommandRecord> {
+    let r = state.gaia.command(id).await?;
+    if r.status == Status::Pending && state.gaia.store().now().await? >= r.expires_at {
+        let _ = state.gaia.command_apply(id, &Action::Expire).await?;
+        return Ok(state.gaia.command(id).await?);
+    }
+    Ok(r)
+}
