@@ -1,0 +1,240 @@
+//! What the OpenAPI document says beyond the wire types: the text formats gaia-core validates,
+//! as named schemas so each rule is written once, and the problem responses operations give.
+//!
+//! The formats mirror `gaia_core::names` and `gaia_core::time`: a client that follows the
+//! document is never refused for the shape of its input, and one that does not is told why.
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{
+    ContentBuilder, Ref, RefOr, Response, ResponseBuilder, header::HeaderBuilder,
+};
+use utoipa::{IntoResponses, PartialSchema, ToSchema};
+
+/// Media type of every error response.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Characters `check_name` refuses anywhere: `/` and control characters (Unicode Cc).
+const NAME_BODY: &str = r"[^/\u0000-\u001f\u007f-\u009f]";
+/// ... and additionally at either end: what `str::trim` removes (Unicode White_Space).
+const NAME_EDGE: &str =
+    r"[^/\u0000-\u001f\u007f-\u009f \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+/// The pattern of a name: see [`gaia_core::names::check_name`].
+pub fn name_pattern() -> String {
+    format!("^{NAME_EDGE}(?:{NAME_BODY}*{NAME_EDGE})?$")
+}
+
+/// Event types: see [`gaia_core::names::check_event_type`].
+pub const EVENT_TYPE_PATTERN: &str = r"^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$";
+
+/// Subjects: any text without control characters; see [`gaia_core::names::check_subject`].
+pub const SUBJECT_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*$";
+
+/// Lease lengths in the documented form: units in descending order, each at most once, and a
+/// non-zero number of whole seconds or more (claims refuse a ttl under 1s). The digit counts
+/// keep the largest total (about 1109 days) under the 3650-day maximum, so every matching value
+/// is accepted.
+pub const TTL_PATTERN: &str = r"^(?=.*[1-9][0-9]*(?:[dhs]|m(?!s)))(?:[0-9]{1,3}d)?(?:[0-9]{1,4}h)?(?:[0-9]{1,5}m)?(?:[0-9]{1,6}s)?(?:[0-9]{1,9}ms)?$";
+
+/// A story, todolist, agent, operator, fingerprint, actor or token name.
+#[derive(Debug)]
+pub struct Name;
+
+impl PartialSchema for Name {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "1 to 128 characters; no '/', no control characters, no leading or trailing spaces.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(gaia_core::names::MAX_NAME_LEN))
+            .pattern(Some(name_pattern()))
+            .examples(["checkout"])
+            .into()
+    }
+}
+
+impl ToSchema for Name {}
+
+/// A lease length such as `90s`, `15m`, `2h` or `1h30m`.
+#[derive(Debug)]
+pub struct Ttl;
+
+impl PartialSchema for Ttl {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A lease length of at least 1s: numbers with units (d, h, m, s, ms), largest \
+                 unit first, e.g. 90s, 15m, 2h, 1h30m. The server also accepts other orders, \
+                 repeated units and larger numbers, up to 3650d in total.",
+            ))
+            .pattern(Some(TTL_PATTERN))
+            .examples(["15m"])
+            .into()
+    }
+}
+
+impl ToSchema for Ttl {}
+
+/// A dotted lowercase event type such as `chat.message`.
+#[derive(Debug)]
+pub struct EventType;
+
+impl PartialSchema for EventType {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Dotted lowercase words (a-z, 0-9, '_', '-'), e.g. chat.message; at most 96 bytes.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(gaia_core::names::MAX_EVENT_TYPE_LEN))
+            .pattern(Some(EVENT_TYPE_PATTERN))
+            .examples(["chat.message"])
+            .into()
+    }
+}
+
+impl ToSchema for EventType {}
+
+/// What an event is about.
+#[derive(Debug)]
+pub struct Subject;
+
+impl PartialSchema for Subject {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "What the event is about, e.g. story/checkout; at most 300 characters, no control characters.",
+            ))
+            .max_length(Some(gaia_core::names::MAX_SUBJECT_LEN))
+            .pattern(Some(SUBJECT_PATTERN))
+            .into()
+    }
+}
+
+impl ToSchema for Subject {}
+
+/// One Server-Sent Event of the stream, as OpenAPI 3.1 tools read `text/event-stream`.
+#[derive(Debug)]
+pub struct StreamEvent;
+
+impl PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        let string = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A frame of the stream: an event (id = its seq, data = EventBody as JSON), a \
+                 reset (event = reset, data = {reason, oldest_seq}), or the opening retry hint. \
+                 Comment lines are heartbeats.",
+            ))
+            .property(
+                "id",
+                string("The event's seq; send it back as Last-Event-ID to resume"),
+            )
+            .property(
+                "event",
+                string("message (the default) or reset").enum_values(Some(["message", "reset"])),
+            )
+            .property("data", string("JSON text"))
+            .property(
+                "retry",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("Milliseconds to wait before reconnecting"))
+                    .minimum(Some(0)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for StreamEvent {}
+
+/// A problem response with `description`.
+fn problem(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    )
+}
+
+/// Declares a set of problem responses usable in `#[utoipa::path(responses(...))]`.
+macro_rules! problems {
+    ($(#[$meta:meta])* $name:ident { $($status:literal => $response:expr),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                BTreeMap::from([$(($status.to_owned(), RefOr::T($response.build()))),+])
+            }
+        }
+    };
+}
+
+problems!(
+    /// Malformed query, path or field values.
+    BadRequest { "400" => problem("Invalid input: the detail says which value and why") }
+);
+problems!(
+    /// No token, or one that is not valid.
+    Unauthorized {
+        "401" => problem("No valid token: send 'Authorization: Bearer TOKEN'").header(
+            "WWW-Authenticate",
+            HeaderBuilder::new().schema(String::schema()).build(),
+        )
+    }
+);
+problems!(
+    /// The token's role does not allow the call.
+    Forbidden { "403" => problem("The token's role does not allow this") }
+);
+problems!(
+    /// The named thing does not exist.
+    NotFound { "404" => problem("Not found") }
+);
+problems!(
+    /// The name is taken.
+    Conflict { "409" => problem("The name is already taken") }
+);
+problems!(
+    /// What can go wrong with a JSON request body.
+    JsonBody {
+        "400" => problem("Malformed JSON, or a field value that is not valid"),
+        "413" => problem("The request body is larger than the server's limit"),
+        "415" => problem("The body is not sent as Content-Type: application/json"),
+        "422" => problem("The JSON does not have the documented shape"),
+    }
+);
+problems!(
+    /// The request took too long or the store was busy; retry. Not the client's fault.
+    Unavailable {
+        "503" => problem("Busy or too slow; retry after the given seconds").header(
+            "Retry-After",
+            HeaderBuilder::new().schema(i64::schema()).build(),
+        )
+    }
+);
+problems!(
+    /// What a call that reads or writes the store may answer when the server fails.
+    ServerErrors {
+        "500" => problem("The server could not complete the request (details are in its log)"),
+        "503" => problem("Busy or too slow; retry after the given seconds").header(
+            "Retry-After",
+            HeaderBuilder::new().schema(i64::schema()).build(),
+        ),
+    }
+);
