@@ -64,6 +64,12 @@ pub enum Command {
     Cmd(CmdCommand),
     /// Run a command here once a person approves it (sudo-style); exits with its exit code.
     Run(RunArgs),
+    /// Show what the policy (gaia.toml [policy]) decides for a command.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Hooks for coding agents (reads the hook input on stdin, answers on stdout).
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Emit, follow and export events.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -409,4 +415,31 @@ pub struct RunArgs {
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "ARGV")]
     pub argv: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the verdict (allow, deny, ask) and the rule that matches. Records nothing.
+    Check {
+        /// Check shell text instead of an argv.
+        #[arg(long, value_name = "TEXT", conflicts_with = "argv")]
+        shell: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, value_name = "ARGV")]
+        argv: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// Claude Code's PreToolUse and PermissionRequest hooks: PreToolUse applies Gaia's policy
+    /// to Bash calls; PermissionRequest becomes a Gaia approval anyone can decide. Never
+    /// answers allow when Gaia cannot be reached.
+    ClaudeCode {
+        /// How long PermissionRequest waits for a decision (keep it below the hook's timeout).
+        #[arg(long, default_value = "50s", value_name = "DURATION")]
+        wait: String,
+    },
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gaia_core::policy::Policy;
 use gaia_core::store::{SqliteSync, StoreOptions};
 use gaia_core::time::parse_duration;
 
@@ -214,6 +215,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Remote mode: the server URL and token.
     pub remote: Option<(String, String)>,
+    /// The `[policy]` rules of gaia.toml.
+    pub policy: Policy,
 }
 
 /// The store settings, as [`StoreOptions`] wants them.
@@ -245,8 +248,11 @@ impl Config {
             Some(p) => Some(p),
             None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
         };
+        let mut policy = None;
         if let Some(path) = &config_path {
-            for (name, value) in read_toml(path)? {
+            let (settings, p) = read_toml(path)?;
+            policy = p;
+            for (name, value) in settings {
                 let key = KEYS
                     .iter()
                     .find(|k| k.name == name)
@@ -292,6 +298,7 @@ impl Config {
             }
         }
         let mut config = Self::build(values, warnings)?;
+        config.policy = policy.unwrap_or_default();
         let url = ov
             .url
             .clone()
@@ -389,6 +396,7 @@ impl Config {
             default_ttl,
             warnings,
             remote: None,
+            policy: Policy::default(),
         })
     }
 
@@ -513,16 +521,31 @@ fn apply_env(
     Ok(())
 }
 
-/// Flattens a TOML file into dotted names with string values.
-fn read_toml(path: &Path) -> Result<Vec<(String, String)>, String> {
+/// Dotted setting names with their values as text.
+type Settings = Vec<(String, String)>;
+
+/// Flattens a TOML file into dotted names with string values, except the `[policy]` table,
+/// which is returned parsed.
+fn read_toml(path: &Path) -> Result<(Settings, Option<Policy>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let table: toml::Table = text
+    let mut table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| format!("{}: {}", path.display(), e.message()))?;
+    let policy = match table.remove("policy") {
+        Some(v) => {
+            let p: Policy = v.try_into().map_err(|e: toml::de::Error| {
+                format!("{}: [policy]: {}", path.display(), e.message())
+            })?;
+            p.validate()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(p)
+        }
+        None => None,
+    };
     let mut out = Vec::new();
     flatten("", &toml::Value::Table(table), &mut out, path)?;
-    Ok(out)
+    Ok((out, policy))
 }
 
 fn flatten(

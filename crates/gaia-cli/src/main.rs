@@ -120,7 +120,15 @@ async fn run(cli: Cli) -> CliResult {
         url: cli.url,
         token: cli.token,
     };
-    let config = Config::load(&overrides, &env).map_err(CliError::bad_input)?;
+    let config = match Config::load(&overrides, &env) {
+        Ok(c) => c,
+        // A hook must still answer, and never with allow.
+        Err(e) if matches!(cli.command, Command::Hook(_)) => {
+            cmd::hook::config_error(&e)?;
+            return Ok(exit::OK);
+        }
+        Err(e) => return Err(CliError::bad_input(e)),
+    };
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -131,6 +139,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Claim(c) => cmd::claim::run(c, &config).await,
         Command::Cmd(c) => cmd::command::run(c, &config).await,
         Command::Run(args) => cmd::command::run_approved(args, &config).await,
+        Command::Policy(c) => cmd::policy::run(c, &config),
+        Command::Hook(c) => cmd::hook::run(c, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,
         Command::Bench(c) => bench::run(c, &config).await,

@@ -29,7 +29,8 @@ pub async fn gaia(config: &Config) -> Result<Gaia, StoreError> {
     let store = open_store(&config.database_url, &config.store_options()).await?;
     Ok(Gaia::new(store)
         .with_ndjson_sink(config.ndjson_path.clone())
-        .with_redactor(Redactor::new(config.secret_values())))
+        .with_redactor(Redactor::new(config.secret_values()))
+        .with_policy(config.policy.clone()))
 }
 
 /// The schema version this build writes for the backend `url` names.

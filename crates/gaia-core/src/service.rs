@@ -9,10 +9,11 @@ use serde_json::json;
 
 use crate::audit::{AuditRecord, Verifier, VerifyReport};
 use crate::claims::{ClaimResult, Request};
-use crate::commands::{Action, CommandRecord, CommandSpec, NewCommand, Refusal, Status};
+use crate::commands::{Action, CommandRecord, CommandSpec, Decider, NewCommand, Refusal, Status};
 use crate::error::{Error, StoreError, ValidationError};
 use crate::event::{Event, EventFilter, NewEvent};
 use crate::names::{ClaimKey, check_event_type, check_name, check_subject};
+use crate::policy::{Decision as PolicyDecision, Policy, Verdict};
 use crate::redact::Redactor;
 use crate::store::{Change, Store};
 use crate::tokens::{self, Role, TokenInfo};
@@ -34,6 +35,7 @@ pub struct Gaia {
     sink: Option<PathBuf>,
     redactor: Redactor,
     on_commit: Option<CommitHook>,
+    policy: Arc<Policy>,
 }
 
 impl std::fmt::Debug for Gaia {
@@ -78,7 +80,53 @@ impl Gaia {
             sink: None,
             redactor: Redactor::default(),
             on_commit: None,
+            policy: Arc::new(Policy::default()),
         }
+    }
+
+    /// The rules that decide commands before a person is asked.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Applies the policy to a command and records the decision (event and audit record).
+    pub async fn policy_decide(
+        &self,
+        spec: &CommandSpec,
+        actor: &str,
+        context: serde_json::Value,
+    ) -> Result<PolicyDecision, Error> {
+        let d = self.policy.check(spec);
+        let data = self.redactor.json(json!({
+            "command": spec.display(),
+            "verdict": d.verdict.as_str(),
+            "rule": d.rule,
+            "reason": d.reason,
+            "context": context,
+        }));
+        let change = Change {
+            events: vec![NewEvent::new(
+                "policy.decided",
+                actor,
+                "policy",
+                data.clone(),
+            )],
+            audit: vec![crate::audit::NewAudit::new(
+                actor,
+                "policy.decide",
+                "policy",
+                d.verdict.as_str(),
+                data,
+            )],
+        };
+        let events = self.store.append(change).await?;
+        self.mirror(&events);
+        Ok(d)
     }
 
     /// Calls `hook` with the newest seq after every commit made through this service.
@@ -230,7 +278,31 @@ impl Gaia {
         }
         let (record, events) = self.store.command_create(new).await?;
         self.mirror(&events);
-        Ok(record)
+        // The policy decides before a person is asked; `ask` leaves the request pending.
+        let d = self
+            .policy_decide(&record.spec, "policy", json!({ "id": record.id }))
+            .await?;
+        let by = Decider {
+            name: "policy".into(),
+            via: "policy".into(),
+        };
+        let action = match d.verdict {
+            Verdict::Allow => Action::Approve {
+                by,
+                reason: Some(d.reason),
+            },
+            Verdict::Deny => Action::Deny {
+                by,
+                reason: Some(d.reason),
+            },
+            Verdict::Ask => return Ok(record),
+        };
+        // A refusal here (a test request cannot be approved before allow-test) leaves it
+        // pending for a person.
+        match self.command_apply(&record.id, &action).await? {
+            Ok(decided) => Ok(decided),
+            Err(refusal) => Ok(*refusal.current),
+        }
     }
 
     pub async fn command(&self, id: &str) -> Result<CommandRecord, Error> {

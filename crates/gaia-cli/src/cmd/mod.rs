@@ -6,6 +6,8 @@ pub mod claim;
 pub mod command;
 pub mod config;
 pub mod events;
+pub mod hook;
+pub mod policy;
 pub mod serve;
 pub mod token;
 
