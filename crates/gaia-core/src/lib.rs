@@ -10,6 +10,7 @@ pub mod commands;
 pub mod error;
 pub mod event;
 pub mod names;
+pub mod outbox;
 pub mod policy;
 pub mod redact;
 pub mod service;

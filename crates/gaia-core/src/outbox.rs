@@ -1,0 +1,440 @@
+//! The notification outbox: every outbound message (approval requests, decisions, alerts,
+//! replies) is a row written in the same transaction as the change that caused it, then sent by
+//! a worker that retries with exponential backoff and jitter, honours `retry_after` without
+//! using up attempts, sends non-retryable failures to the dead set at once, and moves a message
+//! to the dead set after its last attempt. Dead messages can be requeued by hand or by a
+//! bounded policy.
+//!
+//! This module holds the message records and the pure rules; backends store them and hand
+//! batches to workers (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::ValidationError;
+use crate::time::rfc3339;
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Telegram,
+    Console,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Telegram => "telegram",
+            Self::Console => "console",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+impl std::str::FromStr for Channel {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "telegram" => Ok(Self::Telegram),
+            "console" => Ok(Self::Console),
+            "webhook" => Ok(Self::Webhook),
+            _ => Err(ValidationError::new(format!(
+                "unknown channel '{}': use telegram, console or webhook",
+                s.escape_debug()
+            ))),
+        }
+    }
+}
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for its next attempt.
+    Pending,
+    Sent,
+    /// In the dead set: failed for good, until requeued.
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "sent" => Ok(Self::Sent),
+            "dead" => Ok(Self::Dead),
+            _ => Err(ValidationError::new(format!(
+                "unknown message status '{}': use pending, sent or dead",
+                s.escape_debug()
+            ))),
+        }
+    }
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub channel: Channel,
+    /// Chat id, URL or `console`.
+    pub target: String,
+    /// What it is: `approval`, `decision`, `alert`, `reply`.
+    pub kind: String,
+    /// Channel-specific content (text, buttons, the message to edit ...).
+    pub payload: serde_json::Value,
+    /// Messages with the same key are sent once; later ones are skipped and counted.
+    pub dedupe_key: Option<String>,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: i64,
+    pub channel: Channel,
+    pub target: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub dedupe_key: Option<String>,
+    pub status: Status,
+    /// Attempts since it was (re)queued.
+    pub attempts: u32,
+    /// Times it was requeued from the dead set.
+    pub requeues: u32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub dead_at: Option<DateTime<Utc>>,
+    /// What the channel answered (e.g. Telegram's message id).
+    pub result: Option<serde_json::Value>,
+}
+
+impl Message {
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "channel": self.channel.as_str(),
+            "target": self.target,
+            "kind": self.kind,
+            "payload": self.payload,
+            "dedupe_key": self.dedupe_key,
+            "status": self.status.as_str(),
+            "attempts": self.attempts,
+            "requeues": self.requeues,
+            "created_at": rfc3339(self.created_at),
+            "next_attempt_at": rfc3339(self.next_attempt_at),
+            "last_error": self.last_error,
+            "sent_at": self.sent_at.map(rfc3339),
+            "dead_at": self.dead_at.map(rfc3339),
+            "result": self.result,
+        })
+    }
+}
+
+/// How failed sends are retried. The defaults retry for about twenty minutes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts before a message goes to the dead set (`retry_after` answers do not count).
+    pub max_attempts: u32,
+    /// Delay after the first failure; doubles after each further one.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Each delay is spread by up to this fraction either way, so that failed messages do not
+    /// all come back at once.
+    pub jitter: f64,
+}
+
+impl RetryPolicy {
+    pub const DEFAULT: Self = Self {
+        max_attempts: 8,
+        base_delay: Duration::from_secs(2),
+        max_delay: Duration::from_secs(600),
+        jitter: 0.2,
+    };
+
+    /// The delay after `attempts` failed attempts; `unit` is a random sample in [0, 1).
+    pub fn delay(&self, attempts: u32, unit: f64) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        let raw = self
+            .base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay);
+        let spread = 1.0 + self.jitter * (unit.clamp(0.0, 1.0) * 2.0 - 1.0);
+        raw.mul_f64(spread.max(0.0))
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// What one attempt to send came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    Sent {
+        result: serde_json::Value,
+    },
+    /// The channel asked to wait (Telegram's 429 `retry_after`): not counted as an attempt.
+    RetryAfter(Duration),
+    /// A failure worth retrying (5xx, network, timeout).
+    Retryable(String),
+    /// A failure that will not go away (400, 403 bot blocked, chat not found).
+    Fatal(String),
+}
+
+/// The message after an attempt, and the event kind that reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub message: Message,
+    /// `notify.sent`, `notify.retry` or `notify.dead`.
+    pub event: &'static str,
+    pub data: serde_json::Value,
+}
+
+fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Applies an attempt's result to `msg` at `now`; `unit` is a random sample for the jitter.
+pub fn after_attempt(
+    msg: &Message,
+    attempt: &Attempt,
+    policy: &RetryPolicy,
+    now: DateTime<Utc>,
+    unit: f64,
+) -> Outcome {
+    let mut m = msg.clone();
+    let (event, data) = match attempt {
+        Attempt::Sent { result } => {
+            m.attempts += 1;
+            m.status = Status::Sent;
+            m.sent_at = Some(now);
+            m.last_error = None;
+            m.result = Some(result.clone());
+            ("notify.sent", json!({ "id": m.id, "attempts": m.attempts }))
+        }
+        Attempt::RetryAfter(wait) => {
+            m.next_attempt_at = later(now, *wait);
+            m.last_error = Some(format!("rate limited: retry after {}s", wait.as_secs()));
+            (
+                "notify.retry",
+                json!({ "id": m.id, "attempts": m.attempts, "outcome": "retry_after", "retry_after_s": wait.as_secs() }),
+            )
+        }
+        Attempt::Retryable(error) => {
+            m.attempts += 1;
+            m.last_error = Some(error.clone());
+            if m.attempts >= policy.max_attempts {
+                m.status = Status::Dead;
+                m.dead_at = Some(now);
+                (
+                    "notify.dead",
+                    json!({ "id": m.id, "attempts": m.attempts, "outcome": "exhausted", "error": error }),
+                )
+            } else {
+                m.next_attempt_at = later(now, policy.delay(m.attempts, unit));
+                (
+                    "notify.retry",
+                    json!({ "id": m.id, "attempts": m.attempts, "outcome": "error", "error": error, "next_attempt_at": rfc3339(m.next_attempt_at) }),
+                )
+            }
+        }
+        Attempt::Fatal(error) => {
+            m.attempts += 1;
+            m.status = Status::Dead;
+            m.dead_at = Some(now);
+            m.last_error = Some(error.clone());
+            (
+                "notify.dead",
+                json!({ "id": m.id, "attempts": m.attempts, "outcome": "fatal", "error": error }),
+            )
+        }
+    };
+    Outcome {
+        message: m,
+        event,
+        data,
+    }
+}
+
+/// Puts a dead message back in the queue. `None` when it is not in the dead set.
+pub fn requeue(msg: &Message, now: DateTime<Utc>) -> Option<Message> {
+    if msg.status != Status::Dead {
+        return None;
+    }
+    let mut m = msg.clone();
+    m.status = Status::Pending;
+    m.attempts = 0;
+    m.requeues += 1;
+    m.next_attempt_at = now;
+    m.dead_at = None;
+    Some(m)
+}
+
+/// Which dead messages the automatic requeue may take (the prototype's `auto_requeue.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoRequeuePolicy {
+    /// Messages requeued this many times already are left alone.
+    pub max_retries: u32,
+    /// Only messages created within this many hours.
+    pub max_age: Duration,
+    pub max_per_run: u32,
+}
+
+impl Default for AutoRequeuePolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            max_age: Duration::from_secs(72 * 3600),
+            max_per_run: 10,
+        }
+    }
+}
+
+impl AutoRequeuePolicy {
+    pub fn eligible(&self, msg: &Message, now: DateTime<Utc>) -> bool {
+        msg.status == Status::Dead
+            && msg.requeues < self.max_retries
+            && (now - msg.created_at)
+                .to_std()
+                .is_ok_and(|age| age <= self.max_age)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::from_micros;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        from_micros(s * 1_000_000)
+    }
+
+    fn msg() -> Message {
+        Message {
+            id: 7,
+            channel: Channel::Telegram,
+            target: "-100".into(),
+            kind: "approval".into(),
+            payload: json!({"text": "hi"}),
+            dedupe_key: None,
+            status: Status::Pending,
+            attempts: 0,
+            requeues: 0,
+            created_at: t(0),
+            next_attempt_at: t(0),
+            last_error: None,
+            sent_at: None,
+            dead_at: None,
+            result: None,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter() {
+        let p = RetryPolicy::DEFAULT;
+        assert_eq!(p.delay(1, 0.5), Duration::from_secs(2));
+        assert_eq!(p.delay(2, 0.5), Duration::from_secs(4));
+        assert_eq!(p.delay(3, 0.5), Duration::from_secs(8));
+        assert_eq!(p.delay(30, 0.5), Duration::from_secs(600));
+        for unit in [0.0, 0.25, 0.999] {
+            let d = p.delay(3, unit).as_secs_f64();
+            assert!((6.4..=9.6).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn attempts_lead_to_sent_retry_or_dead() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::DEFAULT
+        };
+        let mut m = msg();
+        // retry_after does not use up attempts.
+        let o = after_attempt(
+            &m,
+            &Attempt::RetryAfter(Duration::from_secs(5)),
+            &p,
+            t(1),
+            0.5,
+        );
+        assert_eq!(
+            (o.event, o.message.attempts, o.message.next_attempt_at),
+            ("notify.retry", 0, t(6))
+        );
+        m = o.message;
+        for (i, want) in ["notify.retry", "notify.retry", "notify.dead"]
+            .iter()
+            .enumerate()
+        {
+            let o = after_attempt(&m, &Attempt::Retryable("502".into()), &p, t(10), 0.5);
+            assert_eq!(o.event, *want, "attempt {i}");
+            m = o.message;
+        }
+        assert_eq!((m.status, m.attempts), (Status::Dead, 3));
+        let fatal = after_attempt(&msg(), &Attempt::Fatal("403 blocked".into()), &p, t(1), 0.5);
+        assert_eq!(
+            (fatal.event, fatal.message.status),
+            ("notify.dead", Status::Dead)
+        );
+        let sent = after_attempt(
+            &msg(),
+            &Attempt::Sent {
+                result: json!({"message_id": 5}),
+            },
+            &p,
+            t(1),
+            0.5,
+        );
+        assert_eq!(
+            (sent.event, sent.message.status),
+            ("notify.sent", Status::Sent)
+        );
+    }
+
+    #[test]
+    fn requeue_and_auto_requeue_policy() {
+        let dead = after_attempt(
+            &msg(),
+            &Attempt::Fatal("x".into()),
+            &RetryPolicy::DEFAULT,
+            t(1),
+            0.5,
+        )
+        .message;
+        assert!(requeue(&msg(), t(2)).is_none(), "only dead messages");
+        let back = requeue(&dead, t(2)).unwrap();
+        assert_eq!(
+            (back.status, back.attempts, back.requeues),
+            (Status::Pending, 0, 1)
+        );
+        let policy = AutoRequeuePolicy::default();
+        assert!(policy.eligible(&dead, t(3600)));
+        assert!(!policy.eligible(&dead, t(73 * 3600)), "too old");
+        let tired = Message {
+            requeues: 3,
+            ..dead.clone()
+        };
+        assert!(!policy.eligible(&tired, t(10)), "requeued often enough");
+        assert!(!policy.eligible(&back, t(10)), "not dead");
+    }
+}
