@@ -34,63 +34,104 @@ pub(crate) async fn append_log(
     .await
     .map_err(map_err)?
     .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-    let mut seq: i64 = head.get(0);
+    let last_seq: i64 = head.get(0);
     let mut audit_id: i64 = head.get(1);
     let mut prev_hash: String = head.get(2);
     let ts = to_micros(now);
 
-    let mut committed = Vec::with_capacity(events.len());
-    for e in events {
-        seq += 1;
-        sqlx::query(
-            "INSERT INTO events (seq, ts_us, type, actor, subject, data) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(seq)
-        .bind(ts)
-        .bind(&e.kind)
-        .bind(&e.actor)
-        .bind(&e.subject)
-        .bind(e.data.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        committed.push(Event {
+    let committed: Vec<Event> = (last_seq + 1..)
+        .zip(events)
+        .map(|(seq, e)| Event {
             seq,
             ts: from_micros(ts),
             kind: e.kind.clone(),
             actor: e.actor.clone(),
             subject: e.subject.clone(),
             data: e.data.clone(),
-        });
-    }
+        })
+        .collect();
+    let mut sealed = Vec::with_capacity(audit.len());
     for a in audit {
         audit_id += 1;
         let r = a.seal(audit_id, from_micros(ts), &prev_hash);
-        sqlx::query(
-            "INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(r.id)
-        .bind(ts)
-        .bind(&r.actor)
-        .bind(&r.action)
-        .bind(&r.subject)
-        .bind(&r.outcome)
-        .bind(&r.details)
-        .bind(&r.prev_hash)
-        .bind(&r.hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        prev_hash = r.hash;
+        prev_hash.clone_from(&r.hash);
+        sealed.push(r);
     }
-    if !audit.is_empty() {
-        sqlx::query("UPDATE log_head SET audit_hash = $1 WHERE id = 1")
-            .bind(&prev_hash)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-    }
+    // One statement for every row: the log_head lock is held from the UPDATE above until
+    // commit, so each round trip saved here shortens the queue of every other writer.
+    sqlx::query(
+        "WITH e AS (
+            INSERT INTO events (seq, ts_us, type, actor, subject, data)
+            SELECT seq, $1, type, actor, subject, data
+            FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])
+                AS u(seq, type, actor, subject, data)
+         ), a AS (
+            INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash)
+            SELECT id, $1, actor, action, subject, outcome, details, prev_hash, hash
+            FROM UNNEST($7::BIGINT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[],
+                        $12::TEXT[], $13::TEXT[], $14::TEXT[])
+                AS u(id, actor, action, subject, outcome, details, prev_hash, hash)
+         )
+         UPDATE log_head SET audit_hash = $15 WHERE id = 1",
+    )
+    .bind(ts)
+    .bind(committed.iter().map(|e| e.seq).collect::<Vec<_>>())
+    .bind(
+        committed
+            .iter()
+            .map(|e| e.kind.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        committed
+            .iter()
+            .map(|e| e.actor.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        committed
+            .iter()
+            .map(|e| e.subject.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        committed
+            .iter()
+            .map(|e| e.data.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(sealed.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(sealed.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
+    .bind(sealed.iter().map(|r| r.action.as_str()).collect::<Vec<_>>())
+    .bind(
+        sealed
+            .iter()
+            .map(|r| r.subject.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        sealed
+            .iter()
+            .map(|r| r.outcome.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        sealed
+            .iter()
+            .map(|r| r.details.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        sealed
+            .iter()
+            .map(|r| r.prev_hash.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(sealed.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
+    .bind(&prev_hash)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
     Ok(committed)
 }
 

@@ -9,12 +9,12 @@ use gaia_core::event::Event;
 use gaia_core::names::ClaimKey;
 use gaia_core::store::ClaimStore;
 use gaia_core::time::{from_micros, to_micros};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row};
 
 use crate::SqliteStore;
 use crate::error::map_err;
-use crate::log::append_log;
+use crate::log::{append_log, append_log_with};
 
 const COLUMNS: &str =
     "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms";
@@ -60,28 +60,29 @@ impl ClaimStore for SqliteStore {
             return Ok((decision.result, vec![]));
         };
         let holder = new.holder.as_ref();
-        sqlx::query(&format!(
-            "INSERT INTO claims (key, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (key) DO UPDATE SET
+        // The row is written in the same round trip as the log append.
+        let mut batch = QueryBuilder::new(format!("INSERT INTO claims (key, {COLUMNS}) "));
+        batch.push_values([&new], |mut row, new| {
+            row.push_bind(new.key.to_string())
+                .push_bind(new.key.story.clone())
+                .push_bind(new.key.todolist.clone())
+                .push_bind(holder.map(|h| h.agent.clone()))
+                .push_bind(holder.map(|h| h.operator.clone()))
+                .push_bind(holder.map(|h| h.fingerprint.clone()))
+                .push_bind(new.token)
+                .push_bind(new.acquired_at.map(to_micros))
+                .push_bind(new.expires_at.map(to_micros))
+                .push_bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX));
+        });
+        batch.push(
+            " ON CONFLICT (key) DO UPDATE SET
                agent = excluded.agent, operator = excluded.operator,
                fingerprint = excluded.fingerprint, token = excluded.token,
                acquired_at_us = excluded.acquired_at_us, expires_at_us = excluded.expires_at_us,
-               ttl_ms = excluded.ttl_ms"
-        ))
-        .bind(new.key.to_string())
-        .bind(&new.key.story)
-        .bind(&new.key.todolist)
-        .bind(holder.map(|h| h.agent.as_str()))
-        .bind(holder.map(|h| h.operator.as_str()))
-        .bind(holder.map(|h| h.fingerprint.as_str()))
-        .bind(new.token)
-        .bind(new.acquired_at.map(to_micros))
-        .bind(new.expires_at.map(to_micros))
-        .bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let events = append_log(&mut tx, &decision.events, &decision.audit, now).await?;
+               ttl_ms = excluded.ttl_ms; ",
+        );
+        let events =
+            append_log_with(&mut tx, batch, &decision.events, &decision.audit, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok((decision.result, events))
     }

@@ -8,7 +8,7 @@ use gaia_core::event::{Event, EventFilter, NewEvent};
 use gaia_core::store::{AuditStore, Change, EventStore};
 use gaia_core::time::{from_micros, to_micros};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::SqliteStore;
 use crate::error::map_err;
@@ -17,6 +17,22 @@ use crate::error::map_err;
 /// SQLite's write lock (`BEGIN IMMEDIATE`), so reading the head and writing it back is atomic.
 pub(crate) async fn append_log(
     conn: &mut SqliteConnection,
+    events: &[NewEvent],
+    audit: &[NewAudit],
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, StoreError> {
+    append_log_with(conn, QueryBuilder::new(""), events, audit, now).await
+}
+
+/// Rows per multi-row INSERT: far below SQLite's limit on bound variables per statement.
+const ROWS_PER_INSERT: usize = 500;
+
+/// [`append_log`] after the statements already in `batch` (each ending with `;`), all sent as
+/// one multi-statement query. Each statement costs a round trip to the connection's worker
+/// thread, which is most of a small transaction's time; the batch makes it one.
+pub(crate) async fn append_log_with(
+    conn: &mut SqliteConnection,
+    mut batch: QueryBuilder<'_, Sqlite>,
     events: &[NewEvent],
     audit: &[NewAudit],
     now: DateTime<Utc>,
@@ -34,19 +50,6 @@ pub(crate) async fn append_log(
     let mut committed = Vec::with_capacity(events.len());
     for e in events {
         seq += 1;
-        let data = e.data.to_string();
-        sqlx::query(
-            "INSERT INTO events (seq, ts_us, type, actor, subject, data) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(ts)
-        .bind(&e.kind)
-        .bind(&e.actor)
-        .bind(&e.subject)
-        .bind(&data)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
         committed.push(Event {
             seq,
             ts: from_micros(ts),
@@ -56,34 +59,50 @@ pub(crate) async fn append_log(
             data: e.data.clone(),
         });
     }
+    for chunk in committed.chunks(ROWS_PER_INSERT) {
+        batch.push("INSERT INTO events (seq, ts_us, type, actor, subject, data) ");
+        batch.push_values(chunk, |mut row, e| {
+            row.push_bind(e.seq)
+                .push_bind(ts)
+                .push_bind(e.kind.clone())
+                .push_bind(e.actor.clone())
+                .push_bind(e.subject.clone())
+                .push_bind(e.data.to_string());
+        });
+        batch.push("; ");
+    }
+    let mut sealed = Vec::with_capacity(audit.len());
     for a in audit {
         audit_id += 1;
         let r = a.seal(audit_id, from_micros(ts), &prev_hash);
-        sqlx::query(
-            "INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(r.id)
-        .bind(ts)
-        .bind(&r.actor)
-        .bind(&r.action)
-        .bind(&r.subject)
-        .bind(&r.outcome)
-        .bind(&r.details)
-        .bind(&r.prev_hash)
-        .bind(&r.hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        prev_hash = r.hash;
+        prev_hash.clone_from(&r.hash);
+        sealed.push(r);
     }
-    sqlx::query("UPDATE log_head SET event_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1")
-        .bind(seq)
-        .bind(audit_id)
-        .bind(&prev_hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    for chunk in sealed.chunks(ROWS_PER_INSERT) {
+        batch.push(
+            "INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash) ",
+        );
+        batch.push_values(chunk, |mut row, r| {
+            row.push_bind(r.id)
+                .push_bind(ts)
+                .push_bind(r.actor.clone())
+                .push_bind(r.action.clone())
+                .push_bind(r.subject.clone())
+                .push_bind(r.outcome.clone())
+                .push_bind(r.details.clone())
+                .push_bind(r.prev_hash.clone())
+                .push_bind(r.hash.clone());
+        });
+        batch.push("; ");
+    }
+    batch.push("UPDATE log_head SET event_seq = ");
+    batch.push_bind(seq);
+    batch.push(", audit_seq = ");
+    batch.push_bind(audit_id);
+    batch.push(", audit_hash = ");
+    batch.push_bind(prev_hash);
+    batch.push(" WHERE id = 1");
+    batch.build().execute(&mut *conn).await.map_err(map_err)?;
     Ok(committed)
 }
 
