@@ -1,11 +1,12 @@
 //! Claims on PostgreSQL: the key's row is locked (created when missing) by one upsert, then the
-//! decision is written with its events and audit records in the same transaction.
+//! decision is written with its events and audit records in the same transaction. Concurrent
+//! claim calls are committed together (see [`crate::batch`]).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use gaia_core::StoreError;
-use gaia_core::claims::{ClaimResult, ClaimRow, Holder, Request, decide};
+use gaia_core::claims::{ClaimResult, ClaimRow, Holder, Request};
 use gaia_core::event::Event;
 use gaia_core::names::ClaimKey;
 use gaia_core::store::ClaimStore;
@@ -13,14 +14,14 @@ use gaia_core::time::{from_micros, to_micros};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
+use crate::PgStore;
 use crate::error::map_err;
 use crate::log::append_log;
-use crate::{NOW_US, PgStore};
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms";
 
-fn row_to_claim(row: &PgRow) -> ClaimRow {
+pub(crate) fn row_to_claim(row: &PgRow) -> ClaimRow {
     let agent: Option<String> = row.get("agent");
     let holder = agent.map(|agent| Holder {
         agent,
@@ -45,54 +46,7 @@ fn row_to_claim(row: &PgRow) -> ClaimRow {
 #[async_trait]
 impl ClaimStore for PgStore {
     async fn claim(&self, req: &Request) -> Result<(ClaimResult, Vec<Event>), StoreError> {
-        let key = req.key();
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // One statement creates the row when missing, locks it until commit, and reads the
-        // server's clock after the lock is held (RETURNING runs once the row is locked).
-        let locked = sqlx::query(&format!(
-            "INSERT INTO claims (key, story, todolist, token, ttl_ms) VALUES ($1, $2, $3, 0, 0)
-             ON CONFLICT (key) DO UPDATE SET key = claims.key
-             RETURNING {COLUMNS}, {NOW_US} AS now_us"
-        ))
-        .bind(key.to_string())
-        .bind(&key.story)
-        .bind(&key.todolist)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let now = match &self.clock {
-            Some(c) => c.now(),
-            None => from_micros(locked.get("now_us")),
-        };
-        let current = row_to_claim(&locked);
-        // A freshly created placeholder row means "never claimed".
-        let current = (current.token > 0 || current.holder.is_some()).then_some(current);
-        let decision = decide(current, req, now);
-        let Some(new) = decision.row else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok((decision.result, vec![]));
-        };
-        let holder = new.holder.as_ref();
-        sqlx::query(
-            "UPDATE claims SET agent = $2, operator = $3, fingerprint = $4, token = $5,
-                acquired_at_us = $6, expires_at_us = $7, ttl_ms = $8
-             WHERE key = $1",
-        )
-        .bind(new.key.to_string())
-        .bind(holder.map(|h| h.agent.as_str()))
-        .bind(holder.map(|h| h.operator.as_str()))
-        .bind(holder.map(|h| h.fingerprint.as_str()))
-        .bind(new.token)
-        .bind(new.acquired_at.map(to_micros))
-        .bind(new.expires_at.map(to_micros))
-        .bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let events = append_log(&mut tx, &decision.events, &decision.audit, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        self.announce(&events);
-        Ok((decision.result, events))
+        self.batcher().submit(req.clone()).await
     }
 
     async fn claim_get(&self, key: &ClaimKey) -> Result<Option<ClaimRow>, StoreError> {

@@ -5,6 +5,7 @@
 //! seqs gap-free and visible in order. Expiry is judged by the database server's clock, so
 //! nodes with skewed clocks still agree.
 
+mod batch;
 mod claims;
 mod commands;
 mod error;
@@ -36,6 +37,7 @@ pub(crate) const NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 100000
 pub struct PgStore {
     pool: PgPool,
     notifications: std::sync::Arc<notify::Notifications>,
+    batcher: std::sync::Arc<std::sync::OnceLock<batch::ClaimBatcher>>,
     clock: Option<Arc<dyn Clock>>,
     display_url: String,
 }
@@ -102,6 +104,7 @@ impl PgStore {
         Ok(Self {
             pool,
             notifications: notify::Notifications::new(),
+            batcher: std::sync::Arc::default(),
             clock: opts.clock.clone(),
             display_url,
         })
@@ -109,6 +112,17 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The claim writer, started on first use.
+    pub(crate) fn batcher(&self) -> &batch::ClaimBatcher {
+        self.batcher.get_or_init(|| {
+            batch::ClaimBatcher::start(batch::Writer {
+                pool: self.pool.clone(),
+                clock: self.clock.clone(),
+                notifications: self.notifications.clone(),
+            })
+        })
     }
 
     /// Records that `events` committed, so that other nodes are told (batched, after commit).
