@@ -184,9 +184,20 @@ impl Writer {
             .map_err(map_err)?;
         }
         let committed = append_log(&mut tx, &events, &audit, now).await?;
+        // Announce inside the batch's own transaction: commits are already ordered by the
+        // `log_head` lock, so NOTIFY adds no serialisation here, and it saves the separate
+        // announcing transaction (and its flush) per batch.
+        if let Some(last) = committed.last() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::notify::CHANNEL)
+                .bind(last.seq.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
         if let Some(last) = committed.last() {
-            self.notifications.committed(&self.pool, last.seq);
+            self.notifications.seen(last.seq);
         }
         Ok(results
             .into_iter()

@@ -1,9 +1,11 @@
 //! Change notification between nodes: after a commit, a node announces its newest seq with
 //! `NOTIFY gaia_events`; every node LISTENs and wakes its stream readers.
 //!
-//! NOTIFY is never sent inside the writing transaction: PostgreSQL serialises commits that
-//! notify. A background task sends one NOTIFY per batch of commits, carrying only the newest
+//! NOTIFY inside a writing transaction serialises the commits that notify, so ordinary writes
+//! do not: a background task sends one NOTIFY per batch of commits, carrying only the newest
 //! seq (a watch channel keeps just the latest value); readers fetch the events themselves.
+//! Group-committed claims (see `batch`) are the exception: their commits are ordered by the
+//! log head anyway, so each batch announces itself inside its own transaction.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -66,6 +68,11 @@ impl Notifications {
                 }
             })
         });
+    }
+
+    /// Records a commit that was already announced inside its own transaction.
+    pub(crate) fn seen(&self, seq: i64) {
+        raise(&self.seen, seq);
     }
 
     /// Subscribes to the newest known seq, starting the LISTEN task on first use.
