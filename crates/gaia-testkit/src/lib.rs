@@ -4,6 +4,10 @@
 //! PostgreSQL tests need `GAIA_TEST_POSTGRES_URL` (a server URL; each test creates and drops
 //! its own database). Without it they print that they were skipped, unless
 //! `GAIA_REQUIRE_POSTGRES=1`, under which a missing server fails the test.
+//!
+//! [`fake_telegram`] is a fake Telegram Bot API server with fault injection.
+
+pub mod fake_telegram;
 
 use std::sync::Arc;
 
