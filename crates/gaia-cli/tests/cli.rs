@@ -3,6 +3,10 @@
 //! the store untouched, events emit/tail/export and the NDJSON sink, audit verification after
 //! tampering, secret redaction in configuration and events, and help and completions.
 //!
+//! The claim contract, lock timeouts and bad input also run in remote mode: a real `gaia serve`
+//! child on the same kind of database, with `GAIA_URL`/`GAIA_TOKEN` set and no `--db`, must
+//! print the same output and exit with the same codes; a server that is not there is exit 2.
+//!
 //! Store-touching tests run on SQLite and, when `GAIA_TEST_POSTGRES_URL` is set, PostgreSQL.
 //! Every child runs in a temporary directory with no `GAIA_*` or prototype variables inherited.
 
@@ -21,6 +25,9 @@ backend_tests!(
     claim_outcomes_json_and_exit_codes,
     lock_timeout_exits_4,
     bad_input_changes_nothing,
+    claim_outcomes_over_the_api,
+    lock_timeout_over_the_api,
+    bad_input_over_the_api,
     events_emit_tail_export_round_trip,
     tail_follow_returns_after_limit,
     ndjson_sink_receives_each_event_once,
@@ -49,6 +56,8 @@ const CHILD_BOUND: Duration = Duration::from_secs(60);
 struct Ctx {
     cwd: tempfile::TempDir,
     db: Option<String>,
+    /// Remote mode: the server's URL and the token (`GAIA_URL`, `GAIA_TOKEN`), and no `--db`.
+    remote: Option<(String, String)>,
 }
 
 impl Ctx {
@@ -56,6 +65,7 @@ impl Ctx {
         Self {
             cwd: tempfile::tempdir().unwrap(),
             db: Some(db.url.clone()),
+            remote: None,
         }
     }
 
@@ -64,6 +74,7 @@ impl Ctx {
         Self {
             cwd: tempfile::tempdir().unwrap(),
             db: None,
+            remote: None,
         }
     }
 
@@ -78,6 +89,9 @@ impl Ctx {
             if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
                 c.env_remove(k);
             }
+        }
+        if let Some((url, token)) = &self.remote {
+            c.env("GAIA_URL", url).env("GAIA_TOKEN", token);
         }
         c.envs(env.iter().copied()).current_dir(self.dir());
         if let Some(db) = &self.db {
@@ -117,6 +131,119 @@ impl Ctx {
         let out = check(self, &args, &[], 0, &[], &[]);
         out.stdout.trim().parse().unwrap()
     }
+}
+
+/// A `gaia serve` child on a test database, for remote mode. It is killed and reaped when
+/// dropped, so that a failing assertion leaves no server behind.
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    /// Its working directory, which also holds its stderr (`server.log`).
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `gaia serve --bind 127.0.0.1:0` on `db` with an admin token from
+    /// `MONITOR_ADMIN_TOKEN` and `env`, and waits until `/healthz` answers.
+    fn start(db: &TestDb, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let token = format!("test-admin-{:032x}", rand::random::<u128>());
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gaia"));
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
+                c.env_remove(k);
+            }
+        }
+        c.env("MONITOR_ADMIN_TOKEN", &token)
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .args(["serve", "--bind", "127.0.0.1:0", "--db", &db.url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = c.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut server = Self {
+            child,
+            url: String::new(),
+            token,
+            dir,
+        };
+        // Read stdout on a thread (it keeps draining until the server exits) and wait for the
+        // line naming the address.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + CHILD_BOUND;
+        while server.url.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("gaia serving on ") {
+                        server.url = rest.split_whitespace().next().unwrap().to_owned();
+                    }
+                }
+                Err(_) => panic!("gaia serve did not start: {}", server.log()),
+            }
+        }
+        let addr = server.url.trim_start_matches("http://").to_owned();
+        loop {
+            if healthz(&addr) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/healthz never answered: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// A context whose commands go through this server with the admin token.
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            cwd: tempfile::tempdir().unwrap(),
+            db: None,
+            remote: Some((self.url.clone(), self.token.clone())),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True when `GET /healthz` on `addr` answers 200.
+fn healthz(addr: &str) -> bool {
+    use std::io::Write;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200")
 }
 
 /// Waits for a child (bounded by [`CHILD_BOUND`]) while draining its pipes, so that large
@@ -289,7 +416,56 @@ fn claim_json(v: &Value, outcome: &str, key: &str, holder: Option<(&str, &str, &
 }
 
 async fn claim_outcomes_json_and_exit_codes(db: &TestDb) {
-    let ctx = Ctx::new(db);
+    claim_outcomes(Ctx::new(db));
+}
+
+/// The same cases through a real `gaia serve` on the same kind of database: remote mode prints
+/// the same JSON and exits with the same codes. Reads then print byte for byte the same in
+/// both modes.
+async fn claim_outcomes_over_the_api(db: &TestDb) {
+    let server = Server::start(db, &[]);
+    claim_outcomes(server.ctx());
+    assert!(
+        server
+            .log()
+            .contains("route=\"/api/v1/claims/acquire\" status=200"),
+        "the claims did not go through the server: {}",
+        server.log()
+    );
+    let (direct, remote) = (Ctx::new(db), server.ctx());
+    for args in [
+        w("claim list --json"),
+        w("claim list --all --json"),
+        w("claim inspect s1 --json"),
+        w("claim inspect s1 --todolist tests --json"),
+        w("claim inspect nobody --json"),
+        w("events export --ndjson"),
+        w("events tail --json --since 2 --type claim"),
+        w("audit verify --json"),
+    ] {
+        let d = check(&direct, &args, &[], 0, &[], &[]);
+        let r = check(&remote, &args, &[], 0, &[], &[]);
+        assert_eq!(
+            d.stdout, r.stdout,
+            "gaia {args:?} differs between the modes"
+        );
+    }
+    // Refusals too: the same JSON on stdout, exit 3, nothing on stderr.
+    for args in [
+        w("claim acquire s1 --agent intruder --json"),
+        w("claim release s1 --agent intruder --json"),
+        w("claim refresh s1 --agent intruder --json"),
+    ] {
+        let d = check(&direct, &args, &[], 3, &[], &[]);
+        let r = check(&remote, &args, &[], 3, &[], &[]);
+        assert_eq!(
+            d.stdout, r.stdout,
+            "gaia {args:?} differs between the modes"
+        );
+    }
+}
+
+fn claim_outcomes(ctx: Ctx) {
     // (args, exit code, outcome, key, holder after the call, token)
     let a = Some(("agent-a", "alice", "fp1"));
     type Step<'a> = (
@@ -529,7 +705,16 @@ async fn claim_outcomes_json_and_exit_codes(db: &TestDb) {
 }
 
 async fn lock_timeout_exits_4(db: &TestDb) {
-    let ctx = Ctx::new(db);
+    lock_timeout(db, Ctx::new(db)).await;
+}
+
+/// Over the API the server's lock timeout applies: the same `lock_timeout` outcome and exit 4.
+async fn lock_timeout_over_the_api(db: &TestDb) {
+    let server = Server::start(db, &[("GAIA_LOCK_TIMEOUT", "300ms")]);
+    lock_timeout(db, server.ctx()).await;
+}
+
+async fn lock_timeout(db: &TestDb, ctx: Ctx) {
     check(
         &ctx,
         &w("claim acquire locked --agent a"),
@@ -582,7 +767,17 @@ async fn lock_timeout_exits_4(db: &TestDb) {
 
 /// Bad input on the command line: exit 2, one line naming the problem, nothing changed.
 async fn bad_input_changes_nothing(db: &TestDb) {
-    let ctx = Ctx::new(db);
+    bad_input(db, Ctx::new(db));
+}
+
+/// Argument validation happens before anything is sent: the same exit 2 and one line in
+/// remote mode, and the server's log is untouched.
+async fn bad_input_over_the_api(db: &TestDb) {
+    let server = Server::start(db, &[]);
+    bad_input(db, server.ctx());
+}
+
+fn bad_input(db: &TestDb, ctx: Ctx) {
     check(&ctx, &w("claim acquire held --agent a"), &[], 0, &[], &[]);
     ctx.emit("chat.message", &["--data", r#"{"n":1}"#]);
     let long = "x".repeat(129);
@@ -731,7 +926,7 @@ async fn bad_input_changes_nothing(db: &TestDb) {
     );
 
     // Bad input against a database that does not exist yet does not create it.
-    if !db.is_postgres() {
+    if !db.is_postgres() && ctx.remote.is_none() {
         let bare = Ctx::bare();
         let path = bare.dir().join("fresh").join("gaia.db");
         let url = format!("sqlite://{}", path.display());
@@ -816,6 +1011,46 @@ fn unusable_databases_are_bad_input() {
         );
     }
     assert_eq!(listing(), before);
+}
+
+/// Remote mode without a usable server: exit 2 and one line, promptly, for every family.
+#[test]
+fn remote_mode_without_a_server_is_bad_input() {
+    let ctx = Ctx::bare();
+    let down = [("GAIA_URL", "http://127.0.0.1:1"), ("GAIA_TOKEN", "t")];
+    for args in [
+        w("claim acquire s --agent a"),
+        w("claim inspect s --json"),
+        w("claim list"),
+        w("events emit chat.message"),
+        w("events tail"),
+        w("audit verify"),
+        w("cmd list"),
+        w("cmd approve k7m2qx --as alice"),
+        w("token list"),
+    ] {
+        let out = check(&ctx, &args, &down, 2, &[], &["127.0.0.1:1"]);
+        assert!(out.elapsed < Duration::from_secs(20), "{out:?}");
+    }
+    // A URL without a token, or not http(s), is refused before anything is sent.
+    check(
+        &ctx,
+        &w("claim inspect s"),
+        &[("GAIA_URL", "http://127.0.0.1:1")],
+        2,
+        &[],
+        &["GAIA_TOKEN"],
+    );
+    check(
+        &ctx,
+        &w("claim inspect s"),
+        &[("GAIA_URL", "ftp://127.0.0.1:1"), ("GAIA_TOKEN", "t")],
+        2,
+        &[],
+        &["http://"],
+    );
+    // Nothing was created here: remote mode does not open a local database.
+    assert_eq!(std::fs::read_dir(ctx.dir()).unwrap().count(), 0);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
