@@ -145,6 +145,61 @@ pub trait CommandStore: Send + Sync {
     async fn command_expire_due(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
 }
 
+/// How many messages the outbox holds in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub sent: u64,
+    pub dead: u64,
+}
+
+/// The notification outbox.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Enqueues messages in one transaction. A message whose dedupe key was seen before is
+    /// skipped and reported by a `notify.duplicate_skipped` event. Returns the ids enqueued.
+    async fn outbox_enqueue(
+        &self,
+        messages: &[crate::outbox::NewMessage],
+    ) -> Result<(Vec<i64>, Vec<Event>), StoreError>;
+
+    /// Leases up to `limit` due messages (pending, due, not leased) for `lease`, so that
+    /// concurrent senders on any node never take the same message.
+    async fn outbox_lease(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<crate::outbox::Message>, StoreError>;
+
+    /// Records the outcome of an attempt on message `id` with its event.
+    async fn outbox_record(
+        &self,
+        id: i64,
+        attempt: &crate::outbox::Attempt,
+        policy: &crate::outbox::RetryPolicy,
+        unit: f64,
+    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError>;
+
+    async fn outbox_get(&self, id: i64) -> Result<Option<crate::outbox::Message>, StoreError>;
+
+    /// Messages, newest first, optionally only those in `status`.
+    async fn outbox_list(
+        &self,
+        status: Option<crate::outbox::Status>,
+        limit: u32,
+    ) -> Result<Vec<crate::outbox::Message>, StoreError>;
+
+    /// Puts a dead message back in the queue (event and audit record). `None` when there is
+    /// no such message or it is not dead.
+    async fn outbox_requeue(
+        &self,
+        id: i64,
+        actor: &str,
+    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError>;
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+}
+
 /// API tokens, stored hashed.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
@@ -172,7 +227,7 @@ pub trait TokenStore: Send + Sync {
 /// Everything a backend provides.
 #[async_trait]
 pub trait Store:
-    EventStore + AuditStore + ClaimStore + TokenStore + CommandStore + std::fmt::Debug
+    EventStore + AuditStore + ClaimStore + TokenStore + CommandStore + OutboxStore + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
 

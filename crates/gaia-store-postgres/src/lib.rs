@@ -12,6 +12,7 @@ mod error;
 mod log;
 mod migrate;
 mod notify;
+mod outbox;
 mod tokens;
 
 use std::str::FromStr;

@@ -9,6 +9,7 @@ mod commands;
 mod error;
 mod log;
 mod migrate;
+mod outbox;
 mod tokens;
 
 use std::path::{Path, PathBuf};

@@ -30,6 +30,7 @@ backend_tests!(
     reaper_reports_each_expiry_once,
     command_requests_decide_once_and_expire,
     racing_decisions_have_one_winner,
+    outbox_dedupes_leases_retries_and_requeues,
 );
 
 fn opts_with(clock: &ManualClock) -> StoreOptions {
@@ -586,4 +587,151 @@ async fn racing_decisions_have_one_winner(db: &TestDb) {
         assert_eq!(stored.decided_by, winners[0].decided_by);
         assert!(matches!(stored.status, Status::Approved | Status::Denied));
     }
+}
+
+async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
+    use gaia_core::outbox::{Attempt, Channel, NewMessage, RetryPolicy, Status};
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    let store = db.open(&opts_with(&clock)).await;
+    let msg = |key: Option<&str>| NewMessage {
+        channel: Channel::Telegram,
+        target: "-100123".into(),
+        kind: "approval".into(),
+        payload: json!({ "text": "approve?" }),
+        dedupe_key: key.map(Into::into),
+    };
+    let (ids, events) = store
+        .outbox_enqueue(&[
+            msg(Some("approval:a")),
+            msg(Some("approval:a")),
+            msg(None),
+            msg(None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["notify.duplicate_skipped"]
+    );
+
+    // Two concurrent leases never hand out the same message.
+    let (a, b) = tokio::join!(
+        store.outbox_lease(2, Duration::from_secs(30)),
+        store.outbox_lease(2, Duration::from_secs(30))
+    );
+    let mut leased: Vec<i64> = a
+        .unwrap()
+        .iter()
+        .chain(b.unwrap().iter())
+        .map(|m| m.id)
+        .collect();
+    leased.sort_unstable();
+    assert_eq!(leased, ids);
+    assert!(
+        store
+            .outbox_lease(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "all leased"
+    );
+
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::DEFAULT
+    };
+    let (first, second, third) = (ids[0], ids[1], ids[2]);
+    let (m, ev) = store
+        .outbox_record(
+            first,
+            &Attempt::Sent {
+                result: json!({"message_id": 9}),
+            },
+            &policy,
+            0.5,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (m.status, ev[0].kind.as_str()),
+        (Status::Sent, "notify.sent")
+    );
+    let (m, _) = store
+        .outbox_record(
+            second,
+            &Attempt::RetryAfter(Duration::from_secs(3)),
+            &policy,
+            0.5,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (m.status, m.attempts),
+        (Status::Pending, 0),
+        "retry_after uses no attempt"
+    );
+    clock.advance(Duration::from_secs(4));
+    let due = store
+        .outbox_lease(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), [second]);
+    for want in [Status::Pending, Status::Dead] {
+        let (m, _) = store
+            .outbox_record(second, &Attempt::Retryable("502".into()), &policy, 0.5)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.status, want);
+    }
+    let (m, ev) = store
+        .outbox_record(third, &Attempt::Fatal("403 blocked".into()), &policy, 0.5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (m.status, ev[0].kind.as_str()),
+        (Status::Dead, "notify.dead")
+    );
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.sent, counts.dead), (0, 1, 2));
+    let dead: Vec<i64> = store
+        .outbox_list(Some(Status::Dead), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(dead, [third, second]);
+
+    assert!(
+        store
+            .outbox_requeue(first, "alice")
+            .await
+            .unwrap()
+            .is_none(),
+        "only dead messages"
+    );
+    let (back, ev) = store.outbox_requeue(third, "alice").await.unwrap().unwrap();
+    assert_eq!(
+        (back.status, back.requeues, back.attempts),
+        (Status::Pending, 1, 0)
+    );
+    assert_eq!(ev[0].kind, "notify.requeued");
+    let again = store
+        .outbox_lease(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|m| m.id).collect::<Vec<_>>(), [third]);
+    let gaia = Gaia::new(store);
+    assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
+    let audit = gaia.audit_tail(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "notify.requeue" && r.actor == "alice")
+    );
 }
