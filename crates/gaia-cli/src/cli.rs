@@ -64,6 +64,9 @@ pub enum Command {
     Cmd(CmdCommand),
     /// Run a command here once a person approves it (sudo-style); exits with its exit code.
     Run(RunArgs),
+    /// The notification outbox: list, requeue dead messages, auto-requeue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Show what the policy (gaia.toml [policy]) decides for a command.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -441,5 +444,39 @@ pub enum HookCommand {
         /// How long PermissionRequest waits for a decision (keep it below the hook's timeout).
         #[arg(long, default_value = "50s", value_name = "DURATION")]
         wait: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// List messages, newest first; with --dead, the dead set numbered oldest first (the
+    /// numbers work with `requeue #N`).
+    List {
+        /// Only the dead set.
+        #[arg(long, conflicts_with = "status")]
+        dead: bool,
+        /// Only this status: pending, sent, dead.
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a dead message back in the queue: by id, or by its number in `list --dead` (#N).
+    Requeue {
+        #[arg(value_name = "ID|#N")]
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Requeue eligible dead messages: requeued fewer than AUTO_REQUEUE_MAX_RETRIES times,
+    /// younger than AUTO_REQUEUE_MAX_AGE_HOURS, at most AUTO_REQUEUE_MAX_PER_RUN.
+    AutoRequeue {
+        /// Only list what would be requeued.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -219,6 +219,36 @@ impl Client {
         }
     }
 
+    pub async fn queue(
+        &self,
+        status: Option<gaia_core::outbox::Status>,
+        limit: u32,
+    ) -> Result<Vec<gaia_core::outbox::Message>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.queue(status, limit).await?),
+            Self::Remote(r) => r.queue(status, limit).await,
+        }
+    }
+
+    pub async fn requeue(&self, id: i64) -> Result<gaia_core::outbox::Message, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.requeue(id, &cli_actor()).await?),
+            Self::Remote(r) => r.requeue(id).await,
+        }
+    }
+
+    pub async fn auto_requeue(
+        &self,
+        policy: &gaia_core::outbox::AutoRequeuePolicy,
+        dry_run: bool,
+    ) -> Result<Vec<gaia_core::outbox::Message>, CliError> {
+        match self {
+            Self::Direct(g) => Ok(g.auto_requeue(policy, dry_run, &cli_actor()).await?),
+            // The server applies its own configured policy.
+            Self::Remote(r) => r.auto_requeue(dry_run).await,
+        }
+    }
+
     /// Closes the store (direct mode), so that pending change notifications go out before the
     /// process exits.
     pub async fn close(&self) {
@@ -233,4 +263,11 @@ impl Client {
             Self::Remote(r) => r.revoke_token(name).await,
         }
     }
+}
+
+/// Who acts, for audit records of changes made from the CLI in direct mode.
+pub fn cli_actor() -> String {
+    std::env::var("GAIA_OPERATOR")
+        .or_else(|_| std::env::var("USER").map(|u| format!("cli:{u}")))
+        .unwrap_or_else(|_| "cli".into())
 }

@@ -429,6 +429,23 @@ impl Config {
             .unwrap_or(false)
     }
 
+    /// The automatic requeue policy (`AUTO_REQUEUE_*`).
+    pub fn auto_requeue(&self) -> gaia_core::outbox::AutoRequeuePolicy {
+        let n = |name: &str, default: u32| {
+            self.values
+                .get(name)
+                .and_then(|(v, _)| v.trim().parse::<u32>().ok())
+                .unwrap_or(default)
+        };
+        gaia_core::outbox::AutoRequeuePolicy {
+            max_retries: n("auto_requeue.max_retries", 3),
+            max_age: std::time::Duration::from_secs(
+                u64::from(n("auto_requeue.max_age_hours", 72)) * 3600,
+            ),
+            max_per_run: n("auto_requeue.max_per_run", 10),
+        }
+    }
+
     /// Whether the server runs approved argv commands itself.
     pub fn continue_on_approve(&self) -> bool {
         self.values

@@ -140,6 +140,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Cmd(c) => cmd::command::run(c, &config).await,
         Command::Run(args) => cmd::command::run_approved(args, &config).await,
         Command::Policy(c) => cmd::policy::run(c, &config),
+        Command::Queue(c) => cmd::queue::run(c, &config).await,
         Command::Hook(c) => cmd::hook::run(c, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,

@@ -16,8 +16,8 @@ use gaia_core::time::format_duration;
 use gaia_core::tokens::{Role, TokenInfo};
 use gaia_server::problem::Problem;
 use gaia_server::wire::{
-    AuditBody, ClaimBody, CommandBody, CommandSpecBody, EventBody, HolderBody, NewTokenBody,
-    TokenBody, VerifyBody,
+    AuditBody, ClaimBody, CommandBody, CommandSpecBody, EventBody, HolderBody, MessageBody,
+    NewTokenBody, TokenBody, VerifyBody,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -408,6 +408,74 @@ impl Remote {
             Err(e) => Err(e),
         }
     }
+}
+
+impl Remote {
+    pub async fn queue(
+        &self,
+        status: Option<gaia_core::outbox::Status>,
+        limit: u32,
+    ) -> Result<Vec<gaia_core::outbox::Message>, CliError> {
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(s) = status {
+            q.push(("status", s.as_str().to_owned()));
+        }
+        let list: Vec<MessageBody> = self.call(Method::GET, "/api/v1/queue", &q, None).await?;
+        list.into_iter().map(message).collect()
+    }
+
+    pub async fn requeue(&self, id: i64) -> Result<gaia_core::outbox::Message, CliError> {
+        message(
+            self.call(
+                Method::POST,
+                "/admin/requeue",
+                &[],
+                Some(json!({ "id": id })),
+            )
+            .await?,
+        )
+    }
+
+    pub async fn auto_requeue(
+        &self,
+        dry_run: bool,
+    ) -> Result<Vec<gaia_core::outbox::Message>, CliError> {
+        let list: Vec<MessageBody> = self
+            .call(
+                Method::POST,
+                "/api/v1/queue/auto-requeue",
+                &[],
+                Some(json!({ "dry_run": dry_run })),
+            )
+            .await?;
+        list.into_iter().map(message).collect()
+    }
+}
+
+fn message(b: MessageBody) -> Result<gaia_core::outbox::Message, CliError> {
+    Ok(gaia_core::outbox::Message {
+        id: b.id,
+        channel: b
+            .channel
+            .parse()
+            .map_err(|_| bad_reply("unknown channel"))?,
+        target: b.target,
+        kind: b.kind,
+        payload: b.payload,
+        dedupe_key: b.dedupe_key,
+        status: b
+            .status
+            .parse()
+            .map_err(|_| bad_reply("unknown message status"))?,
+        attempts: b.attempts,
+        requeues: b.requeues,
+        created_at: time(&b.created_at)?,
+        next_attempt_at: time(&b.next_attempt_at)?,
+        last_error: b.last_error,
+        sent_at: b.sent_at.as_deref().map(time).transpose()?,
+        dead_at: b.dead_at.as_deref().map(time).transpose()?,
+        result: b.result,
+    })
 }
 
 fn command_record(b: CommandBody) -> Result<CommandRecord, CliError> {

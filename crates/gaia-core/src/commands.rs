@@ -618,6 +618,95 @@ pub fn apply(
     })
 }
 
+/// The approval request message for one notification target: the command, where, for which
+/// story, who asks and why, when it expires, a clear TEST marker, and Approve / Deny buttons
+/// whose callback data (`a:ID` / `d:ID`) stays far below Telegram's 64 bytes.
+pub fn approval_message(
+    r: &CommandRecord,
+    to: &crate::outbox::Target,
+) -> crate::outbox::NewMessage {
+    let test = if r.is_test { "[TEST] " } else { "" };
+    let mut text = format!("{test}Approval needed: {}\n", r.id);
+    text.push_str(&format!("command: {}\n", r.spec.display()));
+    if let Some(cwd) = &r.cwd {
+        text.push_str(&format!("cwd: {cwd}\n"));
+    }
+    if let Some(story) = &r.story {
+        text.push_str(&format!("story: {story}\n"));
+    }
+    text.push_str(&format!("requested by: {}\n", r.requester));
+    if let Some(reason) = &r.reason {
+        text.push_str(&format!("reason: {reason}\n"));
+    }
+    text.push_str(&format!("expires: {}", rfc3339(r.expires_at)));
+    if r.is_test {
+        text.push_str("\nThis is a test request: allow it (/allowtest) before approving.");
+    }
+    crate::outbox::NewMessage {
+        channel: to.channel,
+        target: to.target.clone(),
+        kind: "approval".into(),
+        payload: json!({
+            "text": text,
+            "command_id": r.id,
+            "is_test": r.is_test,
+            "buttons": [[["Approve", format!("a:{}", r.id)], ["Deny", format!("d:{}", r.id)]]],
+        }),
+        dedupe_key: Some(format!(
+            "approval:{}:{}:{}",
+            r.id,
+            to.channel.as_str(),
+            to.target
+        )),
+    }
+}
+
+/// The message that reports a request's end (decided, expired, cancelled); on Telegram it
+/// replaces the approval message's text and buttons.
+pub fn decision_message(
+    r: &CommandRecord,
+    to: &crate::outbox::Target,
+) -> Option<crate::outbox::NewMessage> {
+    let what = match r.status {
+        Status::Approved | Status::Denied | Status::Expired | Status::Cancelled => {
+            r.status.as_str()
+        }
+        _ => return None,
+    };
+    let test = if r.is_test { "[TEST] " } else { "" };
+    let who = match (&r.decided_by, &r.decided_via, r.decided_at) {
+        (Some(by), via, Some(at)) => format!(
+            " by {by}{} at {}",
+            via.as_ref()
+                .map(|v| format!(" via {v}"))
+                .unwrap_or_default(),
+            rfc3339(at)
+        ),
+        _ => String::new(),
+    };
+    let reason = r
+        .decision_reason
+        .as_ref()
+        .map(|x| format!(" ({x})"))
+        .unwrap_or_default();
+    Some(crate::outbox::NewMessage {
+        channel: to.channel,
+        target: to.target.clone(),
+        kind: "decision".into(),
+        payload: json!({
+            "text": format!("{test}{} {what}{who}{reason}\ncommand: {}", r.id, r.spec.display()),
+            "command_id": r.id,
+            "edit_of": format!("approval:{}:{}:{}", r.id, to.channel.as_str(), to.target),
+        }),
+        dedupe_key: Some(format!(
+            "decision:{}:{}:{}",
+            r.id,
+            to.channel.as_str(),
+            to.target
+        )),
+    })
+}
+
 /// What a backend does for an action: commit `transitions` (the final record is the last
 /// one's) and report `outcome`. A request found past its expiry is expired first, in the same
 /// transaction, so that the refusal and the stored status agree.

@@ -103,6 +103,13 @@ pub struct NewMessage {
     pub dedupe_key: Option<String>,
 }
 
+/// Where notifications of a kind go: a channel and its target (chat id, URL, `console`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub channel: Channel,
+    pub target: String,
+}
+
 /// A stored message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {

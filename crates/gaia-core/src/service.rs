@@ -13,6 +13,7 @@ use crate::commands::{Action, CommandRecord, CommandSpec, Decider, NewCommand, R
 use crate::error::{Error, StoreError, ValidationError};
 use crate::event::{Event, EventFilter, NewEvent};
 use crate::names::{ClaimKey, check_event_type, check_name, check_subject};
+use crate::outbox::{AutoRequeuePolicy, Message, NewMessage, Status as OutboxStatus, Target};
 use crate::policy::{Decision as PolicyDecision, Policy, Verdict};
 use crate::redact::Redactor;
 use crate::store::{Change, Store};
@@ -36,6 +37,7 @@ pub struct Gaia {
     redactor: Redactor,
     on_commit: Option<CommitHook>,
     policy: Arc<Policy>,
+    notify: Arc<Vec<Target>>,
 }
 
 impl std::fmt::Debug for Gaia {
@@ -81,7 +83,14 @@ impl Gaia {
             redactor: Redactor::default(),
             on_commit: None,
             policy: Arc::new(Policy::default()),
+            notify: Arc::new(vec![]),
         }
+    }
+
+    /// Where approval requests and decisions are announced (Telegram chat, console ...).
+    pub fn with_notify(mut self, targets: Vec<Target>) -> Self {
+        self.notify = Arc::new(targets);
+        self
     }
 
     /// The rules that decide commands before a person is asked.
@@ -276,7 +285,7 @@ impl Gaia {
             )
             .into());
         }
-        let (record, events) = self.store.command_create(new).await?;
+        let (record, events) = self.store.command_create(new, &self.notify).await?;
         self.mirror(&events);
         // The policy decides before a person is asked; `ask` leaves the request pending.
         let d = self
@@ -329,7 +338,7 @@ impl Gaia {
     ) -> Result<Result<CommandRecord, Refusal>, Error> {
         let (outcome, events) = self
             .store
-            .command_apply(id, action)
+            .command_apply(id, action, &self.notify)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no command request '{id}'")))?;
         self.mirror(&events);
@@ -338,9 +347,69 @@ impl Gaia {
 
     /// Expires pending requests past their expiry.
     pub async fn expire_commands(&self, limit: u32) -> Result<Vec<Event>, Error> {
-        let events = self.store.command_expire_due(limit).await?;
+        let events = self.store.command_expire_due(limit, &self.notify).await?;
         self.mirror(&events);
         Ok(events)
+    }
+
+    /// Enqueues notifications (duplicates by dedupe key are skipped and counted).
+    pub async fn enqueue(&self, messages: &[NewMessage]) -> Result<Vec<i64>, Error> {
+        let (ids, events) = self.store.outbox_enqueue(messages).await?;
+        self.mirror(&events);
+        Ok(ids)
+    }
+
+    /// Outbox messages, newest first.
+    pub async fn queue(
+        &self,
+        status: Option<OutboxStatus>,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        Ok(self.store.outbox_list(status, limit).await?)
+    }
+
+    /// Requeues one dead message. `NotFound` when there is no such dead message.
+    pub async fn requeue(&self, id: i64, actor: &str) -> Result<Message, Error> {
+        match self.store.outbox_requeue(id, actor).await? {
+            Some((m, events)) => {
+                self.mirror(&events);
+                Ok(m)
+            }
+            None => Err(Error::NotFound(format!("no dead message #{id}"))),
+        }
+    }
+
+    /// Requeues the dead messages the policy allows (oldest first, at most `max_per_run`).
+    /// With `dry_run`, only says which.
+    pub async fn auto_requeue(
+        &self,
+        policy: &AutoRequeuePolicy,
+        dry_run: bool,
+        actor: &str,
+    ) -> Result<Vec<Message>, Error> {
+        let now = self.store.now().await?;
+        let mut dead = self
+            .store
+            .outbox_list(Some(OutboxStatus::Dead), 10_000)
+            .await?;
+        dead.reverse();
+        let chosen: Vec<Message> = dead
+            .into_iter()
+            .filter(|m| policy.eligible(m, now))
+            .take(policy.max_per_run as usize)
+            .collect();
+        if dry_run {
+            return Ok(chosen);
+        }
+        let mut done = Vec::with_capacity(chosen.len());
+        for m in chosen {
+            // Another requeue may have got there first: skip it.
+            if let Some((back, events)) = self.store.outbox_requeue(m.id, actor).await? {
+                self.mirror(&events);
+                done.push(back);
+            }
+        }
+        Ok(done)
     }
 
     /// Emits `claim.expired` for acquisitions whose TTL passed without a release.

@@ -108,9 +108,11 @@ pub trait ClaimStore: Send + Sync {
 #[async_trait]
 pub trait CommandStore: Send + Sync {
     /// Stores a new pending request under a fresh id, with its event and audit record.
+    /// The approval messages for `notify` are enqueued in the same transaction.
     async fn command_create(
         &self,
         new: &crate::commands::NewCommand,
+        notify: &[crate::outbox::Target],
     ) -> Result<(crate::commands::CommandRecord, Vec<Event>), StoreError>;
 
     async fn command_get(
@@ -129,10 +131,13 @@ pub trait CommandStore: Send + Sync {
     /// it. `Ok(None)` when there is no such request; a refusal is `Ok(Some((Err(..), events)))`
     /// (a request found expired is still expired, hence events).
     #[allow(clippy::type_complexity)]
+    /// When the request ends (decided, expired, cancelled), the decision messages for `notify`
+    /// are enqueued in the same transaction.
     async fn command_apply(
         &self,
         id: &str,
         action: &crate::commands::Action,
+        notify: &[crate::outbox::Target],
     ) -> Result<
         Option<(
             Result<crate::commands::CommandRecord, crate::commands::Refusal>,
@@ -142,7 +147,11 @@ pub trait CommandStore: Send + Sync {
     >;
 
     /// Expires pending requests past their expiry (at most `limit`), one event each.
-    async fn command_expire_due(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
+    async fn command_expire_due(
+        &self,
+        limit: u32,
+        notify: &[crate::outbox::Target],
+    ) -> Result<Vec<Event>, StoreError>;
 }
 
 /// How many messages the outbox holds in each state.

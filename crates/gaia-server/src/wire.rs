@@ -263,3 +263,49 @@ impl From<&gaia_core::commands::CommandRecord> for CommandBody {
         }
     }
 }
+
+/// A notification in the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageBody {
+    pub id: i64,
+    /// telegram, console or webhook
+    pub channel: String,
+    pub target: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub dedupe_key: Option<String>,
+    /// pending, sent or dead
+    pub status: String,
+    pub attempts: u32,
+    pub requeues: u32,
+    pub created_at: String,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub sent_at: Option<String>,
+    pub dead_at: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+}
+
+impl From<&gaia_core::outbox::Message> for MessageBody {
+    fn from(m: &gaia_core::outbox::Message) -> Self {
+        Self {
+            id: m.id,
+            channel: m.channel.as_str().to_owned(),
+            target: m.target.clone(),
+            kind: m.kind.clone(),
+            payload: m.payload.clone(),
+            dedupe_key: m.dedupe_key.clone(),
+            status: m.status.as_str().to_owned(),
+            attempts: m.attempts,
+            requeues: m.requeues,
+            created_at: rfc3339(m.created_at),
+            next_attempt_at: rfc3339(m.next_attempt_at),
+            last_error: m.last_error.clone(),
+            sent_at: m.sent_at.map(rfc3339),
+            dead_at: m.dead_at.map(rfc3339),
+            result: m.result.clone(),
+        }
+    }
+}

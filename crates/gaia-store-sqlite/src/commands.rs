@@ -2,8 +2,12 @@
 
 use async_trait::async_trait;
 use gaia_core::StoreError;
-use gaia_core::commands::{Action, CommandRecord, NewCommand, Refusal, Status, new_id, plan};
+use gaia_core::commands::{
+    Action, CommandRecord, NewCommand, Refusal, Status, approval_message, decision_message, new_id,
+    plan,
+};
 use gaia_core::event::Event;
+use gaia_core::outbox::Target;
 use gaia_core::store::CommandStore;
 use gaia_core::time::{from_micros, to_micros};
 use sqlx::sqlite::SqliteRow;
@@ -12,6 +16,7 @@ use sqlx::{Row, SqliteConnection};
 use crate::SqliteStore;
 use crate::error::map_err;
 use crate::log::append_log;
+use crate::outbox::enqueue_in;
 
 /// Fresh ids tried before giving up (six characters from 30 make collisions rare).
 const ID_ATTEMPTS: usize = 8;
@@ -78,6 +83,7 @@ impl CommandStore for SqliteStore {
     async fn command_create(
         &self,
         new: &NewCommand,
+        notify: &[Target],
     ) -> Result<(CommandRecord, Vec<Event>), StoreError> {
         let mut tx = crate::begin_write(&self.pool).await?;
         let now = self.now_value();
@@ -113,7 +119,10 @@ impl CommandStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-            let events = append_log(&mut tx, &[event], &[audit], now).await?;
+            let messages: Vec<_> = notify.iter().map(|t| approval_message(&r, t)).collect();
+            let (_, mut events) = enqueue_in(&mut tx, &messages, to_micros(now)).await?;
+            events.insert(0, event);
+            let events = append_log(&mut tx, &events, &[audit], now).await?;
             tx.commit().await.map_err(map_err)?;
             return Ok((r, events));
         }
@@ -154,6 +163,7 @@ impl CommandStore for SqliteStore {
         &self,
         id: &str,
         action: &Action,
+        notify: &[Target],
     ) -> Result<Option<(Result<CommandRecord, Refusal>, Vec<Event>)>, StoreError> {
         let mut tx = crate::begin_write(&self.pool).await?;
         let now = self.now_value();
@@ -173,14 +183,26 @@ impl CommandStore for SqliteStore {
             return Ok(Some((p.outcome, vec![])));
         };
         update(&mut tx, &last.record).await?;
-        let events: Vec<_> = p.transitions.iter().map(|t| t.event.clone()).collect();
+        let mut events: Vec<_> = p.transitions.iter().map(|t| t.event.clone()).collect();
+        if current.status == Status::Pending {
+            let messages: Vec<_> = notify
+                .iter()
+                .filter_map(|t| decision_message(&last.record, t))
+                .collect();
+            let (_, skipped) = enqueue_in(&mut tx, &messages, to_micros(now)).await?;
+            events.extend(skipped);
+        }
         let audit: Vec<_> = p.transitions.iter().map(|t| t.audit.clone()).collect();
         let committed = append_log(&mut tx, &events, &audit, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some((p.outcome, committed)))
     }
 
-    async fn command_expire_due(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
+    async fn command_expire_due(
+        &self,
+        limit: u32,
+        notify: &[Target],
+    ) -> Result<Vec<Event>, StoreError> {
         let now = self.now_value();
         let due: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM commands WHERE status = 'pending' AND expires_at_us <= ?",
@@ -209,7 +231,13 @@ impl CommandStore for SqliteStore {
             let current = record_from_row(row)?;
             if let Ok(t) = gaia_core::commands::apply(&current, &Action::Expire, now) {
                 update(&mut tx, &t.record).await?;
+                let messages: Vec<_> = notify
+                    .iter()
+                    .filter_map(|n| decision_message(&t.record, n))
+                    .collect();
+                let (_, skipped) = enqueue_in(&mut tx, &messages, to_micros(now)).await?;
                 events.push(t.event);
+                events.extend(skipped);
                 audit.push(t.audit);
             }
         }

@@ -31,6 +31,7 @@ backend_tests!(
     command_requests_decide_once_and_expire,
     racing_decisions_have_one_winner,
     outbox_dedupes_leases_retries_and_requeues,
+    approval_messages_commit_with_the_request,
 );
 
 fn opts_with(clock: &ManualClock) -> StoreOptions {
@@ -734,4 +735,84 @@ async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
             .iter()
             .any(|r| r.action == "notify.requeue" && r.actor == "alice")
     );
+}
+
+async fn approval_messages_commit_with_the_request(db: &TestDb) {
+    use gaia_core::commands::{Action, Status};
+    use gaia_core::outbox::{Channel, Target};
+    let targets = vec![
+        Target {
+            channel: Channel::Telegram,
+            target: "-1001".into(),
+        },
+        Target {
+            channel: Channel::Console,
+            target: "console".into(),
+        },
+    ];
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await).with_notify(targets);
+    let r = gaia.request_command(&new_command(true, 600)).await.unwrap();
+    let queued = gaia.queue(None, 10).await.unwrap();
+    assert_eq!(queued.len(), 2);
+    for m in &queued {
+        assert_eq!(m.kind, "approval");
+        assert_eq!(m.payload["command_id"], r.id.as_str());
+        let text = m.payload["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("[TEST]")
+                && text.contains("git push --force")
+                && text.contains("agent-1"),
+            "{text}"
+        );
+        let data = m.payload["buttons"][0][0][1].as_str().unwrap();
+        assert!(data.len() <= 64, "callback data fits Telegram's limit");
+    }
+    // A refused action sends nothing; the decision sends one message per target.
+    let _ = gaia
+        .command_apply(
+            &r.id,
+            &Action::Approve {
+                by: decider("alice"),
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(gaia.queue(None, 10).await.unwrap().len(), 2);
+    gaia.command_apply(
+        &r.id,
+        &Action::AllowTest {
+            by: decider("alice"),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let decided = gaia
+        .command_apply(
+            &r.id,
+            &Action::Deny {
+                by: decider("alice"),
+                reason: Some("not today".into()),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.status, Status::Denied);
+    let decisions: Vec<_> = gaia
+        .queue(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 2);
+    assert!(
+        decisions[0].payload["text"]
+            .as_str()
+            .unwrap()
+            .contains("denied by alice")
+    );
+    assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod events;
 pub mod hook;
 pub mod policy;
+pub mod queue;
 pub mod serve;
 pub mod token;
 
