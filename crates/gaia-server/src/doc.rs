@@ -120,6 +120,101 @@ impl PartialSchema for Subject {
 
 impl ToSchema for Subject {}
 
+/// A command request's id: see [`gaia_core::commands::parse_id`], which also accepts capitals
+/// and surrounding spaces.
+#[derive(Debug)]
+pub struct CommandId;
+
+impl PartialSchema for CommandId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("Six letters and digits, e.g. k7m2qx"))
+            .pattern(Some("^[2-9a-hjkmnp-tv-z]{6}$"))
+            .examples(["k7m2qx"])
+            .into()
+    }
+}
+
+impl ToSchema for CommandId {}
+
+/// The state of a command request.
+#[derive(Debug)]
+pub struct CommandStatus;
+
+impl PartialSchema for CommandStatus {
+    fn schema() -> RefOr<Schema> {
+        let all = gaia_core::commands::Status::ALL.map(|s| s.as_str());
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(all))
+            .into()
+    }
+}
+
+impl ToSchema for CommandStatus {}
+
+/// What to run, as a request gives it: see `gaia_core::commands::CommandSpec::validate`.
+#[derive(Debug)]
+pub struct NewCommandSpec;
+
+impl PartialSchema for NewCommandSpec {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        let no_nul = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[^\u0000]*$"))
+        };
+        let argv = ArrayBuilder::new()
+            .description(Some(
+                "The program and its arguments, run without a shell; at most 128 KiB in all",
+            ))
+            .min_items(Some(1))
+            .prefix_items([no_nul().min_length(Some(1))])
+            .items(no_nul());
+        let shell = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A shell command line; at most 128 KiB"))
+            .pattern(Some(r"^[^\u0000]*[^\s\u0000][^\u0000]*$"));
+        let variant = |name: &str, schema: RefOr<Schema>| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(name, schema)
+                .required(name)
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                ))
+        };
+        OneOfBuilder::new()
+            .description(Some(r#"{"argv": [...]} or {"shell": "..."}"#))
+            .item(variant("argv", argv.into()))
+            .item(variant("shell", shell.into()))
+            .into()
+    }
+}
+
+impl ToSchema for NewCommandSpec {}
+
+/// How long a wait may hold the connection.
+#[derive(Debug)]
+pub struct WaitTimeout;
+
+impl PartialSchema for WaitTimeout {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "1s to 60s, e.g. 30s; the server also accepts other durations up to 60s (500ms, 1m)",
+            ))
+            .pattern(Some("^(?:[1-9]|[1-5][0-9]|60)s$"))
+            .examples(["30s"])
+            .into()
+    }
+}
+
+impl ToSchema for WaitTimeout {}
+
 /// One Server-Sent Event of the stream, as OpenAPI 3.1 tools read `text/event-stream`.
 #[derive(Debug)]
 pub struct StreamEvent;
@@ -207,8 +302,8 @@ problems!(
     NotFound { "404" => problem("Not found") }
 );
 problems!(
-    /// The name is taken.
-    Conflict { "409" => problem("The name is already taken") }
+    /// The state does not allow it: a name already taken, a request already decided.
+    Conflict { "409" => problem("Conflicts with the current state; the detail says how") }
 );
 problems!(
     /// What can go wrong with a JSON request body.

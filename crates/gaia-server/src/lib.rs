@@ -126,7 +126,18 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Gaia", description = "The control plane for AI coding agents with a human in the loop."),
-    components(schemas(problem::Problem, doc::Name, doc::Ttl, doc::EventType, doc::Subject)),
+    // Schemas only parameters refer to are not collected from the routes: list them here.
+    components(schemas(
+        problem::Problem,
+        doc::Name,
+        doc::Ttl,
+        doc::EventType,
+        doc::Subject,
+        doc::CommandId,
+        doc::CommandStatus,
+        doc::NewCommandSpec,
+        doc::WaitTimeout
+    )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

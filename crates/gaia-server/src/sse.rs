@@ -22,8 +22,9 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::doc::{BadRequest, EventType, NotFound, ServerErrors, StreamEvent, Unauthorized};
 use crate::extract::ApiQuery;
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult};
 use crate::routes::events::filter;
 use crate::wire::EventBody;
 
@@ -38,23 +39,29 @@ const BUFFER: usize = 16;
 const RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// A stream ticket (from POST /api/v1/events/stream/ticket) instead of a token header.
     pub ticket: Option<String>,
     /// Resume after this seq (the Last-Event-ID header wins). Default: only new events.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub since: Option<i64>,
+    /// Only types equal to or under this dotted prefix.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<EventType>)]
     pub type_prefix: Option<String>,
+    /// Only events about exactly this subject.
     pub subject: Option<String>,
 }
 
 /// The live event stream (text/event-stream). Frames: `id: SEQ` + `data: EVENT JSON`;
 /// `event: reset` when the resume point is older than the stored log; comments as heartbeats.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamQuery,
-        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq")),
-    responses((status = 200, content_type = "text/event-stream", body = String),
-        (status = "4XX", body = Problem)))]
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false,
+            description = "resume after this seq",
+            minimum = 0, maximum = 9223372036854775807_i64)),
+    responses((status = 200, content_type = "text/event-stream", body = StreamEvent),
+        BadRequest, Unauthorized, ServerErrors))]
 pub async fn stream(
     State(state): State<AppState>,
     _caller: Caller,
@@ -172,7 +179,7 @@ pub struct TicketBody {
 /// Trade the caller's token for a one-minute ticket that opens the event stream, for clients
 /// such as browsers that cannot send an Authorization header.
 #[utoipa::path(post, path = "/api/v1/events/stream/ticket", tag = "events",
-    responses((status = 200, body = TicketBody), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = TicketBody), Unauthorized, NotFound, ServerErrors))]
 pub async fn ticket(
     State(state): State<AppState>,
     caller: Caller,

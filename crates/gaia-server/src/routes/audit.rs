@@ -7,19 +7,22 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::doc::{BadRequest, ServerErrors, Unauthorized};
 use crate::extract::ApiQuery;
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult};
 use crate::wire::{AuditBody, BrokenBody, VerifyBody};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// How many of the newest records (1 to 1000, default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 /// The newest audit records, oldest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = [AuditBody]), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = [AuditBody]), BadRequest, Unauthorized, ServerErrors))]
 pub async fn tail(
     State(state): State<AppState>,
     _caller: Caller,
@@ -35,7 +38,7 @@ pub async fn tail(
 
 /// Walks the hash chain and names the first broken record.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
-    responses((status = 200, body = VerifyBody), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = VerifyBody), Unauthorized, ServerErrors))]
 pub async fn verify(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<VerifyBody>> {
     let r = state.gaia.audit_verify().await?;
     Ok(Json(VerifyBody {

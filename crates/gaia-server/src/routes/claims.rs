@@ -11,35 +11,69 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::doc::{BadRequest, Forbidden, JsonBody, Name, ServerErrors, Ttl, Unauthorized};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::wire::ClaimBody;
 
 /// Acquire a claim on a story's todolist.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {
+    #[schema(value_type = Name)]
     pub story: String,
     /// Defaults to `default`.
+    #[schema(value_type = Option<Name>)]
     pub todolist: Option<String>,
     /// Defaults to the token's name.
+    #[schema(value_type = Option<Name>)]
     pub agent: Option<String>,
+    /// Defaults to `-`.
+    #[schema(value_type = Option<Name>)]
     pub operator: Option<String>,
+    /// Defaults to `-`.
+    #[schema(value_type = Option<Name>)]
     pub fingerprint: Option<String>,
     /// e.g. 90s, 15m, 2h; defaults to the server's claims.default_ttl.
+    #[schema(value_type = Option<Ttl>)]
     pub ttl: Option<String>,
 }
 
-/// Refresh (heartbeat) or release a claim.
+/// Refresh (heartbeat) a claim.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HolderCallBody {
+    #[schema(value_type = Name)]
     pub story: String,
+    /// Defaults to `default`.
+    #[schema(value_type = Option<Name>)]
     pub todolist: Option<String>,
+    /// Defaults to the token's name.
+    #[schema(value_type = Option<Name>)]
     pub agent: Option<String>,
+    /// When given, must match the holder's.
+    #[schema(value_type = Option<Name>)]
     pub fingerprint: Option<String>,
-    /// Refresh only: new lease length from now.
+    /// New lease length from now; defaults to the claim's current one.
+    #[schema(value_type = Option<Ttl>)]
     pub ttl: Option<String>,
+}
+
+/// Release a claim. Unlike refresh it takes no ttl, so one is refused as an unknown field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseBody {
+    #[schema(value_type = Name)]
+    pub story: String,
+    /// Defaults to `default`.
+    #[schema(value_type = Option<Name>)]
+    pub todolist: Option<String>,
+    /// Defaults to the token's name.
+    #[schema(value_type = Option<Name>)]
+    pub agent: Option<String>,
+    /// When given, must match the holder's.
+    #[schema(value_type = Option<Name>)]
+    pub fingerprint: Option<String>,
 }
 
 fn key(story: &str, todolist: Option<&str>) -> Result<ClaimKey, gaia_core::ValidationError> {
@@ -53,7 +87,7 @@ fn ttl(t: Option<&str>) -> Result<Option<std::time::Duration>, gaia_core::Valida
 /// Acquire a claim. The outcome (acquired, already_held, taken_over, held_by_other,
 /// lock_timeout) is in the body; conflicts are results, not errors.
 #[utoipa::path(post, path = "/api/v1/claims/acquire", tag = "claims", request_body = AcquireBody,
-    responses((status = 200, body = ClaimBody), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = ClaimBody), JsonBody, Unauthorized, Forbidden, ServerErrors))]
 pub async fn acquire(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,7 +107,7 @@ pub async fn acquire(
 
 /// Extend a live claim. Outcome refreshed or not_held.
 #[utoipa::path(post, path = "/api/v1/claims/refresh", tag = "claims", request_body = HolderCallBody,
-    responses((status = 200, body = ClaimBody), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = ClaimBody), JsonBody, Unauthorized, Forbidden, ServerErrors))]
 pub async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,19 +125,14 @@ pub async fn refresh(
 }
 
 /// Release a claim. Outcome released or not_held.
-#[utoipa::path(post, path = "/api/v1/claims/release", tag = "claims", request_body = HolderCallBody,
-    responses((status = 200, body = ClaimBody), (status = "4XX", body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/claims/release", tag = "claims", request_body = ReleaseBody,
+    responses((status = 200, body = ClaimBody), JsonBody, Unauthorized, Forbidden, ServerErrors))]
 pub async fn release(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<HolderCallBody>,
+    ApiJson(body): ApiJson<ReleaseBody>,
 ) -> ApiResult<Json<ClaimBody>> {
     caller.require(&state, Role::Agent, "claim.release").await?;
-    if body.ttl.is_some() {
-        return Err(crate::problem::ApiError::bad_request(
-            "release takes no ttl",
-        ));
-    }
     let agent = body.agent.as_deref().unwrap_or(&caller.name);
     let req = Request::release(
         key(&body.story, body.todolist.as_deref())?,
@@ -114,6 +143,7 @@ pub async fn release(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Also list claims whose TTL passed without a release.
     #[serde(default)]
@@ -122,7 +152,7 @@ pub struct ListQuery {
 
 /// Live claims (with all=true, also expired ones).
 #[utoipa::path(get, path = "/api/v1/claims", tag = "claims", params(ListQuery),
-    responses((status = 200, body = [ClaimBody]), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = [ClaimBody]), BadRequest, Unauthorized, ServerErrors))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -134,8 +164,8 @@ pub async fn list(
 
 /// The state of one key: held, expired or free.
 #[utoipa::path(get, path = "/api/v1/claims/{story}/{todolist}", tag = "claims",
-    params(("story" = String, Path), ("todolist" = String, Path)),
-    responses((status = 200, body = ClaimBody), (status = "4XX", body = Problem)))]
+    params(("story" = Name, Path), ("todolist" = Name, Path)),
+    responses((status = 200, body = ClaimBody), BadRequest, Unauthorized, ServerErrors))]
 pub async fn inspect(
     State(state): State<AppState>,
     _caller: Caller,

@@ -13,8 +13,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::doc::{
+    BadRequest, CommandId, CommandStatus, Conflict, Forbidden, JsonBody, Name, NewCommandSpec,
+    NotFound, ServerErrors, Ttl, Unauthorized, WaitTimeout,
+};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult};
 use crate::wire::{CommandBody, CommandSpecBody};
 
 /// Longest a wait request holds the connection.
@@ -24,16 +28,25 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestBody {
+    #[schema(value_type = NewCommandSpec)]
     pub command: CommandSpecBody,
+    /// Working directory: at most 4096 bytes of UTF-8 (so fewer characters when some take
+    /// several bytes), no NUL.
+    #[schema(min_length = 1, max_length = 4096, pattern = r"^[^\u0000]*$")]
     pub cwd: Option<String>,
+    #[schema(value_type = Option<Name>)]
     pub story: Option<String>,
+    #[schema(value_type = Option<Name>)]
     pub todolist: Option<String>,
+    #[schema(max_length = 2000)]
     pub reason: Option<String>,
     #[serde(default)]
     pub is_test: bool,
     /// How long it waits for a decision, e.g. 1h (default 1h).
+    #[schema(value_type = Option<Ttl>)]
     pub expires: Option<String>,
     /// The requesting agent (default: the token's name).
+    #[schema(value_type = Option<Name>)]
     pub agent: Option<String>,
 }
 
@@ -41,6 +54,7 @@ pub struct RequestBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
+    #[schema(max_length = 2000)]
     pub reason: Option<String>,
 }
 
@@ -54,15 +68,20 @@ pub struct ExecuteBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(value_type = Option<CommandStatus>)]
     pub status: Option<String>,
     /// 1 to 1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// How long to wait for a decision, at most 60s (default 30s).
+    #[param(value_type = Option<WaitTimeout>)]
     pub timeout: Option<String>,
 }
 
@@ -84,7 +103,7 @@ fn id(text: &str) -> Result<String, ApiError> {
 
 /// Ask for approval of a command.
 #[utoipa::path(post, path = "/api/v1/commands", tag = "commands", request_body = RequestBody,
-    responses((status = 201, body = CommandBody), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = CommandBody), JsonBody, Unauthorized, Forbidden, ServerErrors))]
 pub async fn request(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,7 +130,7 @@ pub async fn request(
 
 /// Requests, newest first.
 #[utoipa::path(get, path = "/api/v1/commands", tag = "commands", params(ListQuery),
-    responses((status = 200, body = [CommandBody]), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = [CommandBody]), BadRequest, Unauthorized, ServerErrors))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -127,8 +146,8 @@ pub async fn list(
 }
 
 /// One request.
-#[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "commands", params(("id" = String, Path)),
-    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "commands", params(("id" = CommandId, Path)),
+    responses((status = 200, body = CommandBody), BadRequest, Unauthorized, NotFound, ServerErrors))]
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
@@ -154,9 +173,10 @@ fn decider(caller: &Caller) -> Decider {
 }
 
 /// Approve (operator). The first decision wins; a later one is refused (409).
-#[utoipa::path(post, path = "/api/v1/commands/{id}/approve", tag = "commands", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/commands/{id}/approve", tag = "commands", params(("id" = CommandId, Path)),
     request_body = DecisionBody,
-    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = CommandBody), JsonBody, Unauthorized, Forbidden, NotFound, Conflict,
+        ServerErrors))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
@@ -179,9 +199,10 @@ pub async fn approve(
 }
 
 /// Deny (operator).
-#[utoipa::path(post, path = "/api/v1/commands/{id}/deny", tag = "commands", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/commands/{id}/deny", tag = "commands", params(("id" = CommandId, Path)),
     request_body = DecisionBody,
-    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = CommandBody), JsonBody, Unauthorized, Forbidden, NotFound, Conflict,
+        ServerErrors))]
 pub async fn deny(
     State(state): State<AppState>,
     caller: Caller,
@@ -204,8 +225,9 @@ pub async fn deny(
 }
 
 /// Let a test request proceed to a decision (operator).
-#[utoipa::path(post, path = "/api/v1/commands/{id}/allow-test", tag = "commands", params(("id" = String, Path)),
-    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/commands/{id}/allow-test", tag = "commands", params(("id" = CommandId, Path)),
+    responses((status = 200, body = CommandBody), BadRequest, Unauthorized, Forbidden, NotFound,
+        Conflict, ServerErrors))]
 pub async fn allow_test(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,8 +247,9 @@ pub async fn allow_test(
 }
 
 /// Withdraw a pending request (its requester, or an operator).
-#[utoipa::path(post, path = "/api/v1/commands/{id}/cancel", tag = "commands", params(("id" = String, Path)),
-    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/commands/{id}/cancel", tag = "commands", params(("id" = CommandId, Path)),
+    responses((status = 200, body = CommandBody), BadRequest, Unauthorized, Forbidden, NotFound,
+        Conflict, ServerErrors))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -251,9 +274,10 @@ pub async fn cancel(
 
 /// Execute an approved request (operator): at most once; a dry run unless `execute` is true and
 /// the server allows execution (ALLOW_COMMAND_EXECUTION=1).
-#[utoipa::path(post, path = "/api/v1/commands/{id}/execute", tag = "commands", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/commands/{id}/execute", tag = "commands", params(("id" = CommandId, Path)),
     request_body = ExecuteBody,
-    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = CommandBody), JsonBody, Unauthorized, Forbidden, NotFound, Conflict,
+        ServerErrors))]
 pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
@@ -277,8 +301,8 @@ pub async fn execute(
 /// Long-poll: answers as soon as the request is no longer pending, or after `timeout` with
 /// the request still pending.
 #[utoipa::path(get, path = "/api/v1/commands/{id}/wait", tag = "commands",
-    params(("id" = String, Path), WaitQuery),
-    responses((status = 200, body = CommandBody), (status = "4XX", body = Problem)))]
+    params(("id" = CommandId, Path), WaitQuery),
+    responses((status = 200, body = CommandBody), BadRequest, Unauthorized, NotFound, ServerErrors))]
 pub async fn wait(
     State(state): State<AppState>,
     _caller: Caller,

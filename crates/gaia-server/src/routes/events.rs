@@ -11,25 +11,34 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::doc::{
+    BadRequest, EventType, Forbidden, JsonBody, Name, ServerErrors, Subject, Unauthorized,
+};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult};
 use crate::wire::EventBody;
 
 /// Most events one request returns.
 pub const MAX_PAGE: u32 = 1000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events after this seq (oldest first).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub since: Option<i64>,
-    /// Instead: the newest events before this seq (still oldest first).
+    /// Alone: the newest events before this seq (still oldest first). With since: only events
+    /// before this seq, paging forward from since.
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     pub before: Option<i64>,
     /// Only types equal to or under this dotted prefix.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<EventType>)]
     pub type_prefix: Option<String>,
+    /// Only events about exactly this subject.
     pub subject: Option<String>,
     /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -48,7 +57,7 @@ pub fn filter(
 
 /// Committed events, oldest first.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
-    responses((status = 200, body = [EventBody]), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = [EventBody]), BadRequest, Unauthorized, ServerErrors))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -65,10 +74,14 @@ pub async fn list(
     }
     let f = filter(q.type_prefix, q.subject)?;
     let events = match (q.since, q.before) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request("give since or before, not both"));
+        // Events come in seq order, so the first page after `since` cut at `before` is
+        // exactly the first page of the range.
+        (Some(since), Some(before)) => {
+            let mut page = state.gaia.events_after(since, &f, limit).await?;
+            page.retain(|e| e.seq < before);
+            page
         }
-        (_, Some(before)) => state.gaia.store().events_before(before, &f, limit).await?,
+        (None, Some(before)) => state.gaia.store().events_before(before, &f, limit).await?,
         (since, None) => {
             state
                 .gaia
@@ -87,7 +100,7 @@ pub struct HeadBody {
 
 /// The newest committed seq (0 when the log is empty).
 #[utoipa::path(get, path = "/api/v1/events/head", tag = "events",
-    responses((status = 200, body = HeadBody), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = HeadBody), Unauthorized, ServerErrors))]
 pub async fn head(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<HeadBody>> {
     Ok(Json(HeadBody {
         last_seq: state.gaia.store().last_seq().await?,
@@ -100,19 +113,23 @@ pub async fn head(State(state): State<AppState>, _caller: Caller) -> ApiResult<J
 pub struct EmitBody {
     /// Dotted lowercase type, e.g. chat.message.
     #[serde(rename = "type")]
+    #[schema(value_type = EventType)]
     pub kind: String,
+    /// Defaults to empty.
     #[serde(default)]
+    #[schema(value_type = Subject)]
     pub subject: String,
+    /// Any JSON value up to 64 KiB; null or absent means {}.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// Defaults to the token's name.
+    #[schema(value_type = Option<Name>)]
     pub actor: Option<String>,
 }
 
 /// Emit an event (audited like every change).
 #[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EmitBody,
-    responses((status = 201, body = EventBody), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = EventBody), JsonBody, Unauthorized, Forbidden, ServerErrors))]
 pub async fn emit(
     State(state): State<AppState>,
     caller: Caller,

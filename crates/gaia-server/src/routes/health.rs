@@ -16,7 +16,8 @@ pub struct HealthBody {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = HealthBody)))]
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, body = HealthBody), crate::doc::Unavailable))]
 pub async fn healthz() -> Json<HealthBody> {
     Json(HealthBody {
         status: "ok".into(),
@@ -25,8 +26,12 @@ pub async fn healthz() -> Json<HealthBody> {
 }
 
 /// The store is reachable and migrated to this build's schema.
-#[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, body = HealthBody), (status = 503, body = HealthBody)))]
+/// A 503 is JSON when the check itself says not ready, problem JSON when the request timed out.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses((status = 200, body = HealthBody),
+        (status = 503, description = "Not ready, or the check took too long", content(
+            (HealthBody = "application/json"),
+            (crate::problem::Problem = "application/problem+json")))))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthBody>) {
     match state.gaia.store().schema_version().await {
         Ok(v) if v == state.opts.schema_version => (

@@ -6,5 +6,4 @@ pub mod claims;
 pub mod commands;
 pub mod events;
 pub mod health;
-pub mod queue;
 pub mod tokens;

@@ -9,20 +9,24 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::doc::{
+    BadRequest, Conflict, Forbidden, JsonBody, Name, NotFound, ServerErrors, Unauthorized,
+};
 use crate::extract::{ApiJson, ApiPath};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult};
 use crate::wire::{NewTokenBody, RoleBody, TokenBody};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenBody {
+    #[schema(value_type = Name)]
     pub name: String,
     pub role: RoleBody,
 }
 
 /// Every token (never the secrets).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, body = [TokenBody]), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = [TokenBody]), Unauthorized, Forbidden, ServerErrors))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -34,7 +38,8 @@ pub async fn list(
 
 /// Create a token; its secret is in this response only.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenBody,
-    responses((status = 201, body = NewTokenBody), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = NewTokenBody), JsonBody, Unauthorized, Forbidden, Conflict,
+        ServerErrors))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -57,8 +62,9 @@ pub async fn create(
 
 /// Revoke a token.
 #[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens",
-    params(("name" = String, Path)),
-    responses((status = 204), (status = "4XX", body = Problem)))]
+    params(("name" = Name, Path)),
+    responses((status = 204, description = "Revoked"), BadRequest, Unauthorized, Forbidden,
+        NotFound, ServerErrors))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
