@@ -61,6 +61,8 @@ pub struct ServerOptions {
     pub exec_timeout: Duration,
     /// Execute approved argv commands as soon as they are approved (`continue_on_approve`).
     pub continue_on_approve: bool,
+    /// Which dead notifications the automatic requeue takes.
+    pub auto_requeue: gaia_core::outbox::AutoRequeuePolicy,
 }
 
 impl Default for ServerOptions {
@@ -77,6 +79,7 @@ impl Default for ServerOptions {
             allow_execution: false,
             exec_timeout: Duration::from_secs(600),
             continue_on_approve: false,
+            auto_requeue: gaia_core::outbox::AutoRequeuePolicy::default(),
         }
     }
 }
@@ -183,6 +186,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::commands::cancel))
         .routes(routes!(routes::commands::execute))
         .routes(routes!(routes::commands::wait))
+        .routes(routes!(routes::queue::list))
+        .routes(routes!(routes::queue::requeue))
+        .routes(routes!(routes::queue::auto_requeue))
         .split_for_parts()
 }
 

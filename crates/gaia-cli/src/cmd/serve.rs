@@ -32,6 +32,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         default_ttl: config.default_ttl,
         allow_execution: config.execution_allowed(),
         continue_on_approve: config.continue_on_approve(),
+        auto_requeue: config.auto_requeue(),
         ..ServerOptions::default()
     };
     let state = AppState::new(gaia, opts, admin).await?;

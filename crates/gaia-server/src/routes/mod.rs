@@ -6,4 +6,5 @@ pub mod claims;
 pub mod commands;
 pub mod events;
 pub mod health;
+pub mod queue;
 pub mod tokens;
