@@ -18,10 +18,12 @@ use crate::wire::MessageBody;
 const DEAD_WINDOW: u32 = 1000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QueueQuery {
     /// pending, sent or dead
     pub status: Option<String>,
     /// 1 to 1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
