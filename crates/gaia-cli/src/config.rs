@@ -114,6 +114,20 @@ const KEYS: &[Key] = &[
         help: "Bot API base URL",
     },
     Key {
+        name: "webhook.url",
+        env: &["GAIA_WEBHOOK_URL"],
+        default: None,
+        secret: false,
+        help: "also POST every notification to this URL",
+    },
+    Key {
+        name: "webhook.secret",
+        env: &["GAIA_WEBHOOK_SECRET"],
+        default: None,
+        secret: true,
+        help: "HMAC-SHA256 key for the X-Gaia-Signature header",
+    },
+    Key {
         name: "execution.allow",
         env: &["GAIA_ALLOW_COMMAND_EXECUTION", "ALLOW_COMMAND_EXECUTION"],
         default: Some("false"),
@@ -444,6 +458,51 @@ impl Config {
             ),
             max_per_run: n("auto_requeue.max_per_run", 10),
         }
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(|(v, _)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The Telegram bot token, when configured.
+    pub fn telegram_token(&self) -> Option<&str> {
+        self.value("telegram.bot_token")
+    }
+
+    pub fn telegram_api_url(&self) -> &str {
+        self.value("telegram.api_url")
+            .unwrap_or("https://api.telegram.org")
+    }
+
+    pub fn webhook_secret(&self) -> Option<&str> {
+        self.value("webhook.secret")
+    }
+
+    /// Where approvals and decisions are announced: the Telegram chat when Telegram is
+    /// configured, else the console; plus the webhook when one is set.
+    pub fn notify_targets(&self) -> Vec<gaia_core::outbox::Target> {
+        use gaia_core::outbox::{Channel, Target};
+        let mut targets = Vec::new();
+        match (self.telegram_token(), self.value("telegram.notify_chat")) {
+            (Some(_), Some(chat)) => targets.push(Target {
+                channel: Channel::Telegram,
+                target: chat.trim().to_owned(),
+            }),
+            _ => targets.push(Target {
+                channel: Channel::Console,
+                target: "console".into(),
+            }),
+        }
+        if let Some(url) = self.value("webhook.url") {
+            targets.push(Target {
+                channel: Channel::Webhook,
+                target: url.to_owned(),
+            });
+        }
+        targets
     }
 
     /// Whether the server runs approved argv commands itself.

@@ -30,7 +30,8 @@ pub async fn gaia(config: &Config) -> Result<Gaia, StoreError> {
     Ok(Gaia::new(store)
         .with_ndjson_sink(config.ndjson_path.clone())
         .with_redactor(Redactor::new(config.secret_values()))
-        .with_policy(config.policy.clone()))
+        .with_policy(config.policy.clone())
+        .with_notify(config.notify_targets()))
 }
 
 /// The schema version this build writes for the backend `url` names.

@@ -191,6 +191,12 @@ pub trait OutboxStore: Send + Sync {
 
     async fn outbox_get(&self, id: i64) -> Result<Option<crate::outbox::Message>, StoreError>;
 
+    /// The message enqueued under `dedupe_key`, if any.
+    async fn outbox_by_key(
+        &self,
+        dedupe_key: &str,
+    ) -> Result<Option<crate::outbox::Message>, StoreError>;
+
     /// Messages, newest first, optionally only those in `status`.
     async fn outbox_list(
         &self,

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod hub;
 pub mod problem;
 pub mod routes;
+pub mod senders;
 pub mod sse;
 pub mod ticket;
 pub mod wire;
@@ -96,6 +97,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Signs and checks stream tickets; shared by every node through the store.
     pub tickets: Option<ticket::TicketKey>,
+    /// Delivers outbox messages; `None` leaves them queued (tests, CLI-only deployments).
+    pub senders: Option<senders::Senders>,
 }
 
 impl AppState {
@@ -122,7 +125,14 @@ impl AppState {
             admin_token_hash: admin_token.map(hash),
             shutdown: CancellationToken::new(),
             tickets: ticket::TicketKey::derive(&secret),
+            senders: None,
         })
+    }
+
+    /// Sends outbox messages through these senders (the outbox worker runs only with them).
+    pub fn with_senders(mut self, senders: senders::Senders) -> Self {
+        self.senders = Some(senders);
+        self
     }
 }
 

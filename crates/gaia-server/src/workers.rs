@@ -4,7 +4,8 @@
 //! - the hub poller: notices commits made by other processes and nodes;
 //! - the reaper: emits `claim.expired` once for each lease whose TTL passed, and expires
 //!   command requests nobody decided in time;
-//! - with `continue_on_approve`, the auto-executor: runs approved argv commands.
+//! - with `continue_on_approve`, the auto-executor: runs approved argv commands;
+//! - with senders, the outbox worker: delivers notifications (see `senders`).
 
 use tokio::task::JoinSet;
 
@@ -34,6 +35,18 @@ pub fn spawn(state: &AppState) -> Workers {
         state.shutdown.clone(),
     ));
     set.spawn(reaper(state.clone()));
+    if let Some(senders) = state.senders.clone() {
+        set.spawn(crate::senders::worker(
+            state.gaia.clone(),
+            state.hub.clone(),
+            senders,
+            state
+                .opts
+                .poll_interval
+                .max(std::time::Duration::from_secs(1)),
+            state.shutdown.clone(),
+        ));
+    }
     if state.opts.continue_on_approve {
         set.spawn(auto_executor(state.clone()));
     }

@@ -207,6 +207,17 @@ impl OutboxStore for PgStore {
             .transpose()
     }
 
+    async fn outbox_by_key(&self, dedupe_key: &str) -> Result<Option<Message>, StoreError> {
+        sqlx::query("SELECT * FROM outbox WHERE dedupe_key = $1")
+            .bind(dedupe_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(message_from_row)
+            .transpose()
+    }
+
     async fn outbox_list(
         &self,
         status: Option<Status>,

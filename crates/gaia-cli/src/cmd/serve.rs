@@ -35,7 +35,18 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         auto_requeue: config.auto_requeue(),
         ..ServerOptions::default()
     };
-    let state = AppState::new(gaia, opts, admin).await?;
+    let telegram = match config.telegram_token() {
+        Some(token) => Some(
+            gaia_telegram::BotClient::new(config.telegram_api_url(), token)
+                .map_err(|e| CliError::bad_input(format!("telegram: {e}")))?,
+        ),
+        None => None,
+    };
+    let senders =
+        gaia_server::senders::Senders::new(telegram, config.webhook_secret().map(str::to_owned));
+    let state = AppState::new(gaia, opts, admin)
+        .await?
+        .with_senders(senders);
     let _pid = match &args.pid_file {
         Some(path) => Some(PidFile::write(path)?),
         None => None,
