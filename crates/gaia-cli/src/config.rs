@@ -477,6 +477,17 @@ impl Config {
             .unwrap_or("https://api.telegram.org")
     }
 
+    /// Telegram user ids allowed to decide (validated when the configuration loads).
+    pub fn approver_ids(&self) -> Vec<i64> {
+        self.value("telegram.approver_ids")
+            .map(|ids| {
+                ids.split(',')
+                    .filter_map(|id| id.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn webhook_secret(&self) -> Option<&str> {
         self.value("webhook.secret")
     }

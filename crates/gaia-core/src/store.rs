@@ -256,6 +256,10 @@ pub trait Store:
     /// on any node all get the same value.
     async fn setting_get_or_init(&self, name: &str, init: &str) -> Result<String, StoreError>;
 
+    /// Sets the deployment-wide setting `name` (for values that change, such as a poller's
+    /// offset).
+    async fn setting_set(&self, name: &str, value: &str) -> Result<(), StoreError>;
+
     /// Closes connections; further calls fail.
     async fn close(&self);
 }

@@ -13,6 +13,7 @@ pub mod problem;
 pub mod routes;
 pub mod senders;
 pub mod sse;
+pub mod telegram;
 pub mod ticket;
 pub mod wire;
 pub mod workers;
@@ -99,6 +100,8 @@ pub struct AppState {
     pub tickets: Option<ticket::TicketKey>,
     /// Delivers outbox messages; `None` leaves them queued (tests, CLI-only deployments).
     pub senders: Option<senders::Senders>,
+    /// Takes decisions from Telegram; `None` when Telegram is not configured.
+    pub telegram: Option<telegram::Listener>,
 }
 
 impl AppState {
@@ -126,7 +129,24 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tickets: ticket::TicketKey::derive(&secret),
             senders: None,
+            telegram: None,
         })
+    }
+
+    /// Listens to Telegram for decisions from `approvers` (numeric user ids).
+    pub fn with_telegram(
+        mut self,
+        bot: gaia_telegram::BotClient,
+        approvers: Vec<i64>,
+        node: String,
+    ) -> Self {
+        self.telegram = Some(telegram::Listener {
+            bot,
+            gaia: self.gaia.clone(),
+            approvers,
+            node,
+        });
+        self
     }
 
     /// Sends outbox messages through these senders (the outbox worker runs only with them).

@@ -5,7 +5,8 @@
 //! - the reaper: emits `claim.expired` once for each lease whose TTL passed, and expires
 //!   command requests nobody decided in time;
 //! - with `continue_on_approve`, the auto-executor: runs approved argv commands;
-//! - with senders, the outbox worker: delivers notifications (see `senders`).
+//! - with senders, the outbox worker: delivers notifications (see `senders`);
+//! - with Telegram, the listener: decisions from buttons, replies and chat commands.
 
 use tokio::task::JoinSet;
 
@@ -35,6 +36,9 @@ pub fn spawn(state: &AppState) -> Workers {
         state.shutdown.clone(),
     ));
     set.spawn(reaper(state.clone()));
+    if let Some(listener) = state.telegram.clone() {
+        set.spawn(listener.run(state.shutdown.clone()));
+    }
     if let Some(senders) = state.senders.clone() {
         set.spawn(crate::senders::worker(
             state.gaia.clone(),

@@ -9,9 +9,21 @@ use crate::error::map_err;
 /// (version, name, SQL), in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
-    (2, "tokens", include_str!("../migrations/0002_tokens_reaper.sql")),
-    (3, "settings", include_str!("../migrations/0003_settings.sql")),
-    (4, "commands", include_str!("../migrations/0004_commands.sql")),
+    (
+        2,
+        "tokens",
+        include_str!("../migrations/0002_tokens_reaper.sql"),
+    ),
+    (
+        3,
+        "settings",
+        include_str!("../migrations/0003_settings.sql"),
+    ),
+    (
+        4,
+        "commands",
+        include_str!("../migrations/0004_commands.sql"),
+    ),
     (5, "outbox", include_str!("../migrations/0005_outbox.sql")),
 ];
 

@@ -180,6 +180,16 @@ impl Store for SqliteStore {
             .map_err(map_err)
     }
 
+    async fn setting_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -42,11 +42,21 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         ),
         None => None,
     };
-    let senders =
-        gaia_server::senders::Senders::new(telegram, config.webhook_secret().map(str::to_owned));
-    let state = AppState::new(gaia, opts, admin)
+    let senders = gaia_server::senders::Senders::new(
+        telegram.clone(),
+        config.webhook_secret().map(str::to_owned),
+    );
+    let mut state = AppState::new(gaia, opts, admin)
         .await?
         .with_senders(senders);
+    if let Some(bot) = telegram {
+        let approvers = config.approver_ids();
+        if approvers.is_empty() {
+            tracing::warn!("TELEGRAM_APPROVER_IDS is empty: nobody can decide from Telegram");
+        }
+        let node = format!("{}-{}", hostname(), std::process::id());
+        state = state.with_telegram(bot, approvers, node);
+    }
     let _pid = match &args.pid_file {
         Some(path) => Some(PidFile::write(path)?),
         None => None,
@@ -59,6 +69,15 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
     gaia_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(exit::OK)
+}
+
+/// This machine's name, to tell nodes apart in the Telegram poller's lease.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gaia".into())
 }
 
 /// On first start, creates the admin token and prints it once; afterwards only its hash exists.

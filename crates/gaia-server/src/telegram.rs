@@ -1,0 +1,432 @@
+//! Approvals from the phone: the Telegram listener. It long-polls `getUpdates`, keeps its
+//! offset in the store, and turns button presses, replies to approval messages and chat
+//! commands (`/pending`, `/approve ID`, `/deny ID`, `/allowtest ID`, `/status`, `/help`) into
+//! decisions.
+//!
+//! Only listed approvers decide (numeric `from.id`, never a username); messages sent on behalf
+//! of a chat (anonymous admins, channels), edits of old messages, unknown or forged callbacks and
+//! non-approvers are refused with an answer and audited. Handling is idempotent: an update
+//! handled again after a crash (before its offset was saved) meets a request that is already
+//! decided, and the decision is refused, not applied twice.
+//!
+//! One poller per deployment: it holds a Gaia claim as its leader lease, so another node does
+//! not poll; a 409 from Telegram (another poller, or a webhook) is reported and backed off.
+
+use std::time::Duration;
+
+use gaia_core::Gaia;
+use gaia_core::claims::{Outcome, Request};
+use gaia_core::commands::{Action, Decider, Status, parse_id};
+use gaia_core::names::ClaimKey;
+use gaia_core::outbox::{Channel, NewMessage};
+use gaia_telegram::{BotClient, CallbackQuery, Message, TelegramError, Update};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Long-poll timeout.
+const POLL_SECS: u32 = 30;
+/// The leader lease: renewed well within its TTL.
+const LEASE_TTL: Duration = Duration::from_secs(60);
+const LEASE_RENEW: Duration = Duration::from_secs(20);
+/// Where the offset is kept.
+const OFFSET_SETTING: &str = "telegram.offset";
+
+/// Who may decide from Telegram.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub bot: BotClient,
+    pub gaia: Gaia,
+    pub approvers: Vec<i64>,
+    /// Identifies this node in the leader lease.
+    pub node: String,
+}
+
+fn decider(u: &gaia_telegram::User) -> Decider {
+    let name = match &u.username {
+        Some(n) => format!("telegram:@{n}({})", u.id),
+        None => format!("telegram:{}", u.id),
+    };
+    Decider {
+        name,
+        via: "telegram".into(),
+    }
+}
+
+/// What a person wrote, as an action on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Intent {
+    Approve(String, Option<String>),
+    Deny(String, Option<String>),
+    AllowTest(String),
+    Pending,
+    Status,
+    Help,
+}
+
+fn parse_command(text: &str) -> Option<Intent> {
+    let mut words = text.split_whitespace();
+    let head = words.next()?;
+    // `/approve@GaiaBot k7m2qx` in groups.
+    let cmd = head.split('@').next().unwrap_or(head).to_ascii_lowercase();
+    let id = words.next().map(str::to_owned);
+    let rest: Vec<&str> = words.collect();
+    let reason = (!rest.is_empty()).then(|| rest.join(" "));
+    match (cmd.as_str(), id) {
+        ("/approve", Some(id)) => Some(Intent::Approve(id, reason)),
+        ("/deny", Some(id)) => Some(Intent::Deny(id, reason)),
+        ("/allowtest", Some(id)) => Some(Intent::AllowTest(id)),
+        ("/pending", _) => Some(Intent::Pending),
+        ("/status", _) => Some(Intent::Status),
+        ("/help" | "/start", _) => Some(Intent::Help),
+        _ => None,
+    }
+}
+
+/// A reply's verdict: approve/yes/ok or deny/no.
+fn parse_reply(text: &str) -> Option<bool> {
+    let word = text.trim().trim_end_matches(['.', '!']).to_lowercase();
+    match word.as_str() {
+        "approve" | "approved" | "yes" | "y" | "ok" | "okay" | "👍" => Some(true),
+        "deny" | "denied" | "no" | "n" | "👎" => Some(false),
+        _ => None,
+    }
+}
+
+/// The request id an approval message names (`Approval needed: ID`).
+fn id_in_approval(text: &str) -> Option<String> {
+    let after = text.split("Approval needed: ").nth(1)?;
+    parse_id(after.split_whitespace().next()?).ok()
+}
+
+impl Listener {
+    /// Polls until cancelled, while holding the leader lease.
+    pub async fn run(self, cancel: CancellationToken) {
+        let key = match ClaimKey::new("gaia-telegram", "poller") {
+            Ok(k) => k,
+            Err(_) => return,
+        };
+        let mut leader = false;
+        let mut renew_at = tokio::time::Instant::now();
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if tokio::time::Instant::now() >= renew_at {
+                leader = self.lease(&key, leader).await;
+                renew_at = tokio::time::Instant::now() + LEASE_RENEW;
+            }
+            if !leader {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(LEASE_RENEW) => continue,
+                }
+            }
+            let offset = match self
+                .gaia
+                .store()
+                .setting_get_or_init(OFFSET_SETTING, "0")
+                .await
+            {
+                Ok(v) => v.parse::<i64>().unwrap_or(0),
+                Err(e) => {
+                    tracing::warn!(error = %e, "telegram: cannot read the offset");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let poll = self.bot.get_updates(
+                (offset > 0).then_some(offset),
+                POLL_SECS,
+                &["message", "edited_message", "callback_query"],
+            );
+            let updates = tokio::select! {
+                () = cancel.cancelled() => break,
+                r = poll => r,
+            };
+            match updates {
+                Ok(updates) => {
+                    for u in updates {
+                        let id = u.update_id;
+                        self.handle(u).await;
+                        // Saved after handling: a crash in between handles it again, which a
+                        // decided request refuses.
+                        if let Err(e) = self
+                            .gaia
+                            .store()
+                            .setting_set(OFFSET_SETTING, &(id + 1).to_string())
+                            .await
+                        {
+                            tracing::warn!(error = %e, "telegram: cannot save the offset");
+                        }
+                    }
+                }
+                Err(TelegramError::Conflict { description }) => {
+                    tracing::error!(%description, "telegram: another poller or a webhook is active; backing off");
+                    let _ = self
+                        .gaia
+                        .emit(
+                            "telegram.conflict",
+                            "gaia",
+                            "telegram",
+                            json!({ "description": description }),
+                        )
+                        .await;
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    }
+                }
+                Err(e) => {
+                    let wait = e.retry_after().unwrap_or(Duration::from_secs(3));
+                    tracing::warn!(error = %e, "telegram: getUpdates failed; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        if leader {
+            if let Ok(r) = Request::release(key, &self.node, None) {
+                let _ = self.gaia.claim(&r).await;
+            }
+        }
+    }
+
+    async fn lease(&self, key: &ClaimKey, held: bool) -> bool {
+        let req = if held {
+            Request::refresh(key.clone(), &self.node, None, Some(LEASE_TTL))
+        } else {
+            Request::acquire(
+                key.clone(),
+                &self.node,
+                Some("gaia"),
+                Some(&self.node),
+                Some(LEASE_TTL),
+            )
+        };
+        match req {
+            Ok(r) => match self.gaia.claim(&r).await {
+                Ok(res) => matches!(
+                    res.outcome,
+                    Outcome::Acquired
+                        | Outcome::AlreadyHeld
+                        | Outcome::TakenOver
+                        | Outcome::Refreshed
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "telegram: cannot hold the poller lease");
+                    false
+                }
+            },
+            Err(_) => false,
+        }
+    }
+
+    async fn refuse(&self, who: &str, what: &str, reason: &str) {
+        let _ = self
+            .gaia
+            .audit_refusal(
+                who,
+                what,
+                "telegram",
+                "refused",
+                json!({ "reason": reason }),
+            )
+            .await;
+    }
+
+    async fn reply(&self, chat: i64, reply_to: Option<i64>, text: String) {
+        let msg = NewMessage {
+            channel: Channel::Telegram,
+            target: chat.to_string(),
+            kind: "reply".into(),
+            payload: json!({ "text": text, "reply_to": reply_to }),
+            dedupe_key: None,
+        };
+        if let Err(e) = self.gaia.enqueue(&[msg]).await {
+            tracing::warn!(error = %e, "telegram: cannot queue a reply");
+        }
+    }
+
+    /// Handles one update. Never fails: whatever goes wrong is answered or logged.
+    pub async fn handle(&self, u: Update) {
+        if let Some(q) = u.callback_query {
+            self.callback(q).await;
+        } else if let Some(m) = u.edited_message {
+            let who = m
+                .from
+                .as_ref()
+                .map_or_else(|| "telegram:unknown".into(), |f| decider(f).name);
+            self.refuse(
+                &who,
+                "telegram.edited_message",
+                "edits of old messages are not read",
+            )
+            .await;
+        } else if let Some(m) = u.message {
+            self.message(m).await;
+        }
+    }
+
+    async fn callback(&self, q: CallbackQuery) {
+        let who = decider(&q.from);
+        let answer = |text: String| {
+            let bot = self.bot.clone();
+            let id = q.id.clone();
+            async move {
+                if let Err(e) = bot.answer_callback_query(&id, Some(&text)).await {
+                    tracing::warn!(error = %e, "telegram: cannot answer a callback");
+                }
+            }
+        };
+        if !self.approvers.contains(&q.from.id) {
+            self.refuse(&who.name, "telegram.callback", "not a listed approver")
+                .await;
+            return answer("You are not an approver for this Gaia.".into()).await;
+        }
+        let data = q.data.as_deref().unwrap_or("");
+        let parsed = data
+            .split_once(':')
+            .and_then(|(verb, id)| Some((verb, parse_id(id).ok()?)));
+        let Some((verb, id)) = parsed.filter(|(v, _)| matches!(*v, "a" | "d")) else {
+            self.refuse(
+                &who.name,
+                "telegram.callback",
+                "unknown or forged callback data",
+            )
+            .await;
+            return answer("This button is not one of Gaia's.".into()).await;
+        };
+        let action = if verb == "a" {
+            Action::Approve {
+                by: who.clone(),
+                reason: None,
+            }
+        } else {
+            Action::Deny {
+                by: who.clone(),
+                reason: None,
+            }
+        };
+        answer(self.decide(&id, &action).await).await;
+    }
+
+    async fn decide(&self, id: &str, action: &Action) -> String {
+        match self.gaia.command_apply(id, action).await {
+            Ok(Ok(r)) => format!("{} {}", r.id, r.decision()),
+            Ok(Err(refusal)) => format!("Refused: {}", refusal.reason),
+            Err(gaia_core::error::Error::NotFound(m)) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "telegram: cannot apply a decision");
+                "Gaia could not record that; try again.".into()
+            }
+        }
+    }
+
+    async fn message(&self, m: Message) {
+        let chat = m.chat.id;
+        let text = m.text.clone().unwrap_or_default();
+        if m.sender_chat.is_some() {
+            self.refuse(
+                &format!("telegram:chat:{chat}"),
+                "telegram.message",
+                "sent on behalf of a chat (anonymous admin or channel)",
+            )
+            .await;
+            return self
+                .reply(
+                    chat,
+                    Some(m.message_id),
+                    "Messages sent on behalf of a chat cannot decide; write as yourself.".into(),
+                )
+                .await;
+        }
+        let Some(from) = m.from.clone() else { return };
+        let who = decider(&from);
+        let intent = if let Some(original) = &m.reply_to_message {
+            match (
+                parse_reply(&text),
+                original.text.as_deref().and_then(id_in_approval),
+            ) {
+                (Some(true), Some(id)) => Some(Intent::Approve(id, None)),
+                (Some(false), Some(id)) => Some(Intent::Deny(id, None)),
+                _ => parse_command(&text),
+            }
+        } else {
+            parse_command(&text)
+        };
+        let Some(intent) = intent else { return };
+        let decides = matches!(
+            intent,
+            Intent::Approve(..) | Intent::Deny(..) | Intent::AllowTest(_)
+        );
+        if decides && !self.approvers.contains(&from.id) {
+            self.refuse(&who.name, "telegram.message", "not a listed approver")
+                .await;
+            return self
+                .reply(
+                    chat,
+                    Some(m.message_id),
+                    "You are not an approver for this Gaia.".into(),
+                )
+                .await;
+        }
+        let text = match intent {
+            Intent::Approve(id, reason) | Intent::Deny(id, reason) if parse_id(&id).is_err() => {
+                let _ = reason;
+                format!("'{id}' is not a request id (six letters and digits)")
+            }
+            Intent::Approve(id, reason) => self.decide(&id.to_lowercase(), &Action::Approve { by: who, reason }).await,
+            Intent::Deny(id, reason) => self.decide(&id.to_lowercase(), &Action::Deny { by: who, reason }).await,
+            Intent::AllowTest(id) => match parse_id(&id) {
+                Ok(id) => self.decide(&id, &Action::AllowTest { by: who }).await,
+                Err(e) => e.to_string(),
+            },
+            Intent::Pending => match self.gaia.commands(Some(Status::Pending), 20).await {
+                Ok(list) if list.is_empty() => "Nothing is waiting for a decision.".into(),
+                Ok(list) => list
+                    .iter()
+                    .map(|r| format!("{}{} {} (by {})", if r.is_test { "[TEST] " } else { "" }, r.id, r.spec.display(), r.requester))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Err(_) => "Gaia could not list requests right now.".into(),
+            },
+            Intent::Status => {
+                let pending = self.gaia.commands(Some(Status::Pending), 1000).await.map(|l| l.len()).unwrap_or(0);
+                let claims = self.gaia.list_claims(false).await.map(|l| l.len()).unwrap_or(0);
+                let dead = self.gaia.store().outbox_counts().await.map(|c| c.dead).unwrap_or(0);
+                format!("Gaia: {pending} pending approvals, {claims} live claims, {dead} undelivered notifications.")
+            }
+            Intent::Help => "/pending — requests waiting\n/approve ID [reason]\n/deny ID [reason]\n/allowtest ID — let a test request be decided\n/status\nOr reply approve / deny to an approval message.".into(),
+        };
+        self.reply(chat, Some(m.message_id), text).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_replies() {
+        assert_eq!(
+            parse_command("/approve k7m2qx"),
+            Some(Intent::Approve("k7m2qx".into(), None))
+        );
+        assert_eq!(
+            parse_command("/deny@GaiaBot k7m2qx not now"),
+            Some(Intent::Deny("k7m2qx".into(), Some("not now".into())))
+        );
+        assert_eq!(parse_command("/approve"), None);
+        assert_eq!(parse_command("hello"), None);
+        assert_eq!(parse_reply("Yes!"), Some(true));
+        assert_eq!(parse_reply("no"), Some(false));
+        assert_eq!(parse_reply("maybe"), None);
+        assert_eq!(
+            id_in_approval("[TEST] Approval needed: k7m2qx\ncommand: ls").as_deref(),
+            Some("k7m2qx")
+        );
+        assert_eq!(id_in_approval("something else"), None);
+    }
+}
