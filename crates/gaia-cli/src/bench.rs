@@ -1,8 +1,14 @@
 //! `gaia bench`: Gaia's claim path measured beside raw SQL doing the same work in the same run,
-//! and the wall time of one `gaia claim acquire` process beside the `sqlite3` CLI.
+//! and the wall time of one `gaia claim acquire` process beside the `sqlite3` CLI. The HTTP
+//! benchmarks (`api`, `sse`, `approvals`) live in the submodules.
 //!
 //! The benchmark never writes into the database `--db` names: SQLite runs in a fresh temporary
 //! file, PostgreSQL in a scratch database created on the `--postgres` server and dropped after.
+
+mod api;
+mod approvals;
+mod harness;
+mod sse;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -35,6 +41,12 @@ pub enum BenchCommand {
     Claims(ClaimsArgs),
     /// Wall time of one `gaia claim acquire` process beside sqlite3 doing the same write.
     Process(ProcessArgs),
+    /// Claims over HTTP against an in-process server, beside in-process and raw-SQL baselines.
+    Api(api::ApiArgs),
+    /// Event stream fan-out: append-to-delivery latency and server memory per subscriber.
+    Sse(sse::SseArgs),
+    /// Approval round trips over HTTP with an automated approver following the stream.
+    Approvals(approvals::ApprovalsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +101,9 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> CliResult {
     match cmd {
         BenchCommand::Claims(args) => claims(args, config).await,
         BenchCommand::Process(args) => process(args, config).await,
+        BenchCommand::Api(args) => api::run(args, config).await,
+        BenchCommand::Sse(args) => sse::run(args).await,
+        BenchCommand::Approvals(args) => approvals::run(args, config).await,
     }
 }
 
@@ -180,10 +195,12 @@ enum Done {
     TimedOut,
 }
 
-/// The code under test: Gaia's service, or the baseline's raw SQL on one of the backends.
+/// The code under test: Gaia's service (in-process or over HTTP), or the baseline's raw SQL on
+/// one of the backends.
 #[derive(Debug, Clone)]
 enum Side {
     Gaia(Gaia),
+    Http(Arc<api::HttpClaims>),
     SqliteRaw(SqlitePool),
     PgRaw(PgPool),
 }
@@ -209,6 +226,7 @@ impl Side {
                     _ => Done::Noop,
                 })
             }
+            Self::Http(http) => http.call(key, claimer, release).await,
             Self::SqliteRaw(pool) => raw_result(if release {
                 sqlite_release(pool, key).await
             } else {
@@ -757,6 +775,7 @@ async fn bench_sqlite(plan: &Plan, config: &Config, cells: &mut Vec<Cell>) -> Re
 }
 
 /// A database made for one benchmark run on a PostgreSQL server, dropped afterwards.
+#[derive(Debug)]
 struct Scratch {
     server: String,
     name: String,
