@@ -67,6 +67,14 @@ pub enum Command {
     /// The notification outbox: list, requeue dead messages, auto-requeue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Print the metrics (the prototype's metrics.json shape with --json).
+    Metrics {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Threshold alerts on the metrics.
+    #[command(subcommand)]
+    Alert(AlertCommand),
     /// Show what the policy (gaia.toml [policy]) decides for a command.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -474,6 +482,22 @@ pub enum QueueCommand {
     /// younger than AUTO_REQUEUE_MAX_AGE_HOURS, at most AUTO_REQUEUE_MAX_PER_RUN.
     AutoRequeue {
         /// Only list what would be requeued.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Check thresholds; exit 1 when any is breached. Without --dry-run, a newly breached
+    /// threshold fires once (Telegram first, console fallback) and a cleared one resolves.
+    Check {
+        /// NAME=VALUE, repeatable (default: alerts.thresholds from the configuration).
+        #[arg(long = "threshold", value_name = "NAME=VALUE")]
+        thresholds: Vec<String>,
+        /// Only report; send nothing and change nothing.
         #[arg(long)]
         dry_run: bool,
         #[arg(long)]

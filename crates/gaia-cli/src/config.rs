@@ -128,6 +128,20 @@ const KEYS: &[Key] = &[
         help: "HMAC-SHA256 key for the X-Gaia-Signature header",
     },
     Key {
+        name: "auto_requeue.every",
+        env: &["AUTO_REQUEUE_EVERY"],
+        default: Some("1h"),
+        secret: false,
+        help: "how often gaia serve runs the automatic requeue (\"off\" to disable)",
+    },
+    Key {
+        name: "alerts.thresholds",
+        env: &["GAIA_ALERT_THRESHOLDS"],
+        default: Some("telegram.retry.moved_permanent=5,telegram.retry.attempt.error=50"),
+        secret: false,
+        help: "NAME=VALUE pairs, comma-separated: alert when a metric reaches its value",
+    },
+    Key {
         name: "execution.allow",
         env: &["GAIA_ALLOW_COMMAND_EXECUTION", "ALLOW_COMMAND_EXECUTION"],
         default: Some("false"),
@@ -399,6 +413,21 @@ impl Config {
                 })?;
             }
         }
+        if let Some(every) = get("auto_requeue.every").filter(|v| *v != "off") {
+            parse_duration(every).map_err(|e| invalid("auto_requeue.every", e.to_string()))?;
+        }
+        if let Some(list) = get("alerts.thresholds") {
+            for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                t.parse::<gaia_core::metrics::Threshold>()
+                    .map_err(|e| invalid("alerts.thresholds", e.0))?;
+            }
+        }
+        parse_bool(get("execution.continue_on_approve").unwrap_or("false")).ok_or_else(|| {
+            invalid(
+                "execution.continue_on_approve",
+                "use 1/0, true/false, yes/no".into(),
+            )
+        })?;
         let ndjson_path = get("events.ndjson_path")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
@@ -485,6 +514,20 @@ impl Config {
                     .filter_map(|id| id.trim().parse().ok())
                     .collect()
             })
+            .unwrap_or_default()
+    }
+
+    /// How often the server runs the automatic requeue; `None` when "off".
+    pub fn auto_requeue_every(&self) -> Option<std::time::Duration> {
+        self.value("auto_requeue.every")
+            .filter(|v| *v != "off")
+            .and_then(|v| parse_duration(v).ok())
+    }
+
+    /// The alert thresholds (validated when the configuration loads).
+    pub fn thresholds(&self) -> Vec<gaia_core::metrics::Threshold> {
+        self.value("alerts.thresholds")
+            .map(|t| t.split(',').filter_map(|x| x.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
 

@@ -141,6 +141,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Run(args) => cmd::command::run_approved(args, &config).await,
         Command::Policy(c) => cmd::policy::run(c, &config),
         Command::Queue(c) => cmd::queue::run(c, &config).await,
+        Command::Metrics { json } => cmd::metrics::metrics(json, &config).await,
+        Command::Alert(c) => cmd::metrics::alert(c, &config).await,
         Command::Hook(c) => cmd::hook::run(c, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,

@@ -9,6 +9,7 @@ pub mod claims;
 pub mod commands;
 pub mod error;
 pub mod event;
+pub mod metrics;
 pub mod names;
 pub mod outbox;
 pub mod policy;

@@ -12,6 +12,7 @@ use crate::claims::{ClaimResult, Request};
 use crate::commands::{Action, CommandRecord, CommandSpec, Decider, NewCommand, Refusal, Status};
 use crate::error::{Error, StoreError, ValidationError};
 use crate::event::{Event, EventFilter, NewEvent};
+use crate::metrics::{Check, Snapshot, Threshold, check};
 use crate::names::{ClaimKey, check_event_type, check_name, check_subject};
 use crate::outbox::{AutoRequeuePolicy, Message, NewMessage, Status as OutboxStatus, Target};
 use crate::policy::{Decision as PolicyDecision, Policy, Verdict};
@@ -370,7 +371,7 @@ impl Gaia {
 
     /// Requeues one dead message. `NotFound` when there is no such dead message.
     pub async fn requeue(&self, id: i64, actor: &str) -> Result<Message, Error> {
-        match self.store.outbox_requeue(id, actor).await? {
+        match self.store.outbox_requeue(id, actor, false).await? {
             Some((m, events)) => {
                 self.mirror(&events);
                 Ok(m)
@@ -404,12 +405,127 @@ impl Gaia {
         let mut done = Vec::with_capacity(chosen.len());
         for m in chosen {
             // Another requeue may have got there first: skip it.
-            if let Some((back, events)) = self.store.outbox_requeue(m.id, actor).await? {
+            if let Some((back, events)) = self.store.outbox_requeue(m.id, actor, true).await? {
                 self.mirror(&events);
                 done.push(back);
             }
         }
         Ok(done)
+    }
+
+    /// The metrics, derived from the store.
+    pub async fn metrics(&self) -> Result<Snapshot, Error> {
+        let mut s = Snapshot::default();
+        for name in [
+            "telegram.retry.attempt.error",
+            "telegram.retry.attempt.retry_after",
+            "telegram.retry.moved_permanent",
+            "telegram.sent",
+            "notify.requeued.manual",
+            "notify.requeued.auto",
+            "notify.duplicate_skipped",
+            "notify.fallback",
+        ] {
+            s.set(name, 0.0);
+        }
+        for (kind, outcome, n) in self.store.notify_event_counts().await? {
+            let n = n as f64;
+            let name = match (kind.as_str(), outcome.as_str()) {
+                ("notify.retry", "retry_after") => "telegram.retry.attempt.retry_after".to_owned(),
+                ("notify.retry", _) => "telegram.retry.attempt.error".to_owned(),
+                ("notify.dead", _) => "telegram.retry.moved_permanent".to_owned(),
+                ("notify.sent", _) => "telegram.sent".to_owned(),
+                ("notify.requeued", "auto") => "notify.requeued.auto".to_owned(),
+                ("notify.requeued", _) => "notify.requeued.manual".to_owned(),
+                (other, _) => other.to_owned(),
+            };
+            let prev = s.get(&name).unwrap_or(0.0);
+            s.set(&name, prev + n);
+        }
+        let counts = self.store.outbox_counts().await?;
+        s.set("outbox.dead", counts.dead as f64);
+        s.set("outbox.pending", counts.pending as f64);
+        let pending = self
+            .store
+            .command_list(Some(Status::Pending), 10_000)
+            .await?;
+        s.set("approvals.pending", pending.len() as f64);
+        s.set("claims.live", self.list_claims(false).await?.len() as f64);
+        s.set("events.appended", self.store.last_seq().await? as f64);
+        // Approval latency over the latest decided requests decided by a person.
+        let mut latencies: Vec<f64> = self
+            .store
+            .command_list(None, 1000)
+            .await?
+            .iter()
+            .filter(|r| r.decided_via.as_deref().is_some_and(|v| v != "policy"))
+            .filter_map(|r| {
+                r.decided_at
+                    .map(|d| (d - r.created_at).num_milliseconds() as f64 / 1000.0)
+            })
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        if !latencies.is_empty() {
+            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+            s.set("approval.latency.p50_seconds", at(0.5));
+            s.set("approval.latency.p99_seconds", at(0.99));
+        }
+        Ok(s)
+    }
+
+    /// Checks the thresholds. Unless `dry_run`, a newly breached threshold fires once
+    /// (`alert.fired`, an alert message to the notify targets) and a cleared one resolves
+    /// (`alert.resolved`); the firing state is kept in the store, so restarts and several
+    /// nodes do not fire twice.
+    pub async fn alert_check(
+        &self,
+        thresholds: &[Threshold],
+        dry_run: bool,
+    ) -> Result<Vec<Check>, Error> {
+        let snapshot = self.metrics().await?;
+        let checks = check(&snapshot, thresholds);
+        if dry_run {
+            return Ok(checks);
+        }
+        for c in &checks {
+            let key = format!("alert.firing.{}", c.metric);
+            let firing = self.store.setting_get_or_init(&key, "0").await? == "1";
+            let (kind, text) = match (c.breached, firing) {
+                (true, false) => (
+                    "alert.fired",
+                    format!(
+                        "ALERT {} = {} (threshold {})",
+                        c.metric, c.value, c.threshold
+                    ),
+                ),
+                (false, true) => (
+                    "alert.resolved",
+                    format!(
+                        "RESOLVED {} = {} (threshold {})",
+                        c.metric, c.value, c.threshold
+                    ),
+                ),
+                _ => continue,
+            };
+            self.store
+                .setting_set(&key, if c.breached { "1" } else { "0" })
+                .await?;
+            self.emit(kind, "gaia", &format!("alert/{}", c.metric), json!(c))
+                .await?;
+            let messages: Vec<NewMessage> = self
+                .notify
+                .iter()
+                .map(|t| NewMessage {
+                    channel: t.channel,
+                    target: t.target.clone(),
+                    kind: "alert".into(),
+                    payload: json!({ "text": text, "metric": c.metric, "value": c.value }),
+                    dedupe_key: None,
+                })
+                .collect();
+            self.enqueue(&messages).await?;
+        }
+        Ok(checks)
     }
 
     /// Emits `claim.expired` for acquisitions whose TTL passed without a release.

@@ -204,15 +204,21 @@ pub trait OutboxStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<crate::outbox::Message>, StoreError>;
 
-    /// Puts a dead message back in the queue (event and audit record). `None` when there is
-    /// no such message or it is not dead.
+    /// Puts a dead message back in the queue (event and audit record; `auto` tells the
+    /// automatic requeue from a person's). `None` when there is no such message or it is not
+    /// dead.
     async fn outbox_requeue(
         &self,
         id: i64,
         actor: &str,
+        auto: bool,
     ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError>;
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// How many events of each `notify.*` type were appended, split by their `outcome` field
+    /// (empty when absent): the source of the delivery metrics, so they survive restarts.
+    async fn notify_event_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
 }
 
 /// API tokens, stored hashed.

@@ -65,6 +65,11 @@ pub struct ServerOptions {
     pub continue_on_approve: bool,
     /// Which dead notifications the automatic requeue takes.
     pub auto_requeue: gaia_core::outbox::AutoRequeuePolicy,
+    /// How often the automatic requeue runs (`None`: never on its own).
+    pub auto_requeue_every: Option<Duration>,
+    /// Alert thresholds, and how often the checker runs.
+    pub thresholds: Vec<gaia_core::metrics::Threshold>,
+    pub alert_every: Duration,
 }
 
 impl Default for ServerOptions {
@@ -82,6 +87,9 @@ impl Default for ServerOptions {
             exec_timeout: Duration::from_secs(600),
             continue_on_approve: false,
             auto_requeue: gaia_core::outbox::AutoRequeuePolicy::default(),
+            auto_requeue_every: None,
+            thresholds: vec![],
+            alert_every: Duration::from_secs(30),
         }
     }
 }
@@ -216,6 +224,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::commands::cancel))
         .routes(routes!(routes::commands::execute))
         .routes(routes!(routes::commands::wait))
+        .routes(routes!(routes::metrics::prometheus))
+        .routes(routes!(routes::metrics::json))
         .routes(routes!(routes::queue::list))
         .routes(routes!(routes::queue::requeue))
         .routes(routes!(routes::queue::auto_requeue))

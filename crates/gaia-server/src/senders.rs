@@ -83,6 +83,15 @@ impl Senders {
                     // Telegram is failing: show it on the console now; the retry still goes to
                     // Telegram.
                     self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    // Counted in the log too, so the metric survives restarts.
+                    let _ = gaia
+                        .emit(
+                            "notify.fallback",
+                            "gaia",
+                            &format!("outbox/{}", m.id),
+                            json!({ "id": m.id }),
+                        )
+                        .await;
                     println!(
                         "[gaia {} (telegram unavailable)] {}",
                         m.kind,

@@ -6,7 +6,8 @@
 //!   command requests nobody decided in time;
 //! - with `continue_on_approve`, the auto-executor: runs approved argv commands;
 //! - with senders, the outbox worker: delivers notifications (see `senders`);
-//! - with Telegram, the listener: decisions from buttons, replies and chat commands.
+//! - with Telegram, the listener: decisions from buttons, replies and chat commands;
+//! - with thresholds, the alert checker; with a schedule, the automatic requeue.
 
 use tokio::task::JoinSet;
 
@@ -36,6 +37,12 @@ pub fn spawn(state: &AppState) -> Workers {
         state.shutdown.clone(),
     ));
     set.spawn(reaper(state.clone()));
+    if !state.opts.thresholds.is_empty() {
+        set.spawn(alert_checker(state.clone()));
+    }
+    if let Some(every) = state.opts.auto_requeue_every {
+        set.spawn(auto_requeuer(state.clone(), every));
+    }
     if let Some(listener) = state.telegram.clone() {
         set.spawn(listener.run(state.shutdown.clone()));
     }
@@ -118,6 +125,44 @@ async fn reaper(state: AppState) {
                     break;
                 }
             }
+        }
+    }
+}
+
+async fn alert_checker(state: AppState) {
+    let mut tick = tokio::time::interval(state.opts.alert_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = state.gaia.alert_check(&state.opts.thresholds, false).await {
+            tracing::warn!(error = %e, "alert check failed; retrying later");
+        }
+    }
+}
+
+async fn auto_requeuer(state: AppState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick fires at once; wait a full period so a restart loop cannot requeue fast.
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match state
+            .gaia
+            .auto_requeue(&state.opts.auto_requeue, false, "auto-requeue")
+            .await
+        {
+            Ok(list) if !list.is_empty() => {
+                tracing::info!(count = list.len(), "auto-requeued dead messages")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "auto-requeue failed; retrying later"),
         }
     }
 }

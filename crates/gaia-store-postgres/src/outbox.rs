@@ -238,6 +238,7 @@ impl OutboxStore for PgStore {
         &self,
         id: i64,
         actor: &str,
+        auto: bool,
     ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let now = self.now_in(&mut tx).await?;
@@ -256,7 +257,13 @@ impl OutboxStore for PgStore {
             return Ok(None);
         };
         write(&mut tx, &back).await?;
-        let data = json!({ "id": id, "requeues": back.requeues, "kind": back.kind, "channel": back.channel.as_str() });
+        let data = json!({
+            "id": id,
+            "requeues": back.requeues,
+            "kind": back.kind,
+            "channel": back.channel.as_str(),
+            "outcome": if auto { "auto" } else { "manual" },
+        });
         let subject = format!("outbox/{id}");
         let committed = append_log(
             &mut tx,
@@ -279,6 +286,23 @@ impl OutboxStore for PgStore {
         tx.commit().await.map_err(map_err)?;
         self.announce(&committed);
         Ok(Some((back, committed)))
+    }
+
+    async fn notify_event_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT type, COALESCE(data::jsonb ->> 'outcome', '') AS outcome, COUNT(*) AS n FROM events WHERE type LIKE 'notify.%' GROUP BY 1, 2")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>("type"),
+                    r.get::<String, _>("outcome"),
+                    u64::try_from(r.get::<i64, _>("n")).unwrap_or(0),
+                )
+            })
+            .collect())
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {

@@ -710,13 +710,13 @@ async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
 
     assert!(
         store
-            .outbox_requeue(first, "alice")
+            .outbox_requeue(first, "alice", false)
             .await
             .unwrap()
             .is_none(),
         "only dead messages"
     );
-    let (back, ev) = store.outbox_requeue(third, "alice").await.unwrap().unwrap();
+    let (back, ev) = store.outbox_requeue(third, "alice", false).await.unwrap().unwrap();
     assert_eq!(
         (back.status, back.requeues, back.attempts),
         (Status::Pending, 1, 0)

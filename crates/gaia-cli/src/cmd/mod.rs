@@ -7,6 +7,7 @@ pub mod command;
 pub mod config;
 pub mod events;
 pub mod hook;
+pub mod metrics;
 pub mod policy;
 pub mod queue;
 pub mod serve;

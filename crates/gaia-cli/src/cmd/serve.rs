@@ -33,6 +33,8 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         allow_execution: config.execution_allowed(),
         continue_on_approve: config.continue_on_approve(),
         auto_requeue: config.auto_requeue(),
+        auto_requeue_every: config.auto_requeue_every(),
+        thresholds: config.thresholds(),
         ..ServerOptions::default()
     };
     let telegram = match config.telegram_token() {

@@ -6,5 +6,6 @@ pub mod claims;
 pub mod commands;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod queue;
 pub mod tokens;
