@@ -716,7 +716,11 @@ async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
             .is_none(),
         "only dead messages"
     );
-    let (back, ev) = store.outbox_requeue(third, "alice", false).await.unwrap().unwrap();
+    let (back, ev) = store
+        .outbox_requeue(third, "alice", false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (back.status, back.requeues, back.attempts),
         (Status::Pending, 1, 0)
