@@ -75,6 +75,9 @@ pub enum Command {
     /// Threshold alerts on the metrics.
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Telegram without the HTTP server.
+    #[command(subcommand)]
+    Telegram(TelegramCommand),
     /// Show what the policy (gaia.toml [policy]) decides for a command.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -503,4 +506,11 @@ pub enum AlertCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TelegramCommand {
+    /// Listen for decisions and deliver notifications (the Telegram and outbox workers of
+    /// `gaia serve`, without HTTP). One poller per deployment, whichever runs.
+    Listen,
 }

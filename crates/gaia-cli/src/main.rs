@@ -142,6 +142,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::Policy(c) => cmd::policy::run(c, &config),
         Command::Queue(c) => cmd::queue::run(c, &config).await,
         Command::Metrics { json } => cmd::metrics::metrics(json, &config).await,
+        Command::Telegram(cli::TelegramCommand::Listen) => {
+            cmd::serve::telegram_listen(&config).await
+        }
         Command::Alert(c) => cmd::metrics::alert(c, &config).await,
         Command::Hook(c) => cmd::hook::run(c, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,

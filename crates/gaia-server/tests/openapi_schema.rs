@@ -1,11 +1,12 @@
 //! The OpenAPI document against the conventions tools such as schemathesis rely on: every
-//! operation documents its errors as `application/problem+json`, only the health endpoints and
-//! the document itself are public, and every parameter is documented where it is read.
+//! operation documents its errors as `application/problem+json`, only the health endpoints, the
+//! Prometheus metrics and the document itself are public, and every parameter is documented where it is read.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
 
-const PUBLIC: [&str; 3] = ["/healthz", "/readyz", "/api/v1/openapi.json"];
+/// Public on purpose: supervisors, scrapers and clients read these without a token.
+const PUBLIC: [&str; 4] = ["/healthz", "/readyz", "/api/v1/openapi.json", "/metrics"];
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 fn doc() -> Value {

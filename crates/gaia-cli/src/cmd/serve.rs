@@ -82,6 +82,37 @@ fn hostname() -> String {
         .unwrap_or_else(|| "gaia".into())
 }
 
+/// `gaia telegram listen`: the Telegram listener and the outbox worker, no HTTP.
+pub async fn telegram_listen(config: &Config) -> CliResult {
+    let Some(token) = config.telegram_token() else {
+        return Err(CliError::bad_input(
+            "set TELEGRAM_BOT_TOKEN (and TELEGRAM_NOTIFY_CHAT, TELEGRAM_APPROVER_IDS)",
+        ));
+    };
+    let bot = gaia_telegram::BotClient::new(config.telegram_api_url(), token)
+        .map_err(|e| CliError::bad_input(format!("telegram: {e}")))?;
+    let gaia = crate::open::gaia(config).await?;
+    let opts = ServerOptions {
+        schema_version: crate::open::schema_version(&config.database_url),
+        ..ServerOptions::default()
+    };
+    let senders = gaia_server::senders::Senders::new(
+        Some(bot.clone()),
+        config.webhook_secret().map(str::to_owned),
+    );
+    let node = format!("{}-{}", hostname(), std::process::id());
+    let state = AppState::new(gaia, opts, None)
+        .await?
+        .with_senders(senders)
+        .with_telegram(bot, config.approver_ids(), node);
+    let workers = gaia_server::workers::spawn(&state);
+    super::out("gaia listening to Telegram (Ctrl-C to stop)")?;
+    shutdown_signal().await;
+    state.shutdown.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), workers.join()).await;
+    Ok(exit::OK)
+}
+
 /// On first start, creates the admin token and prints it once; afterwards only its hash exists.
 async fn ensure_admin_token(gaia: &Gaia) -> CliResult<()> {
     let tokens = gaia.list_tokens().await?;
