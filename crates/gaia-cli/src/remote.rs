@@ -310,6 +310,15 @@ impl Remote {
 }
 
 impl Remote {
+    /// The name the server knows the token by.
+    pub async fn whoami(&self) -> Result<String, CliError> {
+        let me: serde_json::Value = self.call(Method::GET, "/api/v1/whoami", &[], None).await?;
+        me["name"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| bad_reply("whoami without a name"))
+    }
+
     pub async fn request_command(&self, new: &NewCommand) -> Result<CommandRecord, CliError> {
         let body = json!({
             "command": CommandSpecBody::from(&new.spec),
@@ -352,11 +361,15 @@ impl Remote {
             Action::AllowTest { .. } => ("allow-test", json!({})),
             Action::Cancel { .. } => ("cancel", json!({})),
             Action::Expire => return Ok(Ok(self.command(id).await?)),
-            Action::BeginExecution { .. } | Action::FinishExecution { .. } => {
-                return Err(CliError::bad_input(
-                    "running a command locally in remote mode is not supported; use gaia cmd execute",
-                ));
-            }
+            Action::BeginExecution { .. } => ("run", json!({})),
+            Action::FinishExecution { execution } => (
+                "ran",
+                json!({
+                    "exit_code": execution.exit_code,
+                    "duration_ms": execution.duration_ms,
+                    "error": execution.error,
+                }),
+            ),
         };
         let path = format!("/api/v1/commands/{}/{verb}", encode(id));
         self.refusable(self.call(Method::POST, &path, &[], Some(body)).await, id)

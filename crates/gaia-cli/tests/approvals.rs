@@ -1093,4 +1093,33 @@ async fn run_approve_exits_with_the_command_code(db: &TestDb) {
     assert!(!ctx.dir().join("should-not-run").exists());
     assert_eq!(ctx.kinds_of(&id), ["approval.requested", "command.denied"]);
     ctx.audit_verifies();
+
+    // Over the API: the requester is the token, which then runs the command itself.
+    let server = Server::start(db, &[]);
+    let admin = server.ctx();
+    let token = admin.json(
+        &["token", "create", "--role", "agent", "--name", "runner-api"],
+        &[],
+    );
+    let agent = server.ctx_as(Some(token["token"].as_str().unwrap()));
+    let r = agent.spawn(
+        &[
+            "run",
+            "--approve",
+            "--timeout",
+            "60s",
+            "--",
+            "sh",
+            "-c",
+            "exit 7",
+        ],
+        &[],
+    );
+    let id = admin.pending_of("runner-api");
+    admin.json(&["cmd", "approve", &id, "--as", "op"], &[]);
+    let out = r.finish();
+    assert_eq!(out.code, 7, "{out:?}");
+    let shown = admin.show(&id);
+    assert_eq!(shown["status"], "failed", "{shown}");
+    assert_eq!(shown["execution"]["executor"], "runner-api", "{shown}");
 }

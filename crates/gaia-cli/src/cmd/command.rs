@@ -375,12 +375,17 @@ fn direct_decider(name: &str) -> Result<Decider, CliError> {
 /// with the command's exit code.
 pub async fn run_approved(args: RunArgs, config: &Config) -> CliResult {
     let _ = args.approve;
-    let agent = args
-        .agent
-        .or_else(|| std::env::var("USER").ok().map(|u| format!("run:{u}")))
-        .unwrap_or_else(|| "run".to_owned());
     let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
     let cwd = cwd_or_here(None)?;
+    let client = crate::client::connect(config).await?;
+    // The requester runs the command, so over the API it is the token's own name.
+    let agent = match (&args.agent, &client) {
+        (Some(a), _) => a.clone(),
+        (None, crate::client::Client::Remote(r)) => r.whoami().await?,
+        (None, crate::client::Client::Direct(_)) => std::env::var("USER")
+            .map(|u| format!("run:{u}"))
+            .unwrap_or_else(|_| "run".to_owned()),
+    };
     let new = NewCommand::new(
         CommandSpec::Argv(args.argv.clone()),
         Some(cwd.clone()),
@@ -391,7 +396,6 @@ pub async fn run_approved(args: RunArgs, config: &Config) -> CliResult {
         false,
         None,
     )?;
-    let client = crate::client::connect(config).await?;
     let r = client.request_command(&new).await?;
     eprintln!(
         "gaia: waiting for approval of {} ({})",

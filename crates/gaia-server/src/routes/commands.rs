@@ -272,6 +272,81 @@ pub async fn cancel(
     .await
 }
 
+/// The outcome of a command its requester ran itself.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RanBody {
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// Why it could not start, if it did not.
+    pub error: Option<String>,
+}
+
+/// Only the requester (or an operator) runs its own approved request.
+async fn requester_or_operator(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+) -> ApiResult<CommandRecord> {
+    let current = state.gaia.command(id).await?;
+    if current.requester != caller.name {
+        caller.require(state, Role::Operator, action).await?;
+    }
+    Ok(current)
+}
+
+/// The requester runs its approved request itself (`gaia run --approve`): claims the single
+/// execution, exactly as a server-side execution would.
+#[utoipa::path(post, path = "/api/v1/commands/{id}/run", tag = "commands", params(("id" = CommandId, Path)),
+    responses((status = 200, body = CommandBody), BadRequest, Unauthorized, Forbidden, NotFound,
+        Conflict, ServerErrors))]
+pub async fn run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> ApiResult<Json<CommandBody>> {
+    let id = id(&raw)?;
+    let current = requester_or_operator(&state, &caller, &id, "command.run").await?;
+    let action = Action::BeginExecution {
+        executor: caller.name.clone(),
+        dry_run: false,
+        binding: gaia_core::commands::binding(&current.spec, current.cwd.as_deref()),
+    };
+    decide(&state, &id, action).await
+}
+
+/// Records the outcome of a command its requester ran itself.
+#[utoipa::path(post, path = "/api/v1/commands/{id}/ran", tag = "commands", params(("id" = CommandId, Path)),
+    request_body = RanBody,
+    responses((status = 200, body = CommandBody), JsonBody, Unauthorized, Forbidden, NotFound,
+        Conflict, ServerErrors))]
+pub async fn ran(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(body): ApiJson<RanBody>,
+) -> ApiResult<Json<CommandBody>> {
+    let id = id(&raw)?;
+    requester_or_operator(&state, &caller, &id, "command.run").await?;
+    let execution = gaia_core::commands::Execution {
+        executor: caller.name.clone(),
+        dry_run: false,
+        started_at: chrono::Utc::now()
+            - chrono::Duration::milliseconds(i64::try_from(body.duration_ms).unwrap_or(0)),
+        exit_code: body.exit_code,
+        timed_out: false,
+        duration_ms: body.duration_ms,
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        error: body.error,
+    };
+    decide(&state, &id, Action::FinishExecution { execution }).await
+}
+
 /// Execute an approved request (operator): at most once; a dry run unless `execute` is true and
 /// the server allows execution (ALLOW_COMMAND_EXECUTION=1).
 #[utoipa::path(post, path = "/api/v1/commands/{id}/execute", tag = "commands", params(("id" = CommandId, Path)),

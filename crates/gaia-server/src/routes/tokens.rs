@@ -77,3 +77,21 @@ pub async fn revoke(
         Err(ApiError::not_found(format!("no live token named '{name}'")))
     }
 }
+
+/// Who the presented token is.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WhoamiBody {
+    pub name: String,
+    /// agent, operator or admin
+    pub role: String,
+}
+
+/// The name and role of the presented token.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens",
+    responses((status = 200, body = WhoamiBody), Unauthorized, ServerErrors))]
+pub async fn whoami(caller: Caller) -> Json<WhoamiBody> {
+    Json(WhoamiBody {
+        name: caller.name,
+        role: caller.role.as_str().to_owned(),
+    })
+}
