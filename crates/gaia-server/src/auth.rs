@@ -1,6 +1,7 @@
 //! Who is calling: tokens presented as `Authorization: Bearer`, `X-Admin-Token` (the
 //! prototype's header) or `?token=` (the prototype's query form, accepted but never logged),
-//! resolved to a name and a [`Role`]. Refusals are audited.
+//! resolved to a name and a [`Role`]; or the dashboard's session cookie (see
+//! [`crate::session`]). Refusals are audited.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -137,7 +138,14 @@ impl FromRequestParts<AppState> for Caller {
                     });
             }
         }
-        let Some(token) = presented_token(&parts.headers, parts.uri.query()) else {
+        // A token in a header wins; then the dashboard's session cookie; then `?token=`.
+        let header_token = presented_token(&parts.headers, None);
+        if header_token.is_none() {
+            if let Some(result) = crate::session::caller_from_cookie(parts, state).await {
+                return result;
+            }
+        }
+        let Some(token) = header_token.or_else(|| query_param(parts.uri.query(), "token")) else {
             return Err(ApiError::unauthorized(
                 "send a token as 'Authorization: Bearer TOKEN'",
             ));
