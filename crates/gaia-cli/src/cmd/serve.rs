@@ -135,7 +135,8 @@ async fn ensure_admin_token(gaia: &Gaia) -> CliResult<()> {
     Ok(())
 }
 
-/// A few claims and events so that a new user sees the stream and the claims at work.
+/// Claims, events, pending approvals (one a test item) and a dead notification, so that a
+/// new user sees every dashboard panel at work.
 async fn load_demo(gaia: &Gaia) -> CliResult<()> {
     let ttl = Some(std::time::Duration::from_secs(3600));
     for (story, agent) in [
@@ -160,6 +161,93 @@ async fn load_demo(gaia: &Gaia) -> CliResult<()> {
         json!({"text": "Claimed checkout-flow; starting with the payment form."}),
     )
     .await?;
+    demo_approvals(gaia).await?;
+    demo_dead_message(gaia).await?;
+    gaia.emit(
+        "chat.message",
+        "agent-codex-2",
+        "story/search-index",
+        json!({"text": "Reindexing needs a migration; asked for approval."}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Two pending approvals, one of them a test item like the prototype's
+/// `FAKE_ONREPLY_TEST_2026`; not filed again while they are still pending.
+async fn demo_approvals(gaia: &Gaia) -> CliResult<()> {
+    use gaia_core::commands::{CommandSpec, NewCommand, Status};
+    let pending = gaia.commands(Some(Status::Pending), 1000).await?;
+    let demos = [
+        (
+            CommandSpec::Shell("echo FAKE_ONREPLY_TEST_2026".into()),
+            "/srv/demo",
+            "checkout-flow",
+            "FAKE_ONREPLY_TEST_2026",
+            "agent-claude-1",
+            true,
+        ),
+        (
+            CommandSpec::Argv(vec![
+                "cargo".into(),
+                "run".into(),
+                "--bin".into(),
+                "migrate".into(),
+                "--".into(),
+                "--apply".into(),
+            ]),
+            "/srv/search-index",
+            "search-index",
+            "demo: apply the search index migration",
+            "agent-codex-2",
+            false,
+        ),
+    ];
+    for (spec, cwd, story, reason, requester, is_test) in demos {
+        if pending.iter().any(|c| c.reason.as_deref() == Some(reason)) {
+            continue;
+        }
+        let new = NewCommand::new(
+            spec,
+            Some(cwd.into()),
+            Some(story.into()),
+            Some("default".into()),
+            Some(reason.into()),
+            requester,
+            is_test,
+            Some(std::time::Duration::from_secs(12 * 3600)),
+        )?;
+        gaia.request_command(&new).await?;
+    }
+    Ok(())
+}
+
+/// A notification in the dead set, so the outbox panel has something to requeue.
+async fn demo_dead_message(gaia: &Gaia) -> CliResult<()> {
+    use gaia_core::outbox::{Attempt, Channel, NewMessage, RetryPolicy};
+    const KEY: &str = "demo-dead-webhook";
+    if gaia.store().outbox_by_key(KEY).await?.is_some() {
+        return Ok(());
+    }
+    let ids = gaia
+        .enqueue(&[NewMessage {
+            channel: Channel::Webhook,
+            target: "http://127.0.0.1:9/unreachable".into(),
+            kind: "alert".into(),
+            payload: json!({"text": "demo: a webhook nobody listens to"}),
+            dedupe_key: Some(KEY.into()),
+        }])
+        .await?;
+    for id in ids {
+        gaia.store()
+            .outbox_record(
+                id,
+                &Attempt::Fatal("demo: connection refused (127.0.0.1:9)".into()),
+                &RetryPolicy::default(),
+                0.5,
+            )
+            .await?;
+    }
     Ok(())
 }
 
