@@ -139,27 +139,31 @@ async fn produce(state: AppState, f: EventFilter, start: i64, tx: mpsc::Sender<F
     loop {
         // Everything up to `known` is committed and, seqs being visible in order, readable.
         let known = *wake.borrow_and_update();
-        let page = match store.events_after(last, &f, PAGE).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "stream could not read the log");
-                return;
+        if last < known {
+            // Read every event in order (shared with other subscribers through the hub) and
+            // send the ones that match; `last` is the last seq scanned, sent or not.
+            let page = match state.hub.read_after(&store, last, PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "stream could not read the log");
+                    return;
+                }
+            };
+            for e in &page {
+                last = e.seq;
+                if !f.matches(e) {
+                    continue;
+                }
+                let data = serde_json::to_string(&EventBody::from(e)).unwrap_or_default();
+                let frame = SseEvent::default().id(e.seq.to_string()).data(data);
+                if tx.send(Ok(frame)).await.is_err() {
+                    return;
+                }
             }
-        };
-        let full = page.len() == PAGE as usize;
-        for e in &page {
-            let data = serde_json::to_string(&EventBody::from(e)).unwrap_or_default();
-            let frame = SseEvent::default().id(e.seq.to_string()).data(data);
-            if tx.send(Ok(frame)).await.is_err() {
-                return;
+            if !page.is_empty() {
+                continue;
             }
-            last = e.seq;
         }
-        if full {
-            continue;
-        }
-        // Caught up: with a filter, skip past the non-matching events already scanned.
-        last = last.max(known);
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             () = tx.closed() => return,
