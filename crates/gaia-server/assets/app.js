@@ -410,8 +410,10 @@
   // ---- the stream ---------------------------------------------------------------------
   // Read with fetch rather than EventSource: the cookie authenticates it, Last-Event-ID is
   // sent on every reconnect (also after a server restart), and heartbeats are visible.
-  const AFFECTS = [['command.', ['approvals', 'overview']], ['claim.', ['claims', 'overview']],
-    ['notify.', ['outbox', 'overview']], ['alert.', ['overview', 'metrics']]];
+  // Which panels an event touches, by its type or its subject.
+  const AFFECTS = [['approval.', ['approvals']], ['command.', ['approvals']], ['command/', ['approvals']],
+    ['claim.', ['claims']], ['claim/', ['claims']], ['notify.', ['outbox']], ['outbox/', ['outbox']],
+    ['alert.', ['metrics']]];
   function onEvent(e) {
     S.stream.last = e.seq;
     if (S.paused) S.buffered.push(e); else S.events.push(e);
@@ -421,7 +423,9 @@
       list.prepend(evItem(e));
       while (list.children.length > 200) list.lastChild.remove();
     }
-    for (const [prefix, tabs] of AFFECTS) if (e.type.startsWith(prefix)) tabs.forEach(refresh);
+    for (const [prefix, tabs] of AFFECTS) {
+      if (e.type.startsWith(prefix) || e.subject.startsWith(prefix)) tabs.forEach((t) => refresh(t));
+    }
     refresh('overview');
     if (S.tab === 'audit' || S.tab === 'metrics') refresh(S.tab);
   }

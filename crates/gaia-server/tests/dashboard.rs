@@ -1,0 +1,536 @@
+//! The dashboard in a real browser: Chromium driven through chromedriver with plain WebDriver
+//! HTTP calls. Logs in with an operator token, watches a request filed elsewhere appear
+//! without a reload, approves it, checks that a test item's Approve waits for Allow test,
+//! requeues a dead message, checks that a cross-site POST with the session cookie is refused,
+//! and writes screenshots of every tab at 1280 px and 360 px for people to look at.
+//!
+//! Without Chromium and chromedriver the test says it was skipped, unless
+//! `GAIA_REQUIRE_BROWSER=1`, under which it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, options};
+use gaia_core::claims::Request;
+use gaia_core::commands::{CommandSpec, NewCommand, Status};
+use gaia_core::names::ClaimKey;
+use gaia_core::outbox::{Attempt, Channel, NewMessage, RetryPolicy};
+use gaia_core::tokens::Role;
+use gaia_testkit::TestDb;
+use serde_json::{Value, json};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const TABS: [&str; 7] = [
+    "overview",
+    "approvals",
+    "claims",
+    "outbox",
+    "events",
+    "audit",
+    "metrics",
+];
+
+fn browser_paths() -> Option<(PathBuf, PathBuf)> {
+    let chromium = std::env::var_os("GAIA_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let driver = std::env::var_os("GAIA_CHROMEDRIVER")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromedriver"), PathBuf::from);
+    (chromium.exists() && driver.exists()).then_some((chromium, driver))
+}
+
+/// A chromedriver process and one browser session. Dropping it ends the session and kills
+/// chromedriver's whole process group (the browser included), on every exit path.
+struct Driver {
+    child: Child,
+    port: u16,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    async fn start(chromium: &Path, chromedriver: &Path) -> Self {
+        use std::os::unix::process::CommandExt;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let mut d = Self {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            _profile: profile,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = d
+                .http
+                .get(format!("{}/status", d.base))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success());
+            if ready.is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.display().to_string(),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--hide-scrollbars",
+                    format!("--user-data-dir={}", d._profile.path().display())]
+            }
+        }}});
+        let v = d.call(reqwest::Method::POST, "/session", Some(caps)).await;
+        d.session = v["sessionId"].as_str().expect("a session id").to_owned();
+        d
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("chromedriver answers");
+        let status = res.status();
+        let v: Value = res.json().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    async fn s(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        self.call(method, &path, body).await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.s(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn size(&self, width: u32, height: u32) {
+        self.s(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.s(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .s(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.s(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.s(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    /// Waits until `expr` (a JavaScript expression) is true in the page.
+    async fn wait_for(&self, expr: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.js(&format!("return !!({expr});")).await == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let page = self
+                    .js("return document.querySelector('main').innerText.slice(0, 2000);")
+                    .await;
+                panic!("timed out waiting for {what}; the page shows: {page}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, path: &Path) {
+        let v = self.s(reqwest::Method::GET, "/screenshot", None).await;
+        std::fs::write(path, base64_decode(v.as_str().unwrap())).unwrap();
+    }
+
+    async fn cookie(&self, name: &str) -> String {
+        let v = self
+            .s(reqwest::Method::GET, &format!("/cookie/{name}"), None)
+            .await;
+        v["value"].as_str().unwrap().to_owned()
+    }
+
+    /// Ends the browser session with a blocking request (usable from `Drop`).
+    fn end_session(&self) {
+        use std::io::{Read, Write};
+        if self.session.is_empty() {
+            return;
+        }
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = write!(
+            s,
+            "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.session, self.port
+        );
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.end_session();
+        // chromedriver leads its own process group: end the browser with it.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let data: Vec<u8> = chunk.iter().copied().filter(|&c| c != b'=').collect();
+        let mut n = 0u32;
+        for (i, &c) in data.iter().enumerate() {
+            n |= val(c) << (18 - 6 * i);
+        }
+        let keep = data.len().saturating_sub(1);
+        out.extend_from_slice(&n.to_be_bytes()[1..=keep]);
+    }
+    out
+}
+
+#[test]
+fn base64_decodes() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGk="), b"hi");
+    assert_eq!(base64_decode("YWJj"), b"abc");
+}
+
+async fn request(server: &Server, display: &str, is_test: bool) -> String {
+    let new = NewCommand::new(
+        CommandSpec::Shell(display.into()),
+        Some("/srv/shop".into()),
+        Some("checkout-flow".into()),
+        None,
+        Some(if is_test {
+            "FAKE_ONREPLY_TEST_2026".into()
+        } else {
+            "browser test".into()
+        }),
+        "agent-claude-1",
+        is_test,
+        Some(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    server.gaia().request_command(&new).await.unwrap().id
+}
+
+/// Data for every panel: claims, events, a dead message.
+async fn fill(server: &Server) -> i64 {
+    let g = server.gaia();
+    for (story, agent) in [
+        ("checkout-flow", "agent-claude-1"),
+        ("search-index", "agent-codex-2"),
+    ] {
+        let key = ClaimKey::new(story, "default").unwrap();
+        let req = Request::acquire(
+            key,
+            agent,
+            Some("ops"),
+            Some("fp"),
+            Some(Duration::from_secs(900)),
+        )
+        .unwrap();
+        g.claim(&req).await.unwrap();
+    }
+    g.emit(
+        "chat.message",
+        "agent-claude-1",
+        "story/checkout-flow",
+        json!({"text": "starting on the payment form"}),
+    )
+    .await
+    .unwrap();
+    let ids = g
+        .enqueue(&[NewMessage {
+            channel: Channel::Webhook,
+            target: "http://127.0.0.1:9/unreachable".into(),
+            kind: "alert".into(),
+            payload: json!({"text": "nobody listens"}),
+            dedupe_key: Some("browser-dead".into()),
+        }])
+        .await
+        .unwrap();
+    g.store()
+        .outbox_record(
+            ids[0],
+            &Attempt::Fatal("connection refused".into()),
+            &RetryPolicy::default(),
+            0.5,
+        )
+        .await
+        .unwrap();
+    ids[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_a_real_browser() {
+    let Some((chromium, chromedriver)) = browser_paths() else {
+        assert!(
+            std::env::var("GAIA_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "GAIA_REQUIRE_BROWSER=1 but chromium/chromedriver were not found"
+        );
+        println!("skipped: browser test (chromium/chromedriver not found)");
+        return;
+    };
+    let db = TestDb::sqlite();
+    let server = Server::start(&db, options(&db)).await;
+    let (_, operator) = server
+        .gaia()
+        .create_token("ops.dash", Role::Operator, "test")
+        .await
+        .unwrap();
+    let dead_id = fill(&server).await;
+    let d = Driver::start(&chromium, &chromedriver).await;
+    d.size(1280, 900).await;
+
+    // Log in once.
+    d.goto(&format!("{}/", server.base)).await;
+    d.wait_for("!document.querySelector('#login').hidden", "the login form")
+        .await;
+    d.type_into("#login-token", &operator).await;
+    d.click("#login-form button[type=submit]").await;
+    d.wait_for(
+        "document.querySelector('#who-role').textContent === 'operator'",
+        "logged in as operator",
+    )
+    .await;
+    d.wait_for(
+        "document.querySelector('#conn').textContent === 'live'",
+        "the stream",
+    )
+    .await;
+
+    // A request filed elsewhere appears without a reload; Approve approves it in the store.
+    d.click("#tab-approvals").await;
+    d.js("window.__sameDocument = true; return 1;").await;
+    let id = request(&server, "make deploy-staging", false).await;
+    let card = format!(".cmd[data-id=\"{id}\"]");
+    d.wait_for(
+        &format!("document.querySelector('{card}')"),
+        "the new request",
+    )
+    .await;
+    assert_eq!(
+        d.js("return window.__sameDocument === true;").await,
+        Value::Bool(true),
+        "the page was not reloaded"
+    );
+    d.click(&format!("{card} button.approve")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = server.gaia().command(&id).await.unwrap();
+        if c.status == Status::Approved {
+            assert_eq!(c.decided_by.as_deref(), Some("ops.dash"), "audited by name");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not approved: {:?}", c.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.wait_for(
+        &format!("!document.querySelector('{card}')"),
+        "the approved request leaving the pending list",
+    )
+    .await;
+
+    // A test item's Approve is disabled until Allow test.
+    let test_id = request(&server, "echo FAKE_ONREPLY_TEST_2026", true).await;
+    let test_card = format!(".cmd[data-id=\"{test_id}\"]");
+    d.wait_for(
+        &format!("document.querySelector('{test_card} .tag-test')"),
+        "the test request, marked TEST",
+    )
+    .await;
+    assert_eq!(
+        d.js(&format!(
+            "return document.querySelector('{test_card} button.approve').disabled;"
+        ))
+        .await,
+        Value::Bool(true),
+        "Approve is disabled on a test item"
+    );
+    d.click(&format!("{test_card} button.allow-test")).await;
+    d.wait_for(
+        &format!("!document.querySelector('{test_card} button.approve').disabled"),
+        "Approve enabled after Allow test",
+    )
+    .await;
+    assert!(server.gaia().command(&test_id).await.unwrap().test_allowed);
+
+    // A cross-site POST with the session cookie is refused, CSRF token or not.
+    let cookie = d.cookie("gaia_session").await;
+    let pending = request(&server, "rm -rf build", false).await;
+    let url = server.url(&format!("/api/v1/commands/{pending}/approve"));
+    let res = server
+        .client
+        .post(&url)
+        .header("cookie", format!("gaia_session={cookie}"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    common::expect_problem(res, 403, "cross-site POST without a CSRF token").await;
+    let me: Value = server
+        .client
+        .get(server.url("/dashboard/session"))
+        .header("cookie", format!("gaia_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = me["csrf"].as_str().unwrap();
+    let res = server
+        .client
+        .post(&url)
+        .header("cookie", format!("gaia_session={cookie}"))
+        .header("x-csrf-token", csrf)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    common::expect_problem(res, 403, "cross-site POST from a foreign origin").await;
+    assert_eq!(
+        server.gaia().command(&pending).await.unwrap().status,
+        Status::Pending
+    );
+    let audit = server.gaia().audit_tail(20).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "csrf" && r.actor == "ops.dash" && r.outcome == "forbidden"),
+        "the refusal is audited"
+    );
+
+    // Requeue from the dead set.
+    d.click("#tab-outbox").await;
+    let row = format!("#dead tr[data-id=\"{dead_id}\"]");
+    d.wait_for(&format!("document.querySelector('{row}')"), "the dead row")
+        .await;
+    d.click(&format!("{row} button.requeue")).await;
+    d.wait_for(
+        &format!("!document.querySelector('{row}')"),
+        "the requeued message leaving the dead set",
+    )
+    .await;
+    let dead = server
+        .gaia()
+        .queue(Some(gaia_core::outbox::Status::Dead), 10)
+        .await
+        .unwrap();
+    assert!(dead.iter().all(|m| m.id != dead_id));
+
+    // Screenshots of every tab, wide and narrow.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (width, height) in [(1280, 900), (360, 780)] {
+        d.size(width, height).await;
+        for tab in TABS {
+            d.click(&format!("#tab-{tab}")).await;
+            d.wait_for(
+                &format!("!document.querySelector('#p-{tab}').hidden"),
+                "the tab",
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(if tab == "overview" {
+                1500
+            } else {
+                500
+            }))
+            .await;
+            d.screenshot(&dir.join(format!("{tab}-{width}.png"))).await;
+        }
+    }
+    println!("screenshots: {}", dir.display());
+
+    // Logging out ends the session: the page asks for a token again.
+    d.click("#logout").await;
+    d.wait_for("!document.querySelector('#login').hidden", "the login form")
+        .await;
+    drop(d);
+    server.stop().await;
+}
