@@ -135,6 +135,20 @@ const KEYS: &[Key] = &[
         help: "how often gaia serve runs the automatic requeue (\"off\" to disable)",
     },
     Key {
+        name: "outbox.retry_base_delay",
+        env: &["GAIA_OUTBOX_RETRY_BASE_DELAY"],
+        default: Some("2s"),
+        secret: false,
+        help: "delay before a failed notification is retried; doubles after each failure",
+    },
+    Key {
+        name: "outbox.lease",
+        env: &["GAIA_OUTBOX_LEASE"],
+        default: Some("60s"),
+        secret: false,
+        help: "how long a sender reserves the messages it is sending (resent after a crash)",
+    },
+    Key {
         name: "alerts.thresholds",
         env: &["GAIA_ALERT_THRESHOLDS"],
         default: Some("telegram.retry.moved_permanent=5,telegram.retry.attempt.error=50"),
@@ -394,6 +408,8 @@ impl Config {
                 })?,
         };
         let default_ttl = duration("claims.default_ttl")?;
+        duration("outbox.retry_base_delay")?;
+        duration("outbox.lease")?;
         parse_bool(get("execution.allow").unwrap_or("false"))
             .ok_or_else(|| invalid("execution.allow", "use 1/0, true/false, yes/no".into()))?;
         for name in [
@@ -522,6 +538,23 @@ impl Config {
         self.value("auto_requeue.every")
             .filter(|v| *v != "off")
             .and_then(|v| parse_duration(v).ok())
+    }
+
+    /// How the outbox worker retries and leases (`outbox.retry_base_delay`, `outbox.lease`,
+    /// validated when the configuration loads).
+    pub fn outbox_senders(&self, senders: &mut gaia_server::senders::Senders) {
+        if let Some(d) = self
+            .value("outbox.retry_base_delay")
+            .and_then(|v| parse_duration(v).ok())
+        {
+            senders.retry.base_delay = d;
+        }
+        if let Some(d) = self
+            .value("outbox.lease")
+            .and_then(|v| parse_duration(v).ok())
+        {
+            senders.lease = d;
+        }
     }
 
     /// The alert thresholds (validated when the configuration loads).

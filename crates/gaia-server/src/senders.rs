@@ -3,11 +3,13 @@
 //!
 //! - Telegram: approval messages carry Approve / Deny buttons; a decision edits the approval
 //!   message it answers (or is sent anew when that one was never delivered); Telegram's limits
-//!   (1 message/s per chat, 20/min per group, 30/s overall) pace the sends.
+//!   (1 message/s per chat, 20/min per group, 30/s overall) pace the sends, and after a 429
+//!   nothing more goes to that chat until its `retry_after` has passed.
 //! - Console: the text on stdout, for deployments without Telegram, and as the fallback when
 //!   Telegram fails (each fallback is counted).
 //! - Webhook: the message as JSON, POSTed with an HMAC-SHA256 signature header.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages leased per round.
 const BATCH: u32 = 20;
-/// How long a leased message is reserved for this sender.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a leased message is reserved for this sender, by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 /// How the outbox worker reaches each channel.
 #[derive(Clone)]
@@ -35,7 +37,12 @@ pub struct Senders {
     pub webhook_secret: Option<String>,
     pub http: reqwest::Client,
     pub retry: RetryPolicy,
+    /// How long a leased message is reserved for this sender: after a crash, the messages it
+    /// held are sent again once this has passed.
+    pub lease: Duration,
     limits: Arc<Mutex<RateLimits>>,
+    /// Chats Telegram told us to leave alone (429 `retry_after`), until when.
+    held: Arc<std::sync::Mutex<HashMap<i64, Instant>>>,
     /// Messages also printed to the console because Telegram failed.
     pub fallbacks: Arc<AtomicU64>,
 }
@@ -59,7 +66,9 @@ impl Senders {
                 .build()
                 .unwrap_or_default(),
             retry: RetryPolicy::DEFAULT,
+            lease: DEFAULT_LEASE,
             limits: Arc::new(Mutex::new(RateLimits::default())),
+            held: Arc::new(std::sync::Mutex::new(HashMap::new())),
             fallbacks: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -76,6 +85,11 @@ impl Senders {
             }
             Channel::Webhook => self.webhook(m).await,
             Channel::Telegram => {
+                // A chat under a 429 is not tried again before its retry_after has passed; the
+                // message waits without using up an attempt (and is not a fallback).
+                if let Some(wait) = self.held_for(&m.target) {
+                    return Attempt::RetryAfter(wait);
+                }
                 let attempt = self.telegram(gaia, m, &text).await;
                 if matches!(attempt, Attempt::Retryable(_) | Attempt::RetryAfter(_))
                     && m.attempts == 0
@@ -101,6 +115,15 @@ impl Senders {
                 attempt
             }
         }
+    }
+
+    /// How long a 429 still holds the chat `target` names, if it does.
+    fn held_for(&self, target: &str) -> Option<Duration> {
+        let chat = target.trim().parse::<i64>().ok()?;
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        held.retain(|_, until| *until > now);
+        held.get(&chat).map(|until| until.saturating_duration_since(now))
     }
 
     async fn telegram(&self, gaia: &Gaia, m: &Message, text: &str) -> Attempt {
@@ -155,7 +178,13 @@ impl Senders {
         };
         match result {
             Ok(result) => Attempt::Sent { result },
-            Err(TelegramError::RetryAfter { retry_after }) => Attempt::RetryAfter(retry_after),
+            Err(TelegramError::RetryAfter { retry_after }) => {
+                let until = Instant::now() + retry_after;
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = held.entry(chat).or_insert(until);
+                *entry = (*entry).max(until);
+                Attempt::RetryAfter(retry_after)
+            }
             Err(e) if e.is_retryable() => Attempt::Retryable(e.to_string()),
             // 409 means another poller, not a failed send: retry later.
             Err(e @ TelegramError::Conflict { .. }) => Attempt::Retryable(e.to_string()),
@@ -250,7 +279,7 @@ pub async fn worker(
     let mut wake = hub.subscribe();
     loop {
         loop {
-            let due = match gaia.store().outbox_lease(BATCH, LEASE).await {
+            let due = match gaia.store().outbox_lease(BATCH, senders.lease).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox: cannot lease messages");

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -64,6 +64,8 @@ pub struct Call {
     pub token: String,
     /// The JSON body (`{}` when empty).
     pub body: Value,
+    /// When the request arrived (before any fault delay), to check pacing and rate limits.
+    pub at: Instant,
 }
 
 /// A message the bot sent with `sendMessage`.
@@ -477,6 +479,7 @@ async fn handle_inner(sh: &Arc<Shared>, bot: &str, method: &str, body: &[u8]) ->
             method: method.to_owned(),
             token: token.to_owned(),
             body: body.clone(),
+            at: Instant::now(),
         });
         if token != sh.token {
             None

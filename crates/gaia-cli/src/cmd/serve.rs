@@ -44,10 +44,11 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         ),
         None => None,
     };
-    let senders = gaia_server::senders::Senders::new(
+    let mut senders = gaia_server::senders::Senders::new(
         telegram.clone(),
         config.webhook_secret().map(str::to_owned),
     );
+    config.outbox_senders(&mut senders);
     let mut state = AppState::new(gaia, opts, admin)
         .await?
         .with_senders(senders);
@@ -96,10 +97,11 @@ pub async fn telegram_listen(config: &Config) -> CliResult {
         schema_version: crate::open::schema_version(&config.database_url),
         ..ServerOptions::default()
     };
-    let senders = gaia_server::senders::Senders::new(
+    let mut senders = gaia_server::senders::Senders::new(
         Some(bot.clone()),
         config.webhook_secret().map(str::to_owned),
     );
+    config.outbox_senders(&mut senders);
     let node = format!("{}-{}", hostname(), std::process::id());
     let state = AppState::new(gaia, opts, None)
         .await?
