@@ -157,6 +157,13 @@ impl FakeTelegram {
 
     /// Starts a fake that accepts `token`.
     pub async fn start_with_token(token: &str) -> Self {
+        Self::start_on("127.0.0.1:0", token)
+            .await
+            .expect("bind the fake Telegram server")
+    }
+
+    /// Starts a fake on `bind` (e.g. `127.0.0.1:8081`) that accepts `token`.
+    pub async fn start_on(bind: &str, token: &str) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             token: token.to_owned(),
             state: Mutex::new(FakeState {
@@ -169,10 +176,8 @@ impl FakeTelegram {
             activity: Notify::new(),
             cancel: CancellationToken::new(),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Telegram server");
-        let addr = listener.local_addr().expect("local address");
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/{bot}/{method}", any(handle))
             .fallback(|| async { api_error(404, "Not Found", None) })
@@ -183,11 +188,11 @@ impl FakeTelegram {
                 .with_graceful_shutdown(cancel.cancelled_owned())
                 .await;
         });
-        Self {
+        Ok(Self {
             addr,
             shared,
             task: Some(task),
-        }
+        })
     }
 
     /// `http://127.0.0.1:PORT`, to configure as the Bot API base URL.
