@@ -130,6 +130,9 @@ struct FakeState {
     next_callback_id: i64,
     poll_generation: u64,
     faults: HashMap<String, VecDeque<Fault>>,
+    /// Per method: the chance of failing a call with no queued fault, and the faults to pick
+    /// from at random.
+    random_faults: HashMap<String, (f64, Vec<Fault>)>,
     messages: HashMap<(i64, i64), StoredMessage>,
     sent: Vec<SentMessage>,
     edited: Vec<EditedMessage>,
@@ -279,6 +282,19 @@ impl FakeTelegram {
             .entry(method.to_ascii_lowercase())
             .or_default()
             .push_back(fault);
+    }
+
+    /// Makes each later call of `method` (any case) that has no queued fault fail with
+    /// `probability` (0 to 1), with one of `faults` picked at random. An empty list or a zero
+    /// probability turns it off.
+    pub fn fail_randomly(&self, method: &str, probability: f64, faults: Vec<Fault>) {
+        let mut st = self.shared.lock();
+        let key = method.to_ascii_lowercase();
+        if faults.is_empty() || probability <= 0.0 {
+            st.random_faults.remove(&key);
+        } else {
+            st.random_faults.insert(key, (probability.min(1.0), faults));
+        }
     }
 
     /// Every call received, in order (including refused and failed ones).
@@ -489,7 +505,14 @@ async fn handle_inner(sh: &Arc<Shared>, bot: &str, method: &str, body: &[u8]) ->
         if token != sh.token {
             None
         } else {
-            st.faults.get_mut(&lower).and_then(VecDeque::pop_front)
+            st.faults
+                .get_mut(&lower)
+                .and_then(VecDeque::pop_front)
+                .or_else(|| {
+                    let (p, faults) = st.random_faults.get(&lower)?;
+                    (rand::random::<f64>() < *p)
+                        .then(|| faults[rand::random_range(0..faults.len())].clone())
+                })
         }
     };
     sh.activity.notify_waiters();

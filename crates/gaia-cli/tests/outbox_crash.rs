@@ -1,0 +1,181 @@
+//! Notifications survive a sender that is killed: 300 messages are queued for Telegram, the
+//! fake Bot API fails about 30% of `sendMessage` calls (5xx, 429 with `retry_after` 1, slow
+//! answers), and a real `gaia telegram listen` child delivers them while it is killed with
+//! SIGKILL three times at random moments and started again. In the end every message is sent
+//! or dead (none pending, none lost), and the fake saw at most one duplicate delivery per kill
+//! (the message in flight when the process died, resent once its lease expired).
+//!
+//! Runs on SQLite and, when `GAIA_TEST_POSTGRES_URL` is set, PostgreSQL. Retries and the lease
+//! are shortened through `GAIA_OUTBOX_RETRY_BASE_DELAY` and `GAIA_OUTBOX_LEASE`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gaia_core::Gaia;
+use gaia_core::outbox::{Channel, NewMessage, Status};
+use gaia_core::store::StoreOptions;
+use gaia_testkit::fake_telegram::{FakeTelegram, Fault};
+use gaia_testkit::{TestDb, backend_tests};
+use serde_json::json;
+
+backend_tests!(killed_sender_loses_nothing);
+
+const GAIA: &str = env!("CARGO_BIN_EXE_gaia");
+const MESSAGES: usize = 300;
+/// Chats the messages are spread over (at most 1 message/s goes to one chat).
+const CHATS: i64 = 100;
+const KILLS: usize = 3;
+/// How long the whole delivery may take.
+const BOUND: Duration = Duration::from_secs(50);
+
+/// Variables of the prototype that the configuration reads besides `GAIA_*`.
+const PROTOTYPE_VARS: &[&str] = &[
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_NOTIFY_CHAT",
+    "TELEGRAM_APPROVER_IDS",
+    "TELEGRAM_API_URL",
+    "CHAT_ID",
+    "ALLOW_COMMAND_EXECUTION",
+    "MONITOR_ADMIN_TOKEN",
+    "AUTO_REQUEUE_EVERY",
+    "AUTO_REQUEUE_MAX_RETRIES",
+    "AUTO_REQUEUE_MAX_AGE_HOURS",
+    "AUTO_REQUEUE_MAX_PER_RUN",
+];
+
+/// A `gaia telegram listen` child, killed when dropped.
+struct Listener(Child);
+
+impl Listener {
+    fn start(db: &TestDb, fake: &FakeTelegram, dir: &std::path::Path, n: usize) -> Self {
+        let mut c = Command::new(GAIA);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
+                c.env_remove(k);
+            }
+        }
+        let out = std::fs::File::create(dir.join(format!("listen-{n}.out"))).unwrap();
+        let err = std::fs::File::create(dir.join(format!("listen-{n}.err"))).unwrap();
+        c.current_dir(dir)
+            .env("TELEGRAM_BOT_TOKEN", fake.token())
+            .env("TELEGRAM_API_URL", fake.base_url())
+            .env("TELEGRAM_NOTIFY_CHAT", "-100999")
+            .env("TELEGRAM_APPROVER_IDS", "1001")
+            .env("GAIA_OUTBOX_RETRY_BASE_DELAY", "100ms")
+            .env("GAIA_OUTBOX_LEASE", "3s")
+            .env("GAIA_LOG", "warn")
+            .arg("--db")
+            .arg(&db.url)
+            .args(["telegram", "listen"])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        Self(c.spawn().unwrap())
+    }
+
+    /// SIGKILL, and reaps the process.
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn killed_sender_loses_nothing(db: &TestDb) {
+    let fake = FakeTelegram::start().await;
+    fake.fail_randomly(
+        "sendMessage",
+        0.3,
+        vec![
+            Fault::ServerError(500),
+            Fault::ServerError(502),
+            Fault::RetryAfter(1),
+            Fault::Timeout(Duration::from_millis(500)),
+        ],
+    );
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    let messages: Vec<NewMessage> = (0..MESSAGES)
+        .map(|i| NewMessage {
+            channel: Channel::Telegram,
+            target: (10_000 + i as i64 % CHATS).to_string(),
+            kind: "alert".into(),
+            payload: json!({ "text": format!("notification {i:03}") }),
+            dedupe_key: None,
+        })
+        .collect();
+    for chunk in messages.chunks(50) {
+        gaia.enqueue(chunk).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+
+    // Killed three times, each after a random moment of delivery.
+    for n in 0..KILLS {
+        let child = Listener::start(db, &fake, dir.path(), n);
+        let wait = Duration::from_millis(rand::random_range(800..3000));
+        tokio::time::sleep(wait).await;
+        child.kill();
+        eprintln!(
+            "kill {} after {wait:?}: {} sendMessage calls, {} delivered",
+            n + 1,
+            fake.calls_to("sendMessage").len(),
+            fake.sent_messages().len()
+        );
+    }
+    let _last = Listener::start(db, &fake, dir.path(), KILLS);
+
+    let counts = loop {
+        let all = gaia.queue(None, 1000).await.unwrap();
+        assert_eq!(all.len(), MESSAGES, "no message lost from the queue");
+        let pending = all.iter().filter(|m| m.status == Status::Pending).count();
+        if pending == 0 {
+            break all;
+        }
+        assert!(
+            started.elapsed() < BOUND,
+            "{pending} still pending after {:?}; stderr of the last child: {}",
+            started.elapsed(),
+            std::fs::read_to_string(dir.path().join(format!("listen-{KILLS}.err")))
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let elapsed = started.elapsed();
+
+    let mut delivered: HashMap<String, usize> = HashMap::new();
+    for m in fake.sent_messages() {
+        *delivered.entry(m.text).or_default() += 1;
+    }
+    let sent: Vec<_> = counts.iter().filter(|m| m.status == Status::Sent).collect();
+    let dead = counts.len() - sent.len();
+    for m in &sent {
+        let text = m.payload["text"].as_str().unwrap();
+        assert!(
+            delivered.contains_key(text),
+            "message {} is recorded as sent but never reached Telegram",
+            m.id
+        );
+    }
+    let duplicates: usize = delivered.values().map(|n| n - 1).sum();
+    let calls = fake.calls_to("sendMessage").len();
+    eprintln!(
+        "{MESSAGES} messages: {} sent, {dead} dead, {calls} sendMessage calls, {duplicates} duplicate deliveries after {KILLS} kills, done in {elapsed:?}",
+        sent.len()
+    );
+    assert!(
+        duplicates <= KILLS,
+        "{duplicates} duplicate deliveries after {KILLS} kills: {:?}",
+        delivered.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    assert!(calls > MESSAGES, "faults were injected: {calls} calls");
+}
