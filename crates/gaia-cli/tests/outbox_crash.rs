@@ -175,7 +175,10 @@ async fn killed_sender_loses_nothing(db: &TestDb) {
     assert!(
         duplicates <= KILLS,
         "{duplicates} duplicate deliveries after {KILLS} kills: {:?}",
-        delivered.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+        delivered
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .collect::<Vec<_>>()
     );
     assert!(calls > MESSAGES, "faults were injected: {calls} calls");
 }

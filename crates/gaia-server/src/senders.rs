@@ -123,7 +123,8 @@ impl Senders {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         held.retain(|_, until| *until > now);
-        held.get(&chat).map(|until| until.saturating_duration_since(now))
+        held.get(&chat)
+            .map(|until| until.saturating_duration_since(now))
     }
 
     async fn telegram(&self, gaia: &Gaia, m: &Message, text: &str) -> Attempt {

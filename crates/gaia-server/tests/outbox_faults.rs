@@ -86,7 +86,11 @@ async fn start_worker(db: &TestDb, fake: &FakeTelegram) -> AppState {
     state
 }
 
-async fn wait_all_sent(gaia: &Gaia, count: usize, within: Duration) -> Vec<gaia_core::outbox::Message> {
+async fn wait_all_sent(
+    gaia: &Gaia,
+    count: usize,
+    within: Duration,
+) -> Vec<gaia_core::outbox::Message> {
     let deadline = Instant::now() + within;
     loop {
         let all = gaia.queue(None, 1000).await.unwrap();
@@ -189,7 +193,11 @@ async fn sends_keep_within_telegram_limits(db: &TestDb) {
     // 40 chats at once (private and group), and a burst of 6 to one group.
     let mut batch: Vec<NewMessage> = (0..40)
         .map(|i| {
-            let chat = if i % 2 == 0 { 7_000 + i } else { -1_007_000 - i };
+            let chat = if i % 2 == 0 {
+                7_000 + i
+            } else {
+                -1_007_000 - i
+            };
             alert(chat, &format!("spread {i}"))
         })
         .collect();
@@ -207,7 +215,10 @@ async fn sends_keep_within_telegram_limits(db: &TestDb) {
     for (chat, times) in &chats {
         for w in times.windows(2) {
             let gap = w[1].duration_since(w[0]);
-            assert!(gap + SLACK >= second, "chat {chat}: two messages {gap:?} apart");
+            assert!(
+                gap + SLACK >= second,
+                "chat {chat}: two messages {gap:?} apart"
+            );
         }
         if *chat < 0 {
             for (i, t) in times.iter().enumerate() {
@@ -290,7 +301,10 @@ async fn auto_requeue_respects_its_bounds(db: &TestDb) {
     let done = gaia.auto_requeue(&policy, false, "auto").await.unwrap();
     let ids = |v: &[gaia_core::outbox::Message]| v.iter().map(|m| m.id).collect::<Vec<_>>();
     assert_eq!(ids(&done), ids(&preview));
-    assert!(done.iter().all(|m| m.status == OutboxStatus::Pending && m.attempts == 0));
+    assert!(
+        done.iter()
+            .all(|m| m.status == OutboxStatus::Pending && m.attempts == 0)
+    );
     assert_eq!(done[0].id, twice);
     assert_eq!(done[0].requeues, 3);
     let (count, _) = events_seq(&gaia).await;
@@ -298,7 +312,12 @@ async fn auto_requeue_respects_its_bounds(db: &TestDb) {
     // The next run takes the other five; then none is left but the two out of bounds.
     let rest = gaia.auto_requeue(&policy, false, "auto").await.unwrap();
     assert_eq!(rest.len(), 5);
-    assert!(gaia.auto_requeue(&policy, false, "auto").await.unwrap().is_empty());
+    assert!(
+        gaia.auto_requeue(&policy, false, "auto")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let mut dead = ids(&gaia.queue(Some(OutboxStatus::Dead), 100).await.unwrap());
     dead.sort_unstable();
     assert_eq!(dead, vec![old, tired]);
