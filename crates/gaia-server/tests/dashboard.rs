@@ -2,7 +2,10 @@
 //! HTTP calls. Logs in with an operator token, watches a request filed elsewhere appear
 //! without a reload, approves it, checks that a test item's Approve waits for Allow test,
 //! requeues a dead message, checks that a cross-site POST with the session cookie is refused,
-//! and writes screenshots of every tab at 1280 px and 360 px for people to look at.
+//! and writes screenshots of every tab at 1280 px and 360 px for people to look at. Also: the
+//! events panel carries on without a gap across a server restart on the same address, a dead
+//! Telegram message requeued from the Outbox tab reaches the fake Bot API, and the overview's
+//! time to first render is measured and printed.
 //!
 //! Without Chromium and chromedriver the test says it was skipped, unless
 //! `GAIA_REQUIRE_BROWSER=1`, under which it fails.
@@ -15,13 +18,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Server, options};
+use gaia_core::Gaia;
 use gaia_core::claims::Request;
 use gaia_core::commands::{CommandSpec, NewCommand, Status};
 use gaia_core::names::ClaimKey;
-use gaia_core::outbox::{Attempt, Channel, NewMessage, RetryPolicy};
+use gaia_core::outbox::{Attempt, Channel, NewMessage, RetryPolicy, Target};
+use gaia_core::store::StoreOptions;
 use gaia_core::tokens::Role;
+use gaia_server::AppState;
+use gaia_server::senders::Senders;
+use gaia_telegram::BotClient;
 use gaia_testkit::TestDb;
+use gaia_testkit::fake_telegram::{FakeTelegram, Fault};
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const TABS: [&str; 7] = [
@@ -147,6 +157,16 @@ impl Driver {
         self.s(
             reqwest::Method::POST,
             "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
+    /// Runs `script` as an asynchronous script: it ends by calling its last argument.
+    async fn js_async(&self, script: &str) -> Value {
+        self.s(
+            reqwest::Method::POST,
+            "/execute/async",
             Some(json!({ "script": script, "args": [] })),
         )
         .await
@@ -280,6 +300,10 @@ fn base64_decodes() {
 }
 
 async fn request(server: &Server, display: &str, is_test: bool) -> String {
+    request_on(server.gaia(), display, is_test).await
+}
+
+async fn request_on(gaia: &Gaia, display: &str, is_test: bool) -> String {
     let new = NewCommand::new(
         CommandSpec::Shell(display.into()),
         Some("/srv/shop".into()),
@@ -295,7 +319,7 @@ async fn request(server: &Server, display: &str, is_test: bool) -> String {
         Some(Duration::from_secs(3600)),
     )
     .unwrap();
-    server.gaia().request_command(&new).await.unwrap().id
+    gaia.request_command(&new).await.unwrap().id
 }
 
 /// Data for every panel: claims, events, a dead message.
@@ -531,6 +555,366 @@ async fn dashboard_in_a_real_browser() {
     d.click("#logout").await;
     d.wait_for("!document.querySelector('#login').hidden", "the login form")
         .await;
+    drop(d);
+    server.stop().await;
+}
+
+/// The browser paths, or `None` after saying the test is skipped (a failure under
+/// `GAIA_REQUIRE_BROWSER=1`).
+fn browser_or_skip() -> Option<(PathBuf, PathBuf)> {
+    let found = browser_paths();
+    if found.is_none() {
+        assert!(
+            std::env::var("GAIA_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "GAIA_REQUIRE_BROWSER=1 but chromium/chromedriver were not found"
+        );
+        println!("skipped: browser test (chromium/chromedriver not found)");
+    }
+    found
+}
+
+/// Logs in at `base` with `token` and waits for the live stream.
+async fn log_in(d: &Driver, base: &str, token: &str) {
+    d.goto(&format!("{base}/")).await;
+    d.wait_for("!document.querySelector('#login').hidden", "the login form")
+        .await;
+    d.type_into("#login-token", token).await;
+    d.click("#login-form button[type=submit]").await;
+    d.wait_for(
+        "document.querySelector('#conn').textContent === 'live'",
+        "the stream",
+    )
+    .await;
+}
+
+/// A server on a listener the test chose (so a restart can bind the same address).
+struct Node {
+    base: String,
+    gaia: Gaia,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    fn serve(listener: TcpListener, state: AppState) -> Self {
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let gaia = state.gaia.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(gaia_server::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            gaia,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Shuts the server down through `serve`'s shutdown signal and waits for it to return.
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Binds `addr` again, retrying while the old socket lets go of it.
+async fn rebind(addr: std::net::SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "could not bind {addr} again: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The seqs the events list shows, newest first.
+async fn shown_seqs(d: &Driver) -> Vec<i64> {
+    let v = d
+        .js("return Array.from(document.querySelectorAll('#events li')).map((li) => Number(li.dataset.seq));")
+        .await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_panel_resumes_after_a_server_restart() {
+    let Some((chromium, chromedriver)) = browser_or_skip() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(
+        Gaia::new(db.open(&StoreOptions::default()).await),
+        options(&db),
+        Some(common::ADMIN),
+    )
+    .await
+    .unwrap();
+    let node = Node::serve(listener, state);
+    let (_, operator) = node
+        .gaia
+        .create_token("ops.restart", Role::Operator, "test")
+        .await
+        .unwrap();
+    for n in 0..3 {
+        node.gaia
+            .emit(
+                "chat.message",
+                "agent-a",
+                "story/restart",
+                json!({ "n": n }),
+            )
+            .await
+            .unwrap();
+    }
+    let d = Driver::start(&chromium, &chromedriver).await;
+    d.size(1280, 900).await;
+    log_in(&d, &node.base, &operator).await;
+    d.click("#tab-events").await;
+    d.js("window.__sameDocument = true; return 1;").await;
+    let head = node.gaia.store().last_seq().await.unwrap();
+    d.wait_for(
+        &format!("document.querySelector('#events li[data-seq=\"{head}\"]')"),
+        "the newest event in the list",
+    )
+    .await;
+    d.wait_for(
+        &format!("document.querySelector('#d-last').textContent === '{head}'"),
+        "the debug panel's last event id",
+    )
+    .await;
+
+    // Down: events are appended straight to the database.
+    node.stop().await;
+    d.wait_for(
+        "document.querySelector('#conn').textContent !== 'live'",
+        "the page noticing the server went away",
+    )
+    .await;
+    let offline = Gaia::new(db.open(&StoreOptions::default()).await);
+    for n in 3..8 {
+        offline
+            .emit(
+                "chat.message",
+                "agent-b",
+                "story/restart",
+                json!({ "n": n }),
+            )
+            .await
+            .unwrap();
+    }
+    drop(offline);
+
+    // Up again on the same address and database; more events through the new server.
+    let state = AppState::new(
+        Gaia::new(db.open(&StoreOptions::default()).await),
+        options(&db),
+        Some(common::ADMIN),
+    )
+    .await
+    .unwrap();
+    let node = Node::serve(rebind(addr).await, state);
+    for n in 8..12 {
+        node.gaia
+            .emit(
+                "chat.message",
+                "agent-c",
+                "story/restart",
+                json!({ "n": n }),
+            )
+            .await
+            .unwrap();
+    }
+    let head = node.gaia.store().last_seq().await.unwrap();
+    d.wait_for(
+        &format!("document.querySelector('#events li[data-seq=\"{head}\"]')"),
+        "the events appended after the restart",
+    )
+    .await;
+    d.wait_for(
+        &format!("document.querySelector('#d-last').textContent === '{head}'"),
+        "the debug panel's last event id after the restart",
+    )
+    .await;
+    assert_eq!(
+        d.js("return window.__sameDocument === true;").await,
+        Value::Bool(true),
+        "the page was not reloaded"
+    );
+    let seqs = shown_seqs(&d).await;
+    let missing: Vec<i64> = (1..=head).filter(|s| !seqs.contains(s)).collect();
+    assert!(missing.is_empty(), "missing {missing:?}; shown {seqs:?}");
+    let mut unique = seqs.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        seqs.len(),
+        "an event is shown twice: {seqs:?}"
+    );
+    let reconnects = d
+        .js("return Number(document.querySelector('#d-reconnects').textContent);")
+        .await;
+    assert!(reconnects.as_i64().unwrap() >= 1, "reconnects {reconnects}");
+    drop(d);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeued_telegram_message_is_delivered() {
+    const CHAT: i64 = -100_424;
+    let Some((chromium, chromedriver)) = browser_or_skip() else {
+        return;
+    };
+    let fake = FakeTelegram::start().await;
+    let db = TestDb::sqlite();
+    let targets = vec![Target {
+        channel: Channel::Telegram,
+        target: CHAT.to_string(),
+    }];
+    let bot = BotClient::new(fake.base_url(), fake.token()).unwrap();
+    let state = AppState::new(
+        Gaia::new(db.open(&StoreOptions::default()).await).with_notify(targets),
+        options(&db),
+        Some(common::ADMIN),
+    )
+    .await
+    .unwrap()
+    .with_senders(Senders::new(Some(bot), None));
+    let node = Node::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), state);
+    let (_, operator) = node
+        .gaia
+        .create_token("ops.telegram", Role::Operator, "test")
+        .await
+        .unwrap();
+
+    // The bot is blocked on the first send: the approval message goes dead at once.
+    fake.fail_next(
+        "sendMessage",
+        Fault::Forbidden("bot was blocked by the user".into()),
+    );
+    request_on(&node.gaia, "make deploy-telegram", false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead_id = loop {
+        let dead = node
+            .gaia
+            .queue(Some(gaia_core::outbox::Status::Dead), 10)
+            .await
+            .unwrap();
+        if let Some(m) = dead.first() {
+            assert_eq!(m.channel, Channel::Telegram);
+            break m.id;
+        }
+        assert!(Instant::now() < deadline, "the message never went dead");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(fake.sent_messages().is_empty());
+
+    // Requeue from the Outbox tab; the fake receives it.
+    let d = Driver::start(&chromium, &chromedriver).await;
+    d.size(1280, 900).await;
+    log_in(&d, &node.base, &operator).await;
+    d.click("#tab-outbox").await;
+    let row = format!("#dead tr[data-id=\"{dead_id}\"]");
+    d.wait_for(&format!("document.querySelector('{row}')"), "the dead row")
+        .await;
+    d.click(&format!("{row} button.requeue")).await;
+    let sent = fake.wait_for_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].chat_id, CHAT);
+    assert!(
+        sent[0].plain_text.contains("make deploy-telegram"),
+        "{}",
+        sent[0].plain_text
+    );
+    d.wait_for(
+        &format!("!document.querySelector('{row}')"),
+        "the requeued message leaving the dead set",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = node
+            .gaia
+            .queue(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == dead_id)
+            .unwrap();
+        if m.status == gaia_core::outbox::Status::Sent {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not marked sent: {:?}", m.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(d);
+    node.stop().await;
+}
+
+/// Time from navigation start to the overview's stat cards all holding numbers, on data like
+/// `gaia serve --demo` loads, for a browser that already has a session (a reload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_time_to_first_render() {
+    let Some((chromium, chromedriver)) = browser_or_skip() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let server = Server::start(&db, options(&db)).await;
+    let (_, operator) = server
+        .gaia()
+        .create_token("ops.render", Role::Operator, "test")
+        .await
+        .unwrap();
+    fill(&server).await;
+    request(&server, "make migrate-search-index", false).await;
+    request(&server, "echo FAKE_ONREPLY_TEST_2026", true).await;
+    let d = Driver::start(&chromium, &chromedriver).await;
+    d.size(1280, 900).await;
+    log_in(&d, &server.base, &operator).await;
+    let script = "const done = arguments[arguments.length - 1];
+        const ids = ['s-approvals', 's-claims', 's-pending', 's-dead', 's-epm', 's-alerts'];
+        const check = () => {
+          if (ids.every((i) => document.getElementById(i).textContent !== '\u{2013}')) done(performance.now());
+          else setTimeout(check, 2);
+        };
+        check();";
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        d.goto(&format!("{}/", server.base)).await;
+        let t = d.js_async(script).await.as_f64().unwrap();
+        times.push(t);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "overview time to first render: median {:.0} ms (runs {times:.0?})",
+        times[1]
+    );
+    assert!(times[1] < 10_000.0, "first render took {:.0} ms", times[1]);
     drop(d);
     server.stop().await;
 }
