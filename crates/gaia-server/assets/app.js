@@ -147,17 +147,22 @@
   });
   window.addEventListener('hashchange', () => { if (S.me) select(location.hash.slice(1), false); });
 
-  // Refetches a panel at most every 250 ms (the overview every second); hidden panels are fetched when shown.
+  // Refetches a panel at once, then at most every 250 ms (the overview every second) while
+  // events keep coming; hidden panels are fetched when shown.
   const LOADERS = {};
+  const LOADED = {};
   function refresh(tab) {
     if (!S.me) return;
     if (tab !== S.tab && tab !== 'overview') { S.stale.add(tab); return; }
     if (S.timers[`r-${tab}`]) return;
+    const gap = tab === 'overview' ? 1000 : 250;
+    const wait = Math.max(0, (LOADED[tab] || 0) + gap - Date.now());
     S.timers[`r-${tab}`] = setTimeout(async () => {
       S.timers[`r-${tab}`] = null;
+      LOADED[tab] = Date.now();
       S.stale.delete(tab);
       try { await LOADERS[tab](); } catch (e) { if (e.message !== 'unauthorized') flash(`${tab}: ${e.message}`, true); }
-    }, tab === 'overview' ? 1000 : 250);
+    }, wait);
   }
 
   // ---- overview -----------------------------------------------------------------------
