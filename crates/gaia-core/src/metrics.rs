@@ -8,9 +8,42 @@ use serde::Serialize;
 
 use crate::error::ValidationError;
 
-/// One snapshot: dotted name → value.
+/// One snapshot: dotted name → value, and the histograms (Prometheus only).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Snapshot(pub BTreeMap<String, f64>);
+pub struct Snapshot(
+    pub BTreeMap<String, f64>,
+    #[serde(skip)] pub BTreeMap<String, Histogram>,
+);
+
+/// A cumulative histogram: counts of observations at or below each bound.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &[f64]) -> Self {
+        Self {
+            bounds: bounds.to_vec(),
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        for (b, c) in self.bounds.iter().zip(self.counts.iter_mut()) {
+            if v <= *b {
+                *c += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+}
 
 impl Snapshot {
     pub fn set(&mut self, name: &str, value: f64) {
@@ -36,6 +69,21 @@ impl Snapshot {
             out.push_str(&format!(
                 "# HELP {family} {}\n# TYPE {family} {kind}\n{family} {value}\n",
                 help(name)
+            ));
+        }
+        for (name, h) in &self.1 {
+            let family = format!("gaia_{}", name.replace(['.', '-'], "_"));
+            out.push_str(&format!(
+                "# HELP {family} {}\n# TYPE {family} histogram\n",
+                help(name)
+            ));
+            for (b, c) in h.bounds.iter().zip(&h.counts) {
+                out.push_str(&format!("{family}_bucket{{le=\"{b}\"}} {c}\n"));
+            }
+            out.push_str(&format!("{family}_bucket{{le=\"+Inf\"}} {}\n", h.count));
+            out.push_str(&format!(
+                "{family}_sum {}\n{family}_count {}\n",
+                h.sum, h.count
             ));
         }
         out
@@ -68,7 +116,9 @@ fn help(name: &str) -> &'static str {
         "outbox.pending" => "Messages waiting to be sent now",
         "approvals.pending" => "Approval requests waiting for a decision",
         "claims.live" => "Claims held and not expired",
-        n if n.starts_with("approval.latency") => "Time from request to decision, seconds",
+        n if n.starts_with("approval.latency") => {
+            "Time from request to a person's decision, seconds"
+        }
         _ => "Gaia metric",
     }
 }

@@ -464,6 +464,12 @@ impl Gaia {
                     .map(|d| (d - r.created_at).num_milliseconds() as f64 / 1000.0)
             })
             .collect();
+        let mut histogram =
+            crate::metrics::Histogram::new(&[1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]);
+        for l in &latencies {
+            histogram.observe(*l);
+        }
+        s.1.insert("approval.latency_seconds".into(), histogram);
         latencies.sort_by(f64::total_cmp);
         if !latencies.is_empty() {
             let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
