@@ -220,5 +220,21 @@ mod tests {
             text.contains("# TYPE gaia_claims_live gauge\ngaia_claims_live 2\n"),
             "{text}"
         );
+        let mut h = Histogram::new(&[1.0, 60.0]);
+        for v in [0.5, 30.0, 90.0] {
+            h.observe(v);
+        }
+        s.1.insert("approval.latency_seconds".into(), h);
+        let text = s.prometheus();
+        for line in [
+            "# TYPE gaia_approval_latency_seconds histogram",
+            "gaia_approval_latency_seconds_bucket{le=\"1\"} 1",
+            "gaia_approval_latency_seconds_bucket{le=\"60\"} 2",
+            "gaia_approval_latency_seconds_bucket{le=\"+Inf\"} 3",
+            "gaia_approval_latency_seconds_sum 120.5",
+            "gaia_approval_latency_seconds_count 3",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }
