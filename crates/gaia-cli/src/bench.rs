@@ -8,6 +8,7 @@
 mod api;
 mod approvals;
 mod harness;
+mod outbox;
 mod sse;
 
 use std::path::Path;
@@ -47,6 +48,9 @@ pub enum BenchCommand {
     Sse(sse::SseArgs),
     /// Approval round trips over HTTP with an automated approver following the stream.
     Approvals(approvals::ApprovalsArgs),
+    /// Outbox delivery to a fake Telegram: throughput beside a raw HTTP loop, and the sustained
+    /// rate under Telegram's limits.
+    Outbox(outbox::OutboxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +108,7 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> CliResult {
         BenchCommand::Api(args) => api::run(args, config).await,
         BenchCommand::Sse(args) => sse::run(args).await,
         BenchCommand::Approvals(args) => approvals::run(args, config).await,
+        BenchCommand::Outbox(args) => outbox::run(args, config).await,
     }
 }
 
