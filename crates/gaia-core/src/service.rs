@@ -479,6 +479,24 @@ impl Gaia {
         Ok(s)
     }
 
+    /// Sends an alert to every notify target (Telegram first, console when Telegram is not
+    /// configured). `payload` carries at least `text`.
+    pub async fn notify_alert(&self, payload: serde_json::Value) -> Result<(), Error> {
+        let messages: Vec<NewMessage> = self
+            .notify
+            .iter()
+            .map(|t| NewMessage {
+                channel: t.channel,
+                target: t.target.clone(),
+                kind: "alert".into(),
+                payload: payload.clone(),
+                dedupe_key: None,
+            })
+            .collect();
+        self.enqueue(&messages).await?;
+        Ok(())
+    }
+
     /// Checks the thresholds. Unless `dry_run`, a newly breached threshold fires once
     /// (`alert.fired`, an alert message to the notify targets) and a cleared one resolves
     /// (`alert.resolved`); the firing state is kept in the store, so restarts and several
@@ -518,18 +536,8 @@ impl Gaia {
                 .await?;
             self.emit(kind, "gaia", &format!("alert/{}", c.metric), json!(c))
                 .await?;
-            let messages: Vec<NewMessage> = self
-                .notify
-                .iter()
-                .map(|t| NewMessage {
-                    channel: t.channel,
-                    target: t.target.clone(),
-                    kind: "alert".into(),
-                    payload: json!({ "text": text, "metric": c.metric, "value": c.value }),
-                    dedupe_key: None,
-                })
-                .collect();
-            self.enqueue(&messages).await?;
+            self.notify_alert(json!({ "text": text, "metric": c.metric, "value": c.value }))
+                .await?;
         }
         Ok(checks)
     }

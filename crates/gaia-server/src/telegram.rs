@@ -171,6 +171,14 @@ impl Listener {
                             json!({ "description": description }),
                         )
                         .await;
+                    // The console sees it even while Telegram itself is what is in conflict.
+                    let _ = self
+                        .gaia
+                        .notify_alert(json!({
+                            "text": format!("ALERT telegram: getUpdates conflict ({description}); another poller or a webhook is active"),
+                            "metric": "telegram.conflict",
+                        }))
+                        .await;
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_secs(30)) => {}
@@ -262,6 +270,12 @@ impl Listener {
                 &who,
                 "telegram.edited_message",
                 "edits of old messages are not read",
+            )
+            .await;
+            self.reply(
+                m.chat.id,
+                Some(m.message_id),
+                "Edits are not read: send a new message.".into(),
             )
             .await;
         } else if let Some(m) = u.message {

@@ -200,6 +200,31 @@ async fn decisions_from_telegram(db: &TestDb) {
     );
     assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
 
+    // An edit of an old message is answered, not read.
+    fake.push_update(json!({ "edited_message": {
+        "message_id": 90_002, "date": 1, "edit_date": 2,
+        "chat": {"id": CHAT, "type": "supergroup"},
+        "from": {"id": ALICE, "is_bot": false, "first_name": "Alice"},
+        "text": "/approve zzzzzz"
+    }}));
+    eventually("the edit answer", || {
+        fake.sent_messages()
+            .iter()
+            .any(|m| m.plain_text.contains("Edits are not read"))
+    })
+    .await;
+
+    // A 409 (another poller or a webhook) raises an alert.
+    fake.fail_next("getUpdates", gaia_testkit::fake_telegram::Fault::Conflict);
+    // End the poll in progress so that the next one meets the fault.
+    fake.push_text(CHAT, BOB, "/help");
+    eventually("the conflict alert", || {
+        fake.sent_messages()
+            .iter()
+            .any(|m| m.plain_text.contains("getUpdates conflict"))
+    })
+    .await;
+
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
