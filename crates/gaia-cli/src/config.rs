@@ -482,9 +482,8 @@ impl Config {
 
     /// Whether approved commands may really run (`ALLOW_COMMAND_EXECUTION=1`).
     pub fn execution_allowed(&self) -> bool {
-        self.values
-            .get("execution.allow")
-            .and_then(|(v, _)| parse_bool(v))
+        self.value("execution.allow")
+            .and_then(parse_bool)
             .unwrap_or(false)
     }
 
@@ -594,18 +593,14 @@ impl Config {
 
     /// Whether the server runs approved argv commands itself.
     pub fn continue_on_approve(&self) -> bool {
-        self.values
-            .get("execution.continue_on_approve")
-            .and_then(|(v, _)| parse_bool(v))
+        self.value("execution.continue_on_approve")
+            .and_then(parse_bool)
             .unwrap_or(false)
     }
 
     /// The admin token from configuration (`MONITOR_ADMIN_TOKEN`), if set.
     pub fn admin_token(&self) -> Option<&str> {
-        self.values
-            .get("admin.token")
-            .map(|(v, _)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.value("admin.token")
     }
 
     /// Every setting with its effective value (secrets redacted), its source and its help.

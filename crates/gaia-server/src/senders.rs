@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gaia_core::Gaia;
@@ -49,8 +48,6 @@ pub struct Senders {
     limits: Arc<Mutex<RateLimits>>,
     /// Chats Telegram told us to leave alone (429 `retry_after`), until when.
     held: Arc<std::sync::Mutex<HashMap<i64, Instant>>>,
-    /// Messages also printed to the console because Telegram failed.
-    pub fallbacks: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Senders {
@@ -75,7 +72,6 @@ impl Senders {
             lease: DEFAULT_LEASE,
             limits: Arc::new(Mutex::new(RateLimits::default())),
             held: Arc::new(std::sync::Mutex::new(HashMap::new())),
-            fallbacks: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -107,10 +103,8 @@ impl Senders {
                 if matches!(attempt, Attempt::Retryable(_) | Attempt::RetryAfter(_))
                     && m.attempts == 0
                 {
-                    // Telegram is failing: show it on the console now; the retry still goes to
-                    // Telegram.
-                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    // Counted in the log too, so the metric survives restarts.
+                    // Telegram is failing: show it on the console now (counted as an event, so
+                    // the metric survives restarts); the retry still goes to Telegram.
                     let _ = gaia
                         .emit(
                             "notify.fallback",

@@ -8,20 +8,14 @@ use crate::cli::TokenCommand;
 use crate::config::Config;
 use crate::exit::{self, CliError, CliResult};
 
-/// Who is acting, for the audit trail of token changes made from the CLI.
-fn actor() -> String {
-    std::env::var("GAIA_OPERATOR")
-        .or_else(|_| std::env::var("USER"))
-        .map(|u| format!("cli:{u}"))
-        .unwrap_or_else(|_| "cli".into())
-}
-
 pub async fn run(c: TokenCommand, config: &Config) -> CliResult {
     let gaia = crate::client::connect(config).await?;
     match c {
         TokenCommand::Create { role, name, json } => {
             let role: Role = role.parse()?;
-            let (info, secret) = gaia.create_token(&name, role, &actor()).await?;
+            let (info, secret) = gaia
+                .create_token(&name, role, &crate::client::cli_actor())
+                .await?;
             gaia.close().await;
             if json {
                 super::out(
@@ -59,7 +53,9 @@ pub async fn run(c: TokenCommand, config: &Config) -> CliResult {
             Ok(exit::OK)
         }
         TokenCommand::Revoke { name } => {
-            let revoked = gaia.revoke_token(&name, &actor()).await?;
+            let revoked = gaia
+                .revoke_token(&name, &crate::client::cli_actor())
+                .await?;
             gaia.close().await;
             if revoked {
                 super::out(&format!("revoked '{name}'"))?;
