@@ -214,7 +214,9 @@ fn spawn_hook(dir: &Path, db: &str, input: String, wait: &str) -> std::thread::J
 
 /// Waits for the hook's request to appear and returns its id.
 fn pending_id(dir: &Path, db: &str) -> String {
-    for _ in 0..200 {
+    // A generous bound: on a loaded machine each `gaia` process here takes a while to start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let out = gaia(
             dir,
             Some(db),
