@@ -17,14 +17,14 @@ use crate::audit::NewAudit;
 use crate::error::ValidationError;
 use crate::event::NewEvent;
 use crate::names::check_name;
+use crate::text::{MAX_ERROR_CHARS, MAX_LABEL_CHARS, MAX_OUTPUT_BYTES, check_opt_text, check_text};
 use crate::time::{MAX_DURATION, rfc3339};
 
 /// How long a request waits for a decision unless told otherwise.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(3600);
 /// Longest argv (all arguments together) or shell text accepted.
 pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
-/// Longest reason.
-pub const MAX_REASON_CHARS: usize = 2000;
+pub use crate::text::MAX_REASON_CHARS;
 
 /// What is to run: an argv list (run without a shell), or a shell text as an agent's shell tool
 /// would run it.
@@ -176,6 +176,88 @@ pub struct Execution {
     pub error: Option<String>,
 }
 
+impl Execution {
+    /// The outcome a requester reports for a command it ran itself (`POST …/ran`), ended at
+    /// `now`: the duration must fit the longest duration Gaia accepts anywhere, so that the
+    /// start time it implies is a real time.
+    pub fn reported(
+        executor: &str,
+        exit_code: Option<i32>,
+        duration_ms: u64,
+        error: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ValidationError> {
+        let too_long = || {
+            ValidationError::new(format!(
+                "duration_ms must be at most {} (3650 days)",
+                MAX_DURATION.as_millis()
+            ))
+        };
+        if u128::from(duration_ms) > MAX_DURATION.as_millis() {
+            return Err(too_long());
+        }
+        let took =
+            chrono::Duration::try_milliseconds(i64::try_from(duration_ms).map_err(|_| too_long())?)
+                .ok_or_else(too_long)?;
+        let started_at = now.checked_sub_signed(took).ok_or_else(too_long)?;
+        let execution = Self {
+            executor: executor.to_owned(),
+            dry_run: false,
+            started_at,
+            exit_code,
+            timed_out: false,
+            duration_ms,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            error,
+        };
+        execution.check()?;
+        Ok(execution)
+    }
+
+    /// Checks every field against its limit: what a store keeps must read back the same on
+    /// both backends and serialise within the API's schema (durations are exact integers).
+    pub fn check(&self) -> Result<(), ValidationError> {
+        check_text("executor", &self.executor, MAX_LABEL_CHARS)?;
+        if u128::from(self.duration_ms) > MAX_DURATION.as_millis() {
+            return Err(ValidationError::new(format!(
+                "duration_ms must be at most {} (3650 days)",
+                MAX_DURATION.as_millis()
+            )));
+        }
+        check_opt_text("error", self.error.as_deref(), MAX_ERROR_CHARS)?;
+        for (what, out) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            if out.len() > MAX_STORED_OUTPUT_BYTES {
+                return Err(ValidationError::new(format!(
+                    "{what} is longer than {MAX_STORED_OUTPUT_BYTES} bytes"
+                )));
+            }
+            check_text(what, out, usize::MAX - 1)?;
+        }
+        Ok(())
+    }
+
+    /// Reads an execution as stored. A record that no longer parses (written before its
+    /// fields were bounded) is reported in the log and read as missing: one bad row must not
+    /// make every listing fail.
+    pub fn from_stored(id: &str, text: Option<&str>) -> Option<Self> {
+        let text = text?;
+        match serde_json::from_str(text) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(command = id, error = %e, "unreadable execution record ignored");
+                None
+            }
+        }
+    }
+}
+
+/// Largest output tail a store keeps for an execution, in bytes: the executor's default tail
+/// with room for invalid UTF-8 turned into replacement characters.
+pub const MAX_STORED_OUTPUT_BYTES: usize = 4 * MAX_OUTPUT_BYTES;
+
 /// A stored approval request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
@@ -309,13 +391,7 @@ impl NewCommand {
                 ));
             }
         }
-        if let Some(r) = &reason {
-            if r.chars().count() > MAX_REASON_CHARS {
-                return Err(ValidationError::new(
-                    "reason is longer than 2000 characters",
-                ));
-            }
-        }
+        check_opt_text("reason", reason.as_deref(), MAX_REASON_CHARS)?;
         let expires_in = expires_in.unwrap_or(DEFAULT_EXPIRY);
         if expires_in < Duration::from_secs(1) || expires_in > MAX_DURATION {
             return Err(ValidationError::new("expiry must be between 1s and 3650d"));
@@ -411,6 +487,33 @@ pub enum Action {
     FinishExecution {
         execution: Execution,
     },
+}
+
+impl Action {
+    /// Checks the action's own fields against their limits before any store is touched, so
+    /// every channel (API, CLI, Telegram, dashboard) refuses the same input the same way.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        let decider = |by: &Decider| {
+            check_text("decider", &by.name, MAX_LABEL_CHARS)?;
+            check_text("channel", &by.via, MAX_LABEL_CHARS)
+        };
+        match self {
+            Self::Approve { by, reason } | Self::Deny { by, reason } => {
+                decider(by)?;
+                check_opt_text("reason", reason.as_deref(), MAX_REASON_CHARS)
+            }
+            Self::AllowTest { by } => decider(by),
+            Self::Cancel { by } => check_text("actor", by, MAX_LABEL_CHARS),
+            Self::Expire => Ok(()),
+            Self::BeginExecution {
+                executor, binding, ..
+            } => {
+                check_text("executor", executor, MAX_LABEL_CHARS)?;
+                check_text("binding", binding, MAX_LABEL_CHARS)
+            }
+            Self::FinishExecution { execution } => execution.check(),
+        }
+    }
 }
 
 /// Why an action was refused; carries the request as it stands.

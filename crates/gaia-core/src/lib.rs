@@ -16,6 +16,7 @@ pub mod policy;
 pub mod redact;
 pub mod service;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod tokens;
 

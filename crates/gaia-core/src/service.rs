@@ -209,6 +209,7 @@ impl Gaia {
         check_event_type(kind)?;
         check_name("actor", actor)?;
         check_subject(subject)?;
+        crate::text::check_json("event data", &data)?;
         let data = self.redactor.json(data);
         let subject = self.redactor.text(subject);
         if data.to_string().len() > MAX_EVENT_DATA {
@@ -337,6 +338,7 @@ impl Gaia {
         id: &str,
         action: &Action,
     ) -> Result<Result<CommandRecord, Refusal>, Error> {
+        action.check()?;
         let (outcome, events) = self
             .store
             .command_apply(id, action, &self.notify)

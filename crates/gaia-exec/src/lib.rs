@@ -75,7 +75,13 @@ fn drain<R: Read + Send + 'static>(
 
 fn take(tail: &Arc<Mutex<Tail>>) -> (String, bool) {
     let t = tail.lock().unwrap_or_else(|e| e.into_inner());
-    (String::from_utf8_lossy(&t.buf).into_owned(), t.truncated)
+    // Stores keep no NUL and at most a bounded tail; invalid UTF-8 grew into replacement
+    // characters, so the text may need cutting again.
+    let (text, cut) = gaia_core::text::storable_output(
+        &String::from_utf8_lossy(&t.buf),
+        gaia_core::commands::MAX_STORED_OUTPUT_BYTES,
+    );
+    (text, t.truncated || cut)
 }
 
 #[cfg(unix)]

@@ -25,8 +25,8 @@ fn record_from_row(row: &PgRow) -> Result<CommandRecord, StoreError> {
     let spec: String = row.get("spec");
     let status: String = row.get("status");
     let execution: Option<String> = row.get("execution");
+    let id: String = row.get("id");
     Ok(CommandRecord {
-        id: row.get("id"),
         spec: serde_json::from_str(&spec)
             .map_err(|e| StoreError::Corrupt(format!("command spec: {e}")))?,
         cwd: row.get("cwd"),
@@ -46,10 +46,8 @@ fn record_from_row(row: &PgRow) -> Result<CommandRecord, StoreError> {
         decided_at: row.get::<Option<i64>, _>("decided_at_us").map(from_micros),
         decision_reason: row.get("decision_reason"),
         binding: row.get("binding"),
-        execution: execution
-            .map(|e| serde_json::from_str(&e))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("command execution: {e}")))?,
+        id: id.clone(),
+        execution: gaia_core::commands::Execution::from_stored(&id, execution.as_deref()),
     })
 }
 

@@ -277,9 +277,12 @@ pub async fn cancel(
 #[serde(deny_unknown_fields)]
 pub struct RanBody {
     pub exit_code: Option<i32>,
+    /// How long it ran; at most 3650 days.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 315_360_000_000_u64)]
     pub duration_ms: u64,
     /// Why it could not start, if it did not.
+    #[schema(max_length = 2000)]
     pub error: Option<String>,
 }
 
@@ -330,20 +333,14 @@ pub async fn ran(
 ) -> ApiResult<Json<CommandBody>> {
     let id = id(&raw)?;
     requester_or_operator(&state, &caller, &id, "command.run").await?;
-    let execution = gaia_core::commands::Execution {
-        executor: caller.name.clone(),
-        dry_run: false,
-        started_at: chrono::Utc::now()
-            - chrono::Duration::milliseconds(i64::try_from(body.duration_ms).unwrap_or(0)),
-        exit_code: body.exit_code,
-        timed_out: false,
-        duration_ms: body.duration_ms,
-        stdout: String::new(),
-        stderr: String::new(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        error: body.error,
-    };
+    let now = state.gaia.store().now().await?;
+    let execution = gaia_core::commands::Execution::reported(
+        &caller.name,
+        body.exit_code,
+        body.duration_ms,
+        body.error,
+        now,
+    )?;
     decide(&state, &id, Action::FinishExecution { execution }).await
 }
 

@@ -1,0 +1,290 @@
+//! Probes an attacker or an unlucky client would try, over real HTTP on both backends: bounds
+//! on reported executions and on every text field, NUL characters, reads that survive a bad
+//! stored row, identities taken from the token rather than the body, and credentials that end
+//! when they are changed or revoked.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Server, expect_problem, options};
+use gaia_core::tokens::Role;
+use gaia_testkit::TestDb;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+gaia_testkit::backend_tests!(
+    reported_durations_are_bounded,
+    reads_survive_an_unreadable_execution,
+    nul_and_overlong_text_are_refused_alike,
+);
+
+/// A bearer request with `token`.
+fn as_token(s: &Server, token: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+    s.anon(method, path).bearer_auth(token)
+}
+
+/// Files a request as `token` and returns its id.
+async fn file_request(s: &Server, token: &str) -> String {
+    let res = as_token(s, token, Method::POST, "/api/v1/commands")
+        .json(&json!({ "command": { "argv": ["true"] }, "reason": "probe" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// An agent files, the admin approves, the agent takes the single run: ready for `/ran`.
+async fn running_request(s: &Server, agent: &str) -> String {
+    let id = file_request(s, agent).await;
+    let res = s
+        .admin(Method::POST, &format!("/api/v1/commands/{id}/approve"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = as_token(
+        s,
+        agent,
+        Method::POST,
+        &format!("/api/v1/commands/{id}/run"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    id
+}
+
+/// Every read that once failed on one bad row answers 200.
+async fn reads_answer(s: &Server, id: &str) {
+    for path in [
+        "/api/v1/commands".to_owned(),
+        format!("/api/v1/commands/{id}"),
+        "/api/v1/metrics".to_owned(),
+        "/metrics".to_owned(),
+    ] {
+        let res = s.admin(Method::GET, &path).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+    }
+    s.gaia().metrics().await.unwrap();
+}
+
+/// A requester's report of a run cannot carry a duration that puts its start before year 0
+/// (it was stored, and broke every read after it) or overflows the clock (it panicked).
+async fn reported_durations_are_bounded(db: &TestDb) {
+    let s = Server::start(db, options(db)).await;
+    let (_, agent) = s
+        .gaia()
+        .create_token("agent-x", Role::Agent, "test")
+        .await
+        .unwrap();
+    let id = running_request(&s, &agent).await;
+    let ran = format!("/api/v1/commands/{id}/ran");
+    for ms in [70_000_000_000_000_u64, 10_000_000_000_000_000, u64::MAX] {
+        let res = as_token(&s, &agent, Method::POST, &ran)
+            .json(&json!({ "exit_code": 0, "duration_ms": ms }))
+            .send()
+            .await
+            .unwrap();
+        let p = expect_problem(res, 400, "duration out of range").await;
+        assert!(p["detail"].as_str().unwrap().contains("duration_ms"), "{p}");
+    }
+    reads_answer(&s, &id).await;
+    let still = s.get_json(&format!("/api/v1/commands/{id}")).await;
+    assert_eq!(
+        still["status"], "executing",
+        "a refused report changes nothing"
+    );
+    // The longest accepted duration reads back as an exact integer.
+    let max = 315_360_000_000_u64;
+    let res = as_token(&s, &agent, Method::POST, &ran)
+        .json(&json!({ "exit_code": 0, "duration_ms": max }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = s
+        .admin(Method::GET, &format!("/api/v1/commands/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(&format!("\"duration_ms\":{max}")), "{text}");
+    reads_answer(&s, &id).await;
+}
+
+/// A stored execution that no longer parses (written before the bounds) is read as missing:
+/// listings, the request itself, metrics and the CLI's reads keep working.
+async fn reads_survive_an_unreadable_execution(db: &TestDb) {
+    let s = Server::start(db, options(db)).await;
+    let (_, agent) = s
+        .gaia()
+        .create_token("agent-x", Role::Agent, "test")
+        .await
+        .unwrap();
+    let id = running_request(&s, &agent).await;
+    let bad = r#"{"executor":"agent-x","dry_run":false,"started_at":"-2217-01-01T00:00:00.000000Z","exit_code":0,"timed_out":false,"duration_ms":70000000000000,"stdout":"","stderr":"","stdout_truncated":false,"stderr_truncated":false,"error":null}"#;
+    db.execute(&format!(
+        "UPDATE commands SET status = 'executed', execution = '{bad}' WHERE id = '{id}'"
+    ))
+    .await;
+    reads_answer(&s, &id).await;
+    let list = s.get_json("/api/v1/commands").await;
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(row["status"], "executed");
+    assert!(row["execution"].is_null(), "{row}");
+}
+
+/// NUL in any text field is a 400 on both backends (PostgreSQL cannot store it; SQLite could),
+/// and every documented limit holds; nothing is written.
+async fn nul_and_overlong_text_are_refused_alike(db: &TestDb) {
+    let s = Server::start(db, options(db)).await;
+    let (_, agent) = s
+        .gaia()
+        .create_token("agent-x", Role::Agent, "test")
+        .await
+        .unwrap();
+    let pending = file_request(&s, &agent).await;
+    let running = running_request(&s, &agent).await;
+    let head = s.head().await;
+    let audit = s.gaia().audit_tail(1).await.unwrap()[0].id;
+    let long = "x".repeat(2001);
+    let cases: Vec<(&str, Method, String, Value, bool)> = vec![
+        (
+            "request reason NUL",
+            Method::POST,
+            "/api/v1/commands".into(),
+            json!({ "command": { "argv": ["true"] }, "reason": "a\u{0}b" }),
+            false,
+        ),
+        (
+            "request cwd NUL",
+            Method::POST,
+            "/api/v1/commands".into(),
+            json!({ "command": { "argv": ["true"] }, "cwd": "/tmp\u{0}" }),
+            false,
+        ),
+        (
+            "request argv NUL",
+            Method::POST,
+            "/api/v1/commands".into(),
+            json!({ "command": { "argv": ["tr\u{0}ue"] } }),
+            false,
+        ),
+        (
+            "request reason too long",
+            Method::POST,
+            "/api/v1/commands".into(),
+            json!({ "command": { "argv": ["true"] }, "reason": long }),
+            false,
+        ),
+        (
+            "approve reason NUL",
+            Method::POST,
+            format!("/api/v1/commands/{pending}/approve"),
+            json!({ "reason": "ok\u{0}" }),
+            true,
+        ),
+        (
+            "deny reason NUL",
+            Method::POST,
+            format!("/api/v1/commands/{pending}/deny"),
+            json!({ "reason": "\u{0}" }),
+            true,
+        ),
+        (
+            "approve reason too long",
+            Method::POST,
+            format!("/api/v1/commands/{pending}/approve"),
+            json!({ "reason": "y".repeat(100_000) }),
+            true,
+        ),
+        (
+            "deny reason too long",
+            Method::POST,
+            format!("/api/v1/commands/{pending}/deny"),
+            json!({ "reason": long }),
+            true,
+        ),
+        (
+            "ran error NUL",
+            Method::POST,
+            format!("/api/v1/commands/{running}/ran"),
+            json!({ "exit_code": 1, "error": "boom\u{0}" }),
+            false,
+        ),
+        (
+            "ran error too long",
+            Method::POST,
+            format!("/api/v1/commands/{running}/ran"),
+            json!({ "exit_code": 1, "error": "e".repeat(900_000) }),
+            false,
+        ),
+        (
+            "event data NUL",
+            Method::POST,
+            "/api/v1/events".into(),
+            json!({ "type": "chat.message", "data": { "text": "a\u{0}" } }),
+            false,
+        ),
+        (
+            "event data key NUL",
+            Method::POST,
+            "/api/v1/events".into(),
+            json!({ "type": "chat.message", "data": { "k\u{0}": 1 } }),
+            false,
+        ),
+        (
+            "event subject NUL",
+            Method::POST,
+            "/api/v1/events".into(),
+            json!({ "type": "chat.message", "subject": "s\u{0}" }),
+            false,
+        ),
+        (
+            "claim fingerprint NUL",
+            Method::POST,
+            "/api/v1/claims/acquire".into(),
+            json!({ "story": "s", "fingerprint": "f\u{0}" }),
+            false,
+        ),
+    ];
+    for (what, method, path, body, as_admin) in cases {
+        let req = if as_admin {
+            s.admin(method, &path)
+        } else {
+            as_token(&s, &agent, method, &path)
+        };
+        let res = req.json(&body).send().await.unwrap();
+        expect_problem(res, 400, what).await;
+    }
+    assert_eq!(s.head().await, head, "no event was written");
+    assert_eq!(
+        s.gaia().audit_tail(1).await.unwrap()[0].id,
+        audit,
+        "no audit record was written"
+    );
+    let p = s.get_json(&format!("/api/v1/commands/{pending}")).await;
+    assert_eq!(p["status"], "pending");
+    let r = s.get_json(&format!("/api/v1/commands/{running}")).await;
+    assert_eq!(r["status"], "executing");
+    // The limits themselves are accepted.
+    let res = s
+        .admin(Method::POST, &format!("/api/v1/commands/{pending}/deny"))
+        .json(&json!({ "reason": "z".repeat(2000) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
