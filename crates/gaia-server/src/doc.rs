@@ -196,6 +196,9 @@ impl PartialSchema for NewCommandSpec {
 
 impl ToSchema for NewCommandSpec {}
 
+/// Longest `GET /api/v1/commands/{id}/wait` holds the connection, as [`WaitTimeout`] says.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How long a wait may hold the connection.
 #[derive(Debug)]
 pub struct WaitTimeout;

@@ -305,12 +305,30 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Bounds request time, except for the stream, which is meant to stay open.
-async fn request_timeout(req: Request, next: Next, timeout: Duration) -> Response {
-    if req.uri().path() == sse::STREAM_PATH {
-        return next.run(req).await;
+/// The long-poll route, bounded by its own documented maximum instead of `request_timeout`.
+pub const WAIT_ROUTE: &str = "/api/v1/commands/{id}/wait";
+
+/// How long a request may take: the stream is meant to stay open (it ends on shutdown); a
+/// long-poll may wait its documented maximum ([`doc::MAX_WAIT`]) and then still needs the time
+/// of an ordinary request to answer; everything else gets `general`.
+fn time_limit(route: Option<&str>, general: Duration) -> Option<Duration> {
+    match route {
+        Some(sse::STREAM_PATH) => None,
+        Some(WAIT_ROUTE) => Some(doc::MAX_WAIT + general),
+        _ => Some(general),
     }
-    match tokio::time::timeout(timeout, next.run(req)).await {
+}
+
+/// Bounds request time by [`time_limit`].
+async fn request_timeout(req: Request, next: Next, timeout: Duration) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let Some(limit) = time_limit(route, timeout) else {
+        return next.run(req).await;
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
