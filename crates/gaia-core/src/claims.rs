@@ -27,6 +27,18 @@ pub struct Holder {
     pub agent: String,
     pub operator: String,
     pub fingerprint: String,
+    /// The token the claim was taken with (absent for direct store access, which is trusted
+    /// like the database itself). Only that token refreshes or releases it: the agent name is
+    /// whom the token acts for, and any token could write any name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+impl Holder {
+    /// Who acts: the token when there is one, else the agent.
+    pub fn actor(&self) -> &str {
+        self.principal.as_deref().unwrap_or(&self.agent)
+    }
 }
 
 /// The stored state of one key. The row outlives releases so that `token` keeps increasing.
@@ -180,11 +192,13 @@ pub enum Request {
         agent: String,
         fingerprint: Option<String>,
         ttl: Option<Duration>,
+        principal: Option<String>,
     },
     Release {
         key: ClaimKey,
         agent: String,
         fingerprint: Option<String>,
+        principal: Option<String>,
     },
 }
 
@@ -195,6 +209,18 @@ impl Request {
                 key
             }
         }
+    }
+
+    /// The same call made with the token named `principal`: the claim is held by that token,
+    /// and a refresh or release by any other token does not touch it.
+    #[must_use]
+    pub fn by(mut self, name: &str) -> Self {
+        let p = Some(name.to_owned());
+        match &mut self {
+            Self::Acquire { holder, .. } => holder.principal = p,
+            Self::Refresh { principal, .. } | Self::Release { principal, .. } => *principal = p,
+        }
+        self
     }
 
     pub fn acquire(
@@ -215,6 +241,7 @@ impl Request {
                 agent: agent.to_owned(),
                 operator: operator.to_owned(),
                 fingerprint: fingerprint.to_owned(),
+                principal: None,
             },
             ttl: check_ttl(ttl.unwrap_or(DEFAULT_TTL))?,
         })
@@ -235,6 +262,7 @@ impl Request {
             agent: agent.to_owned(),
             fingerprint: fingerprint.map(str::to_owned),
             ttl: ttl.map(check_ttl).transpose()?,
+            principal: None,
         })
     }
 
@@ -251,6 +279,7 @@ impl Request {
             key,
             agent: agent.to_owned(),
             fingerprint: fingerprint.map(str::to_owned),
+            principal: None,
         })
     }
 }
@@ -279,8 +308,18 @@ fn later(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
 
-fn identity_matches(holder: &Holder, agent: &str, fingerprint: Option<&str>) -> bool {
-    holder.agent == agent && fingerprint.is_none_or(|fp| holder.fingerprint == fp)
+/// Whether a refresh or release by (`agent`, `fingerprint`, `principal`) is the holder's own.
+/// A call made with a token must come from the token that took the claim; a direct call
+/// (no token) is trusted like the database it opens.
+fn identity_matches(
+    holder: &Holder,
+    agent: &str,
+    fingerprint: Option<&str>,
+    principal: Option<&str>,
+) -> bool {
+    holder.agent == agent
+        && fingerprint.is_none_or(|fp| holder.fingerprint == fp)
+        && principal.is_none_or(|p| holder.principal.as_deref() == Some(p))
 }
 
 /// Applies `req` to the current row (`None`: the key was never claimed) at time `now`.
@@ -345,9 +384,9 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
             let mut result = ClaimResult::from_row(outcome, &new);
             result.previous = previous;
             Decision {
-                events: vec![NewEvent::new(kind, &holder.agent, &subject, data.clone())],
+                events: vec![NewEvent::new(kind, holder.actor(), &subject, data.clone())],
                 audit: vec![NewAudit::new(
-                    &holder.agent,
+                    holder.actor(),
                     if outcome == Outcome::TakenOver {
                         "claim.take_over"
                     } else {
@@ -365,15 +404,16 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
             agent,
             fingerprint,
             ttl,
+            principal,
             ..
         } => {
-            let mine = row
-                .holder
-                .as_ref()
-                .is_some_and(|h| identity_matches(h, agent, fingerprint.as_deref()));
+            let mine = row.holder.as_ref().is_some_and(|h| {
+                identity_matches(h, agent, fingerprint.as_deref(), principal.as_deref())
+            });
             if !mine || !row.is_live(now) {
                 return unchanged(Outcome::NotHeld);
             }
+            let actor = principal.as_deref().unwrap_or(agent);
             let ttl = ttl.unwrap_or(row.ttl);
             let new = ClaimRow {
                 expires_at: Some(later(now, ttl)),
@@ -390,12 +430,12 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
                 result: ClaimResult::from_row(Outcome::Refreshed, &new),
                 events: vec![NewEvent::new(
                     "claim.refreshed",
-                    agent,
+                    actor,
                     &subject,
                     data.clone(),
                 )],
                 audit: vec![NewAudit::new(
-                    agent,
+                    actor,
                     "claim.refresh",
                     &subject,
                     "refreshed",
@@ -405,17 +445,20 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
             }
         }
         Request::Release {
-            agent, fingerprint, ..
+            agent,
+            fingerprint,
+            principal,
+            ..
         } => {
             // A holder may release its own claim even after its TTL passed, as long as nobody
             // took it over: the caller's goal (not holding it) is reached either way.
-            let mine = row
-                .holder
-                .as_ref()
-                .is_some_and(|h| identity_matches(h, agent, fingerprint.as_deref()));
+            let mine = row.holder.as_ref().is_some_and(|h| {
+                identity_matches(h, agent, fingerprint.as_deref(), principal.as_deref())
+            });
             if !mine {
                 return unchanged(Outcome::NotHeld);
             }
+            let actor = principal.as_deref().unwrap_or(agent);
             let new = ClaimRow {
                 holder: None,
                 expires_at: None,
@@ -433,12 +476,12 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
                 result,
                 events: vec![NewEvent::new(
                     "claim.released",
-                    agent,
+                    actor,
                     &subject,
                     data.clone(),
                 )],
                 audit: vec![NewAudit::new(
-                    agent,
+                    actor,
                     "claim.release",
                     &subject,
                     "released",

@@ -360,11 +360,25 @@ pub struct NewCommand {
     pub todolist: Option<String>,
     pub reason: Option<String>,
     pub requester: String,
+    /// The agent the requester acts for, when it names one other than itself (an agent
+    /// behind a shared token): kept beside the requester in the event and audit record.
+    pub agent: Option<String>,
     pub is_test: bool,
     pub expires_in: Duration,
 }
 
 impl NewCommand {
+    /// Records that the requester acts for `agent` (ignored when it is the requester itself).
+    pub fn acting_for(mut self, agent: Option<&str>) -> Result<Self, ValidationError> {
+        if let Some(a) = agent {
+            check_name("agent", a)?;
+            if a != self.requester {
+                self.agent = Some(a.to_owned());
+            }
+        }
+        Ok(self)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         spec: CommandSpec,
@@ -403,6 +417,7 @@ impl NewCommand {
             todolist,
             reason,
             requester: requester.to_owned(),
+            agent: None,
             is_test,
             expires_in,
         })
@@ -431,10 +446,13 @@ impl NewCommand {
             decision_reason: None,
             execution: None,
         };
-        let data = json!({
+        let mut data = json!({
             "id": r.id, "command": r.spec.display(), "cwd": r.cwd, "story": r.story,
             "reason": r.reason, "is_test": r.is_test, "expires_at": rfc3339(r.expires_at),
         });
+        if let (Some(agent), Some(obj)) = (&self.agent, data.as_object_mut()) {
+            obj.insert("agent".into(), json!(agent));
+        }
         let event = NewEvent::new(
             "approval.requested",
             &r.requester,

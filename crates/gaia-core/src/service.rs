@@ -206,8 +206,26 @@ impl Gaia {
         subject: &str,
         data: serde_json::Value,
     ) -> Result<Event, Error> {
+        self.emit_for(kind, actor, None, subject, data).await
+    }
+
+    /// [`emit`](Self::emit) by an authenticated `actor` acting for `agent` (an agent behind a
+    /// shared token): the actor is what the event and the audit record name; the agent is kept
+    /// beside it in the audit record.
+    pub async fn emit_for(
+        &self,
+        kind: &str,
+        actor: &str,
+        agent: Option<&str>,
+        subject: &str,
+        data: serde_json::Value,
+    ) -> Result<Event, Error> {
         check_event_type(kind)?;
         check_name("actor", actor)?;
+        let agent = agent.filter(|a| *a != actor);
+        if let Some(a) = agent {
+            check_name("agent", a)?;
+        }
         check_subject(subject)?;
         crate::text::check_json("event data", &data)?;
         let data = self.redactor.json(data);
@@ -226,7 +244,10 @@ impl Gaia {
                 "event.emit",
                 &subject,
                 "ok",
-                json!({ "type": kind }),
+                match agent {
+                    Some(a) => json!({ "type": kind, "agent": a }),
+                    None => json!({ "type": kind }),
+                },
             )],
         };
         let events = self.store.append(change).await?;

@@ -18,6 +18,69 @@ use crate::problem::ApiError;
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// Which credential it authenticated with: what decides when its sessions, tickets and
+    /// streams end.
+    pub source: Source,
+}
+
+/// The credential behind a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The configured admin token (`MONITOR_ADMIN_TOKEN`): valid while it stays configured.
+    Configured,
+    /// A stored token: valid until it is revoked.
+    Stored,
+}
+
+/// A short fingerprint of the configured admin token, carried (under a MAC) by sessions and
+/// tickets opened with it, so that they end when the configured token changes. It is a hash of
+/// the token's hash under a label of its own, so it reveals nothing usable.
+pub fn admin_fingerprint(state: &AppState) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let admin = state.admin_token_hash.as_deref()?;
+    let mut h = Sha256::new();
+    h.update(b"gaia admin fingerprint v1\0");
+    h.update(admin.as_bytes());
+    Some(hex::encode(&h.finalize()[..12]))
+}
+
+/// Whether a credential carried by a session or a ticket is still good: a configured-admin one
+/// only while the same admin token is configured (`fingerprint` is the one it was issued
+/// under), a stored token's only while that token exists with the same role, unrevoked.
+pub async fn ensure_live(
+    state: &AppState,
+    caller: &Caller,
+    fingerprint: Option<&str>,
+) -> Result<(), ApiError> {
+    match caller.source {
+        Source::Configured => {
+            let current = admin_fingerprint(state);
+            let same = match (current.as_deref(), fingerprint) {
+                (Some(now), Some(then)) => bool::from(now.as_bytes().ct_eq(then.as_bytes())),
+                _ => false,
+            };
+            if same {
+                Ok(())
+            } else {
+                Err(ApiError::unauthorized(
+                    "the admin token this was issued under has changed; log in again",
+                ))
+            }
+        }
+        Source::Stored => {
+            let live =
+                state.gaia.list_tokens().await?.into_iter().any(|t| {
+                    t.name == caller.name && t.role == caller.role && t.revoked_at.is_none()
+                });
+            if live {
+                Ok(())
+            } else {
+                Err(ApiError::unauthorized(
+                    "the token this was issued for was revoked; log in again",
+                ))
+            }
+        }
+    }
 }
 
 impl Caller {
@@ -109,12 +172,14 @@ pub async fn resolve(state: &AppState, token: &str) -> Result<Option<Caller>, Ap
             return Ok(Some(Caller {
                 name: "admin".into(),
                 role: Role::Admin,
+                source: Source::Configured,
             }));
         }
     }
     Ok(state.gaia.authenticate(token).await?.map(|t| Caller {
         name: t.name,
         role: t.role,
+        source: Source::Stored,
     }))
 }
 
@@ -129,13 +194,16 @@ impl FromRequestParts<AppState> for Caller {
         if parts.uri.path() == crate::sse::STREAM_PATH {
             if let Some(ticket) = query_param(parts.uri.query(), "ticket") {
                 let now = state.gaia.store().now().await.map_err(ApiError::from)?;
-                return state
+                let (caller, fingerprint) = state
                     .tickets
                     .as_ref()
                     .and_then(|k| k.verify(&ticket, now))
                     .ok_or_else(|| {
                         ApiError::unauthorized("the stream ticket is not valid or has expired")
-                    });
+                    })?;
+                // A ticket is no better than the credential it was traded for.
+                ensure_live(state, &caller, fingerprint.as_deref()).await?;
+                return Ok(caller);
             }
         }
         // A token in a header wins; then the dashboard's session cookie; then `?token=`.

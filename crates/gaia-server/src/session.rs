@@ -2,11 +2,11 @@
 //! and traded for an `HttpOnly`, `SameSite=Strict` cookie, so no token is ever kept by the
 //! page or put into a URL.
 //!
-//! The cookie value is `s1|HEX(NAME)|ROLE|EXPIRY|SOURCE|MAC`, where MAC is HMAC-SHA256 under
+//! The cookie value is `s2|HEX(NAME)|ROLE|EXPIRY|SOURCE|MAC`, where MAC is HMAC-SHA256 under
 //! a key derived from the same shared secret as stream tickets (with its own label), so a
 //! session opened on one node is valid on every other. SOURCE tells the configured admin
-//! token (`a`) from a stored token (`t`); a stored token's session ends when the token is
-//! revoked.
+//! token (`a-FINGERPRINT`) from a stored token (`t`): a stored token's session ends when the
+//! token is revoked, an admin session when the configured admin token changes.
 //!
 //! State-changing requests authenticated by the cookie must also carry `X-CSRF-Token` (an
 //! HMAC of the cookie value, handed to the page at login: a double-submit token another site
@@ -54,8 +54,8 @@ impl std::fmt::Debug for SessionKey {
 pub struct Session {
     pub caller: Caller,
     pub expires: i64,
-    /// Whether the configured admin token opened it (else a stored token).
-    pub configured_admin: bool,
+    /// The configured admin token's fingerprint, when that token opened it.
+    pub fingerprint: Option<String>,
 }
 
 impl SessionKey {
@@ -76,15 +76,16 @@ impl SessionKey {
         m.finalize().into_bytes().to_vec()
     }
 
-    /// A new session value for `caller`, valid for [`SESSION_TTL_SECS`] from `now`.
-    pub fn issue(&self, caller: &Caller, configured_admin: bool, now: DateTime<Utc>) -> String {
+    /// A new session value for `caller`, valid for [`SESSION_TTL_SECS`] from `now`;
+    /// `fingerprint` is the configured admin token's when that token authenticated the caller.
+    pub fn issue(&self, caller: &Caller, fingerprint: Option<&str>, now: DateTime<Utc>) -> String {
         let expires = now.timestamp() + SESSION_TTL_SECS;
         let payload = format!(
-            "s1|{}|{}|{}|{}",
+            "s2|{}|{}|{}|{}",
             hex::encode(caller.name.as_bytes()),
             caller.role.as_str(),
             expires,
-            if configured_admin { "a" } else { "t" }
+            crate::ticket::source_part(caller.source, fingerprint),
         );
         let mac = hex::encode(self.mac("session", &payload));
         format!("{payload}|{mac}")
@@ -105,24 +106,22 @@ impl SessionKey {
             parts.next()?,
             parts.next()?,
         );
-        if version != "s1" || parts.next().is_some() {
+        if version != "s2" || parts.next().is_some() {
             return None;
         }
         let expires = expires.parse::<i64>().ok()?;
         if expires <= now.timestamp() {
             return None;
         }
+        let (source, fingerprint) = crate::ticket::parse_source(source)?;
         Some(Session {
             caller: Caller {
                 name: String::from_utf8(hex::decode(name).ok()?).ok()?,
                 role: role.parse::<Role>().ok()?,
+                source,
             },
             expires,
-            configured_admin: match source {
-                "a" => true,
-                "t" => false,
-                _ => return None,
-            },
+            fingerprint,
         })
     }
 
@@ -208,16 +207,7 @@ async fn check(
             "the session has expired or is not valid; log in again",
         ));
     };
-    if !session.configured_admin {
-        let live = state.gaia.list_tokens().await?.into_iter().any(|t| {
-            t.name == session.caller.name && t.role == session.caller.role && t.revoked_at.is_none()
-        });
-        if !live {
-            return Err(ApiError::unauthorized(
-                "the token behind this session was revoked; log in again",
-            ));
-        }
-    }
+    crate::auth::ensure_live(state, &session.caller, session.fingerprint.as_deref()).await?;
     let safe = matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS");
     if !safe {
         let csrf = parts
@@ -296,12 +286,12 @@ pub async fn login(
             "the token is not valid or was revoked",
         ));
     };
-    let configured_admin = state
-        .admin_token_hash
-        .as_deref()
-        .is_some_and(|h| h == gaia_core::tokens::hash(body.token.trim()));
+    let fingerprint = match caller.source {
+        crate::auth::Source::Configured => crate::auth::admin_fingerprint(&state),
+        crate::auth::Source::Stored => None,
+    };
     let now = state.gaia.store().now().await?;
-    let value = key.issue(&caller, configured_admin, now);
+    let value = key.issue(&caller, fingerprint.as_deref(), now);
     let _ = state
         .gaia
         .audit_refusal(
@@ -363,6 +353,7 @@ mod tests {
         Caller {
             name: "ops.alice".into(),
             role: Role::Operator,
+            source: crate::auth::Source::Stored,
         }
     }
 
@@ -370,10 +361,10 @@ mod tests {
     fn sessions_verify_until_they_expire() {
         let key = SessionKey::derive("shared").unwrap();
         let now = Utc::now();
-        let v = key.issue(&alice(), false, now);
+        let v = key.issue(&alice(), None, now);
         let s = key.verify(&v, now).unwrap();
         assert_eq!(s.caller, alice());
-        assert!(!s.configured_admin);
+        assert_eq!(s.fingerprint, None);
         let late = now + chrono::Duration::seconds(SESSION_TTL_SECS);
         assert_eq!(key.verify(&v, late), None, "expired");
         assert!(
@@ -382,7 +373,7 @@ mod tests {
         );
         assert_eq!(SessionKey::derive("other").unwrap().verify(&v, now), None);
         assert_eq!(key.verify(&v.replace("|operator|", "|admin|"), now), None);
-        assert_eq!(key.verify(&v.replace("|t|", "|a|"), now), None);
+        assert_eq!(key.verify(&v.replace("|t|", "|a-|"), now), None);
         assert_eq!(key.verify("garbage", now), None);
         assert_eq!(key.verify("", now), None);
     }
@@ -392,9 +383,9 @@ mod tests {
         let now = Utc::now();
         let tickets = crate::ticket::TicketKey::derive("shared").unwrap();
         let sessions = SessionKey::derive("shared").unwrap();
-        let (t, _) = tickets.issue(&alice(), now);
+        let (t, _) = tickets.issue(&alice(), None, now);
         assert_eq!(sessions.verify(&t, now), None);
-        let v = sessions.issue(&alice(), false, now);
+        let v = sessions.issue(&alice(), None, now);
         assert_eq!(tickets.verify(&v, now), None);
     }
 
@@ -402,8 +393,8 @@ mod tests {
     fn csrf_token_belongs_to_its_session() {
         let key = SessionKey::derive("shared").unwrap();
         let now = Utc::now();
-        let a = key.issue(&alice(), false, now);
-        let b = key.issue(&alice(), false, now + chrono::Duration::seconds(1));
+        let a = key.issue(&alice(), None, now);
+        let b = key.issue(&alice(), None, now + chrono::Duration::seconds(1));
         let csrf = key.csrf(&a);
         assert!(key.csrf_ok(&a, &csrf));
         assert!(!key.csrf_ok(&b, &csrf), "another session's token");

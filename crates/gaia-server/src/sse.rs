@@ -64,7 +64,7 @@ pub struct StreamQuery {
         BadRequest, Unauthorized, ServerErrors))]
 pub async fn stream(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> ApiResult<Response> {
@@ -91,7 +91,13 @@ pub async fn stream(
         None => state.gaia.store().last_seq().await?,
     };
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(produce(state.clone(), f, start, tx));
+    // A stream lives no longer than its credential: it ends when its stored token is revoked
+    // (on any node: the revocation is an event in the log every stream reads).
+    let revoked = match caller.source {
+        crate::auth::Source::Stored => Some(format!("token/{}", caller.name)),
+        crate::auth::Source::Configured => None,
+    };
+    tokio::spawn(produce(state.clone(), f, start, revoked, tx));
     let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(
         KeepAlive::new()
             .interval(state.opts.heartbeat)
@@ -108,7 +114,13 @@ pub async fn stream(
 
 type Frame = Result<SseEvent, Infallible>;
 
-async fn produce(state: AppState, f: EventFilter, start: i64, tx: mpsc::Sender<Frame>) {
+async fn produce(
+    state: AppState,
+    f: EventFilter,
+    start: i64,
+    revoked: Option<String>,
+    tx: mpsc::Sender<Frame>,
+) {
     let hello = SseEvent::default().comment("connected").retry(RETRY);
     if tx.send(Ok(hello)).await.is_err() {
         return;
@@ -151,6 +163,13 @@ async fn produce(state: AppState, f: EventFilter, start: i64, tx: mpsc::Sender<F
             };
             for e in &page {
                 last = e.seq;
+                if e.kind == "token.revoked" && revoked.as_deref() == Some(e.subject.as_str()) {
+                    let end = SseEvent::default().event("revoked").data(
+                        json!({ "reason": "the token of this stream was revoked" }).to_string(),
+                    );
+                    let _ = tx.send(Ok(end)).await;
+                    return;
+                }
                 if !f.matches(e) {
                     continue;
                 }
@@ -193,7 +212,11 @@ pub async fn ticket(
         .as_ref()
         .ok_or_else(|| ApiError::not_found("stream tickets are not available"))?;
     let now = state.gaia.store().now().await?;
-    let (ticket, expires) = key.issue(&caller, now);
+    let fingerprint = match caller.source {
+        crate::auth::Source::Configured => crate::auth::admin_fingerprint(&state),
+        crate::auth::Source::Stored => None,
+    };
+    let (ticket, expires) = key.issue(&caller, fingerprint.as_deref(), now);
     Ok(axum::Json(TicketBody {
         ticket,
         expires_at: gaia_core::time::rfc3339(expires),

@@ -15,6 +15,9 @@ pub struct HolderBody {
     pub agent: String,
     pub operator: String,
     pub fingerprint: String,
+    /// The token the claim was taken with; absent when it was taken without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 impl From<&Holder> for HolderBody {
@@ -23,6 +26,7 @@ impl From<&Holder> for HolderBody {
             agent: h.agent.clone(),
             operator: h.operator.clone(),
             fingerprint: h.fingerprint.clone(),
+            principal: h.principal.clone(),
         }
     }
 }

@@ -16,6 +16,7 @@ gaia_testkit::backend_tests!(
     reported_durations_are_bounded,
     reads_survive_an_unreadable_execution,
     nul_and_overlong_text_are_refused_alike,
+    identity_is_the_token,
 );
 
 /// A bearer request with `token`.
@@ -287,4 +288,128 @@ async fn nul_and_overlong_text_are_refused_alike(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// What the rules check and what the audit records is the authenticated token, never a name
+/// in the body: an operator cannot approve its own request filed "as" an agent, a token cannot
+/// release or refresh a claim another token holds by naming its agent, and an event "by admin"
+/// from an agent token is recorded as the agent token's.
+async fn identity_is_the_token(db: &TestDb) {
+    let s = Server::start(db, options(db)).await;
+    let (_, operator) = s
+        .gaia()
+        .create_token("ops-1", Role::Operator, "test")
+        .await
+        .unwrap();
+    let (_, agent_a) = s
+        .gaia()
+        .create_token("token-a", Role::Agent, "test")
+        .await
+        .unwrap();
+    let (_, agent_b) = s
+        .gaia()
+        .create_token("token-b", Role::Agent, "test")
+        .await
+        .unwrap();
+
+    // An operator files a request naming an agent, then tries to decide and run it itself.
+    let res = as_token(&s, &operator, Method::POST, "/api/v1/commands")
+        .json(&json!({ "command": { "argv": ["true"] }, "agent": "agent-x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let filed: Value = res.json().await.unwrap();
+    assert_eq!(filed["requester"], "ops-1", "{filed}");
+    let id = filed["id"].as_str().unwrap();
+    let res = as_token(
+        &s,
+        &operator,
+        Method::POST,
+        &format!("/api/v1/commands/{id}/approve"),
+    )
+    .send()
+    .await
+    .unwrap();
+    let p = expect_problem(res, 409, "requester approves its own request").await;
+    assert!(p["detail"].as_str().unwrap().contains("requester"), "{p}");
+    let requested = s
+        .gaia()
+        .audit_tail(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.action == "command.request" && r.subject == format!("command/{id}"))
+        .unwrap();
+    assert_eq!(requested.actor, "ops-1");
+    assert!(
+        requested.details.contains("\"agent\":\"agent-x\""),
+        "{}",
+        requested.details
+    );
+
+    // Token A takes a claim for agent-1; token B names agent-1 and fingerprint to drop it.
+    let claim = |token: &str, op: &str, body: Value| {
+        as_token(&s, token, Method::POST, &format!("/api/v1/claims/{op}")).json(&body)
+    };
+    let body = json!({ "story": "checkout", "agent": "agent-1", "fingerprint": "run-1" });
+    let got: Value = claim(&agent_a, "acquire", body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["outcome"], "acquired", "{got}");
+    assert_eq!(got["holder"]["principal"], "token-a", "{got}");
+    for op in ["release", "refresh"] {
+        let res: Value = claim(&agent_b, op, body.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(res["outcome"], "not_held", "{op} by another token: {res}");
+    }
+    let res: Value = claim(&agent_b, "acquire", body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["outcome"], "held_by_other", "{res}");
+    let state = s.get_json("/api/v1/claims/checkout/default").await;
+    assert_eq!(state["outcome"], "held", "{state}");
+    assert_eq!(state["token"], 1, "{state}");
+    let res: Value = claim(&agent_a, "release", body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["outcome"], "released", "{res}");
+    let released = s.gaia().audit_tail(1).await.unwrap().remove(0);
+    assert_eq!(released.action, "claim.release");
+    assert_eq!(released.actor, "token-a");
+
+    // An agent token emits an event "as admin".
+    let res = as_token(&s, &agent_b, Method::POST, "/api/v1/events")
+        .json(&json!({ "type": "chat.message", "actor": "admin", "data": { "text": "hi" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(e["actor"], "token-b", "{e}");
+    let audit = s.gaia().audit_tail(1).await.unwrap().remove(0);
+    assert_eq!(audit.action, "event.emit");
+    assert_eq!(audit.actor, "token-b");
+    assert!(
+        audit.details.contains("\"agent\":\"admin\""),
+        "{}",
+        audit.details
+    );
 }

@@ -168,7 +168,7 @@ impl Writer {
             let holder = new.holder.as_ref();
             sqlx::query(
                 "UPDATE claims SET agent = $2, operator = $3, fingerprint = $4, token = $5,
-                    acquired_at_us = $6, expires_at_us = $7, ttl_ms = $8
+                    acquired_at_us = $6, expires_at_us = $7, ttl_ms = $8, principal = $9
                  WHERE key = $1",
             )
             .bind(key)
@@ -179,6 +179,7 @@ impl Writer {
             .bind(new.acquired_at.map(to_micros))
             .bind(new.expires_at.map(to_micros))
             .bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
+            .bind(holder.and_then(|h| h.principal.as_deref()))
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;

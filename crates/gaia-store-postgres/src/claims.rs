@@ -18,8 +18,7 @@ use crate::PgStore;
 use crate::error::map_err;
 use crate::log::append_log;
 
-pub(crate) const COLUMNS: &str =
-    "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms";
+pub(crate) const COLUMNS: &str = "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms, principal";
 
 pub(crate) fn row_to_claim(row: &PgRow) -> ClaimRow {
     let agent: Option<String> = row.get("agent");
@@ -29,6 +28,7 @@ pub(crate) fn row_to_claim(row: &PgRow) -> ClaimRow {
         fingerprint: row
             .get::<Option<String>, _>("fingerprint")
             .unwrap_or_default(),
+        principal: row.get("principal"),
     });
     ClaimRow {
         key: ClaimKey {

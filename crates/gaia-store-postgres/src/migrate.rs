@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0004_commands.sql"),
     ),
     (5, "outbox", include_str!("../migrations/0005_outbox.sql")),
+    (
+        6,
+        "claim principal",
+        include_str!("../migrations/0006_claim_principal.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

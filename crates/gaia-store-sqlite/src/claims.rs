@@ -16,8 +16,7 @@ use crate::SqliteStore;
 use crate::error::map_err;
 use crate::log::{append_log, append_log_with};
 
-const COLUMNS: &str =
-    "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms";
+const COLUMNS: &str = "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms, principal";
 
 fn row_to_claim(row: &SqliteRow) -> ClaimRow {
     let agent: Option<String> = row.get("agent");
@@ -27,6 +26,7 @@ fn row_to_claim(row: &SqliteRow) -> ClaimRow {
         fingerprint: row
             .get::<Option<String>, _>("fingerprint")
             .unwrap_or_default(),
+        principal: row.get("principal"),
     });
     ClaimRow {
         key: ClaimKey {
@@ -72,14 +72,15 @@ impl ClaimStore for SqliteStore {
                 .push_bind(new.token)
                 .push_bind(new.acquired_at.map(to_micros))
                 .push_bind(new.expires_at.map(to_micros))
-                .push_bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX));
+                .push_bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
+                .push_bind(holder.and_then(|h| h.principal.clone()));
         });
         batch.push(
             " ON CONFLICT (key) DO UPDATE SET
                agent = excluded.agent, operator = excluded.operator,
                fingerprint = excluded.fingerprint, token = excluded.token,
                acquired_at_us = excluded.acquired_at_us, expires_at_us = excluded.expires_at_us,
-               ttl_ms = excluded.ttl_ms; ",
+               ttl_ms = excluded.ttl_ms, principal = excluded.principal; ",
         );
         let events =
             append_log_with(&mut tx, batch, &decision.events, &decision.audit, now).await?;

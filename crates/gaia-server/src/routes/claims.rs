@@ -25,7 +25,8 @@ pub struct AcquireBody {
     /// Defaults to `default`.
     #[schema(value_type = Option<Name>)]
     pub todolist: Option<String>,
-    /// Defaults to the token's name.
+    /// The agent the token acts for; defaults to the token's name. The claim belongs to the
+    /// token: only it refreshes or releases the claim, whatever agent name a call gives.
     #[schema(value_type = Option<Name>)]
     pub agent: Option<String>,
     /// Defaults to `-`.
@@ -48,7 +49,8 @@ pub struct HolderCallBody {
     /// Defaults to `default`.
     #[schema(value_type = Option<Name>)]
     pub todolist: Option<String>,
-    /// Defaults to the token's name.
+    /// The agent the token acts for; defaults to the token's name. The claim belongs to the
+    /// token: only it refreshes or releases the claim, whatever agent name a call gives.
     #[schema(value_type = Option<Name>)]
     pub agent: Option<String>,
     /// When given, must match the holder's.
@@ -68,7 +70,8 @@ pub struct ReleaseBody {
     /// Defaults to `default`.
     #[schema(value_type = Option<Name>)]
     pub todolist: Option<String>,
-    /// Defaults to the token's name.
+    /// The agent the token acts for; defaults to the token's name. The claim belongs to the
+    /// token: only it refreshes or releases the claim, whatever agent name a call gives.
     #[schema(value_type = Option<Name>)]
     pub agent: Option<String>,
     /// When given, must match the holder's.
@@ -101,7 +104,8 @@ pub async fn acquire(
         body.operator.as_deref(),
         body.fingerprint.as_deref(),
         Some(ttl(body.ttl.as_deref())?.unwrap_or(state.opts.default_ttl)),
-    )?;
+    )?
+    .by(&caller.name);
     Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
 }
 
@@ -120,7 +124,8 @@ pub async fn refresh(
         agent,
         body.fingerprint.as_deref(),
         ttl(body.ttl.as_deref())?,
-    )?;
+    )?
+    .by(&caller.name);
     Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
 }
 
@@ -138,7 +143,8 @@ pub async fn release(
         key(&body.story, body.todolist.as_deref())?,
         agent,
         body.fingerprint.as_deref(),
-    )?;
+    )?
+    .by(&caller.name);
     Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
 }
 

@@ -38,14 +38,14 @@ pub struct RequestBody {
     pub story: Option<String>,
     #[schema(value_type = Option<Name>)]
     pub todolist: Option<String>,
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub reason: Option<String>,
     #[serde(default)]
     pub is_test: bool,
     /// How long it waits for a decision, e.g. 1h (default 1h).
     #[schema(value_type = Option<Ttl>)]
     pub expires: Option<String>,
-    /// The requesting agent (default: the token's name).
+    /// The agent the token acts for, recorded beside it; the requester is always the token.
     #[schema(value_type = Option<Name>)]
     pub agent: Option<String>,
 }
@@ -54,7 +54,7 @@ pub struct RequestBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub reason: Option<String>,
 }
 
@@ -113,17 +113,19 @@ pub async fn request(
         .require(&state, Role::Agent, "command.request")
         .await?;
     let expires = body.expires.as_deref().map(parse_duration).transpose()?;
-    let requester = body.agent.unwrap_or_else(|| caller.name.clone());
+    // The token is the requester: the rules (the requester never decides, only the
+    // requester runs its own request) judge who authenticated, not a name in the body.
     let new = NewCommand::new(
         body.command.into(),
         body.cwd,
         body.story,
         body.todolist,
         body.reason,
-        &requester,
+        &caller.name,
         body.is_test,
         expires,
-    )?;
+    )?
+    .acting_for(body.agent.as_deref())?;
     let r = state.gaia.request_command(&new).await?;
     Ok((StatusCode::CREATED, Json(CommandBody::from(&r))))
 }
@@ -282,7 +284,7 @@ pub struct RanBody {
     #[schema(minimum = 0, maximum = 315_360_000_000_u64)]
     pub duration_ms: u64,
     /// Why it could not start, if it did not.
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub error: Option<String>,
 }
 

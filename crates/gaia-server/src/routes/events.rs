@@ -122,7 +122,8 @@ pub struct EmitBody {
     /// Any JSON value up to 64 KiB; null or absent means {}.
     #[serde(default)]
     pub data: serde_json::Value,
-    /// Defaults to the token's name.
+    /// The agent the token acts for, kept beside the token's name in the audit record; the
+    /// event's actor is always the token's name.
     #[schema(value_type = Option<Name>)]
     pub actor: Option<String>,
 }
@@ -141,10 +142,16 @@ pub async fn emit(
     } else {
         body.data
     };
-    let actor = body.actor.as_deref().unwrap_or(&caller.name);
+    // The token is the actor; a name given in the body is the agent it acts for.
     let e = state
         .gaia
-        .emit(&body.kind, actor, &body.subject, data)
+        .emit_for(
+            &body.kind,
+            &caller.name,
+            body.actor.as_deref(),
+            &body.subject,
+            data,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(EventBody::from(&e))))
 }
