@@ -95,21 +95,30 @@ impl Caller {
         if self.role.allows(needed) {
             return Ok(());
         }
-        let _ = state
-            .gaia
-            .audit_refusal(
-                &self.name,
-                action,
-                "",
-                "forbidden",
-                json!({ "role": self.role.as_str(), "needed": needed.as_str() }),
-            )
-            .await;
+        crate::refusals::record(
+            state,
+            &format!("token:{}", self.name),
+            &self.name,
+            action,
+            "",
+            "forbidden",
+            json!({ "role": self.role.as_str(), "needed": needed.as_str() }),
+        )
+        .await;
         Err(ApiError::forbidden(format!(
             "{action} needs the {needed} role; this token has the {} role",
             self.role
         )))
     }
+}
+
+/// Where a request came from, for counting refusals per source: the peer's address (never a
+/// header such as `X-Forwarded-For`, which the client writes itself).
+pub fn peer(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
 }
 
 /// The token a request presents, from the first of: Bearer header, X-Admin-Token, ?token=.
@@ -221,16 +230,16 @@ impl FromRequestParts<AppState> for Caller {
         match resolve(state, &token).await? {
             Some(caller) => Ok(caller),
             None => {
-                let _ = state
-                    .gaia
-                    .audit_refusal(
-                        "anonymous",
-                        "auth",
-                        parts.uri.path(),
-                        "unauthorized",
-                        json!({ "method": parts.method.as_str() }),
-                    )
-                    .await;
+                crate::refusals::record(
+                    state,
+                    &peer(parts),
+                    "anonymous",
+                    "auth",
+                    parts.uri.path(),
+                    "unauthorized",
+                    json!({ "method": parts.method.as_str() }),
+                )
+                .await;
                 Err(ApiError::unauthorized(
                     "the token is not valid or was revoked",
                 ))

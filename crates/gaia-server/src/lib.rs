@@ -11,6 +11,7 @@ pub mod exec;
 pub mod extract;
 pub mod hub;
 pub mod problem;
+pub mod refusals;
 pub mod routes;
 pub mod senders;
 pub mod session;
@@ -114,6 +115,8 @@ pub struct AppState {
     pub senders: Option<senders::Senders>,
     /// Takes decisions from Telegram; `None` when Telegram is not configured.
     pub telegram: Option<telegram::Listener>,
+    /// Bounds how many refusals are audited one by one (see `refusals`).
+    pub refusals: Arc<refusals::RefusalGate>,
 }
 
 impl AppState {
@@ -143,6 +146,7 @@ impl AppState {
             sessions: session::SessionKey::derive(&secret),
             senders: None,
             telegram: None,
+            refusals: Arc::default(),
         })
     }
 

@@ -223,16 +223,16 @@ async fn check(
             None
         };
         if let Some(why) = why {
-            let _ = state
-                .gaia
-                .audit_refusal(
-                    &session.caller.name,
-                    "csrf",
-                    parts.uri.path(),
-                    "forbidden",
-                    json!({ "method": parts.method.as_str(), "reason": why }),
-                )
-                .await;
+            crate::refusals::record(
+                state,
+                &format!("token:{}", session.caller.name),
+                &session.caller.name,
+                "csrf",
+                parts.uri.path(),
+                "forbidden",
+                json!({ "method": parts.method.as_str(), "reason": why }),
+            )
+            .await;
             return Err(ApiError::forbidden(format!(
                 "refused a cross-site request: {why}"
             )));
@@ -272,16 +272,16 @@ pub async fn login(
         .as_ref()
         .ok_or_else(|| ApiError::not_found("sessions are not available"))?;
     let Some(caller) = crate::auth::resolve(&state, body.token.trim()).await? else {
-        let _ = state
-            .gaia
-            .audit_refusal(
-                "anonymous",
-                "dashboard.login",
-                "",
-                "unauthorized",
-                json!({}),
-            )
-            .await;
+        crate::refusals::record(
+            &state,
+            &crate::auth::peer(&parts),
+            "anonymous",
+            "dashboard.login",
+            "",
+            "unauthorized",
+            json!({}),
+        )
+        .await;
         return Err(ApiError::unauthorized(
             "the token is not valid or was revoked",
         ));

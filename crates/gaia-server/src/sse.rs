@@ -55,7 +55,9 @@ pub struct StreamQuery {
 }
 
 /// The live event stream (text/event-stream). Frames: `id: SEQ` + `data: EVENT JSON`;
-/// `event: reset` when the resume point is older than the stored log; comments as heartbeats.
+/// `event: reset` when the resume point is older than the stored log or past its newest event;
+/// `event: revoked` just before the stream ends because its token was revoked; comments as
+/// heartbeats.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamQuery,
         ("Last-Event-ID" = Option<i64>, Header, nullable = false,
             description = "resume after this seq",
@@ -127,11 +129,31 @@ async fn produce(
     }
     let store = state.gaia.store().clone();
     let mut last = start;
+    // A resume point past the newest event (the log was restored from an older backup, or
+    // the client made the id up) would wait for seqs that mean something else by the time
+    // they come: say so and carry on from the head.
+    match store.last_seq().await {
+        Ok(head) if start > head => {
+            let reset = SseEvent::default().event("reset").data(
+                json!({ "reason": "resume point is past the newest event", "last_seq": head })
+                    .to_string(),
+            );
+            if tx.send(Ok(reset)).await.is_err() {
+                return;
+            }
+            last = head;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "stream could not read the log");
+            return;
+        }
+    }
     // A resume point older than what is stored (archived or pruned) cannot be served
     // gap-free: say so instead of silently skipping.
-    if start > 0 {
-        match store.events_after(start, &EventFilter::default(), 1).await {
-            Ok(first) if first.first().is_some_and(|e| e.seq > start + 1) => {
+    if last > 0 {
+        match store.events_after(last, &EventFilter::default(), 1).await {
+            Ok(first) if first.first().is_some_and(|e| e.seq > last + 1) => {
                 let oldest = first.first().map_or(0, |e| e.seq);
                 let reset = SseEvent::default().event("reset").data(
                     json!({ "reason": "resume point is older than the stored log", "oldest_seq": oldest })

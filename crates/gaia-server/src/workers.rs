@@ -2,6 +2,7 @@
 //! a timer; on shutdown they are awaited (bounded by the drain timeout).
 //!
 //! - the hub poller: notices commits made by other processes and nodes;
+//! - the refusal flusher: summarises refusals the audit gate only counted;
 //! - the reaper: emits `claim.expired` once for each lease whose TTL passed, and expires
 //!   command requests nobody decided in time;
 //! - with `continue_on_approve`, the auto-executor: runs approved argv commands;
@@ -37,6 +38,7 @@ pub fn spawn(state: &AppState) -> Workers {
         state.shutdown.clone(),
     ));
     set.spawn(reaper(state.clone()));
+    set.spawn(refusal_flusher(state.clone()));
     if !state.opts.thresholds.is_empty() {
         set.spawn(alert_checker(state.clone()));
     }
@@ -62,6 +64,18 @@ pub fn spawn(state: &AppState) -> Workers {
         set.spawn(auto_executor(state.clone()));
     }
     Workers { set }
+}
+
+/// Writes the summary of refusals a window suppressed once that window has ended, so a
+/// flood is on record even when nothing follows it.
+async fn refusal_flusher(state: AppState) {
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            () = tokio::time::sleep(state.refusals.window() / 4) => {}
+        }
+        crate::refusals::flush(&state).await;
+    }
 }
 
 /// Runs approved argv commands as soon as they are approved. Execution stays at most once:

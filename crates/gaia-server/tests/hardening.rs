@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{Server, expect_problem, options};
+use std::time::Duration;
+
+use common::{Server, SseReader, expect_problem, options};
 use gaia_core::tokens::Role;
 use gaia_testkit::TestDb;
 use reqwest::{Method, StatusCode};
@@ -17,6 +19,10 @@ gaia_testkit::backend_tests!(
     reads_survive_an_unreadable_execution,
     nul_and_overlong_text_are_refused_alike,
     identity_is_the_token,
+    admin_sessions_end_when_the_admin_token_changes,
+    revocation_ends_streams_sessions_and_tickets,
+    refusal_floods_do_not_grow_the_audit_trail,
+    resume_past_the_head_is_reset,
 );
 
 /// A bearer request with `token`.
@@ -412,4 +418,328 @@ async fn identity_is_the_token(db: &TestDb) {
         "{}",
         audit.details
     );
+}
+
+/// Logs into the dashboard with `token`: the session cookie and its CSRF token.
+async fn login(s: &Server, token: &str) -> (String, String) {
+    let res = s
+        .anon(Method::POST, "/dashboard/login")
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body: Value = res.json().await.unwrap();
+    (cookie, body["csrf"].as_str().unwrap().to_owned())
+}
+
+/// A request authenticated by a dashboard session, as the page sends it.
+fn with_session(
+    s: &Server,
+    (cookie, csrf): &(String, String),
+    method: Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    s.anon(method, path)
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .header("origin", &s.base)
+}
+
+/// A stream ticket traded for `req`'s credential.
+async fn ticket(req: reqwest::RequestBuilder) -> String {
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A dashboard session (and a stream ticket) opened with the configured admin token stop
+/// working once the server runs with another admin token; a session of a stored token does not.
+async fn admin_sessions_end_when_the_admin_token_changes(db: &TestDb) {
+    let store = db.open(&gaia_core::store::StoreOptions::default()).await;
+    let s = Server::with_admin(store.clone(), options(db), "first-admin-token").await;
+    let (_, operator) = s
+        .gaia()
+        .create_token("ops-1", Role::Operator, "test")
+        .await
+        .unwrap();
+    let admin = login(&s, "first-admin-token").await;
+    let ops = login(&s, &operator).await;
+    let admin_ticket = ticket(with_session(
+        &s,
+        &admin,
+        Method::POST,
+        "/api/v1/events/stream/ticket",
+    ))
+    .await;
+    let res = with_session(&s, &admin, Method::GET, "/api/v1/tokens")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the session works at first");
+    s.stop().await;
+
+    let s = Server::with_admin(store, options(db), "second-admin-token").await;
+    let res = with_session(&s, &admin, Method::POST, "/api/v1/tokens")
+        .json(&json!({ "name": "sneaky", "role": "admin" }))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 401, "old admin session creates a token").await;
+    let res = with_session(&s, &admin, Method::GET, "/api/v1/tokens")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 401, "old admin session reads").await;
+    let res = s
+        .anon(
+            Method::GET,
+            &format!("/api/v1/events/stream?ticket={admin_ticket}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 401, "old admin ticket").await;
+    assert!(
+        !s.gaia()
+            .list_tokens()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.name == "sneaky")
+    );
+    // The operator's session outlives the change, and the new admin token logs in.
+    let res = with_session(&s, &ops, Method::GET, "/api/v1/commands")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let admin = login(&s, "second-admin-token").await;
+    let res = with_session(&s, &admin, Method::GET, "/api/v1/tokens")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Reads frames until the stream ends; returns the names of the named events it carried.
+async fn drain(mut r: SseReader) -> Vec<String> {
+    let mut named = vec![];
+    while let Some(f) = r.next_within(Duration::from_secs(20)).await {
+        if let Some(e) = f.event {
+            named.push(e);
+        }
+    }
+    named
+}
+
+/// Revoking a token ends the streams it opened (bearer, session cookie, ticket) and makes a
+/// ticket it was traded for useless; other streams go on.
+async fn revocation_ends_streams_sessions_and_tickets(db: &TestDb) {
+    let s = Server::start(db, options(db)).await;
+    let (_, doomed) = s
+        .gaia()
+        .create_token("ops-doomed", Role::Operator, "test")
+        .await
+        .unwrap();
+    let (_, other) = s
+        .gaia()
+        .create_token("ops-other", Role::Operator, "test")
+        .await
+        .unwrap();
+    let open = |req: reqwest::RequestBuilder| async move {
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let mut r = SseReader::new(res);
+        // The hello comment: the producer is running.
+        r.next_within(Duration::from_secs(10)).await.unwrap();
+        r
+    };
+    let path = "/api/v1/events/stream";
+    let bearer = open(as_token(&s, &doomed, Method::GET, path)).await;
+    let session = login(&s, &doomed).await;
+    let cookie = open(with_session(&s, &session, Method::GET, path)).await;
+    let used = ticket(as_token(
+        &s,
+        &doomed,
+        Method::POST,
+        "/api/v1/events/stream/ticket",
+    ))
+    .await;
+    let by_ticket = open(s.anon(Method::GET, &format!("{path}?ticket={used}"))).await;
+    let unused = ticket(as_token(
+        &s,
+        &doomed,
+        Method::POST,
+        "/api/v1/events/stream/ticket",
+    ))
+    .await;
+    let mut survivor = open(as_token(&s, &other, Method::GET, path)).await;
+
+    let res = s
+        .admin(Method::DELETE, "/api/v1/tokens/ops-doomed")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+
+    for (what, r) in [
+        ("bearer", bearer),
+        ("cookie", cookie),
+        ("ticket", by_ticket),
+    ] {
+        let named = drain(r).await;
+        assert_eq!(named, vec!["revoked".to_owned()], "{what} stream");
+    }
+    let res = s
+        .anon(Method::GET, &format!("{path}?ticket={unused}"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 401, "ticket of a revoked token").await;
+    let res = with_session(&s, &session, Method::GET, "/api/v1/commands")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 401, "session of a revoked token").await;
+    // The other token's stream saw the revocation like any event and is still open.
+    let f = survivor.next_event(Duration::from_secs(10)).await;
+    assert_eq!(f.json()["type"], "token.revoked");
+    s.gaia()
+        .emit("chat.message", "tester", "", json!({}))
+        .await
+        .unwrap();
+    let f = survivor.next_event(Duration::from_secs(10)).await;
+    assert_eq!(f.json()["type"], "chat.message");
+}
+
+/// A flood of requests with a bad token and long paths writes a bounded number of short audit
+/// records and one summary of the rest, instead of one 8 KB record per request.
+async fn refusal_floods_do_not_grow_the_audit_trail(db: &TestDb) {
+    let store = db.open(&gaia_core::store::StoreOptions::default()).await;
+    let mut state = gaia_server::AppState::new(
+        gaia_core::Gaia::new(store.clone()),
+        options(db),
+        Some(common::ADMIN),
+    )
+    .await
+    .unwrap();
+    let window = Duration::from_millis(1500);
+    state.refusals = std::sync::Arc::new(gaia_server::refusals::RefusalGate::with_window(window));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let gaia = state.gaia.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let server = tokio::spawn(gaia_server::serve(listener, state, async move {
+        stopped.cancelled().await;
+    }));
+    let before = gaia
+        .audit_tail(1)
+        .await
+        .unwrap()
+        .first()
+        .map_or(0, |r| r.id);
+    let client = reqwest::Client::new();
+    let long = "a".repeat(8_000);
+    let flood = 200;
+    for i in 0..flood {
+        let res = client
+            .get(format!("{base}/api/v1/commands/{long}{i}"))
+            .bearer_auth("not-a-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let written: Vec<_> = gaia
+        .audit_tail(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.id > before)
+        .collect();
+    let per_source = gaia_server::refusals::PER_SOURCE_PER_WINDOW as usize;
+    assert!(!written.is_empty(), "single refusals are still audited");
+    assert!(written.len() <= per_source, "{} records", written.len());
+    for r in &written {
+        assert_eq!(r.action, "auth");
+        assert!(r.subject.chars().count() <= gaia_server::refusals::MAX_SUBJECT_CHARS + 1);
+    }
+    // Once the window ends, one summary counts what was not recorded one by one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let summary = loop {
+        let found = gaia
+            .audit_tail(5)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.action == "auth.refusals_suppressed");
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no summary record");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let details: Value = serde_json::from_str(&summary.details).unwrap();
+    assert_eq!(
+        details["suppressed"].as_u64().unwrap() + written.len() as u64,
+        flood,
+        "{details}"
+    );
+    // The next window audits single refusals again.
+    let res = client
+        .get(format!("{base}/api/v1/commands"))
+        .bearer_auth("still-not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let last = gaia.audit_tail(1).await.unwrap().remove(0);
+    assert_eq!(last.action, "auth");
+    assert_eq!(last.subject, "/api/v1/commands");
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// A `Last-Event-ID` past the newest event gets a `reset` naming the head, and the stream
+/// then delivers new events (it used to wait for seqs that would mean other events).
+async fn resume_past_the_head_is_reset(db: &TestDb) {
+    let s = Server::start(db, options(db)).await;
+    s.gaia()
+        .emit("chat.message", "tester", "", json!({ "n": 1 }))
+        .await
+        .unwrap();
+    let head = s.head().await;
+    let res = s
+        .admin(Method::GET, "/api/v1/events/stream")
+        .header("last-event-id", (head + 1000).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut r = SseReader::new(res);
+    let reset = r.next_event(Duration::from_secs(10)).await;
+    assert_eq!(reset.event.as_deref(), Some("reset"));
+    assert_eq!(reset.json()["last_seq"], head);
+    s.gaia()
+        .emit("chat.message", "tester", "", json!({ "n": 2 }))
+        .await
+        .unwrap();
+    let next = r.next_event(Duration::from_secs(10)).await;
+    assert_eq!(next.seq(), Some(head + 1));
+    assert_eq!(next.json()["data"]["n"], 2);
 }
