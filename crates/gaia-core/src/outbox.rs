@@ -7,6 +7,13 @@
 //!
 //! This module holds the message records and the pure rules; backends store them and hand
 //! batches to workers (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+//!
+//! Pacing and fencing live in the store, so that every node and every restart sees them:
+//! a leased message carries a fencing token ([`Leased`]); right before each send the sender
+//! asks the store for a send slot ([`SlotRequest`] → [`Slot`]), which checks that the lease
+//! is still its own, renews it for the send, and judges the chat's `retry_after` hold and
+//! Telegram's limits ([`Pacing`], [`pace_wait`]) by the store's clock; recording an attempt
+//! with the token only takes effect while the lease is still held.
 
 use std::time::Duration;
 
@@ -155,6 +162,141 @@ impl Message {
     }
 }
 
+/// A message leased to one sender, with the fencing token of that lease. Each lease of a row
+/// gets a larger token, so a sender whose lease was taken over can tell (its token no longer
+/// matches) and neither sends nor records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leased {
+    pub message: Message,
+    pub token: i64,
+}
+
+/// Telegram's sending limits, applied by the store to every sender sharing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Minimum time between two sends to one chat (measured from when the previous send was
+    /// recorded, so from after its answer: arrivals keep the gap whatever the latency).
+    pub per_chat_interval: Duration,
+    /// Sends per rolling minute to one group chat (negative id); `None`: no limit.
+    pub group_per_minute: Option<u32>,
+    /// Sends per rolling second, all paced chats together; `None`: no limit.
+    pub global_per_second: Option<u32>,
+}
+
+impl Pacing {
+    /// Telegram's published limits: 1 message/s per chat, 20/min per group, 30/s overall.
+    pub const TELEGRAM: Self = Self {
+        per_chat_interval: Duration::from_secs(1),
+        group_per_minute: Some(20),
+        global_per_second: Some(30),
+    };
+}
+
+/// The window of the group limit.
+pub const GROUP_WINDOW: Duration = Duration::from_secs(60);
+/// The window of the overall limit.
+pub const GLOBAL_WINDOW: Duration = Duration::from_secs(1);
+
+/// What a sender asks the store for right before sending message `id`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlotRequest {
+    pub id: i64,
+    /// The fencing token its lease was granted under.
+    pub token: i64,
+    /// Telegram's limits for this channel; `None` for channels that only honour holds.
+    pub pacing: Option<Pacing>,
+    /// On `Go`, the lease is renewed for this long from the store's now: it must cover the
+    /// whole send (longer than the channel's HTTP timeout), so that no other sender can take
+    /// the message while it is in flight.
+    pub lease: Duration,
+    /// Waits up to this long are returned as [`Slot::Wait`]; longer ones put the message back
+    /// in the queue, due when the wait ends ([`Slot::Deferred`]).
+    pub max_wait: Duration,
+}
+
+/// The store's answer to a [`SlotRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Send now: the lease is renewed, the send is counted against the limits and the chat is
+    /// marked busy until the attempt is recorded.
+    Go,
+    /// Ask again after this long (nothing was reserved; the lease is still held).
+    Wait(Duration),
+    /// The chat is held (`retry_after`), busy with another send, or paced for longer than the
+    /// sender waits: the message is back in the queue, due after this long, its lease
+    /// released, no attempt used.
+    Deferred(Duration),
+    /// The lease is no longer this sender's (another sender took the message, or it was
+    /// recorded): do not send.
+    LostLease,
+}
+
+/// What the store knows about a chat when a slot is asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaceState {
+    /// `retry_after` hold: nothing goes to the chat before this.
+    pub held_until: Option<DateTime<Utc>>,
+    /// When the last send to the chat was recorded (or reserved, while it is in flight).
+    pub last_sent: Option<DateTime<Utc>>,
+    /// Another send to this chat is in flight until this (unless recorded sooner).
+    pub busy_until: Option<DateTime<Utc>>,
+    /// Groups: the `group_per_minute`-th most recent send to the chat within the minute.
+    pub group_nth: Option<DateTime<Utc>>,
+    /// The `global_per_second`-th most recent paced send within the second.
+    pub global_nth: Option<DateTime<Utc>>,
+}
+
+/// The key pacing and holds are kept under: one per channel and target (chat id, URL).
+pub fn pacing_key(channel: Channel, target: &str) -> String {
+    format!("{}:{}", channel.as_str(), target.trim())
+}
+
+/// Whether Telegram's group limit applies: a negative chat id.
+pub fn is_group_chat(channel: Channel, target: &str) -> bool {
+    channel == Channel::Telegram && target.trim().parse::<i64>().is_ok_and(|id| id < 0)
+}
+
+fn until(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> Duration {
+    t.and_then(|t| (t - now).to_std().ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// How long from `now` a send to the chat must wait: `(hold, pace, busy)`, for its
+/// `retry_after` hold, (with `pacing`) Telegram's limits, and another send in flight.
+pub fn pace_wait(
+    state: &PaceState,
+    pacing: Option<&Pacing>,
+    now: DateTime<Utc>,
+) -> (Duration, Duration, Duration) {
+    let hold = until(now, state.held_until);
+    let mut pace = Duration::ZERO;
+    if let Some(p) = pacing {
+        let after = |t: Option<DateTime<Utc>>, d: Duration| t.map(|t| later(t, d));
+        pace = until(now, after(state.last_sent, p.per_chat_interval))
+            .max(until(now, after(state.group_nth, GROUP_WINDOW)))
+            .max(until(now, after(state.global_nth, GLOBAL_WINDOW)));
+    }
+    (hold, pace, until(now, state.busy_until))
+}
+
+/// The slot for a request whose chat is in `state` at `now` (the lease already checked). A
+/// short pacing wait is slept by the sender; a hold, a busy chat or a long wait puts the
+/// message back in the queue, so that the sender goes on with other chats.
+pub fn slot_for(state: &PaceState, req: &SlotRequest, now: DateTime<Utc>) -> Slot {
+    let (hold, pace, busy) = pace_wait(state, req.pacing.as_ref(), now);
+    if hold.is_zero() && busy.is_zero() {
+        if pace.is_zero() {
+            return Slot::Go;
+        }
+        if pace <= req.max_wait {
+            return Slot::Wait(pace);
+        }
+    }
+    // A send in flight ends when it is recorded, which nobody can tell in advance: come back
+    // after a short while rather than after its whole lease.
+    Slot::Deferred(hold.max(pace).max(busy.min(req.max_wait)))
+}
+
 /// How failed sends are retried. The defaults retry for about twenty minutes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -217,7 +359,8 @@ pub struct Outcome {
     pub data: serde_json::Value,
 }
 
-fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+/// `now` plus `d`, saturating.
+pub fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -416,6 +559,85 @@ mod tests {
             (sent.event, sent.message.status),
             ("notify.sent", Status::Sent)
         );
+    }
+
+    #[test]
+    fn slots_follow_holds_pacing_and_busy_chats() {
+        let now = t(100);
+        let req = SlotRequest {
+            id: 1,
+            token: 1,
+            pacing: Some(Pacing::TELEGRAM),
+            lease: Duration::from_secs(60),
+            max_wait: Duration::from_secs(2),
+        };
+        let free = PaceState::default();
+        assert_eq!(slot_for(&free, &req, now), Slot::Go);
+        let just_sent = PaceState {
+            last_sent: Some(now - chrono::Duration::milliseconds(300)),
+            ..free
+        };
+        assert_eq!(
+            slot_for(&just_sent, &req, now),
+            Slot::Wait(Duration::from_millis(700))
+        );
+        let held = PaceState {
+            held_until: Some(t(120)),
+            ..free
+        };
+        // Even a short hold puts the message back: the sender goes on with other chats.
+        let briefly_held = PaceState {
+            held_until: Some(t(101)),
+            ..free
+        };
+        assert_eq!(
+            slot_for(&briefly_held, &req, now),
+            Slot::Deferred(Duration::from_secs(1))
+        );
+        assert_eq!(
+            slot_for(&held, &req, now),
+            Slot::Deferred(Duration::from_secs(20))
+        );
+        // Without pacing (a webhook) only the hold counts.
+        let plain = SlotRequest {
+            pacing: None,
+            ..req
+        };
+        assert_eq!(slot_for(&just_sent, &plain, now), Slot::Go);
+        assert_eq!(
+            slot_for(&held, &plain, now),
+            Slot::Deferred(Duration::from_secs(20))
+        );
+        // 20 sends to a group in the minute: the 21st waits for the oldest to be a minute old.
+        let full_group = PaceState {
+            group_nth: Some(t(50)),
+            ..free
+        };
+        assert_eq!(
+            slot_for(&full_group, &req, now),
+            Slot::Deferred(Duration::from_secs(10))
+        );
+        let full_second = PaceState {
+            global_nth: Some(now - chrono::Duration::milliseconds(900)),
+            ..free
+        };
+        assert_eq!(
+            slot_for(&full_second, &req, now),
+            Slot::Wait(Duration::from_millis(100))
+        );
+        // Another send in flight: back in a short while, not after its whole lease.
+        let busy = PaceState {
+            busy_until: Some(t(160)),
+            ..free
+        };
+        assert_eq!(
+            slot_for(&busy, &req, now),
+            Slot::Deferred(Duration::from_secs(2))
+        );
+        assert!(is_group_chat(Channel::Telegram, " -100 "));
+        assert!(!is_group_chat(Channel::Telegram, "100"));
+        assert!(!is_group_chat(Channel::Webhook, "-1"));
+        assert_eq!(pacing_key(Channel::Telegram, " -5 "), "telegram:-5");
     }
 
     #[test]

@@ -173,14 +173,42 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<(Vec<i64>, Vec<Event>), StoreError>;
 
     /// Leases up to `limit` due messages (pending, due, not leased) for `lease`, so that
-    /// concurrent senders on any node never take the same message.
+    /// concurrent senders on any node never take the same message. Each comes with a new
+    /// fencing token for [`outbox_reserve`](Self::outbox_reserve) and
+    /// [`outbox_record_leased`](Self::outbox_record_leased).
     async fn outbox_lease(
         &self,
         limit: u32,
         lease: std::time::Duration,
-    ) -> Result<Vec<crate::outbox::Message>, StoreError>;
+    ) -> Result<Vec<crate::outbox::Leased>, StoreError>;
 
-    /// Records the outcome of an attempt on message `id` with its event.
+    /// Asks for a send slot right before sending: in one transaction, at the store's time,
+    /// checks that the message is still leased under the request's token, judges the chat's
+    /// `retry_after` hold, another send in flight and the pacing limits (shared by every sender
+    /// on the store, and kept across restarts), and on [`Slot::Go`](crate::outbox::Slot::Go)
+    /// renews the lease for the send, counts the send and marks the chat busy until the attempt
+    /// is recorded.
+    async fn outbox_reserve(
+        &self,
+        req: &crate::outbox::SlotRequest,
+    ) -> Result<crate::outbox::Slot, StoreError>;
+
+    /// Records the outcome of an attempt made under the lease `token` (fencing): only while
+    /// the message is still leased under that token. `Ok(None)` when it is not (another sender
+    /// took it over, or it was recorded): nothing is recorded. A `retry_after` answer holds
+    /// the message's chat in the store either way, since Telegram holds it either way.
+    async fn outbox_record_leased(
+        &self,
+        id: i64,
+        token: i64,
+        attempt: &crate::outbox::Attempt,
+        policy: &crate::outbox::RetryPolicy,
+        unit: f64,
+    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError>;
+
+    /// Records the outcome of an attempt on message `id` with its event, whoever holds its
+    /// lease: for attempts recorded by hand (demos, tests), never by a sender, which uses
+    /// [`outbox_record_leased`](Self::outbox_record_leased).
     async fn outbox_record(
         &self,
         id: i64,

@@ -5,33 +5,47 @@
 //!   message it answers (or is sent anew when that one was never delivered); Telegram's limits
 //!   (1 message/s per chat, 20/min per group, 30/s overall) pace the sends, and after a 429
 //!   nothing more goes to that chat until its `retry_after` has passed.
+//!
+//! The pacing, the holds and the leases live in the store, not here: right before each send the
+//! worker asks the store for a slot (`outbox_reserve`), which checks that the message is still
+//! leased under this sender's fencing token, renews the lease for the whole send, and judges the
+//! chat's hold and the limits by the store's clock, for every node and across restarts. The
+//! attempt is then recorded under the same token (`outbox_record_leased`), so a sender whose
+//! lease was taken over neither sends nor records: without a crash, nothing is sent twice.
 //! - Console: the text on stdout, for deployments without Telegram, and as the fallback when
 //!   Telegram fails (each fallback is counted).
 //! - Webhook: the message as JSON, POSTed with an HMAC-SHA256 signature header.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gaia_core::Gaia;
-use gaia_core::outbox::{Attempt, Channel, Message, RetryPolicy};
+use gaia_core::outbox::{
+    Attempt, Channel, Leased, Message, Pacing, RetryPolicy, Slot, SlotRequest,
+};
 use gaia_telegram::{
-    BotClient, InlineKeyboardButton, InlineKeyboardMarkup, Limits, RateLimits, TelegramError,
-    html_escape,
+    BotClient, DEFAULT_REQUEST_TIMEOUT, InlineKeyboardButton, InlineKeyboardMarkup, Limits,
+    MAX_MESSAGE_UNITS, TelegramError, html_escape, split_text,
 };
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 /// Messages leased per round.
 const BATCH: u32 = 20;
-/// Extra wait after the rate limits held a send back. The limits time sends here, but Telegram
-/// judges arrivals: a send exactly one second after another can arrive a little less than a
-/// second after it and be refused (`gaia bench outbox` saw this with 3 ms of slack on a busy
-/// machine). Costs about 2 % of the overall rate.
+/// Extra wait after the rate limits held a send back. The store times sends by its clock, but
+/// Telegram judges arrivals: a send exactly one second after another can arrive a little less
+/// than a second after it and be refused (`gaia bench outbox` saw this with 3 ms of slack on a
+/// busy machine). Costs about 2 % of the overall rate.
 const PACING_SLACK: Duration = Duration::from_millis(20);
+/// Pacing waits up to this long are slept here; longer ones (a `retry_after` hold, a full
+/// group minute) put the message back in the queue so the rest of the batch goes on.
+const MAX_WAIT: Duration = Duration::from_secs(2);
+/// HTTP timeout of a webhook call.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Added to the longest a send can take to get the lease renewed for it: the store's clock and
+/// this host's timers may disagree a little, and the record follows the send.
+const SEND_MARGIN: Duration = Duration::from_secs(10);
 /// How long a leased message is reserved for this sender, by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -43,11 +57,11 @@ pub struct Senders {
     pub http: reqwest::Client,
     pub retry: RetryPolicy,
     /// How long a leased message is reserved for this sender: after a crash, the messages it
-    /// held are sent again once this has passed.
+    /// held are sent again once this has passed. Right before each send the lease is renewed
+    /// for at least the longest the send can take.
     pub lease: Duration,
-    limits: Arc<Mutex<RateLimits>>,
-    /// Chats Telegram told us to leave alone (429 `retry_after`), until when.
-    held: Arc<std::sync::Mutex<HashMap<i64, Instant>>>,
+    /// Telegram's limits, applied by the store across every sender sharing it.
+    pacing: Pacing,
 }
 
 impl std::fmt::Debug for Senders {
@@ -65,21 +79,60 @@ impl Senders {
             telegram,
             webhook_secret,
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
+                .timeout(WEBHOOK_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
             retry: RetryPolicy::DEFAULT,
             lease: DEFAULT_LEASE,
-            limits: Arc::new(Mutex::new(RateLimits::default())),
-            held: Arc::new(std::sync::Mutex::new(HashMap::new())),
+            pacing: Pacing::TELEGRAM,
         }
     }
 
     /// The same senders pacing Telegram sends by `limits` instead of Telegram's own (for
-    /// benchmarks and tests; [`new`](Self::new) uses Telegram's).
+    /// benchmarks and tests; [`new`](Self::new) uses Telegram's). A count too large for the
+    /// store (`usize::MAX`) means no limit.
     pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = Arc::new(Mutex::new(RateLimits::new(limits)));
+        self.pacing = Pacing {
+            per_chat_interval: limits.per_chat_interval,
+            group_per_minute: u32::try_from(limits.group_per_minute).ok(),
+            global_per_second: u32::try_from(limits.global_per_second).ok(),
+        };
         self
+    }
+
+    /// What to ask the store for right before sending the leased message.
+    pub fn slot_request(&self, leased: &Leased) -> SlotRequest {
+        let m = &leased.message;
+        SlotRequest {
+            id: m.id,
+            token: leased.token,
+            pacing: (m.channel == Channel::Telegram).then_some(self.pacing),
+            lease: self.send_lease(m),
+            max_wait: MAX_WAIT,
+        }
+    }
+
+    /// How long the lease is renewed for right before sending `m`: at least the longest the
+    /// send can take (every HTTP call it makes timing out), so that no other sender can take
+    /// the message over while it is in flight.
+    fn send_lease(&self, m: &Message) -> Duration {
+        let longest = match m.channel {
+            Channel::Console => Duration::ZERO,
+            Channel::Webhook => WEBHOOK_TIMEOUT,
+            Channel::Telegram => {
+                let per_call = self
+                    .telegram
+                    .as_ref()
+                    .map_or(DEFAULT_REQUEST_TIMEOUT, BotClient::request_timeout);
+                let text = m.payload["text"].as_str().unwrap_or("");
+                let calls = match m.kind.as_str() {
+                    "approval" | "decision" => 1,
+                    _ => split_text(text, MAX_MESSAGE_UNITS).len().max(1),
+                };
+                per_call.saturating_mul(u32::try_from(calls).unwrap_or(u32::MAX))
+            }
+        };
+        self.lease.max(longest.saturating_add(SEND_MARGIN))
     }
 
     /// Sends one message and says how it went.
@@ -94,11 +147,6 @@ impl Senders {
             }
             Channel::Webhook => self.webhook(m).await,
             Channel::Telegram => {
-                // A chat under a 429 is not tried again before its retry_after has passed; the
-                // message waits without using up an attempt (and is not a fallback).
-                if let Some(wait) = self.held_for(&m.target) {
-                    return Attempt::RetryAfter(wait);
-                }
                 let attempt = self.telegram(gaia, m, &text).await;
                 if matches!(attempt, Attempt::Retryable(_) | Attempt::RetryAfter(_))
                     && m.attempts == 0
@@ -124,16 +172,6 @@ impl Senders {
         }
     }
 
-    /// How long a 429 still holds the chat `target` names, if it does.
-    fn held_for(&self, target: &str) -> Option<Duration> {
-        let chat = target.trim().parse::<i64>().ok()?;
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        held.retain(|_, until| *until > now);
-        held.get(&chat)
-            .map(|until| until.saturating_duration_since(now))
-    }
-
     async fn telegram(&self, gaia: &Gaia, m: &Message, text: &str) -> Attempt {
         let Some(bot) = &self.telegram else {
             return Attempt::Fatal("telegram is not configured (TELEGRAM_BOT_TOKEN)".into());
@@ -141,15 +179,6 @@ impl Senders {
         let Ok(chat) = m.target.trim().parse::<i64>() else {
             return Attempt::Fatal(format!("'{}' is not a Telegram chat id", m.target));
         };
-        // Telegram's limits: wait our turn rather than be told to (429).
-        loop {
-            let wait = self.limits.lock().await.delay_for(chat, Instant::now());
-            if wait.is_zero() {
-                break;
-            }
-            tokio::time::sleep(wait + PACING_SLACK).await;
-        }
-        self.limits.lock().await.record(chat, Instant::now());
         let html = html_escape(text);
         let result = match m.kind.as_str() {
             "approval" => {
@@ -186,13 +215,8 @@ impl Senders {
         };
         match result {
             Ok(result) => Attempt::Sent { result },
-            Err(TelegramError::RetryAfter { retry_after }) => {
-                let until = Instant::now() + retry_after;
-                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-                let entry = held.entry(chat).or_insert(until);
-                *entry = (*entry).max(until);
-                Attempt::RetryAfter(retry_after)
-            }
+            // Recording it holds the chat in the store for every sender.
+            Err(TelegramError::RetryAfter { retry_after }) => Attempt::RetryAfter(retry_after),
             Err(e) if e.is_retryable() => Attempt::Retryable(e.to_string()),
             // 409 means another poller, not a failed send: retry later.
             Err(e @ TelegramError::Conflict { .. }) => Attempt::Retryable(e.to_string()),
@@ -297,26 +321,14 @@ pub async fn worker(
             if due.is_empty() {
                 break;
             }
-            for m in &due {
+            for leased in &due {
                 if cancel.is_cancelled() {
                     return;
                 }
-                let attempt = senders.send(&gaia, m).await;
-                let unit: f64 = rand::random();
-                match gaia
-                    .store()
-                    .outbox_record(m.id, &attempt, &senders.retry, unit)
-                    .await
-                {
-                    Ok(Some((_, events))) => {
-                        if let Some(e) = events.last() {
-                            hub.committed(e.seq);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(id = m.id, error = %e, "outbox: cannot record an attempt")
-                    }
+                match reserve(&gaia, &senders, leased, &cancel).await {
+                    Some(true) => deliver(&gaia, &hub, &senders, leased).await,
+                    Some(false) => {}
+                    None => return,
                 }
             }
         }
@@ -324,6 +336,67 @@ pub async fn worker(
             () = cancel.cancelled() => return,
             _ = wake.changed() => {}
             () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Waits for the store to grant a send slot: `Some(true)` to send now, `Some(false)` when the
+/// message is not to be sent by this sender now (put back for later, or taken over by another
+/// sender), `None` when cancelled.
+async fn reserve(
+    gaia: &Gaia,
+    senders: &Senders,
+    leased: &Leased,
+    cancel: &CancellationToken,
+) -> Option<bool> {
+    let req = senders.slot_request(leased);
+    loop {
+        match gaia.store().outbox_reserve(&req).await {
+            Ok(Slot::Go) => return Some(true),
+            Ok(Slot::Wait(wait)) => {
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(wait + PACING_SLACK) => {}
+                }
+            }
+            Ok(Slot::Deferred(_)) => return Some(false),
+            Ok(Slot::LostLease) => {
+                tracing::info!(
+                    id = req.id,
+                    "outbox: another sender took this message over; not sending it"
+                );
+                return Some(false);
+            }
+            Err(e) => {
+                // Its lease runs out and a sender takes it again.
+                tracing::warn!(id = req.id, error = %e, "outbox: cannot reserve a send slot");
+                return Some(false);
+            }
+        }
+    }
+}
+
+/// Sends a message whose slot was granted and records the attempt under its lease.
+async fn deliver(gaia: &Gaia, hub: &crate::hub::EventHub, senders: &Senders, leased: &Leased) {
+    let m = &leased.message;
+    let attempt = senders.send(gaia, m).await;
+    let unit: f64 = rand::random();
+    match gaia
+        .store()
+        .outbox_record_leased(m.id, leased.token, &attempt, &senders.retry, unit)
+        .await
+    {
+        Ok(Some((_, events))) => {
+            if let Some(e) = events.last() {
+                hub.committed(e.seq);
+            }
+        }
+        Ok(None) => tracing::warn!(
+            id = m.id,
+            "outbox: the lease ended during the send; the attempt is not recorded"
+        ),
+        Err(e) => {
+            tracing::warn!(id = m.id, error = %e, "outbox: cannot record an attempt")
         }
     }
 }

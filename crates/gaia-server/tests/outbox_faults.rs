@@ -9,7 +9,12 @@
 //! - the automatic requeue respects each bound (requeued too often, too old, at most so many a
 //!   run) and a dry run changes neither the queue nor the event log;
 //! - an approval handled again after a crash before its offset was saved (Telegram delivers the
-//!   update again) is refused as already decided: one decision in the log.
+//!   update again) is refused as already decided: one decision in the log;
+//! - a 429's hold is kept in the store: a new process (a new store handle and `Senders`) still
+//!   leaves the chat alone until `retry_after` has passed;
+//! - two senders sharing one store (two nodes) under random 429s and slow answers, with a lease
+//!   shorter than their batches take: no `retry_after` broken, no per-chat or group limit
+//!   broken, and every message delivered exactly once (nothing crashed, so no duplicate).
 
 #![allow(clippy::unwrap_used)]
 
@@ -41,6 +46,8 @@ backend_tests!(
     sends_keep_within_telegram_limits,
     auto_requeue_respects_its_bounds,
     a_redelivered_approval_is_applied_once,
+    a_retry_after_hold_survives_a_restart,
+    two_senders_share_the_limits_and_send_once,
 );
 
 /// Timer and scheduling slack allowed when comparing arrival times.
@@ -391,4 +398,209 @@ async fn a_redelivered_approval_is_applied_once(db: &TestDb) {
         .filter(|e| matches!(e.kind.as_str(), "command.approved" | "command.denied"))
         .count();
     assert_eq!(decisions, 1);
+}
+
+/// One `gaia serve` node: its own store handle and `Senders` (its own memory), running the
+/// outbox worker against the fake.
+struct Node {
+    state: AppState,
+    workers: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    async fn start(db: &TestDb, fake: &FakeTelegram, lease: Duration) -> Self {
+        let store = db.open(&StoreOptions::default()).await;
+        // Slow answers stay well inside the HTTP timeout: a client timeout on a call that the
+        // fake then handles would be a duplicate Gaia cannot avoid (nothing tells it the
+        // message arrived), and not what these tests are about.
+        let bot = BotClient::new(fake.base_url(), fake.token())
+            .unwrap()
+            .with_request_timeout(Duration::from_secs(10));
+        let mut senders = Senders::new(Some(bot), None);
+        senders.retry.base_delay = Duration::from_millis(50);
+        senders.lease = lease;
+        let state = AppState::new(Gaia::new(store), options(db), None)
+            .await
+            .unwrap()
+            .with_senders(senders);
+        let workers = gaia_server::workers::spawn(&state);
+        let workers = tokio::spawn(workers.join());
+        Self { state, workers }
+    }
+
+    /// Stops the workers and waits for them: the process is gone.
+    async fn stop(self) {
+        self.state.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.workers)
+            .await
+            .unwrap()
+            .unwrap();
+        self.state.gaia.store().close().await;
+    }
+}
+
+/// The retry_after of a call answered with a 429.
+fn retry_after_of(c: &Call) -> Option<Duration> {
+    match c.fault {
+        Some(Fault::RetryAfter(s)) => Some(Duration::from_secs(s)),
+        _ => None,
+    }
+}
+
+/// Checks the fake's arrivals against Telegram's rules: after a 429 nothing reaches that chat
+/// before its retry_after has passed; at least 1 s between two calls to one chat; at most 20
+/// calls to a group in any minute; at most 30 calls in any second overall.
+fn assert_within_telegram_rules(calls: &[Call]) {
+    let mut chats: std::collections::BTreeMap<i64, Vec<&Call>> = Default::default();
+    for c in calls {
+        chats.entry(chat_of(c)).or_default().push(c);
+    }
+    let second = Duration::from_secs(1);
+    let minute = Duration::from_secs(60);
+    for (chat, list) in &chats {
+        for (i, c) in list.iter().enumerate() {
+            if let Some(wait) = retry_after_of(c) {
+                for later in &list[i + 1..] {
+                    let after = later.at.duration_since(c.at);
+                    assert!(
+                        after + SLACK >= wait,
+                        "chat {chat}: '{}' arrived {after:?} after a 429 asking for {wait:?}",
+                        text_of(later)
+                    );
+                }
+            }
+        }
+        for w in list.windows(2) {
+            let gap = w[1].at.duration_since(w[0].at);
+            assert!(
+                gap + SLACK >= second,
+                "chat {chat}: two calls {gap:?} apart ('{}', '{}')",
+                text_of(w[0]),
+                text_of(w[1])
+            );
+        }
+        if *chat < 0 {
+            for (i, c) in list.iter().enumerate() {
+                let in_minute = list[i..]
+                    .iter()
+                    .take_while(|u| u.at.duration_since(c.at) + SLACK < minute)
+                    .count();
+                assert!(
+                    in_minute <= 20,
+                    "group {chat}: {in_minute} calls in a minute"
+                );
+            }
+        }
+    }
+    let times: Vec<Instant> = calls.iter().map(|c| c.at).collect();
+    for w in times.windows(31) {
+        let span = w[30].duration_since(w[0]);
+        assert!(span + SLACK >= second, "31 calls within {span:?}");
+    }
+}
+
+async fn a_retry_after_hold_survives_a_restart(db: &TestDb) {
+    const CHAT: i64 = 5_904;
+    const N: u64 = 3;
+    let fake = FakeTelegram::start().await;
+    fake.fail_next("sendMessage", Fault::RetryAfter(N));
+    let first = Node::start(db, &fake, senders_lease()).await;
+    let id = first
+        .state
+        .gaia
+        .enqueue(&[alert(CHAT, "before")])
+        .await
+        .unwrap()[0];
+    let calls = fake
+        .wait_for_calls("sendMessage", 1, Duration::from_secs(10))
+        .await;
+    let t429 = calls[0].at;
+    // The 429 is recorded, then the process goes away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = first
+            .state
+            .gaia
+            .store()
+            .outbox_get(id)
+            .await
+            .unwrap()
+            .unwrap();
+        if m.last_error.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the 429 was never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.stop().await;
+
+    // A new process: a message to the held chat is not sent before retry_after has passed.
+    let second = Node::start(db, &fake, senders_lease()).await;
+    let gaia = second.state.gaia.clone();
+    gaia.enqueue(&[alert(CHAT, "after restart")]).await.unwrap();
+    wait_all_sent(&gaia, 2, Duration::from_secs(20)).await;
+    let calls = fake.calls_to("sendMessage");
+    assert_eq!(calls.len(), 3, "the 429 and two deliveries: {calls:?}");
+    for c in &calls[1..] {
+        let after = c.at.duration_since(t429);
+        assert!(
+            after + SLACK >= Duration::from_secs(N),
+            "'{}' reached the chat {after:?} after the 429",
+            text_of(c)
+        );
+    }
+    second.stop().await;
+}
+
+fn senders_lease() -> Duration {
+    gaia_server::senders::DEFAULT_LEASE
+}
+
+async fn two_senders_share_the_limits_and_send_once(db: &TestDb) {
+    const GROUP: i64 = -100_905;
+    let fake = FakeTelegram::start().await;
+    // A 429 or a slow answer (well inside the HTTP timeout) on about one call in six.
+    fake.fail_randomly(
+        "sendMessage",
+        0.16,
+        vec![
+            Fault::RetryAfter(2),
+            Fault::Timeout(Duration::from_millis(1500)),
+        ],
+    );
+    // A lease far shorter than a batch takes under pacing and slow answers.
+    let lease = Duration::from_secs(2);
+    let a = Node::start(db, &fake, lease).await;
+    let b = Node::start(db, &fake, lease).await;
+
+    // 22 to one group (the 21st must wait for the first to be a minute old), 5 each to three
+    // private chats, and one each to 45 more chats (more than 30 a second if unpaced).
+    let mut batch: Vec<NewMessage> = (0..22)
+        .map(|i| alert(GROUP, &format!("group {i}")))
+        .collect();
+    for chat in [6_001, 6_002, 6_003] {
+        batch.extend((0..5).map(|i| alert(chat, &format!("chat {chat} #{i}"))));
+    }
+    batch.extend((0..45).map(|i| alert(7_100 + i, &format!("spread {i}"))));
+    let total = batch.len();
+    a.state.gaia.enqueue(&batch).await.unwrap();
+    let all = wait_all_sent(&a.state.gaia, total, Duration::from_secs(240)).await;
+    assert!(all.iter().all(|m| m.status == OutboxStatus::Sent));
+
+    // Each message reached Telegram exactly once.
+    let sent = fake.sent_messages();
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for m in &sent {
+        *counts.entry(m.text.as_str()).or_default() += 1;
+    }
+    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "sent more than once: {dups:?}");
+    assert_eq!(counts.len(), total);
+
+    let calls = fake.calls_to("sendMessage");
+    assert_within_telegram_rules(&calls);
+    let group_calls = calls.iter().filter(|c| chat_of(c) == GROUP).count();
+    assert!(group_calls >= 22, "{group_calls}");
+    a.stop().await;
+    b.stop().await;
 }

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim principal",
         include_str!("../migrations/0006_claim_principal.sql"),
     ),
+    (
+        7,
+        "outbox pacing",
+        include_str!("../migrations/0007_outbox_pacing.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

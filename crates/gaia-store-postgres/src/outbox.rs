@@ -1,4 +1,7 @@
-//! The notification outbox on PostgreSQL.
+//! The notification outbox on PostgreSQL. A slot reservation locks the message row, then
+//! (for paced channels) the `*` pacing row, which serializes paced reservations across nodes
+//! so the overall limit is judged one at a time, then the chat's row; recording locks the
+//! message row, then the chat's row: one order, so no deadlock.
 
 use std::time::Duration;
 
@@ -6,7 +9,9 @@ use async_trait::async_trait;
 use gaia_core::StoreError;
 use gaia_core::event::{Event, NewEvent};
 use gaia_core::outbox::{
-    Attempt, Message, NewMessage, RetryPolicy, Status, after_attempt, requeue,
+    Attempt, Channel, GLOBAL_WINDOW, GROUP_WINDOW, Leased, Message, NewMessage, PaceState, Pacing,
+    RetryPolicy, Slot, SlotRequest, Status, after_attempt, is_group_chat, pacing_key, requeue,
+    slot_for,
 };
 use gaia_core::store::{OutboxCounts, OutboxStore};
 use gaia_core::time::{from_micros, to_micros};
@@ -71,6 +76,130 @@ async fn write(conn: &mut PgConnection, m: &Message) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A stored time, 0 meaning none.
+fn stored_time(us: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    (us > 0).then(|| from_micros(us))
+}
+
+/// The key of the row every paced reservation locks first.
+const GLOBAL_KEY: &str = "*";
+
+/// Creates the chat's pacing row when missing and locks it.
+async fn lock_chat(conn: &mut PgConnection, key: &str) -> Result<PgRow, StoreError> {
+    sqlx::query("INSERT INTO outbox_pacing (chat) VALUES ($1) ON CONFLICT (chat) DO NOTHING")
+        .bind(key)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    sqlx::query(
+        "SELECT held_until_us, last_sent_us, sending_id, sending_token, sending_until_us
+         FROM outbox_pacing WHERE chat = $1 FOR UPDATE",
+    )
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err)
+}
+
+/// The `n`-th most recent paced send after `after_us`, to `chat` or (without one) overall.
+async fn nth_send(
+    conn: &mut PgConnection,
+    chat: Option<&str>,
+    n: u32,
+    after_us: i64,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    let at: Option<i64> = sqlx::query_scalar(
+        "SELECT at_us FROM outbox_sends WHERE ($1::TEXT IS NULL OR chat = $1) AND at_us > $2
+         ORDER BY at_us DESC LIMIT 1 OFFSET $3",
+    )
+    .bind(chat)
+    .bind(after_us)
+    .bind(i64::from(n.max(1) - 1))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(at.map(from_micros))
+}
+
+/// What the store knows about the chat whose locked row is `row`, at `now_us`.
+async fn pace_state(
+    conn: &mut PgConnection,
+    row: &PgRow,
+    key: &str,
+    group: bool,
+    pacing: Option<&Pacing>,
+    now_us: i64,
+) -> Result<PaceState, StoreError> {
+    let mut st = PaceState {
+        held_until: stored_time(row.get("held_until_us")),
+        last_sent: stored_time(row.get("last_sent_us")),
+        busy_until: stored_time(row.get("sending_until_us")),
+        ..PaceState::default()
+    };
+    if let Some(p) = pacing {
+        if let (true, Some(n)) = (group, p.group_per_minute) {
+            let after = now_us.saturating_sub(micros(GROUP_WINDOW));
+            st.group_nth = nth_send(conn, Some(key), n, after).await?;
+        }
+        if let Some(n) = p.global_per_second {
+            let after = now_us.saturating_sub(micros(GLOBAL_WINDOW));
+            st.global_nth = nth_send(conn, None, n, after).await?;
+        }
+    }
+    Ok(st)
+}
+
+/// After an attempt on `m` (made under `token`, when known): the chat's send in flight, if it
+/// is this one, is over, and the chat's pacing counts from now, after the answer, so arrivals
+/// keep the interval whatever the latency; a `retry_after` holds the chat.
+async fn finish_send(
+    conn: &mut PgConnection,
+    m: &Message,
+    token: Option<i64>,
+    attempt: &Attempt,
+    now_us: i64,
+) -> Result<(), StoreError> {
+    let key = pacing_key(m.channel, &m.target);
+    let r = lock_chat(conn, &key).await?;
+    let id: Option<i64> = r.get("sending_id");
+    let tok: Option<i64> = r.get("sending_token");
+    if id == Some(m.id) && token.is_none_or(|t| tok == Some(t)) {
+        let reserved: i64 = r.get("last_sent_us");
+        sqlx::query("UPDATE outbox_sends SET at_us = $1 WHERE chat = $2 AND at_us = $3")
+            .bind(now_us)
+            .bind(&key)
+            .bind(reserved)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE outbox_pacing SET last_sent_us = GREATEST(last_sent_us, $1), sending_id = NULL,
+                sending_token = NULL, sending_until_us = 0
+             WHERE chat = $2",
+        )
+        .bind(now_us)
+        .bind(&key)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    }
+    if let Attempt::RetryAfter(wait) = attempt {
+        sqlx::query(
+            "UPDATE outbox_pacing SET held_until_us = GREATEST(held_until_us, $1) WHERE chat = $2",
+        )
+        .bind(now_us.saturating_add(micros(*wait)))
+        .bind(&key)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
 /// Inserts messages inside the caller's transaction; duplicates become events.
 pub(crate) async fn enqueue_in(
     conn: &mut PgConnection,
@@ -125,12 +254,12 @@ impl OutboxStore for PgStore {
         Ok((ids, committed))
     }
 
-    async fn outbox_lease(&self, limit: u32, lease: Duration) -> Result<Vec<Message>, StoreError> {
+    async fn outbox_lease(&self, limit: u32, lease: Duration) -> Result<Vec<Leased>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let now = to_micros(self.now_in(&mut tx).await?);
-        let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let until = now.saturating_add(micros(lease));
         let rows = sqlx::query(
-            "UPDATE outbox SET leased_until_us = $1
+            "UPDATE outbox SET leased_until_us = $1, lease_token = lease_token + 1
              WHERE id IN (SELECT id FROM outbox
                           WHERE status = 'pending' AND next_attempt_at_us <= $2 AND leased_until_us <= $2
                           ORDER BY next_attempt_at_us, id LIMIT $3
@@ -146,10 +275,118 @@ impl OutboxStore for PgStore {
         tx.commit().await.map_err(map_err)?;
         let mut list = rows
             .iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        list.sort_by_key(|m| (m.next_attempt_at, m.id));
+            .map(|r| {
+                Ok(Leased {
+                    message: message_from_row(r)?,
+                    token: r.get("lease_token"),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        list.sort_by_key(|l| (l.message.next_attempt_at, l.message.id));
         Ok(list)
+    }
+
+    async fn outbox_reserve(&self, req: &SlotRequest) -> Result<Slot, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let Some(row) = sqlx::query(
+            "SELECT channel, target FROM outbox
+             WHERE id = $1 AND status = 'pending' AND lease_token = $2 FOR UPDATE",
+        )
+        .bind(req.id)
+        .bind(req.token)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(Slot::LostLease);
+        };
+        let channel: Channel = row
+            .get::<String, _>("channel")
+            .parse()
+            .map_err(|_| StoreError::Corrupt("outbox channel".into()))?;
+        let target: String = row.get("target");
+        let key = pacing_key(channel, &target);
+        let group = is_group_chat(channel, &target);
+        if req.pacing.is_some() {
+            lock_chat(&mut tx, GLOBAL_KEY).await?;
+        }
+        let chat = lock_chat(&mut tx, &key).await?;
+        // The time is read with every lock held, so it orders after every send it judges.
+        let now = self.now_in(&mut tx).await?;
+        let now_us = to_micros(now);
+        let state = pace_state(&mut tx, &chat, &key, group, req.pacing.as_ref(), now_us).await?;
+        let slot = slot_for(&state, req, now);
+        let lease_until = now_us.saturating_add(micros(req.lease));
+        match slot {
+            Slot::Go => {
+                sqlx::query(
+                    "UPDATE outbox_pacing SET last_sent_us = $1, sending_id = $2,
+                        sending_token = $3, sending_until_us = $4
+                     WHERE chat = $5",
+                )
+                .bind(now_us)
+                .bind(req.id)
+                .bind(req.token)
+                .bind(lease_until)
+                .bind(&key)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if req.pacing.is_some() {
+                    sqlx::query("INSERT INTO outbox_sends (chat, at_us) VALUES ($1, $2)")
+                        .bind(&key)
+                        .bind(now_us)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    sqlx::query("DELETE FROM outbox_sends WHERE at_us <= $1")
+                        .bind(now_us.saturating_sub(micros(GROUP_WINDOW)))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                sqlx::query("UPDATE outbox SET leased_until_us = $1 WHERE id = $2")
+                    .bind(lease_until)
+                    .bind(req.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            Slot::Wait(_) | Slot::LostLease => {
+                sqlx::query(
+                    "UPDATE outbox SET leased_until_us = GREATEST(leased_until_us, $1) WHERE id = $2",
+                )
+                .bind(lease_until)
+                .bind(req.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            Slot::Deferred(wait) => {
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at_us = $1, leased_until_us = 0 WHERE id = $2",
+                )
+                .bind(now_us.saturating_add(micros(wait)))
+                .bind(req.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(slot)
+    }
+
+    async fn outbox_record_leased(
+        &self,
+        id: i64,
+        token: i64,
+        attempt: &Attempt,
+        policy: &RetryPolicy,
+        unit: f64,
+    ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
+        self.record(id, Some(token), attempt, policy, unit).await
     }
 
     async fn outbox_record(
@@ -159,41 +396,7 @@ impl OutboxStore for PgStore {
         policy: &RetryPolicy,
         unit: f64,
     ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let now = self.now_in(&mut tx).await?;
-        let Some(row) = sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-        else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(None);
-        };
-        let current = message_from_row(&row)?;
-        if current.status != Status::Pending {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(Some((current, vec![])));
-        }
-        let o = after_attempt(&current, attempt, policy, now, unit);
-        write(&mut tx, &o.message).await?;
-        let event = NewEvent::new(o.event, "gaia", format!("outbox/{id}"), o.data.clone());
-        let audit: Vec<_> = (o.event == "notify.dead")
-            .then(|| {
-                gaia_core::audit::NewAudit::new(
-                    "gaia",
-                    "notify.dead",
-                    format!("outbox/{id}"),
-                    "dead",
-                    o.data,
-                )
-            })
-            .into_iter()
-            .collect();
-        let committed = append_log(&mut tx, &[event], &audit, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        self.announce(&committed);
-        Ok(Some((o.message, committed)))
+        self.record(id, None, attempt, policy, unit).await
     }
 
     async fn outbox_get(&self, id: i64) -> Result<Option<Message>, StoreError> {
@@ -321,5 +524,65 @@ impl OutboxStore for PgStore {
             }
         }
         Ok(c)
+    }
+}
+
+impl PgStore {
+    /// Records an attempt; with `token`, only while the message is leased under it (`None`
+    /// when not), else whatever its lease (`None` when there is no such message).
+    async fn record(
+        &self,
+        id: i64,
+        token: Option<i64>,
+        attempt: &Attempt,
+        policy: &RetryPolicy,
+        unit: f64,
+    ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let now = self.now_in(&mut tx).await?;
+        let Some(row) = sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+        else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(None);
+        };
+        let current = message_from_row(&row)?;
+        let now_us = to_micros(now);
+        if token.is_some_and(|t| row.get::<i64, _>("lease_token") != t)
+            || (token.is_some() && current.status != Status::Pending)
+        {
+            // Not this sender's any more: nothing to record, but its send is over and
+            // Telegram's hold stands.
+            finish_send(&mut tx, &current, token, attempt, now_us).await?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(None);
+        }
+        if current.status != Status::Pending {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(Some((current, vec![])));
+        }
+        finish_send(&mut tx, &current, token, attempt, now_us).await?;
+        let o = after_attempt(&current, attempt, policy, now, unit);
+        write(&mut tx, &o.message).await?;
+        let event = NewEvent::new(o.event, "gaia", format!("outbox/{id}"), o.data.clone());
+        let audit: Vec<_> = (o.event == "notify.dead")
+            .then(|| {
+                gaia_core::audit::NewAudit::new(
+                    "gaia",
+                    "notify.dead",
+                    format!("outbox/{id}"),
+                    "dead",
+                    o.data,
+                )
+            })
+            .into_iter()
+            .collect();
+        let committed = append_log(&mut tx, &[event], &audit, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        self.announce(&committed);
+        Ok(Some((o.message, committed)))
     }
 }

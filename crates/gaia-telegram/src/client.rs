@@ -105,6 +105,11 @@ impl BotClient {
         self
     }
 
+    /// The HTTP timeout of every call but `getUpdates`: the longest one send can take.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Sets what is added to a `getUpdates` long-poll timeout to get its HTTP timeout.
     pub fn with_poll_margin(mut self, margin: Duration) -> Self {
         self.poll_margin = margin;

@@ -66,6 +66,9 @@ pub struct Call {
     pub body: Value,
     /// When the request arrived (before any fault delay), to check pacing and rate limits.
     pub at: Instant,
+    /// The fault injected into this call, if any (queued or random): tells a test which calls
+    /// were answered with a 429 and how long they asked to wait.
+    pub fault: Option<Fault>,
 }
 
 /// A message the bot sent with `sendMessage`.
@@ -501,8 +504,9 @@ async fn handle_inner(sh: &Arc<Shared>, bot: &str, method: &str, body: &[u8]) ->
             token: token.to_owned(),
             body: body.clone(),
             at: Instant::now(),
+            fault: None,
         });
-        if token != sh.token {
+        let fault = if token != sh.token {
             None
         } else {
             st.faults
@@ -513,7 +517,11 @@ async fn handle_inner(sh: &Arc<Shared>, bot: &str, method: &str, body: &[u8]) ->
                     (rand::random::<f64>() < *p)
                         .then(|| faults[rand::random_range(0..faults.len())].clone())
                 })
+        };
+        if let Some(call) = st.calls.last_mut() {
+            call.fault.clone_from(&fault);
         }
+        fault
     };
     sh.activity.notify_waiters();
     if token != sh.token {

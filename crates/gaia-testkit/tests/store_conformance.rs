@@ -12,7 +12,7 @@ use gaia_core::claims::{Outcome, Request};
 use gaia_core::event::EventFilter;
 use gaia_core::names::ClaimKey;
 use gaia_core::store::{Change, StoreOptions};
-use gaia_core::time::ManualClock;
+use gaia_core::time::{Clock, ManualClock};
 use gaia_core::{Gaia, StoreError, audit::NewAudit, event::NewEvent};
 use gaia_testkit::{TestDb, backend_tests};
 use serde_json::json;
@@ -32,6 +32,8 @@ backend_tests!(
     racing_decisions_have_one_winner,
     outbox_dedupes_leases_retries_and_requeues,
     approval_messages_commit_with_the_request,
+    outbox_leases_are_fenced,
+    outbox_pacing_is_shared_by_senders_and_survives_reopening,
 );
 
 fn opts_with(clock: &ManualClock) -> StoreOptions {
@@ -625,7 +627,7 @@ async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
         .unwrap()
         .iter()
         .chain(b.unwrap().iter())
-        .map(|m| m.id)
+        .map(|l| l.message.id)
         .collect();
     leased.sort_unstable();
     assert_eq!(leased, ids);
@@ -679,7 +681,10 @@ async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
         .outbox_lease(10, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), [second]);
+    assert_eq!(
+        due.iter().map(|l| l.message.id).collect::<Vec<_>>(),
+        [second]
+    );
     for want in [Status::Pending, Status::Dead] {
         let (m, _) = store
             .outbox_record(second, &Attempt::Retryable("502".into()), &policy, 0.5)
@@ -730,7 +735,10 @@ async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
         .outbox_lease(10, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(again.iter().map(|m| m.id).collect::<Vec<_>>(), [third]);
+    assert_eq!(
+        again.iter().map(|l| l.message.id).collect::<Vec<_>>(),
+        [third]
+    );
     let gaia = Gaia::new(store);
     assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
     let audit = gaia.audit_tail(10).await.unwrap();
@@ -819,4 +827,292 @@ async fn approval_messages_commit_with_the_request(db: &TestDb) {
             .contains("denied by alice")
     );
     assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
+}
+
+fn telegram_alert(chat: i64, text: &str) -> gaia_core::outbox::NewMessage {
+    gaia_core::outbox::NewMessage {
+        channel: gaia_core::outbox::Channel::Telegram,
+        target: chat.to_string(),
+        kind: "alert".into(),
+        payload: json!({ "text": text }),
+        dedupe_key: None,
+    }
+}
+
+fn slot_req(l: &gaia_core::outbox::Leased) -> gaia_core::outbox::SlotRequest {
+    gaia_core::outbox::SlotRequest {
+        id: l.message.id,
+        token: l.token,
+        pacing: Some(gaia_core::outbox::Pacing::TELEGRAM),
+        lease: Duration::from_secs(30),
+        max_wait: Duration::from_secs(2),
+    }
+}
+
+/// Leases every due message (from `store`) and returns the one with `id`.
+async fn lease_id(store: &Arc<dyn gaia_core::store::Store>, id: i64) -> gaia_core::outbox::Leased {
+    store
+        .outbox_lease(1000, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.message.id == id)
+        .unwrap_or_else(|| panic!("message {id} is not due"))
+}
+
+/// A sender whose lease was taken over neither gets a slot nor records its attempt; the
+/// sender holding the newer token does; an expired lease nobody took over is still its
+/// holder's.
+async fn outbox_leases_are_fenced(db: &TestDb) {
+    use gaia_core::outbox::{Attempt, RetryPolicy, Slot, Status};
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap());
+    let a = db.open(&opts_with(&clock)).await;
+    let b = db.open(&opts_with(&clock)).await;
+    let policy = RetryPolicy::DEFAULT;
+    let sent = || Attempt::Sent {
+        result: json!({"message_id": 1}),
+    };
+    let one = a
+        .outbox_enqueue(&[telegram_alert(10, "one")])
+        .await
+        .unwrap()
+        .0[0];
+
+    // Node A leases, its send slot renews the lease for 30 s; the lease ends before A records.
+    let la = lease_id(&a, one).await;
+    assert_eq!(a.outbox_reserve(&slot_req(&la)).await.unwrap(), Slot::Go);
+    assert!(
+        b.outbox_lease(10, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.message.id != one),
+        "a renewed lease is not taken over"
+    );
+    clock.advance(Duration::from_secs(31));
+    let lb = lease_id(&b, one).await;
+    assert!(lb.token > la.token, "each lease a larger token");
+    // A's late slot and record are refused; A's 429 still holds the chat.
+    assert_eq!(
+        a.outbox_reserve(&slot_req(&la)).await.unwrap(),
+        Slot::LostLease
+    );
+    assert_eq!(
+        a.outbox_record_leased(one, la.token, &sent(), &policy, 0.5)
+            .await
+            .unwrap(),
+        None
+    );
+    let m = a.outbox_get(one).await.unwrap().unwrap();
+    assert_eq!((m.status, m.attempts), (Status::Pending, 0), "not recorded");
+    // B holds the newer token: it sends and records once (a second after A's send, which
+    // did go out).
+    assert_eq!(
+        b.outbox_reserve(&slot_req(&lb)).await.unwrap(),
+        Slot::Wait(Duration::from_secs(1))
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(b.outbox_reserve(&slot_req(&lb)).await.unwrap(), Slot::Go);
+    let (m, ev) = b
+        .outbox_record_leased(one, lb.token, &sent(), &policy, 0.5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (m.status, ev[0].kind.as_str()),
+        (Status::Sent, "notify.sent")
+    );
+    assert_eq!(
+        b.outbox_record_leased(one, lb.token, &sent(), &policy, 0.5)
+            .await
+            .unwrap(),
+        None,
+        "recorded once"
+    );
+    let sent_events = a
+        .events_after(
+            0,
+            &EventFilter {
+                type_prefix: Some("notify.sent".into()),
+                subject: None,
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent_events.len(), 1);
+
+    // A lease that ran out with nobody taking over is still its holder's: it gets a slot.
+    let two = a
+        .outbox_enqueue(&[telegram_alert(11, "two")])
+        .await
+        .unwrap()
+        .0[0];
+    let l2 = lease_id(&a, two).await;
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(a.outbox_reserve(&slot_req(&l2)).await.unwrap(), Slot::Go);
+    clock.advance(Duration::from_secs(60));
+    // A 429 recorded after the lease was lost still holds the chat.
+    let l2b = lease_id(&b, two).await;
+    assert_eq!(
+        a.outbox_record_leased(
+            two,
+            l2.token,
+            &Attempt::RetryAfter(Duration::from_secs(20)),
+            &policy,
+            0.5
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    assert_eq!(
+        b.outbox_reserve(&slot_req(&l2b)).await.unwrap(),
+        Slot::Deferred(Duration::from_secs(20))
+    );
+    // Deferred: back in the queue, due when the hold ends, no attempt used.
+    let m = b.outbox_get(two).await.unwrap().unwrap();
+    assert_eq!(m.attempts, 0);
+    assert_eq!(
+        m.next_attempt_at,
+        clock.now() + chrono::Duration::seconds(20)
+    );
+    assert!(
+        b.outbox_lease(10, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    clock.advance(Duration::from_secs(20));
+    let l2c = lease_id(&b, two).await;
+    assert_eq!(b.outbox_reserve(&slot_req(&l2c)).await.unwrap(), Slot::Go);
+    let (m, _) = b
+        .outbox_record_leased(two, l2c.token, &sent(), &policy, 0.5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.status, m.attempts), (Status::Sent, 1));
+}
+
+/// The per-chat interval, a chat busy with a send in flight, the group minute, the overall
+/// second and a `retry_after` hold are judged from the store: the same for two store handles
+/// (two nodes), and still there after reopening (a restart).
+async fn outbox_pacing_is_shared_by_senders_and_survives_reopening(db: &TestDb) {
+    use gaia_core::outbox::{Attempt, RetryPolicy, Slot};
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap());
+    let a = db.open(&opts_with(&clock)).await;
+    let b = db.open(&opts_with(&clock)).await;
+    let policy = RetryPolicy::DEFAULT;
+    let sent = || Attempt::Sent {
+        result: json!({"message_id": 1}),
+    };
+    let enqueue = |store: Arc<dyn gaia_core::store::Store>, chat: i64, text: String| async move {
+        store
+            .outbox_enqueue(&[telegram_alert(chat, &text)])
+            .await
+            .unwrap()
+            .0[0]
+    };
+
+    // One chat, two nodes: B waits a second after A's send was recorded.
+    let p1 = enqueue(a.clone(), 42, "p1".into()).await;
+    let l1 = lease_id(&a, p1).await;
+    let p2 = enqueue(a.clone(), 42, "p2".into()).await;
+    let l2 = lease_id(&b, p2).await;
+    assert_eq!(a.outbox_reserve(&slot_req(&l1)).await.unwrap(), Slot::Go);
+    // While A's send is in flight the chat is busy for B, even past the interval.
+    clock.advance(Duration::from_millis(1500));
+    assert_eq!(
+        b.outbox_reserve(&slot_req(&l2)).await.unwrap(),
+        Slot::Deferred(Duration::from_secs(2))
+    );
+    a.outbox_record_leased(p1, l1.token, &sent(), &policy, 0.5)
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance(Duration::from_secs(2));
+    let l2 = lease_id(&b, p2).await;
+    assert_eq!(b.outbox_reserve(&slot_req(&l2)).await.unwrap(), Slot::Go);
+    // A 429 on it holds the chat for its retry_after, for a store opened afterwards too.
+    b.outbox_record_leased(
+        p2,
+        l2.token,
+        &Attempt::RetryAfter(Duration::from_secs(20)),
+        &policy,
+        0.5,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    a.close().await;
+    let c = db.open(&opts_with(&clock)).await;
+    let p3 = enqueue(c.clone(), 42, "p3".into()).await;
+    clock.advance(Duration::from_secs(5));
+    let l3 = lease_id(&c, p3).await;
+    assert_eq!(
+        c.outbox_reserve(&slot_req(&l3)).await.unwrap(),
+        Slot::Deferred(Duration::from_secs(15))
+    );
+    // Right after the record, the next send to the chat waits the interval.
+    let q1 = enqueue(c.clone(), 43, "q1".into()).await;
+    let lq1 = lease_id(&c, q1).await;
+    let q2 = enqueue(c.clone(), 43, "q2".into()).await;
+    let lq2 = lease_id(&b, q2).await;
+    assert_eq!(c.outbox_reserve(&slot_req(&lq1)).await.unwrap(), Slot::Go);
+    c.outbox_record_leased(q1, lq1.token, &sent(), &policy, 0.5)
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance(Duration::from_millis(400));
+    assert_eq!(
+        b.outbox_reserve(&slot_req(&lq2)).await.unwrap(),
+        Slot::Wait(Duration::from_millis(600))
+    );
+
+    // A group: 20 sends a minute, alternating nodes; the 21st waits for the first to be a
+    // minute old.
+    const GROUP: i64 = -100_500;
+    clock.advance(Duration::from_secs(30));
+    let first = clock.now();
+    for i in 0..21 {
+        let store = if i % 2 == 0 { &b } else { &c };
+        let id = enqueue(store.clone(), GROUP, format!("g{i}")).await;
+        let l = lease_id(store, id).await;
+        let slot = store.outbox_reserve(&slot_req(&l)).await.unwrap();
+        if i < 20 {
+            assert_eq!(slot, Slot::Go, "send {i}");
+            store
+                .outbox_record_leased(id, l.token, &sent(), &policy, 0.5)
+                .await
+                .unwrap()
+                .unwrap();
+            clock.advance(Duration::from_secs(1));
+        } else {
+            let waited = (first + chrono::Duration::seconds(60) - clock.now())
+                .to_std()
+                .unwrap();
+            assert_eq!(slot, Slot::Deferred(waited), "send {i}");
+            assert_eq!(waited, Duration::from_secs(40));
+        }
+    }
+
+    // 30 sends overall in a second, from both nodes; the 31st waits for the second to pass.
+    clock.advance(Duration::from_secs(120));
+    for i in 0..31 {
+        let store = if i % 2 == 0 { &b } else { &c };
+        let id = enqueue(store.clone(), 9_000 + i, format!("s{i}")).await;
+        let l = lease_id(store, id).await;
+        let slot = store.outbox_reserve(&slot_req(&l)).await.unwrap();
+        if i < 30 {
+            assert_eq!(slot, Slot::Go, "send {i}");
+            store
+                .outbox_record_leased(id, l.token, &sent(), &policy, 0.5)
+                .await
+                .unwrap()
+                .unwrap();
+            clock.advance(Duration::from_millis(10));
+        } else {
+            assert_eq!(slot, Slot::Wait(Duration::from_millis(700)), "send {i}");
+        }
+    }
 }
