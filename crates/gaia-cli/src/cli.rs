@@ -363,9 +363,10 @@ pub enum CmdCommand {
         id: String,
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
-        /// Who decides. Also $GAIA_OPERATOR.
-        #[arg(long = "as", env = "GAIA_OPERATOR", value_name = "NAME")]
-        decider: String,
+        /// Who decides (default $GAIA_OPERATOR). In remote mode the token's name decides: a
+        /// different NAME is refused.
+        #[arg(long = "as", value_name = "NAME")]
+        decider: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -374,23 +375,26 @@ pub enum CmdCommand {
         id: String,
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
-        #[arg(long = "as", env = "GAIA_OPERATOR", value_name = "NAME")]
-        decider: String,
+        /// Who decides (default $GAIA_OPERATOR); in remote mode, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
+        decider: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Let a test request proceed to a decision.
     AllowTest {
         id: String,
-        #[arg(long = "as", env = "GAIA_OPERATOR", value_name = "NAME")]
-        decider: String,
+        /// Who decides (default $GAIA_OPERATOR); in remote mode, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
+        decider: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Withdraw a pending request.
     Cancel {
         id: String,
-        /// Who cancels (default $GAIA_AGENT, else $GAIA_OPERATOR).
+        /// Who cancels (default $GAIA_AGENT, else $GAIA_OPERATOR); in remote mode, the token's
+        /// name.
         #[arg(long = "as", value_name = "NAME")]
         actor: Option<String>,
         #[arg(long)]
@@ -406,7 +410,8 @@ pub enum CmdCommand {
         /// Kill the command's whole process group after this long (default 10m).
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
-        #[arg(long = "as", env = "GAIA_OPERATOR", value_name = "NAME")]
+        /// Who executes (default $GAIA_OPERATOR, else cli); in remote mode, the token's name.
+        #[arg(long = "as", value_name = "NAME")]
         executor: Option<String>,
         #[arg(long)]
         json: bool,

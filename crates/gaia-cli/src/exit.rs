@@ -13,6 +13,9 @@ pub const BAD_INPUT: u8 = 2;
 pub const CONFLICT: u8 = 3;
 /// The store could not be locked in time; retry.
 pub const LOCK_TIMEOUT: u8 = 4;
+/// The server or the database could not be reached (refused, timed out, shut down); retry
+/// later. Not bad input: a retry wrapper can tell an outage from a mistake.
+pub const UNAVAILABLE: u8 = 5;
 /// A command request was denied.
 pub const DENIED: u8 = 10;
 /// A command request expired, or waiting for it timed out.
@@ -50,8 +53,8 @@ impl From<StoreError> for CliError {
         let code = match &e {
             StoreError::LockTimeout => LOCK_TIMEOUT,
             StoreError::Conflict(_) => CONFLICT,
-            StoreError::Unavailable(_)
-            | StoreError::NotADatabase(_)
+            StoreError::Unavailable(_) => UNAVAILABLE,
+            StoreError::NotADatabase(_)
             | StoreError::SchemaTooNew { .. }
             | StoreError::BadUrl(_) => BAD_INPUT,
             StoreError::Corrupt(_) | StoreError::Backend(_) => FAILURE,

@@ -25,6 +25,9 @@ use serde_json::json;
 
 use crate::exit::{self, CliError};
 
+/// How long one ordinary call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A Gaia server and the token to call it with.
 #[derive(Clone)]
 pub struct Remote {
@@ -56,7 +59,6 @@ impl Remote {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| {
                 CliError::new(exit::FAILURE, format!("cannot build the HTTP client: {e}"))
@@ -75,10 +77,24 @@ impl Remote {
         query: &[(&str, String)],
         body: Option<serde_json::Value>,
     ) -> Result<T, CliError> {
+        self.call_within(method, path, query, body, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// [`Self::call`] with its own time limit (a long-poll needs longer than the default).
+    async fn call_within<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<T, CliError> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+            .timeout(timeout)
             .query(query);
         if let Some(b) = body {
             req = req.json(&b);
@@ -91,7 +107,8 @@ impl Remote {
             } else {
                 "request failed"
             };
-            CliError::bad_input(format!("server {} {why}", self.base))
+            // An outage, not the caller's mistake: its own exit code, so retries can tell.
+            CliError::new(exit::UNAVAILABLE, format!("server {} {why}", self.base))
         })?;
         let status = res.status();
         let bytes = res
@@ -113,6 +130,8 @@ impl Remote {
         let code = match status {
             StatusCode::CONFLICT | StatusCode::NOT_FOUND => exit::CONFLICT,
             StatusCode::SERVICE_UNAVAILABLE => exit::LOCK_TIMEOUT,
+            // A proxy in front of the server could not reach it.
+            StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => exit::UNAVAILABLE,
             s if s.is_client_error() => exit::BAD_INPUT,
             _ => exit::FAILURE,
         };
@@ -134,6 +153,7 @@ impl Remote {
                 agent,
                 fingerprint,
                 ttl,
+                ..
             } => (
                 "/api/v1/claims/refresh",
                 json!({
@@ -145,6 +165,7 @@ impl Remote {
                 key,
                 agent,
                 fingerprint,
+                ..
             } => (
                 "/api/v1/claims/release",
                 json!({
@@ -396,9 +417,17 @@ impl Remote {
     ) -> Result<CommandRecord, CliError> {
         let secs = timeout.as_secs().clamp(1, 60);
         let path = format!("/api/v1/commands/{}/wait", encode(id));
+        // The server answers after `secs` at the latest; the default limit would race it.
+        let within = Duration::from_secs(secs) + REQUEST_TIMEOUT;
         command_record(
-            self.call(Method::GET, &path, &[("timeout", format!("{secs}s"))], None)
-                .await?,
+            self.call_within(
+                Method::GET,
+                &path,
+                &[("timeout", format!("{secs}s"))],
+                None,
+                within,
+            )
+            .await?,
         )
     }
 
@@ -412,7 +441,10 @@ impl Remote {
             Ok(b) => Ok(Ok(command_record(b)?)),
             Err(e) if e.code == exit::CONFLICT && e.message.starts_with("refused: ") => {
                 let current = self.command(id).await?;
-                let reason = e.message.trim_start_matches("refused: ").to_owned();
+                // The API adds the status for HTTP clients; direct mode's reason has none.
+                let reason = e.message.trim_start_matches("refused: ");
+                let suffix = format!(" (status {})", current.status.as_str());
+                let reason = reason.strip_suffix(&suffix).unwrap_or(reason).to_owned();
                 Ok(Err(Refusal {
                     reason,
                     current: Box::new(current),
@@ -553,6 +585,7 @@ fn holder(h: HolderBody) -> Holder {
         agent: h.agent,
         operator: h.operator,
         fingerprint: h.fingerprint,
+        principal: h.principal,
     }
 }
 

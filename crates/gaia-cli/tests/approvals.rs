@@ -495,7 +495,8 @@ fn race(ctx: &Ctx, rounds: usize) {
         let runs: Vec<Vec<String>> = (0..6)
             .map(|i| {
                 let verb = if i % 2 == 0 { "approve" } else { "deny" };
-                strings(&["cmd", verb, &id, "--as", &format!("op{i}"), "--json"])
+                let name = format!("op{i}");
+                strings(&["cmd", verb, &id, "--as", decider(ctx, &name), "--json"])
             })
             .collect();
         let outs = together(ctx, &runs, &[]);
@@ -510,6 +511,8 @@ fn race(ctx: &Ctx, rounds: usize) {
         assert_eq!(outs[w].stderr, "", "{:?}", outs[w]);
         for (i, out) in outs.iter().enumerate().filter(|(i, _)| *i != w) {
             out.expect(3, &format!("refused: already {status} by {by}"));
+            // The same line in both modes: remote mode adds nothing the store does not say.
+            assert!(!out.stderr.contains("(status"), "loser {i}: {out:?}");
             // The refusal prints the request as it stands: the winner's decision.
             let v = out.json();
             assert_eq!(
@@ -570,7 +573,7 @@ async fn the_requester_never_decides(db: &TestDb) {
     let asked = agent.request("agent-t", &[], &["echo", "from", "agent"]);
     for verb in ["approve", "deny"] {
         agent.expect(
-            &["cmd", verb, &asked, "--as", "someone-else"],
+            &["cmd", verb, &asked, "--as", "agent-t"],
             &[],
             2,
             &format!("command.{verb} needs the operator role"),
@@ -602,14 +605,22 @@ async fn the_requester_never_decides(db: &TestDb) {
     // An operator token deciding a request made in its own name is the requester.
     let own = admin.request("op-self", &[], &["echo", "mine"]);
     operator.expect(
-        &["cmd", "approve", &own, "--as", "ignored"],
+        &["cmd", "approve", &own, "--as", "op-self"],
         &[],
         3,
         "refused: the requester cannot decide its own request",
     );
     assert_eq!(admin.show(&own)["status"], "pending");
-    // It may decide the agent's request; the name given with --as is not what counts.
-    let v = operator.json(&["cmd", "approve", &asked, "--as", "ignored"], &[]);
+    // Over the API the token's name decides: another name with --as is refused, not ignored.
+    operator.expect(
+        &["cmd", "approve", &asked, "--as", "someone-else"],
+        &[],
+        2,
+        "--as someone-else: in remote mode the token's name (op-self) acts",
+    );
+    assert_eq!(admin.show(&asked)["status"], "pending");
+    // It may decide the agent's request, with its own name or none.
+    let v = operator.json(&["cmd", "approve", &asked], &[]);
     assert_eq!(
         (&v["status"], &v["decided_by"], &v["decided_via"]),
         (&json!("approved"), &json!("op-self"), &json!("api"))
@@ -645,7 +656,16 @@ async fn a_killed_waiter_does_not_undo_the_decision(db: &TestDb) {
         // Let it settle into waiting (polling, or a long-poll held by the server).
         std::thread::sleep(Duration::from_millis(300));
         waiter.kill9();
-        let v = ctx.json(&["cmd", "approve", &id, "--as", "op-after-kill"], &[]);
+        let v = ctx.json(
+            &[
+                "cmd",
+                "approve",
+                &id,
+                "--as",
+                decider(&ctx, "op-after-kill"),
+            ],
+            &[],
+        );
         assert_eq!(v["status"], "approved");
         let shown = ctx.show(&id);
         assert_eq!(shown["status"], "approved", "{shown}");
@@ -682,7 +702,7 @@ fn waits(ctx: &Ctx) {
     let agent = format!("w-approve-{m}");
     let w = waiter(&agent, &["--timeout", "60s"]);
     let id = ctx.pending_of(&agent);
-    ctx.json(&["cmd", "approve", &id, "--as", "op"], &[]);
+    ctx.json(&["cmd", "approve", &id, "--as", decider(ctx, "op")], &[]);
     let out = w.finish();
     out.expect(0, "");
     assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
@@ -710,7 +730,7 @@ fn waits(ctx: &Ctx) {
         } else {
             "op"
         };
-        ctx.json(&["cmd", verb, &id, "--as", by], &[]);
+        ctx.json(&["cmd", verb, &id, "--as", decider(ctx, by)], &[]);
         let out = w.finish();
         assert_eq!(out.code, code, "{out:?}");
         assert_eq!(out.json()["status"], status, "{out:?}");
@@ -731,7 +751,7 @@ fn waits(ctx: &Ctx) {
         "{out:?}"
     );
     let id = v["id"].as_str().unwrap();
-    ctx.json(&["cmd", "deny", id, "--as", "op"], &[]);
+    ctx.json(&["cmd", "deny", id, "--as", decider(ctx, "op")], &[]);
     assert_eq!(ctx.kinds_of(id), ["approval.requested", "command.denied"]);
 
     // The request expires while waiting: exit 11, recorded as expired.
@@ -744,7 +764,7 @@ fn waits(ctx: &Ctx) {
     let id = v["id"].as_str().unwrap();
     assert_eq!(ctx.show(id)["status"], "expired");
     ctx.expect(
-        &["cmd", "approve", id, "--as", "op"],
+        &["cmd", "approve", id, "--as", decider(ctx, "op")],
         &[],
         3,
         "refused: already expired",
@@ -758,7 +778,7 @@ async fn concurrent_executions_run_once(db: &TestDb) {
         let agent = format!("exec-agent-{}", ctx.mode());
         // Appends one line, then stays "executing" for a moment so the others overlap it.
         let id = ctx.request(&agent, &[], &["sh", "-c", "echo ran >> ran.txt; sleep 0.3"]);
-        ctx.json(&["cmd", "approve", &id, "--as", "op"], &[]);
+        ctx.json(&["cmd", "approve", &id, "--as", decider(&ctx, "op")], &[]);
         let runs: Vec<Vec<String>> = (0..5)
             .map(|i| {
                 strings(&[
@@ -767,7 +787,7 @@ async fn concurrent_executions_run_once(db: &TestDb) {
                     &id,
                     "--execute",
                     "--as",
-                    &format!("exec{i}"),
+                    decider(&ctx, &format!("exec{i}")),
                     "--json",
                 ])
             })
@@ -926,7 +946,7 @@ async fn dry_runs_and_test_requests(db: &TestDb) {
     let server = Server::start(db, &[]);
     let remote = server.ctx();
     let id = remote.request("dry-remote", &[], &["touch", "remote-ran"]);
-    remote.json(&["cmd", "approve", &id, "--as", "op"], &[]);
+    remote.json(&["cmd", "approve", &id, "--as", "admin"], &[]);
     let v = remote.json(&["cmd", "execute", &id, "--execute"], &[EXEC]);
     assert_eq!(v["status"], "dryrun", "{v}");
     assert!(!remote.dir().join("remote-ran").exists());
@@ -987,9 +1007,19 @@ async fn argv_passes_through_literally(db: &TestDb) {
             "stored literally"
         );
         assert_eq!(shown["cwd"], ctx.dir().to_str().unwrap());
-        let v = ctx.json(&["cmd", "approve", &id, "--as", "op"], &[]);
+        let v = ctx.json(&["cmd", "approve", &id, "--as", decider(&ctx, "op")], &[]);
         assert_eq!(v["command"], json!({ "argv": argv }));
-        let v = ctx.json(&["cmd", "execute", &id, "--execute", "--as", "op"], &[EXEC]);
+        let v = ctx.json(
+            &[
+                "cmd",
+                "execute",
+                &id,
+                "--execute",
+                "--as",
+                decider(&ctx, "op"),
+            ],
+            &[EXEC],
+        );
         assert_eq!(v["status"], "executed", "{}", v["execution"]);
         let shown = ctx.show(&id);
         let e = &shown["execution"];
@@ -1116,7 +1146,7 @@ async fn run_approve_exits_with_the_command_code(db: &TestDb) {
         &[],
     );
     let id = admin.pending_of("runner-api");
-    admin.json(&["cmd", "approve", &id, "--as", "op"], &[]);
+    admin.json(&["cmd", "approve", &id, "--as", "admin"], &[]);
     let out = r.finish();
     assert_eq!(out.code, 7, "{out:?}");
     let shown = admin.show(&id);

@@ -5,7 +5,7 @@
 //!
 //! The claim contract, lock timeouts and bad input also run in remote mode: a real `gaia serve`
 //! child on the same kind of database, with `GAIA_URL`/`GAIA_TOKEN` set and no `--db`, must
-//! print the same output and exit with the same codes; a server that is not there is exit 2.
+//! print the same output and exit with the same codes; a server that is not there is exit 5.
 //!
 //! Store-touching tests run on SQLite and, when `GAIA_TEST_POSTGRES_URL` is set, PostgreSQL.
 //! Every child runs in a temporary directory with no `GAIA_*` or prototype variables inherited.
@@ -983,7 +983,8 @@ fn unusable_databases_are_bad_input() {
     assert_eq!(std::fs::read(dir.join("not-a-db")).unwrap(), garbage);
     assert_eq!(std::fs::read(dir.join("plain-file")).unwrap(), b"");
 
-    // A PostgreSQL server that does not answer: a prompt one-line error, password not shown.
+    // A PostgreSQL server that does not answer is an outage, not bad input: exit 5 (retry
+    // later), a prompt one-line error, password not shown.
     for url in [
         "postgres://gaia:hunter2-secret@127.0.0.1:1/gaia",
         "postgresql://gaia@127.0.0.1:1/gaia",
@@ -992,7 +993,7 @@ fn unusable_databases_are_bad_input() {
             &ctx,
             &["--db", url, "claim", "acquire", "s", "--agent", "a"],
             &[("GAIA_CONNECT_TIMEOUT", "3s")],
-            2,
+            5,
             &[],
             &["127.0.0.1:1"],
         );
@@ -1003,7 +1004,7 @@ fn unusable_databases_are_bad_input() {
             out.elapsed
         );
         // Without a connect timeout setting, the default still returns.
-        let out = check(&ctx, &["--db", url, "events", "export"], &[], 2, &[], &[]);
+        let out = check(&ctx, &["--db", url, "events", "export"], &[], 5, &[], &[]);
         assert!(
             out.elapsed < Duration::from_secs(20),
             "took {:?}",
@@ -1013,9 +1014,10 @@ fn unusable_databases_are_bad_input() {
     assert_eq!(listing(), before);
 }
 
-/// Remote mode without a usable server: exit 2 and one line, promptly, for every family.
+/// Remote mode without a reachable server: exit 5 (unavailable, not bad input) and one line,
+/// promptly, for every family; a URL or token that is missing or malformed is still exit 2.
 #[test]
-fn remote_mode_without_a_server_is_bad_input() {
+fn remote_mode_without_a_server_is_unavailable() {
     let ctx = Ctx::bare();
     let down = [("GAIA_URL", "http://127.0.0.1:1"), ("GAIA_TOKEN", "t")];
     for args in [
@@ -1029,7 +1031,7 @@ fn remote_mode_without_a_server_is_bad_input() {
         w("cmd approve k7m2qx --as alice"),
         w("token list"),
     ] {
-        let out = check(&ctx, &args, &down, 2, &[], &["127.0.0.1:1"]);
+        let out = check(&ctx, &args, &down, 5, &[], &["127.0.0.1:1"]);
         assert!(out.elapsed < Duration::from_secs(20), "{out:?}");
     }
     // A URL without a token, or not http(s), is refused before anything is sent.

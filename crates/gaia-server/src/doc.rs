@@ -154,6 +154,23 @@ impl PartialSchema for CommandStatus {
 
 impl ToSchema for CommandStatus {}
 
+/// The state of an outbox message.
+#[derive(Debug)]
+pub struct OutboxStatus;
+
+impl PartialSchema for OutboxStatus {
+    fn schema() -> RefOr<Schema> {
+        use gaia_core::outbox::Status;
+        let all = [Status::Pending, Status::Sent, Status::Dead].map(Status::as_str);
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(all))
+            .into()
+    }
+}
+
+impl ToSchema for OutboxStatus {}
+
 /// What to run, as a request gives it: see `gaia_core::commands::CommandSpec::validate`.
 #[derive(Debug)]
 pub struct NewCommandSpec;

@@ -5,6 +5,7 @@
 //! server when they are done.
 
 pub mod auth;
+pub mod conn;
 pub mod dashboard;
 pub mod doc;
 pub mod exec;
@@ -50,8 +51,18 @@ pub struct ServerOptions {
     pub default_ttl: Duration,
     /// Largest request body.
     pub body_limit: usize,
-    /// Longest a request (other than the stream) may take.
+    /// Longest a request (other than the stream and long-polls) may take.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers, counted from when the
+    /// connection opened or the request's first byte arrived; then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Longest a keep-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Most connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Connections accepted beyond `max_connections` for `/healthz` and `/readyz` only, so
+    /// that health checks still answer when the server is full.
+    pub connection_reserve: usize,
     /// Heartbeat comment interval on the stream.
     pub heartbeat: Duration,
     /// How often the hub polls the store for commits made elsewhere.
@@ -82,6 +93,10 @@ impl Default for ServerOptions {
             default_ttl: gaia_core::claims::DEFAULT_TTL,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            connection_reserve: 16,
             heartbeat: Duration::from_secs(15),
             poll_interval: Duration::from_millis(250),
             reap_interval: Duration::from_secs(1),
@@ -185,6 +200,7 @@ impl AppState {
         doc::Subject,
         doc::CommandId,
         doc::CommandStatus,
+        doc::OutboxStatus,
         doc::NewCommandSpec,
         doc::WaitTimeout
     )),
@@ -362,8 +378,8 @@ async fn log_request(req: Request, next: Next) -> Response {
     res
 }
 
-/// Serves until `shutdown` completes, then stops accepting, ends streams and drains workers
-/// within `opts.drain_timeout`.
+/// Serves until `shutdown` completes, then stops accepting, ends streams and drains open
+/// requests and workers within `opts.drain_timeout` each.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -372,24 +388,27 @@ pub async fn serve(
     let cancel = state.shutdown.clone();
     let workers = workers::spawn(&state);
     let app = router(state.clone());
+    let opts = &state.opts;
+    let limits = conn::Limits {
+        header_read_timeout: opts.header_read_timeout,
+        idle_timeout: opts.idle_timeout,
+        max_connections: opts.max_connections.max(1),
+        connection_reserve: opts.connection_reserve,
+    };
     let stop = cancel.clone();
-    // `into_make_service` shares the router between connections. Serving the `Router` itself
-    // re-converts (clones) every route for each connection, which cost about 1.3 MB per open
-    // connection here, most of it per stream subscriber.
-    let server =
-        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = stop.cancelled() => {}
-            }
-            // Streams end when the token is cancelled, so open connections can finish.
-            stop.cancel();
-        });
-    let drain = state.opts.drain_timeout;
-    let result = server.await;
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = stop.cancelled() => {}
+        }
+        // Streams and long-polls end when the token is cancelled, so open connections finish.
+        stop.cancel();
+    });
+    let drain = opts.drain_timeout;
+    conn::run(listener, app, limits, cancel.clone(), drain).await;
     cancel.cancel();
     if tokio::time::timeout(drain, workers.join()).await.is_err() {
         tracing::warn!("workers did not stop within {drain:?}");
     }
-    result
+    Ok(())
 }

@@ -20,6 +20,7 @@ gaia_testkit::backend_tests!(
     bad_input_is_refused_without_effect,
     openapi_lists_every_served_route,
     health_and_readiness,
+    schema_and_behaviour_agree,
 );
 
 /// The newest audit record's id (0 when there is none).
@@ -799,4 +800,109 @@ async fn health_and_readiness(db: &TestDb) {
     let res = s.anon(Method::GET, "/healthz").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     s.stop().await;
+}
+
+/// The probes schemathesis found: what the document allows is accepted, and what is refused is
+/// outside the document.
+async fn schema_and_behaviour_agree(db: &TestDb) {
+    let s = Server::start(db, options(db)).await;
+    let doc = s.get_json("/api/v1/openapi.json").await;
+
+    // The queue's status filter is an enum of the values the server takes; others get 400.
+    let params = doc["paths"]["/api/v1/queue"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let status = params.iter().find(|p| p["name"] == "status").unwrap();
+    let schema = resolve(&doc, &status["schema"]);
+    let values = schema["enum"].as_array().expect("status is an enum");
+    assert!(!values.is_empty());
+    for v in values {
+        let v = v.as_str().unwrap();
+        s.get_json(&format!("/api/v1/queue?status={v}")).await;
+    }
+    for bad in ["", "Dead", "nope"] {
+        assert!(!values.contains(&json!(bad)));
+        let res = s
+            .admin(Method::GET, &format!("/api/v1/queue?status={bad}"))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 400, &format!("queue status={bad:?}")).await;
+    }
+
+    // Requeue: ids start at 1 in the document; 0 is refused, an unknown id is not found.
+    let body = &doc["paths"]["/admin/requeue"]["post"]["requestBody"];
+    let requeue = resolve(&doc, &body["content"]["application/json"]["schema"]);
+    let text = requeue.to_string();
+    let by_id = requeue["oneOf"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["required"] == json!(["id"])))
+        .unwrap_or_else(|| panic!("requeue by id is documented: {text}"));
+    assert_eq!(by_id["properties"]["id"]["minimum"], 1, "{text}");
+    let res = s
+        .admin(Method::POST, "/admin/requeue")
+        .json(&json!({ "id": 0 }))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 400, "requeue id 0").await;
+    // An integer-valued float is an integer (JSON Schema): read as one, not refused as 422.
+    for body in [json!({ "id": 4_194_304.0 }), json!({ "index": 7.0 })] {
+        let res = s
+            .admin(Method::POST, "/admin/requeue")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 404, &format!("requeue {body}")).await;
+    }
+    let res = s
+        .admin(Method::POST, "/admin/requeue")
+        .json(&json!({ "id": 1.5 }))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 422, "requeue id 1.5").await;
+
+    // Every operation that answers 2xx without a body documents its body as optional. A real
+    // pending request stands in for `{id}` so that decisions on it succeed.
+    let new = gaia_core::commands::NewCommand::new(
+        gaia_core::commands::CommandSpec::Argv(vec!["true".into()]),
+        Some("/tmp".into()),
+        None,
+        None,
+        None,
+        "agent-1",
+        false,
+        None,
+    )
+    .unwrap();
+    let id = s.gaia().request_command(&new).await.unwrap().id;
+    let mut probed = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(op) = item.get("post") else { continue };
+        let Some(body) = op.get("requestBody") else {
+            continue;
+        };
+        let concrete = concrete_path(path).replace("probe-id", &id);
+        let res = s.admin(Method::POST, &concrete).send().await.unwrap();
+        let status = res.status();
+        if status.is_success() {
+            probed += 1;
+            assert_ne!(
+                body["required"], true,
+                "POST {path} answers {status} without a body, but documents it as required"
+            );
+        }
+    }
+    assert!(probed >= 2, "{probed} operations took an empty body");
+    s.stop().await;
+}
+
+/// `schema`, or the component it refers to.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    }
 }

@@ -7,8 +7,11 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // lock_not_available (lock_timeout), deadlock_detected, query_canceled
             Some("55P03" | "40P01" | "57014") => StoreError::LockTimeout,
-            Some("3D000") => StoreError::Unavailable(format!("{} (create it first)", db.message())),
-            Some("28000" | "28P01") => StoreError::Unavailable(db.message().to_owned()),
+            // A missing database or refused credentials: configuration, not an outage.
+            Some("3D000") => {
+                StoreError::NotADatabase(format!("{} (create it first)", db.message()))
+            }
+            Some("28000" | "28P01") => StoreError::NotADatabase(db.message().to_owned()),
             Some(c) if c.starts_with("08") || c.starts_with("57P") => {
                 StoreError::Unavailable(db.message().to_owned())
             }

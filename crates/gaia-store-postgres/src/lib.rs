@@ -92,6 +92,9 @@ impl PgStore {
                     StoreError::Backend(m) | StoreError::Unavailable(m) => {
                         StoreError::Unavailable(format!("{display_url}: {m}"))
                     }
+                    StoreError::NotADatabase(m) => {
+                        StoreError::NotADatabase(format!("{display_url}: {m}"))
+                    }
                     StoreError::LockTimeout => timed_out(),
                     other => other,
                 })?;

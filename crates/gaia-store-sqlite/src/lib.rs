@@ -73,21 +73,22 @@ impl SqliteStore {
 
     pub async fn open_path(path: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
         if path.is_dir() {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::NotADatabase(format!(
                 "{} is a directory, not a database file",
                 path.display()
             )));
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if let Some(blocker) = parent.ancestors().find(|a| a.is_file()) {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::NotADatabase(format!(
                     "cannot create {}: {} is a file, not a directory",
                     path.display(),
                     blocker.display()
                 )));
             }
             std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                // Permissions or a read-only place: a mistake in the path, not an outage.
+                StoreError::NotADatabase(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
         let sync = match opts.sqlite_synchronous {

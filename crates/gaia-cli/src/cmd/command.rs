@@ -263,11 +263,11 @@ pub async fn run(c: CmdCommand, config: &Config) -> CliResult {
             json,
         } => {
             let id = parse_id(&id)?;
+            let client = crate::client::connect(config).await?;
             let action = Action::Approve {
-                by: direct_decider(&decider)?,
+                by: decider_of(&client, decider).await?,
                 reason,
             };
-            let client = crate::client::connect(config).await?;
             let outcome = client.command_apply(&id, &action).await?;
             client.close().await;
             decided(outcome, json)
@@ -279,35 +279,37 @@ pub async fn run(c: CmdCommand, config: &Config) -> CliResult {
             json,
         } => {
             let id = parse_id(&id)?;
+            let client = crate::client::connect(config).await?;
             let action = Action::Deny {
-                by: direct_decider(&decider)?,
+                by: decider_of(&client, decider).await?,
                 reason,
             };
-            let client = crate::client::connect(config).await?;
             let outcome = client.command_apply(&id, &action).await?;
             client.close().await;
             decided(outcome, json)
         }
         CmdCommand::AllowTest { id, decider, json } => {
             let id = parse_id(&id)?;
-            let action = Action::AllowTest {
-                by: direct_decider(&decider)?,
-            };
             let client = crate::client::connect(config).await?;
+            let action = Action::AllowTest {
+                by: decider_of(&client, decider).await?,
+            };
             let outcome = client.command_apply(&id, &action).await?;
             client.close().await;
             decided(outcome, json)
         }
         CmdCommand::Cancel { id, actor, json } => {
             let id = parse_id(&id)?;
-            let by = actor
-                .or_else(|| std::env::var("GAIA_AGENT").ok())
-                .or_else(|| std::env::var("GAIA_OPERATOR").ok())
-                .ok_or_else(|| {
-                    CliError::bad_input("say who cancels: --as NAME (or set GAIA_AGENT)")
-                })?;
-            gaia_core::names::check_name("--as", &by)?;
             let client = crate::client::connect(config).await?;
+            let by = match acting_as(&client, actor).await? {
+                Some(by) => by,
+                None => std::env::var("GAIA_AGENT")
+                    .or_else(|_| std::env::var("GAIA_OPERATOR"))
+                    .map_err(|_| {
+                        CliError::bad_input("say who cancels: --as NAME (or set GAIA_AGENT)")
+                    })?,
+            };
+            gaia_core::names::check_name("--as", &by)?;
             let outcome = client.command_apply(&id, &Action::Cancel { by }).await?;
             client.close().await;
             decided(outcome, json)
@@ -325,8 +327,9 @@ pub async fn run(c: CmdCommand, config: &Config) -> CliResult {
                 .map(parse_duration)
                 .transpose()?
                 .unwrap_or(DEFAULT_EXEC_TIMEOUT);
-            let executor = executor.unwrap_or_else(|| "cli".to_owned());
-            gaia_core::names::check_name("--as", &executor)?;
+            if let Some(name) = &executor {
+                gaia_core::names::check_name("--as", name)?;
+            }
             let allowed = config.execution_allowed();
             if execute && !allowed && config.remote.is_none() {
                 eprintln!("gaia: ALLOW_COMMAND_EXECUTION is not 1: recording a dry run instead");
@@ -336,6 +339,11 @@ pub async fn run(c: CmdCommand, config: &Config) -> CliResult {
                 ..gaia_exec::Limits::default()
             };
             let client = crate::client::connect(config).await?;
+            let executor = acting_as(&client, executor)
+                .await?
+                .or_else(|| std::env::var("GAIA_OPERATOR").ok())
+                .unwrap_or_else(|| "cli".to_owned());
+            gaia_core::names::check_name("--as", &executor)?;
             let outcome = client
                 .execute_command(&id, &executor, execute && allowed, limits)
                 .await?;
@@ -363,12 +371,39 @@ pub async fn run(c: CmdCommand, config: &Config) -> CliResult {
     }
 }
 
-fn direct_decider(name: &str) -> Result<Decider, CliError> {
-    gaia_core::names::check_name("--as", name)?;
+/// Who a decision is recorded for: `--as NAME`, else $GAIA_OPERATOR.
+async fn decider_of(
+    client: &crate::client::Client,
+    named: Option<String>,
+) -> Result<Decider, CliError> {
+    let name = acting_as(client, named)
+        .await?
+        .or_else(|| std::env::var("GAIA_OPERATOR").ok())
+        .ok_or_else(|| CliError::bad_input("say who decides: --as NAME (or set GAIA_OPERATOR)"))?;
+    gaia_core::names::check_name("--as", &name)?;
     Ok(Decider {
-        name: name.to_owned(),
+        name,
         via: "cli".to_owned(),
     })
+}
+
+/// The name given with `--as`. Over the API the server records the token's name, never a name
+/// the client sends: in remote mode `--as` is that name or nothing, and any other name is
+/// refused rather than silently dropped.
+async fn acting_as(
+    client: &crate::client::Client,
+    named: Option<String>,
+) -> Result<Option<String>, CliError> {
+    let crate::client::Client::Remote(remote) = client else {
+        return Ok(named);
+    };
+    let me = remote.whoami().await?;
+    match named {
+        Some(name) if name != me => Err(CliError::bad_input(format!(
+            "--as {name}: in remote mode the token's name ({me}) acts; use {name}'s token or drop --as"
+        ))),
+        _ => Ok(Some(me)),
+    }
 }
 
 /// `gaia run --approve -- ARGV`: request, wait, then run here with inherited stdio and exit

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::exit::{self, CliError, CliResult};
 
 pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
+    let open_files = raise_open_file_limit();
     let listener = TcpListener::bind(&args.bind)
         .await
         .map_err(|e| CliError::bad_input(format!("cannot listen on {}: {e}", args.bind)))?;
@@ -37,6 +38,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         thresholds: config.thresholds(),
         ..ServerOptions::default()
     };
+    let opts = fit_connections(opts, open_files);
     let telegram = match config.telegram_token() {
         Some(token) => Some(
             gaia_telegram::BotClient::new(config.telegram_api_url(), token)
@@ -72,6 +74,45 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
     gaia_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(exit::OK)
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection is a descriptor,
+/// and the usual soft limit of 1024 is far below what the server is meant to hold. Returns the
+/// limit in force (`None` when it cannot be read).
+fn raise_open_file_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            tracing::warn!(error = %e, soft, hard, "cannot raise the open file limit");
+            return Some(soft);
+        }
+    }
+    Some(hard.max(soft))
+}
+
+/// Descriptors kept for the database, the listener, logs and outgoing requests.
+const SPARE_FILES: u64 = 256;
+
+/// Lowers `max_connections` so that it, the health-check reserve and [`SPARE_FILES`] fit the
+/// open file limit: past it, accepting fails and even health checks could not be answered.
+fn fit_connections(mut opts: ServerOptions, open_files: Option<u64>) -> ServerOptions {
+    let Some(limit) = open_files else {
+        return opts;
+    };
+    let room = limit
+        .saturating_sub(SPARE_FILES)
+        .saturating_sub(opts.connection_reserve as u64);
+    let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+    if opts.max_connections > room {
+        tracing::warn!(
+            open_files = limit,
+            max_connections = room,
+            "the open file limit holds fewer connections than the default"
+        );
+        opts.max_connections = room;
+    }
+    opts
 }
 
 /// This machine's name, to tell nodes apart in the Telegram poller's lease.

@@ -176,7 +176,7 @@ fn decider(caller: &Caller) -> Decider {
 
 /// Approve (operator). The first decision wins; a later one is refused (409).
 #[utoipa::path(post, path = "/api/v1/commands/{id}/approve", tag = "commands", params(("id" = CommandId, Path)),
-    request_body = DecisionBody,
+    request_body = Option<DecisionBody>,
     responses((status = 200, body = CommandBody), JsonBody, Unauthorized, Forbidden, NotFound, Conflict,
         ServerErrors))]
 pub async fn approve(
@@ -202,7 +202,7 @@ pub async fn approve(
 
 /// Deny (operator).
 #[utoipa::path(post, path = "/api/v1/commands/{id}/deny", tag = "commands", params(("id" = CommandId, Path)),
-    request_body = DecisionBody,
+    request_body = Option<DecisionBody>,
     responses((status = 200, body = CommandBody), JsonBody, Unauthorized, Forbidden, NotFound, Conflict,
         ServerErrors))]
 pub async fn deny(
@@ -349,7 +349,7 @@ pub async fn ran(
 /// Execute an approved request (operator): at most once; a dry run unless `execute` is true and
 /// the server allows execution (ALLOW_COMMAND_EXECUTION=1).
 #[utoipa::path(post, path = "/api/v1/commands/{id}/execute", tag = "commands", params(("id" = CommandId, Path)),
-    request_body = ExecuteBody,
+    request_body = Option<ExecuteBody>,
     responses((status = 200, body = CommandBody), JsonBody, Unauthorized, Forbidden, NotFound, Conflict,
         ServerErrors))]
 pub async fn execute(

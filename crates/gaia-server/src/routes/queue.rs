@@ -21,6 +21,7 @@ const DEAD_WINDOW: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct QueueQuery {
     /// pending, sent or dead
+    #[param(value_type = Option<crate::doc::OutboxStatus>)]
     pub status: Option<String>,
     /// 1 to 1000, default 50.
     #[param(minimum = 1, maximum = 1000)]
@@ -46,12 +47,53 @@ pub async fn list(
 
 /// Which dead message to requeue: `{"id": N}` or `{"index": N}` (position in the dead set,
 /// oldest first, as the prototype's queue admin numbered it).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequeueBody {
     pub id: Option<i64>,
     pub index: Option<u32>,
 }
+
+/// Exactly one of the two, as the handler requires: ids start at 1.
+impl utoipa::PartialSchema for RequeueBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let variant = |name: &str, description: &str, format: KnownFormat, min: i64, max: i64| {
+            let int = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+                .description(Some(description))
+                .minimum(Some(min))
+                .maximum(Some(max));
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(name, int)
+                .required(name)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        OneOfBuilder::new()
+            .description(Some(r#"{"id": N} or {"index": N}"#))
+            .item(variant(
+                "id",
+                "The message's id",
+                KnownFormat::Int64,
+                1,
+                i64::MAX,
+            ))
+            .item(variant(
+                "index",
+                "Position in the dead set, oldest first, from 0",
+                KnownFormat::Int32,
+                0,
+                i64::from(u32::MAX),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RequeueBody {}
 
 /// Requeue one dead message (operator).
 #[utoipa::path(post, path = "/admin/requeue", tag = "queue", request_body = RequeueBody,
@@ -92,7 +134,7 @@ pub struct AutoRequeueBody {
 }
 
 /// Requeue eligible dead messages under the server's AUTO_REQUEUE_* policy (operator).
-#[utoipa::path(post, path = "/api/v1/queue/auto-requeue", tag = "queue", request_body = AutoRequeueBody,
+#[utoipa::path(post, path = "/api/v1/queue/auto-requeue", tag = "queue", request_body = Option<AutoRequeueBody>,
     responses((status = 200, body = [MessageBody]), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn auto_requeue(
     State(state): State<AppState>,
