@@ -28,8 +28,11 @@ const MESSAGES: usize = 300;
 /// Chats the messages are spread over (at most 1 message/s goes to one chat).
 const CHATS: i64 = 100;
 const KILLS: usize = 3;
-/// How long the whole delivery may take.
-const BOUND: Duration = Duration::from_secs(50);
+/// How long the whole delivery may take. The message in flight when a sender is killed (and
+/// its chat) waits for the lease that was renewed for its send: the HTTP timeout (30 s) plus a
+/// margin, whatever the shorter configured lease, so that a slow answer never lets another
+/// sender send it again.
+const BOUND: Duration = Duration::from_secs(90);
 
 /// Variables of the prototype that the configuration reads besides `GAIA_*`.
 const PROTOTYPE_VARS: &[&str] = &[

@@ -44,8 +44,10 @@ const MAX_WAIT: Duration = Duration::from_secs(2);
 /// HTTP timeout of a webhook call.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 /// Added to the longest a send can take to get the lease renewed for it: the store's clock and
-/// this host's timers may disagree a little, and the record follows the send.
-const SEND_MARGIN: Duration = Duration::from_secs(10);
+/// this host's timers may disagree a little, and the record follows the send. The price: after
+/// a crash, the message that was in flight (and its chat) waits this long plus the HTTP
+/// timeout, not just the configured lease, before another sender takes it.
+const SEND_MARGIN: Duration = Duration::from_secs(5);
 /// How long a leased message is reserved for this sender, by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 

@@ -4,6 +4,11 @@
 //! The limits (from Telegram's bot FAQ): about 30 messages per second overall, at most one
 //! message per second to the same chat, and at most 20 messages per minute to the same group
 //! (negative chat id). Flood control (`retry_after`) still applies on top.
+//!
+//! This history lives in one process's memory, so it only paces one process. Gaia's outbox
+//! worker paces through the store instead (`gaia_core::outbox::Pacing`, `outbox_reserve`), so
+//! that every node and every restart sees the same sends and holds; [`Limits`] is how its
+//! limits are configured.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
