@@ -70,6 +70,9 @@ struct Ctx {
     cwd: tempfile::TempDir,
     db: Option<String>,
     remote: Option<(String, String)>,
+    /// Remote mode with the admin token: a command that names who acts (`--agent NAME`,
+    /// `--as NAME`) runs with a token of that name, since over the API the token is who acts.
+    personas: Option<std::cell::RefCell<std::collections::HashMap<String, String>>>,
 }
 
 impl Ctx {
@@ -78,7 +81,39 @@ impl Ctx {
             cwd: tempfile::tempdir().unwrap(),
             db: Some(db.url.clone()),
             remote: None,
+            personas: None,
         }
+    }
+
+    /// The token to run `args` with: that of the persona they name, else the context's own.
+    fn token_for(&self, args: &[&str]) -> Option<String> {
+        let (url, admin) = self.remote.as_ref()?;
+        let Some(personas) = &self.personas else {
+            return Some(admin.clone());
+        };
+        let named = args.windows(2).find_map(|w| match w[0] {
+            "--as" => Some((w[1], "operator")),
+            "--agent" => Some((w[1], "agent")),
+            _ => None,
+        });
+        let Some((name, role)) = named else {
+            return Some(admin.clone());
+        };
+        if let Some(t) = personas.borrow().get(name) {
+            return Some(t.clone());
+        }
+        let out = Command::new(GAIA)
+            .env_clear()
+            .env("GAIA_URL", url)
+            .env("GAIA_TOKEN", admin)
+            .args(["token", "create", "--role", role, "--name", name, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "token for {name}: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let token = v["token"].as_str().unwrap().to_owned();
+        personas.borrow_mut().insert(name.to_owned(), token.clone());
+        Some(token)
     }
 
     fn dir(&self) -> &Path {
@@ -106,7 +141,7 @@ impl Ctx {
                 c.env_remove(k);
             }
         }
-        if let Some((url, token)) = &self.remote {
+        if let (Some((url, _)), Some(token)) = (&self.remote, self.token_for(args)) {
             c.env("GAIA_URL", url).env("GAIA_TOKEN", token);
         }
         c.envs(env.iter().copied()).current_dir(self.dir());
@@ -396,12 +431,14 @@ impl Server {
         server
     }
 
-    /// A context whose commands go through this server with `token` (default: admin).
+    /// A context whose commands go through this server with `token`, or by default with a
+    /// token named after whoever a command says acts (created with the admin token).
     fn ctx_as(&self, token: Option<&str>) -> Ctx {
         Ctx {
             cwd: tempfile::tempdir().unwrap(),
             db: None,
             remote: Some((self.url.clone(), token.unwrap_or(&self.token).to_owned())),
+            personas: token.is_none().then(Default::default),
         }
     }
 
@@ -471,10 +508,10 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The decider as the store records it: the `--as` name directly, the token's name over the
-/// API.
-fn decider<'a>(ctx: &Ctx, named: &'a str) -> &'a str {
-    if ctx.remote.is_some() { "admin" } else { named }
+/// The decider as the store records it: the `--as` name directly; over the API the token's
+/// name, which a persona context makes the same (see [`Ctx::token_for`]).
+fn decider<'a>(_ctx: &Ctx, named: &'a str) -> &'a str {
+    named
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,8 +639,8 @@ async fn the_requester_never_decides(db: &TestDb) {
         "{forbidden:?}"
     );
     assert_eq!(admin.show(&asked)["status"], "pending");
-    // An operator token deciding a request made in its own name is the requester.
-    let own = admin.request("op-self", &[], &["echo", "mine"]);
+    // An operator token deciding a request it filed itself is the requester.
+    let own = operator.request("op-self", &[], &["echo", "mine"]);
     operator.expect(
         &["cmd", "approve", &own, "--as", "op-self"],
         &[],
@@ -946,7 +983,7 @@ async fn dry_runs_and_test_requests(db: &TestDb) {
     let server = Server::start(db, &[]);
     let remote = server.ctx();
     let id = remote.request("dry-remote", &[], &["touch", "remote-ran"]);
-    remote.json(&["cmd", "approve", &id, "--as", "admin"], &[]);
+    remote.json(&["cmd", "approve", &id, "--as", "op"], &[]);
     let v = remote.json(&["cmd", "execute", &id, "--execute"], &[EXEC]);
     assert_eq!(v["status"], "dryrun", "{v}");
     assert!(!remote.dir().join("remote-ran").exists());

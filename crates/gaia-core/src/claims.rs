@@ -162,18 +162,20 @@ impl ClaimResult {
         }
     }
 
-    /// The JSON object of the CLI/API contract.
+    /// The JSON object of the CLI contract: a holder is its agent, operator and fingerprint
+    /// (the same in direct and remote mode; the API's own body also names the token).
     pub fn to_json(&self) -> serde_json::Value {
+        let public = |h: &Holder| json!({ "agent": h.agent, "operator": h.operator, "fingerprint": h.fingerprint });
         let mut v = json!({
             "outcome": self.outcome.as_str(),
             "key": self.key.to_string(),
-            "holder": self.holder,
+            "holder": self.holder.as_ref().map(public),
             "token": self.token,
             "acquired_at": self.acquired_at.map(rfc3339),
             "expires_at": self.expires_at.map(rfc3339),
         });
         if let (Some(prev), Some(obj)) = (&self.previous, v.as_object_mut()) {
-            obj.insert("previous_holder".into(), json!(prev));
+            obj.insert("previous_holder".into(), public(prev));
         }
         v
     }

@@ -73,14 +73,15 @@ pub(crate) async fn run(
         let stream = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(&e).await;
                     continue;
                 }
             },
         };
-        serve_connection(stream, app.clone(), slot, limits, &graceful);
+        let (stream, peer) = stream;
+        serve_connection(stream, peer, app.clone(), slot, limits, &graceful);
     }
     drop(listener);
     // Idle connections close now; those with a request in progress finish it (streams and
@@ -147,6 +148,7 @@ async fn accept_failed(e: &io::Error) {
 
 fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     app: Router,
     slot: Slot,
     limits: Limits,
@@ -163,8 +165,11 @@ fn serve_connection(
     let tracked = Arc::clone(&activity);
     // The router is shared, not rebuilt, per connection (as `into_make_service` does):
     // converting it per connection cost about 1.3 MB for each open connection.
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let guard = InFlight::begin(Arc::clone(&tracked));
+        // Handlers see the peer as axum's `ConnectInfo` (refusals are counted per source).
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let app = app.clone();
         async move {
             let res = if overflow && !HEALTH.contains(&req.uri().path()) {

@@ -679,6 +679,24 @@ async fn refusal_floods_do_not_grow_the_audit_trail(db: &TestDb) {
         assert_eq!(r.action, "auth");
         assert!(r.subject.chars().count() <= gaia_server::refusals::MAX_SUBJECT_CHARS + 1);
     }
+    // Another source has a share of its own: the flood did not use it up.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let res = other
+        .get(format!("{base}/api/v1/claims"))
+        .bearer_auth("another-bad-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let last = gaia.audit_tail(1).await.unwrap().remove(0);
+    assert_eq!(
+        (last.action.as_str(), last.subject.as_str()),
+        ("auth", "/api/v1/claims"),
+        "a refusal from another address is recorded"
+    );
     // Once the window ends, one summary counts what was not recorded one by one.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let summary = loop {
