@@ -130,3 +130,25 @@ mod tests {
         assert_eq!(back, e);
     }
 }
+
+/// The event types Gaia itself appends, named once. Agents emit types of their own
+/// (`chat.message`, `story.updated` ...); these are the ones the system writes and reads.
+pub mod kinds {
+    pub const CLAIM_ACQUIRED: &str = "claim.acquired";
+    pub const CLAIM_TAKEN_OVER: &str = "claim.taken_over";
+    pub const CLAIM_REFRESHED: &str = "claim.refreshed";
+    pub const CLAIM_RELEASED: &str = "claim.released";
+    pub const CLAIM_EXPIRED: &str = "claim.expired";
+    pub const APPROVAL_REQUESTED: &str = "approval.requested";
+    pub const POLICY_DECIDED: &str = "policy.decided";
+    pub const TOKEN_CREATED: &str = "token.created";
+    pub const TOKEN_REVOKED: &str = "token.revoked";
+    pub const NOTIFY_SENT: &str = "notify.sent";
+    pub const NOTIFY_RETRY: &str = "notify.retry";
+    pub const NOTIFY_DEAD: &str = "notify.dead";
+    pub const NOTIFY_REQUEUED: &str = "notify.requeued";
+    pub const NOTIFY_DUPLICATE_SKIPPED: &str = "notify.duplicate_skipped";
+    pub const NOTIFY_FALLBACK: &str = "notify.fallback";
+    pub const ALERT_FIRED: &str = "alert.fired";
+    pub const ALERT_RESOLVED: &str = "alert.resolved";
+}

@@ -19,6 +19,8 @@ pub mod store;
 pub mod text;
 pub mod time;
 pub mod tokens;
+pub mod tx;
+pub mod usecase;
 
 pub use error::{StoreError, ValidationError};
 pub use service::Gaia;

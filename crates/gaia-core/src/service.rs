@@ -359,14 +359,19 @@ impl Gaia {
         id: &str,
         action: &Action,
     ) -> Result<Result<CommandRecord, Refusal>, Error> {
+        use crate::usecase::commands::Applied;
         action.check()?;
-        let (outcome, events) = self
-            .store
-            .command_apply(id, action, &self.notify)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no command request '{id}'")))?;
-        self.mirror(&events);
-        Ok(outcome)
+        match self.store.command_apply(id, action, &self.notify).await? {
+            Applied::Done { record, events } => {
+                self.mirror(&events);
+                Ok(Ok(*record))
+            }
+            Applied::Refused { refusal, events } => {
+                self.mirror(&events);
+                Ok(Err(refusal))
+            }
+            Applied::Missing => Err(Error::NotFound(format!("no command request '{id}'"))),
+        }
     }
 
     /// Expires pending requests past their expiry.

@@ -12,6 +12,7 @@ use crate::claims::{ClaimResult, ClaimRow, Request};
 use crate::error::StoreError;
 use crate::event::{Event, EventFilter, NewEvent};
 use crate::names::ClaimKey;
+pub use crate::tx::WriteTx;
 
 /// Events and audit records to append together, with no other state change.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,9 +39,11 @@ impl Backend {
 
 /// The event log.
 #[async_trait]
-pub trait EventStore: Send + Sync {
+pub trait EventStore: Transact {
     /// Appends the change's events and audit records in one transaction.
-    async fn append(&self, change: Change) -> Result<Vec<Event>, StoreError>;
+    async fn append(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        crate::usecase::log::append(self.begin_write().await?, change).await
+    }
 
     /// Committed events with `seq > since` that match `filter`, in `seq` order, at most `limit`.
     /// A reader that always passes the last `seq` it saw never misses or repeats an event.
@@ -104,16 +107,26 @@ pub trait ClaimStore: Send + Sync {
     async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
 }
 
-/// Command approval requests.
+/// Write transactions: the one primitive every use case in [`crate::usecase`] starts from.
 #[async_trait]
-pub trait CommandStore: Send + Sync {
+pub trait Transact: Send + Sync {
+    /// Begins a write transaction (see [`WriteTx`] for what it provides).
+    async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError>;
+}
+
+/// Command approval requests. The state changes are the use cases of
+/// [`crate::usecase::commands`]; a backend provides reads and the [`WriteTx`] primitives.
+#[async_trait]
+pub trait CommandStore: Transact {
     /// Stores a new pending request under a fresh id, with its event and audit record.
     /// The approval messages for `notify` are enqueued in the same transaction.
     async fn command_create(
         &self,
         new: &crate::commands::NewCommand,
         notify: &[crate::outbox::Target],
-    ) -> Result<(crate::commands::CommandRecord, Vec<Event>), StoreError>;
+    ) -> Result<(crate::commands::CommandRecord, Vec<Event>), StoreError> {
+        crate::usecase::commands::create(self.begin_write().await?, new, notify).await
+    }
 
     async fn command_get(
         &self,
@@ -128,30 +141,36 @@ pub trait CommandStore: Send + Sync {
     ) -> Result<Vec<crate::commands::CommandRecord>, StoreError>;
 
     /// Locks the request, applies [`crate::commands::plan`] at the store's time and commits
-    /// it. `Ok(None)` when there is no such request; a refusal is `Ok(Some((Err(..), events)))`
-    /// (a request found expired is still expired, hence events).
-    #[allow(clippy::type_complexity)]
-    /// When the request ends (decided, expired, cancelled), the decision messages for `notify`
-    /// are enqueued in the same transaction.
+    /// it (a refused action can still record that the request expired). When the request ends
+    /// (decided, expired, cancelled), the decision messages for `notify` are enqueued in the
+    /// same transaction.
     async fn command_apply(
         &self,
         id: &str,
         action: &crate::commands::Action,
         notify: &[crate::outbox::Target],
-    ) -> Result<
-        Option<(
-            Result<crate::commands::CommandRecord, crate::commands::Refusal>,
-            Vec<Event>,
-        )>,
-        StoreError,
-    >;
+    ) -> Result<crate::usecase::commands::Applied, StoreError> {
+        crate::usecase::commands::apply(self.begin_write().await?, id, action, notify).await
+    }
+
+    /// Whether any pending request may be past its expiry: a cheap read that spares the
+    /// reaper a write transaction when nothing is due (a backend whose writers do not exclude
+    /// each other need not say).
+    async fn command_any_due(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 
     /// Expires pending requests past their expiry (at most `limit`), one event each.
     async fn command_expire_due(
         &self,
         limit: u32,
         notify: &[crate::outbox::Target],
-    ) -> Result<Vec<Event>, StoreError>;
+    ) -> Result<Vec<Event>, StoreError> {
+        if !self.command_any_due().await? {
+            return Ok(vec![]);
+        }
+        crate::usecase::commands::expire_due(self.begin_write().await?, limit, notify).await
+    }
 }
 
 /// How many messages the outbox holds in each state.
@@ -164,13 +183,15 @@ pub struct OutboxCounts {
 
 /// The notification outbox.
 #[async_trait]
-pub trait OutboxStore: Send + Sync {
+pub trait OutboxStore: Transact {
     /// Enqueues messages in one transaction. A message whose dedupe key was seen before is
     /// skipped and reported by a `notify.duplicate_skipped` event. Returns the ids enqueued.
     async fn outbox_enqueue(
         &self,
         messages: &[crate::outbox::NewMessage],
-    ) -> Result<(Vec<i64>, Vec<Event>), StoreError>;
+    ) -> Result<(Vec<i64>, Vec<Event>), StoreError> {
+        crate::usecase::outbox::enqueue(self.begin_write().await?, messages).await
+    }
 
     /// Leases up to `limit` due messages (pending, due, not leased) for `lease`, so that
     /// concurrent senders on any node never take the same message. Each comes with a new
@@ -251,20 +272,27 @@ pub trait OutboxStore: Send + Sync {
 
 /// API tokens, stored hashed.
 #[async_trait]
-pub trait TokenStore: Send + Sync {
+pub trait TokenStore: Transact {
     /// Stores a new token; [`StoreError::Conflict`] when the name is taken (even if revoked).
     async fn token_create(
         &self,
         info: &crate::tokens::TokenInfo,
         hash: &str,
-    ) -> Result<Vec<Event>, StoreError>;
+    ) -> Result<Vec<Event>, StoreError> {
+        crate::usecase::tokens::create(self.begin_write().await?, info, hash).await
+    }
 
     /// Every token, revoked ones included, by name.
     async fn token_list(&self) -> Result<Vec<crate::tokens::TokenInfo>, StoreError>;
 
     /// Revokes the named token. `Ok(None)` when there is no such live token.
-    async fn token_revoke(&self, name: &str, actor: &str)
-    -> Result<Option<Vec<Event>>, StoreError>;
+    async fn token_revoke(
+        &self,
+        name: &str,
+        actor: &str,
+    ) -> Result<Option<Vec<Event>>, StoreError> {
+        crate::usecase::tokens::revoke(self.begin_write().await?, name, actor).await
+    }
 
     /// The live (not revoked) token with this hash.
     async fn token_lookup(

@@ -14,6 +14,7 @@ mod migrate;
 mod notify;
 mod outbox;
 mod tokens;
+mod tx;
 
 use std::str::FromStr;
 use std::sync::Arc;

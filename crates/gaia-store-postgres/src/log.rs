@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
 use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
 use gaia_core::event::{Event, EventFilter, NewEvent};
-use gaia_core::store::{AuditStore, Change, EventStore};
+use gaia_core::store::{AuditStore, EventStore};
 use gaia_core::time::{from_micros, to_micros};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -163,15 +163,6 @@ fn audit_from_row(row: &PgRow) -> AuditRecord {
 
 #[async_trait]
 impl EventStore for PgStore {
-    async fn append(&self, change: Change) -> Result<Vec<Event>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let now = self.now_in(&mut tx).await?;
-        let events = append_log(&mut tx, &change.events, &change.audit, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        self.announce(&events);
-        Ok(events)
-    }
-
     async fn events_after(
         &self,
         since: i64,

@@ -11,6 +11,7 @@ mod log;
 mod migrate;
 mod outbox;
 mod tokens;
+mod tx;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
 use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
 use gaia_core::event::{Event, EventFilter, NewEvent};
-use gaia_core::store::{AuditStore, Change, EventStore};
+use gaia_core::store::{AuditStore, EventStore};
 use gaia_core::time::{from_micros, to_micros};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
@@ -134,14 +134,6 @@ fn audit_from_row(row: &SqliteRow) -> AuditRecord {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn append(&self, change: Change) -> Result<Vec<Event>, StoreError> {
-        let mut tx = crate::begin_write(&self.pool).await?;
-        let now = self.now_value();
-        let events = append_log(&mut tx, &change.events, &change.audit, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(events)
-    }
-
     async fn events_after(
         &self,
         since: i64,

@@ -194,59 +194,33 @@ async fn finish_send(
     Ok(())
 }
 
-/// Inserts messages inside the caller's transaction; duplicates become events.
-pub(crate) async fn enqueue_in(
+/// Inserts a pending message due at `now_us`; `None` when its dedupe key was seen before.
+pub(crate) async fn insert(
     conn: &mut SqliteConnection,
-    messages: &[NewMessage],
+    m: &NewMessage,
     now_us: i64,
-) -> Result<(Vec<i64>, Vec<NewEvent>), StoreError> {
-    let mut ids = Vec::new();
-    let mut events = Vec::new();
-    for m in messages {
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO outbox (channel, target, kind, payload, dedupe_key, status, attempts,
-                requeues, created_at_us, next_attempt_at_us)
-             VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?)
-             ON CONFLICT (dedupe_key) DO NOTHING
-             RETURNING id",
-        )
-        .bind(m.channel.as_str())
-        .bind(&m.target)
-        .bind(&m.kind)
-        .bind(m.payload.to_string())
-        .bind(&m.dedupe_key)
-        .bind(now_us)
-        .bind(now_us)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        match id {
-            Some(id) => ids.push(id),
-            None => events.push(NewEvent::new(
-                "notify.duplicate_skipped",
-                "gaia",
-                "outbox",
-                json!({ "dedupe_key": m.dedupe_key, "kind": m.kind, "channel": m.channel.as_str() }),
-            )),
-        }
-    }
-    Ok((ids, events))
+) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar(
+        "INSERT INTO outbox (channel, target, kind, payload, dedupe_key, status, attempts,
+            requeues, created_at_us, next_attempt_at_us)
+         VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?)
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
+    )
+    .bind(m.channel.as_str())
+    .bind(&m.target)
+    .bind(&m.kind)
+    .bind(m.payload.to_string())
+    .bind(&m.dedupe_key)
+    .bind(now_us)
+    .bind(now_us)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)
 }
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
-    async fn outbox_enqueue(
-        &self,
-        messages: &[NewMessage],
-    ) -> Result<(Vec<i64>, Vec<Event>), StoreError> {
-        let mut tx = crate::begin_write(&self.pool).await?;
-        let now = self.now_value();
-        let (ids, events) = enqueue_in(&mut tx, messages, to_micros(now)).await?;
-        let committed = append_log(&mut tx, &events, &[], now).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok((ids, committed))
-    }
-
     async fn outbox_lease(&self, limit: u32, lease: Duration) -> Result<Vec<Leased>, StoreError> {
         let mut tx = crate::begin_write(&self.pool).await?;
         let now = to_micros(self.now_value());

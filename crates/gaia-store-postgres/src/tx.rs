@@ -1,0 +1,106 @@
+//! The [`WriteTx`] primitives on PostgreSQL: a transaction whose `*_lock` reads take row locks
+//! (`FOR UPDATE`), the database server's clock (or the injected one), and after commit one
+//! NOTIFY so other nodes learn of the new events.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use gaia_core::StoreError;
+use gaia_core::audit::NewAudit;
+use gaia_core::commands::CommandRecord;
+use gaia_core::event::{Event, NewEvent};
+use gaia_core::outbox::NewMessage;
+use gaia_core::store::{Transact, WriteTx};
+use gaia_core::time::to_micros;
+use gaia_core::tokens::TokenInfo;
+use sqlx::{Postgres, Transaction};
+
+use crate::PgStore;
+use crate::error::map_err;
+
+/// One write transaction.
+pub(crate) struct PgTx {
+    tx: Transaction<'static, Postgres>,
+    store: PgStore,
+    /// The events appended, announced to other nodes once committed.
+    appended: Vec<Event>,
+}
+
+#[async_trait]
+impl Transact for PgStore {
+    async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+        Ok(Box::new(PgTx {
+            tx: self.pool.begin().await.map_err(map_err)?,
+            store: self.clone(),
+            appended: Vec::new(),
+        }))
+    }
+}
+
+#[async_trait]
+impl WriteTx for PgTx {
+    async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
+        self.store.now_in(&mut self.tx).await
+    }
+
+    async fn append(
+        &mut self,
+        events: &[NewEvent],
+        audit: &[NewAudit],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let committed = crate::log::append_log(&mut self.tx, events, audit, now).await?;
+        self.appended.extend(committed.iter().cloned());
+        Ok(committed)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let Self {
+            tx,
+            store,
+            appended,
+        } = *self;
+        tx.commit().await.map_err(map_err)?;
+        store.announce(&appended);
+        Ok(())
+    }
+
+    async fn command_lock(&mut self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        crate::commands::lock(&mut self.tx, id).await
+    }
+
+    async fn command_due(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        crate::commands::due(&mut self.tx, to_micros(now), limit).await
+    }
+
+    async fn command_insert(&mut self, r: &CommandRecord) -> Result<bool, StoreError> {
+        crate::commands::insert(&mut self.tx, r).await
+    }
+
+    async fn command_update(&mut self, r: &CommandRecord) -> Result<(), StoreError> {
+        crate::commands::update(&mut self.tx, r).await
+    }
+
+    async fn outbox_insert(
+        &mut self,
+        m: &NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        crate::outbox::insert(&mut self.tx, m, to_micros(now)).await
+    }
+
+    async fn token_insert(&mut self, info: &TokenInfo, hash: &str) -> Result<bool, StoreError> {
+        crate::tokens::insert(&mut self.tx, info, hash).await
+    }
+
+    async fn token_revoke(
+        &mut self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        crate::tokens::revoke(&mut self.tx, name, to_micros(now)).await
+    }
+}
