@@ -201,7 +201,9 @@ pub trait OutboxStore: Transact {
         &self,
         limit: u32,
         lease: std::time::Duration,
-    ) -> Result<Vec<crate::outbox::Leased>, StoreError>;
+    ) -> Result<Vec<crate::outbox::Leased>, StoreError> {
+        crate::usecase::outbox::lease(self.begin_write().await?, limit, lease).await
+    }
 
     /// Asks for a send slot right before sending: in one transaction, at the store's time,
     /// checks that the message is still leased under the request's token, judges the chat's
@@ -212,7 +214,9 @@ pub trait OutboxStore: Transact {
     async fn outbox_reserve(
         &self,
         req: &crate::outbox::SlotRequest,
-    ) -> Result<crate::outbox::Slot, StoreError>;
+    ) -> Result<crate::outbox::Slot, StoreError> {
+        crate::usecase::outbox::reserve(self.begin_write().await?, req).await
+    }
 
     /// Records the outcome of an attempt made under the lease `token` (fencing): only while
     /// the message is still leased under that token. `Ok(None)` when it is not (another sender
@@ -225,7 +229,10 @@ pub trait OutboxStore: Transact {
         attempt: &crate::outbox::Attempt,
         policy: &crate::outbox::RetryPolicy,
         unit: f64,
-    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError>;
+    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError> {
+        let tx = self.begin_write().await?;
+        crate::usecase::outbox::record(tx, id, Some(token), attempt, policy, unit).await
+    }
 
     /// Records the outcome of an attempt on message `id` with its event, whoever holds its
     /// lease: for attempts recorded by hand (demos, tests), never by a sender, which uses
@@ -236,7 +243,10 @@ pub trait OutboxStore: Transact {
         attempt: &crate::outbox::Attempt,
         policy: &crate::outbox::RetryPolicy,
         unit: f64,
-    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError>;
+    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError> {
+        let tx = self.begin_write().await?;
+        crate::usecase::outbox::record(tx, id, None, attempt, policy, unit).await
+    }
 
     async fn outbox_get(&self, id: i64) -> Result<Option<crate::outbox::Message>, StoreError>;
 
@@ -261,7 +271,9 @@ pub trait OutboxStore: Transact {
         id: i64,
         actor: &str,
         auto: bool,
-    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError>;
+    ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError> {
+        crate::usecase::outbox::requeue(self.begin_write().await?, id, actor, auto).await
+    }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 

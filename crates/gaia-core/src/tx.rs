@@ -15,7 +15,7 @@ use crate::audit::NewAudit;
 use crate::commands::CommandRecord;
 use crate::error::StoreError;
 use crate::event::{Event, NewEvent};
-use crate::outbox::NewMessage;
+use crate::outbox::{Leased, Message, NewMessage};
 use crate::tokens::TokenInfo;
 
 /// One write transaction. Dropping it without [`commit`](Self::commit) rolls it back.
@@ -65,6 +65,63 @@ pub trait WriteTx: Send {
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError>;
 
+    /// Leases up to `limit` due messages (pending, due by `now`, not leased) until `until`,
+    /// each under a new fencing token, skipping rows another transaction holds.
+    async fn outbox_lease_due(
+        &mut self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Leased>, StoreError>;
+
+    /// Message `id` with its current lease token, locked; `None` when there is none.
+    async fn outbox_lock(&mut self, id: i64) -> Result<Option<Leased>, StoreError>;
+
+    /// Writes every mutable column of an existing message.
+    async fn outbox_write(&mut self, m: &Message) -> Result<(), StoreError>;
+
+    /// Sets message `id`'s lease to end at `until` (with `keep_later`, only if that is later
+    /// than it is).
+    async fn outbox_set_lease(
+        &mut self,
+        id: i64,
+        until: DateTime<Utc>,
+        keep_later: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Gives message `id` back, due at `at`, unleased, without using an attempt.
+    async fn outbox_defer(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    // --- pacing (Telegram's limits and holds, per chat, shared by every sender) ------------
+
+    /// The pacing row of chat `key` (created empty when missing), locked until the end.
+    async fn pacing_lock(&mut self, key: &str) -> Result<PacingRow, StoreError>;
+
+    /// The `n`-th most recent paced send after `after`, to `chat` or (without one) overall.
+    async fn pacing_nth_send(
+        &mut self,
+        chat: Option<&str>,
+        n: u32,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Records that message `id` (lease `token`) is being sent to chat `key` at `at`, in
+    /// flight until `until`; a paced send is also counted (and counts older than
+    /// `forget_before` are dropped).
+    async fn pacing_start(&mut self, start: &PacingStart<'_>) -> Result<(), StoreError>;
+
+    /// The chat's send reserved at `reserved` ended at `at`: it counts from `at`, and nothing
+    /// is in flight any more.
+    async fn pacing_finish(
+        &mut self,
+        key: &str,
+        reserved: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Holds chat `key` until `until` (or later, if it is already held longer).
+    async fn pacing_hold(&mut self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+
     // --- tokens ----------------------------------------------------------------------------
 
     /// Inserts a token by its hash; `false` (and nothing written) when the name was ever used.
@@ -77,4 +134,29 @@ pub trait WriteTx: Send {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TokenInfo>, StoreError>;
+}
+
+/// A chat's stored pacing state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PacingRow {
+    /// `retry_after` hold: nothing goes to the chat before this.
+    pub held_until: Option<DateTime<Utc>>,
+    /// When the last send to the chat was reserved or, once answered, ended.
+    pub last_sent: Option<DateTime<Utc>>,
+    /// The message in flight to the chat, its lease token, and until when it may be.
+    pub sending_id: Option<i64>,
+    pub sending_token: Option<i64>,
+    pub sending_until: Option<DateTime<Utc>>,
+}
+
+/// A send about to start (see [`WriteTx::pacing_start`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacingStart<'a> {
+    pub key: &'a str,
+    pub at: DateTime<Utc>,
+    pub id: i64,
+    pub token: i64,
+    pub until: DateTime<Utc>,
+    pub paced: bool,
+    pub forget_before: DateTime<Utc>,
 }

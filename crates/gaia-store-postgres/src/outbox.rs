@@ -1,27 +1,19 @@
-//! The notification outbox on PostgreSQL. A slot reservation locks the message row, then
-//! (for paced channels) the `*` pacing row, which serializes paced reservations across nodes
-//! so the overall limit is judged one at a time, then the chat's row; recording locks the
-//! message row, then the chat's row: one order, so no deadlock.
-
-use std::time::Duration;
+//! The notification outbox on PostgreSQL: row mapping and the SQL of the outbox and pacing
+//! primitives. Row locks (`FOR UPDATE`, `SKIP LOCKED` when leasing) keep senders on every
+//! node apart; the control flow is `gaia_core::usecase::outbox`.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
-use gaia_core::event::{Event, NewEvent};
-use gaia_core::outbox::{
-    Attempt, Channel, GLOBAL_WINDOW, GROUP_WINDOW, Leased, Message, NewMessage, PaceState, Pacing,
-    RetryPolicy, Slot, SlotRequest, Status, after_attempt, is_group_chat, pacing_key, requeue,
-    slot_for,
-};
+use gaia_core::outbox::{Leased, Message, NewMessage, Status};
 use gaia_core::store::{OutboxCounts, OutboxStore};
 use gaia_core::time::{from_micros, to_micros};
-use serde_json::json;
+use gaia_core::tx::{PacingRow, PacingStart};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use crate::PgStore;
 use crate::error::map_err;
-use crate::log::append_log;
 
 fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("outbox {what}"));
@@ -55,7 +47,7 @@ fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
     })
 }
 
-async fn write(conn: &mut PgConnection, m: &Message) -> Result<(), StoreError> {
+pub(crate) async fn write(conn: &mut PgConnection, m: &Message) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE outbox SET status = $1, attempts = $2, requeues = $3, next_attempt_at_us = $4,
             leased_until_us = 0, last_error = $5, sent_at_us = $6, dead_at_us = $7, result = $8
@@ -76,42 +68,118 @@ async fn write(conn: &mut PgConnection, m: &Message) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
 /// A stored time, 0 meaning none.
-fn stored_time(us: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+fn stored_time(us: i64) -> Option<DateTime<Utc>> {
     (us > 0).then(|| from_micros(us))
 }
 
-/// The key of the row every paced reservation locks first.
-const GLOBAL_KEY: &str = "*";
+/// Leases due messages until `until_us`, each under a new token; rows another sender is
+/// leasing right now are skipped.
+pub(crate) async fn lease_due(
+    conn: &mut PgConnection,
+    now_us: i64,
+    until_us: i64,
+    limit: u32,
+) -> Result<Vec<Leased>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE outbox SET leased_until_us = $1, lease_token = lease_token + 1
+         WHERE id IN (SELECT id FROM outbox
+                      WHERE status = 'pending' AND next_attempt_at_us <= $2 AND leased_until_us <= $2
+                      ORDER BY next_attempt_at_us, id LIMIT $3
+                      FOR UPDATE SKIP LOCKED)
+         RETURNING *",
+    )
+    .bind(until_us)
+    .bind(now_us)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    rows.iter().map(leased_from_row).collect()
+}
 
-/// Creates the chat's pacing row when missing and locks it.
-async fn lock_chat(conn: &mut PgConnection, key: &str) -> Result<PgRow, StoreError> {
+fn leased_from_row(row: &PgRow) -> Result<Leased, StoreError> {
+    Ok(Leased {
+        message: message_from_row(row)?,
+        token: row.get("lease_token"),
+    })
+}
+
+/// Message `id` with its lease token, locked.
+pub(crate) async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<Leased>, StoreError> {
+    sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(leased_from_row)
+        .transpose()
+}
+
+pub(crate) async fn set_lease(
+    conn: &mut PgConnection,
+    id: i64,
+    until_us: i64,
+    keep_later: bool,
+) -> Result<(), StoreError> {
+    let sql = if keep_later {
+        "UPDATE outbox SET leased_until_us = GREATEST(leased_until_us, $1) WHERE id = $2"
+    } else {
+        "UPDATE outbox SET leased_until_us = $1 WHERE id = $2"
+    };
+    sqlx::query(sql)
+        .bind(until_us)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) async fn defer(conn: &mut PgConnection, id: i64, at_us: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE outbox SET next_attempt_at_us = $1, leased_until_us = 0 WHERE id = $2")
+        .bind(at_us)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// The pacing row of `key`, created empty when missing, locked until the transaction ends.
+pub(crate) async fn pacing_lock(
+    conn: &mut PgConnection,
+    key: &str,
+) -> Result<PacingRow, StoreError> {
     sqlx::query("INSERT INTO outbox_pacing (chat) VALUES ($1) ON CONFLICT (chat) DO NOTHING")
         .bind(key)
         .execute(&mut *conn)
         .await
         .map_err(map_err)?;
-    sqlx::query(
+    let r = sqlx::query(
         "SELECT held_until_us, last_sent_us, sending_id, sending_token, sending_until_us
          FROM outbox_pacing WHERE chat = $1 FOR UPDATE",
     )
     .bind(key)
     .fetch_one(&mut *conn)
     .await
-    .map_err(map_err)
+    .map_err(map_err)?;
+    Ok(PacingRow {
+        held_until: stored_time(r.get("held_until_us")),
+        last_sent: stored_time(r.get("last_sent_us")),
+        sending_id: r.get("sending_id"),
+        sending_token: r.get("sending_token"),
+        sending_until: stored_time(r.get("sending_until_us")),
+    })
 }
 
-/// The `n`-th most recent paced send after `after_us`, to `chat` or (without one) overall.
-async fn nth_send(
+pub(crate) async fn pacing_nth_send(
     conn: &mut PgConnection,
     chat: Option<&str>,
     n: u32,
     after_us: i64,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     let at: Option<i64> = sqlx::query_scalar(
         "SELECT at_us FROM outbox_sends WHERE ($1::TEXT IS NULL OR chat = $1) AND at_us > $2
          ORDER BY at_us DESC LIMIT 1 OFFSET $3",
@@ -125,78 +193,81 @@ async fn nth_send(
     Ok(at.map(from_micros))
 }
 
-/// What the store knows about the chat whose locked row is `row`, at `now_us`.
-async fn pace_state(
+pub(crate) async fn pacing_start(
     conn: &mut PgConnection,
-    row: &PgRow,
-    key: &str,
-    group: bool,
-    pacing: Option<&Pacing>,
-    now_us: i64,
-) -> Result<PaceState, StoreError> {
-    let mut st = PaceState {
-        held_until: stored_time(row.get("held_until_us")),
-        last_sent: stored_time(row.get("last_sent_us")),
-        busy_until: stored_time(row.get("sending_until_us")),
-        ..PaceState::default()
-    };
-    if let Some(p) = pacing {
-        if let (true, Some(n)) = (group, p.group_per_minute) {
-            let after = now_us.saturating_sub(micros(GROUP_WINDOW));
-            st.group_nth = nth_send(conn, Some(key), n, after).await?;
-        }
-        if let Some(n) = p.global_per_second {
-            let after = now_us.saturating_sub(micros(GLOBAL_WINDOW));
-            st.global_nth = nth_send(conn, None, n, after).await?;
-        }
-    }
-    Ok(st)
-}
-
-/// After an attempt on `m` (made under `token`, when known): the chat's send in flight, if it
-/// is this one, is over, and the chat's pacing counts from now, after the answer, so arrivals
-/// keep the interval whatever the latency; a `retry_after` holds the chat.
-async fn finish_send(
-    conn: &mut PgConnection,
-    m: &Message,
-    token: Option<i64>,
-    attempt: &Attempt,
-    now_us: i64,
+    s: &PacingStart<'_>,
 ) -> Result<(), StoreError> {
-    let key = pacing_key(m.channel, &m.target);
-    let r = lock_chat(conn, &key).await?;
-    let id: Option<i64> = r.get("sending_id");
-    let tok: Option<i64> = r.get("sending_token");
-    if id == Some(m.id) && token.is_none_or(|t| tok == Some(t)) {
-        let reserved: i64 = r.get("last_sent_us");
-        sqlx::query("UPDATE outbox_sends SET at_us = $1 WHERE chat = $2 AND at_us = $3")
-            .bind(now_us)
-            .bind(&key)
-            .bind(reserved)
+    let at = to_micros(s.at);
+    sqlx::query(
+        "UPDATE outbox_pacing SET last_sent_us = $1, sending_id = $2, sending_token = $3,
+            sending_until_us = $4
+         WHERE chat = $5",
+    )
+    .bind(at)
+    .bind(s.id)
+    .bind(s.token)
+    .bind(to_micros(s.until))
+    .bind(s.key)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    if s.paced {
+        sqlx::query("INSERT INTO outbox_sends (chat, at_us) VALUES ($1, $2)")
+            .bind(s.key)
+            .bind(at)
             .execute(&mut *conn)
             .await
             .map_err(map_err)?;
-        sqlx::query(
-            "UPDATE outbox_pacing SET last_sent_us = GREATEST(last_sent_us, $1), sending_id = NULL,
-                sending_token = NULL, sending_until_us = 0
-             WHERE chat = $2",
-        )
-        .bind(now_us)
-        .bind(&key)
+        sqlx::query("DELETE FROM outbox_sends WHERE at_us <= $1")
+            .bind(to_micros(s.forget_before))
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn pacing_finish(
+    conn: &mut PgConnection,
+    key: &str,
+    reserved_us: i64,
+    at_us: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE outbox_sends SET at_us = $1 WHERE chat = $2 AND at_us = $3")
+        .bind(at_us)
+        .bind(key)
+        .bind(reserved_us)
         .execute(&mut *conn)
         .await
         .map_err(map_err)?;
-    }
-    if let Attempt::RetryAfter(wait) = attempt {
-        sqlx::query(
-            "UPDATE outbox_pacing SET held_until_us = GREATEST(held_until_us, $1) WHERE chat = $2",
-        )
-        .bind(now_us.saturating_add(micros(*wait)))
-        .bind(&key)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    }
+    sqlx::query(
+        "UPDATE outbox_pacing SET last_sent_us = GREATEST(last_sent_us, $1), sending_id = NULL,
+            sending_token = NULL, sending_until_us = 0
+         WHERE chat = $2",
+    )
+    .bind(at_us)
+    .bind(key)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) async fn pacing_hold(
+    conn: &mut PgConnection,
+    key: &str,
+    until_us: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox_pacing (chat, held_until_us) VALUES ($1, $2)
+         ON CONFLICT (chat) DO UPDATE
+            SET held_until_us = GREATEST(outbox_pacing.held_until_us, excluded.held_until_us)",
+    )
+    .bind(key)
+    .bind(until_us)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
     Ok(())
 }
 
@@ -227,151 +298,6 @@ pub(crate) async fn insert(
 
 #[async_trait]
 impl OutboxStore for PgStore {
-    async fn outbox_lease(&self, limit: u32, lease: Duration) -> Result<Vec<Leased>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let now = to_micros(self.now_in(&mut tx).await?);
-        let until = now.saturating_add(micros(lease));
-        let rows = sqlx::query(
-            "UPDATE outbox SET leased_until_us = $1, lease_token = lease_token + 1
-             WHERE id IN (SELECT id FROM outbox
-                          WHERE status = 'pending' AND next_attempt_at_us <= $2 AND leased_until_us <= $2
-                          ORDER BY next_attempt_at_us, id LIMIT $3
-                          FOR UPDATE SKIP LOCKED)
-             RETURNING *",
-        )
-        .bind(until)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        let mut list = rows
-            .iter()
-            .map(|r| {
-                Ok(Leased {
-                    message: message_from_row(r)?,
-                    token: r.get("lease_token"),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        list.sort_by_key(|l| (l.message.next_attempt_at, l.message.id));
-        Ok(list)
-    }
-
-    async fn outbox_reserve(&self, req: &SlotRequest) -> Result<Slot, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let Some(row) = sqlx::query(
-            "SELECT channel, target FROM outbox
-             WHERE id = $1 AND status = 'pending' AND lease_token = $2 FOR UPDATE",
-        )
-        .bind(req.id)
-        .bind(req.token)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?
-        else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(Slot::LostLease);
-        };
-        let channel: Channel = row
-            .get::<String, _>("channel")
-            .parse()
-            .map_err(|_| StoreError::Corrupt("outbox channel".into()))?;
-        let target: String = row.get("target");
-        let key = pacing_key(channel, &target);
-        let group = is_group_chat(channel, &target);
-        if req.pacing.is_some() {
-            lock_chat(&mut tx, GLOBAL_KEY).await?;
-        }
-        let chat = lock_chat(&mut tx, &key).await?;
-        // The time is read with every lock held, so it orders after every send it judges.
-        let now = self.now_in(&mut tx).await?;
-        let now_us = to_micros(now);
-        let state = pace_state(&mut tx, &chat, &key, group, req.pacing.as_ref(), now_us).await?;
-        let slot = slot_for(&state, req, now);
-        let lease_until = now_us.saturating_add(micros(req.lease));
-        match slot {
-            Slot::Go => {
-                sqlx::query(
-                    "UPDATE outbox_pacing SET last_sent_us = $1, sending_id = $2,
-                        sending_token = $3, sending_until_us = $4
-                     WHERE chat = $5",
-                )
-                .bind(now_us)
-                .bind(req.id)
-                .bind(req.token)
-                .bind(lease_until)
-                .bind(&key)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                if req.pacing.is_some() {
-                    sqlx::query("INSERT INTO outbox_sends (chat, at_us) VALUES ($1, $2)")
-                        .bind(&key)
-                        .bind(now_us)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
-                    sqlx::query("DELETE FROM outbox_sends WHERE at_us <= $1")
-                        .bind(now_us.saturating_sub(micros(GROUP_WINDOW)))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
-                }
-                sqlx::query("UPDATE outbox SET leased_until_us = $1 WHERE id = $2")
-                    .bind(lease_until)
-                    .bind(req.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            }
-            Slot::Wait(_) | Slot::LostLease => {
-                sqlx::query(
-                    "UPDATE outbox SET leased_until_us = GREATEST(leased_until_us, $1) WHERE id = $2",
-                )
-                .bind(lease_until)
-                .bind(req.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            }
-            Slot::Deferred(wait) => {
-                sqlx::query(
-                    "UPDATE outbox SET next_attempt_at_us = $1, leased_until_us = 0 WHERE id = $2",
-                )
-                .bind(now_us.saturating_add(micros(wait)))
-                .bind(req.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            }
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(slot)
-    }
-
-    async fn outbox_record_leased(
-        &self,
-        id: i64,
-        token: i64,
-        attempt: &Attempt,
-        policy: &RetryPolicy,
-        unit: f64,
-    ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
-        self.record(id, Some(token), attempt, policy, unit).await
-    }
-
-    async fn outbox_record(
-        &self,
-        id: i64,
-        attempt: &Attempt,
-        policy: &RetryPolicy,
-        unit: f64,
-    ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
-        self.record(id, None, attempt, policy, unit).await
-    }
-
     async fn outbox_get(&self, id: i64) -> Result<Option<Message>, StoreError> {
         sqlx::query("SELECT * FROM outbox WHERE id = $1")
             .bind(id)
@@ -410,60 +336,6 @@ impl OutboxStore for PgStore {
         rows.iter().map(message_from_row).collect()
     }
 
-    async fn outbox_requeue(
-        &self,
-        id: i64,
-        actor: &str,
-        auto: bool,
-    ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let now = self.now_in(&mut tx).await?;
-        let row = sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let Some(back) = row
-            .as_ref()
-            .map(message_from_row)
-            .transpose()?
-            .and_then(|m| requeue(&m, now))
-        else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(None);
-        };
-        write(&mut tx, &back).await?;
-        let data = json!({
-            "id": id,
-            "requeues": back.requeues,
-            "kind": back.kind,
-            "channel": back.channel.as_str(),
-            "outcome": if auto { "auto" } else { "manual" },
-        });
-        let subject = format!("outbox/{id}");
-        let committed = append_log(
-            &mut tx,
-            &[NewEvent::new(
-                "notify.requeued",
-                actor,
-                &subject,
-                data.clone(),
-            )],
-            &[gaia_core::audit::NewAudit::new(
-                actor,
-                "notify.requeue",
-                &subject,
-                "requeued",
-                data,
-            )],
-            now,
-        )
-        .await?;
-        tx.commit().await.map_err(map_err)?;
-        self.announce(&committed);
-        Ok(Some((back, committed)))
-    }
-
     async fn notify_event_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
         let rows = sqlx::query("SELECT type, COALESCE(data::jsonb ->> 'outcome', '') AS outcome, COUNT(*) AS n FROM events WHERE type LIKE 'notify.%' GROUP BY 1, 2")
             .fetch_all(&self.pool)
@@ -497,65 +369,5 @@ impl OutboxStore for PgStore {
             }
         }
         Ok(c)
-    }
-}
-
-impl PgStore {
-    /// Records an attempt; with `token`, only while the message is leased under it (`None`
-    /// when not), else whatever its lease (`None` when there is no such message).
-    async fn record(
-        &self,
-        id: i64,
-        token: Option<i64>,
-        attempt: &Attempt,
-        policy: &RetryPolicy,
-        unit: f64,
-    ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let now = self.now_in(&mut tx).await?;
-        let Some(row) = sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-        else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(None);
-        };
-        let current = message_from_row(&row)?;
-        let now_us = to_micros(now);
-        if token.is_some_and(|t| row.get::<i64, _>("lease_token") != t)
-            || (token.is_some() && current.status != Status::Pending)
-        {
-            // Not this sender's any more: nothing to record, but its send is over and
-            // Telegram's hold stands.
-            finish_send(&mut tx, &current, token, attempt, now_us).await?;
-            tx.commit().await.map_err(map_err)?;
-            return Ok(None);
-        }
-        if current.status != Status::Pending {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(Some((current, vec![])));
-        }
-        finish_send(&mut tx, &current, token, attempt, now_us).await?;
-        let o = after_attempt(&current, attempt, policy, now, unit);
-        write(&mut tx, &o.message).await?;
-        let event = NewEvent::new(o.event, "gaia", format!("outbox/{id}"), o.data.clone());
-        let audit: Vec<_> = (o.event == "notify.dead")
-            .then(|| {
-                gaia_core::audit::NewAudit::new(
-                    "gaia",
-                    "notify.dead",
-                    format!("outbox/{id}"),
-                    "dead",
-                    o.data,
-                )
-            })
-            .into_iter()
-            .collect();
-        let committed = append_log(&mut tx, &[event], &audit, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        self.announce(&committed);
-        Ok(Some((o.message, committed)))
     }
 }

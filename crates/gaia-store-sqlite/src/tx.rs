@@ -10,10 +10,11 @@ use gaia_core::StoreError;
 use gaia_core::audit::NewAudit;
 use gaia_core::commands::CommandRecord;
 use gaia_core::event::{Event, NewEvent};
-use gaia_core::outbox::NewMessage;
+use gaia_core::outbox::{Leased, Message, NewMessage};
 use gaia_core::store::{Transact, WriteTx};
 use gaia_core::time::{Clock, to_micros};
 use gaia_core::tokens::TokenInfo;
+use gaia_core::tx::{PacingRow, PacingStart};
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
@@ -80,6 +81,67 @@ impl WriteTx for SqliteTx {
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
         crate::outbox::insert(&mut self.tx, m, to_micros(now)).await
+    }
+
+    async fn outbox_lease_due(
+        &mut self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Leased>, StoreError> {
+        crate::outbox::lease_due(&mut self.tx, to_micros(now), to_micros(until), limit).await
+    }
+
+    async fn outbox_lock(&mut self, id: i64) -> Result<Option<Leased>, StoreError> {
+        crate::outbox::lock(&mut self.tx, id).await
+    }
+
+    async fn outbox_write(&mut self, m: &Message) -> Result<(), StoreError> {
+        crate::outbox::write(&mut self.tx, m).await
+    }
+
+    async fn outbox_set_lease(
+        &mut self,
+        id: i64,
+        until: DateTime<Utc>,
+        keep_later: bool,
+    ) -> Result<(), StoreError> {
+        crate::outbox::set_lease(&mut self.tx, id, to_micros(until), keep_later).await
+    }
+
+    async fn outbox_defer(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        crate::outbox::defer(&mut self.tx, id, to_micros(at)).await
+    }
+
+    async fn pacing_lock(&mut self, key: &str) -> Result<PacingRow, StoreError> {
+        crate::outbox::pacing_lock(&mut self.tx, key).await
+    }
+
+    async fn pacing_nth_send(
+        &mut self,
+        chat: Option<&str>,
+        n: u32,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        crate::outbox::pacing_nth_send(&mut self.tx, chat, n, to_micros(after)).await
+    }
+
+    async fn pacing_start(&mut self, start: &PacingStart<'_>) -> Result<(), StoreError> {
+        crate::outbox::pacing_start(&mut self.tx, start).await
+    }
+
+    async fn pacing_finish(
+        &mut self,
+        key: &str,
+        reserved: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let reserved = reserved.map_or(0, to_micros);
+        crate::outbox::pacing_finish(&mut self.tx, key, reserved, to_micros(at)).await
+    }
+
+    async fn pacing_hold(&mut self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        crate::outbox::pacing_hold(&mut self.tx, key, to_micros(until)).await
     }
 
     async fn token_insert(&mut self, info: &TokenInfo, hash: &str) -> Result<bool, StoreError> {
