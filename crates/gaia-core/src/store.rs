@@ -91,7 +91,7 @@ pub trait AuditStore: Send + Sync {
 
 /// Claims (leases) with fencing tokens.
 #[async_trait]
-pub trait ClaimStore: Send + Sync {
+pub trait ClaimStore: Transact {
     /// Locks the key, applies [`crate::claims::decide`] at the store's time, and commits the
     /// decision. Returns [`StoreError::LockTimeout`] when the key could not be locked in time.
     async fn claim(&self, req: &Request) -> Result<(ClaimResult, Vec<Event>), StoreError>;
@@ -102,9 +102,21 @@ pub trait ClaimStore: Send + Sync {
     /// Every row that has a holder recorded (live or expired), ordered by key.
     async fn claim_list(&self) -> Result<Vec<ClaimRow>, StoreError>;
 
+    /// Whether any held claim may have expired unreported: a cheap read that spares the
+    /// reaper a write transaction when none has (a backend whose writers do not exclude each
+    /// other need not say).
+    async fn claim_any_expired(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     /// Emits `claim.expired` once for each acquisition whose TTL has passed without a release
     /// (at most `limit` per call), in one transaction. Returns the events committed.
-    async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
+    async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
+        if !self.claim_any_expired().await? {
+            return Ok(vec![]);
+        }
+        crate::usecase::claims::reap(self.begin_write().await?, limit).await
+    }
 }
 
 /// Write transactions: the one primitive every use case in [`crate::usecase`] starts from.

@@ -12,9 +12,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::NewAudit;
+use crate::claims::ClaimRow;
 use crate::commands::CommandRecord;
 use crate::error::StoreError;
 use crate::event::{Event, NewEvent};
+use crate::names::ClaimKey;
 use crate::outbox::{Leased, Message, NewMessage};
 use crate::tokens::TokenInfo;
 
@@ -36,6 +38,19 @@ pub trait WriteTx: Send {
 
     /// Makes everything durable and visible, then tells other processes and nodes.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    // --- claims ----------------------------------------------------------------------------
+
+    /// Held claims whose TTL passed by `now` and whose expiry is not reported yet, oldest
+    /// first, locked (rows being claimed right now may be skipped for the next round).
+    async fn claim_expired(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimRow>, StoreError>;
+
+    /// Marks the current acquisition of `key` as reported expired.
+    async fn claim_mark_reported(&mut self, key: &ClaimKey) -> Result<(), StoreError>;
 
     // --- commands --------------------------------------------------------------------------
 

@@ -10,13 +10,12 @@ use gaia_core::claims::{ClaimResult, ClaimRow, Holder, Request};
 use gaia_core::event::Event;
 use gaia_core::names::ClaimKey;
 use gaia_core::store::ClaimStore;
-use gaia_core::time::{from_micros, to_micros};
-use sqlx::Row;
+use gaia_core::time::from_micros;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 
 use crate::PgStore;
 use crate::error::map_err;
-use crate::log::append_log;
 
 pub(crate) const COLUMNS: &str = "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms, principal";
 
@@ -69,43 +68,38 @@ impl ClaimStore for PgStore {
         .map_err(map_err)?;
         Ok(rows.iter().map(row_to_claim).collect())
     }
+}
 
-    async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let now = self.now_in(&mut tx).await?;
-        // SKIP LOCKED: rows being claimed right now are left for the next round, and several
-        // nodes reaping at once share the work instead of reporting one expiry twice.
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM claims
-             WHERE agent IS NOT NULL AND expires_at_us <= $1 AND expiry_reported_token < token
-             ORDER BY expires_at_us LIMIT $2
-             FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(to_micros(now))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+/// Held claims expired by `now_us` whose expiry is not reported yet, oldest first, locked.
+/// SKIP LOCKED: rows being claimed right now are left for the next round, and several nodes
+/// reaping at once share the work instead of reporting one expiry twice.
+pub(crate) async fn expired(
+    conn: &mut PgConnection,
+    now_us: i64,
+    limit: u32,
+) -> Result<Vec<ClaimRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM claims
+         WHERE agent IS NOT NULL AND expires_at_us <= $1 AND expiry_reported_token < token
+         ORDER BY expires_at_us LIMIT $2
+         FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(now_us)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(rows.iter().map(row_to_claim).collect())
+}
+
+pub(crate) async fn mark_reported(
+    conn: &mut PgConnection,
+    key: &ClaimKey,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE claims SET expiry_reported_token = token WHERE key = $1")
+        .bind(key.to_string())
+        .execute(&mut *conn)
         .await
         .map_err(map_err)?;
-        if rows.is_empty() {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(vec![]);
-        }
-        let mut events = Vec::new();
-        let mut audit = Vec::new();
-        for row in rows.iter().map(row_to_claim) {
-            if let Some((e, a)) = gaia_core::claims::expiry(&row, now) {
-                sqlx::query("UPDATE claims SET expiry_reported_token = token WHERE key = $1")
-                    .bind(row.key.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                events.push(e);
-                audit.push(a);
-            }
-        }
-        let committed = append_log(&mut tx, &events, &audit, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        self.announce(&committed);
-        Ok(committed)
-    }
+    Ok(())
 }

@@ -10,11 +10,11 @@ use gaia_core::names::ClaimKey;
 use gaia_core::store::ClaimStore;
 use gaia_core::time::{from_micros, to_micros};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row, SqliteConnection};
 
 use crate::SqliteStore;
 use crate::error::map_err;
-use crate::log::{append_log, append_log_with};
+use crate::log::append_log_with;
 
 const COLUMNS: &str = "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms, principal";
 
@@ -109,46 +109,46 @@ impl ClaimStore for SqliteStore {
         Ok(rows.iter().map(row_to_claim).collect())
     }
 
-    async fn claim_reap(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let now = self.now_value();
-        // A cheap look without the write lock first: usually nothing has expired.
+    /// A look without the write lock first: usually nothing has expired.
+    async fn claim_any_expired(&self) -> Result<bool, StoreError> {
         let due: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM claims WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token",
         )
-        .bind(to_micros(now))
+        .bind(to_micros(self.now_value()))
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
-        if due == 0 {
-            return Ok(vec![]);
-        }
-        let mut tx = crate::begin_write(&self.pool).await?;
-        let now = self.now_value();
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM claims
-             WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token
-             ORDER BY expires_at_us LIMIT ?"
-        ))
-        .bind(to_micros(now))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        Ok(due > 0)
+    }
+}
+
+/// Held claims expired by `now_us` whose expiry is not reported yet, oldest first.
+pub(crate) async fn expired(
+    conn: &mut SqliteConnection,
+    now_us: i64,
+    limit: u32,
+) -> Result<Vec<ClaimRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM claims
+         WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token
+         ORDER BY expires_at_us LIMIT ?"
+    ))
+    .bind(now_us)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(rows.iter().map(row_to_claim).collect())
+}
+
+pub(crate) async fn mark_reported(
+    conn: &mut SqliteConnection,
+    key: &ClaimKey,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE claims SET expiry_reported_token = token WHERE key = ?")
+        .bind(key.to_string())
+        .execute(&mut *conn)
         .await
         .map_err(map_err)?;
-        let mut events = Vec::new();
-        let mut audit = Vec::new();
-        for row in rows.iter().map(row_to_claim) {
-            if let Some((e, a)) = gaia_core::claims::expiry(&row, now) {
-                sqlx::query("UPDATE claims SET expiry_reported_token = token WHERE key = ?")
-                    .bind(row.key.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                events.push(e);
-                audit.push(a);
-            }
-        }
-        let committed = append_log(&mut tx, &events, &audit, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(committed)
-    }
+    Ok(())
 }

@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
 use gaia_core::audit::NewAudit;
+use gaia_core::claims::ClaimRow;
 use gaia_core::commands::CommandRecord;
 use gaia_core::event::{Event, NewEvent};
+use gaia_core::names::ClaimKey;
 use gaia_core::outbox::{Leased, Message, NewMessage};
 use gaia_core::store::{Transact, WriteTx};
 use gaia_core::time::{Clock, to_micros};
@@ -53,6 +55,18 @@ impl WriteTx for SqliteTx {
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(map_err)
+    }
+
+    async fn claim_expired(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimRow>, StoreError> {
+        crate::claims::expired(&mut self.tx, to_micros(now), limit).await
+    }
+
+    async fn claim_mark_reported(&mut self, key: &ClaimKey) -> Result<(), StoreError> {
+        crate::claims::mark_reported(&mut self.tx, key).await
     }
 
     async fn command_lock(&mut self, id: &str) -> Result<Option<CommandRecord>, StoreError> {

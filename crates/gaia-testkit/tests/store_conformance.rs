@@ -34,6 +34,8 @@ backend_tests!(
     approval_messages_commit_with_the_request,
     outbox_leases_are_fenced,
     outbox_pacing_is_shared_by_senders_and_survives_reopening,
+    executions_begin_once_and_finish_once,
+    a_claim_belongs_to_the_token_that_took_it,
 );
 
 fn opts_with(clock: &ManualClock) -> StoreOptions {
@@ -1115,4 +1117,131 @@ async fn outbox_pacing_is_shared_by_senders_and_survives_reopening(db: &TestDb) 
             assert_eq!(slot, Slot::Wait(Duration::from_millis(700)), "send {i}");
         }
     }
+}
+
+/// Execution is two transitions through the same use case as decisions: of several executors
+/// beginning at once exactly one wins, its outcome is recorded once, and the log holds one
+/// `command.executing` and one `command.executed` with their audit records.
+async fn executions_begin_once_and_finish_once(db: &TestDb) {
+    use gaia_core::commands::{Action, Execution, Status, binding};
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    let r = gaia
+        .request_command(&new_command(false, 600))
+        .await
+        .unwrap();
+    let approve = Action::Approve {
+        by: decider("alice"),
+        reason: None,
+    };
+    gaia.command_apply(&r.id, &approve).await.unwrap().unwrap();
+    let begin = |who: &str| Action::BeginExecution {
+        executor: who.into(),
+        dry_run: false,
+        binding: binding(&r.spec, r.cwd.as_deref()),
+    };
+    let racers: Vec<_> = (0..6)
+        .map(|i| {
+            let gaia = gaia.clone();
+            let id = r.id.clone();
+            let action = begin(&format!("exec{i}"));
+            tokio::spawn(async move { gaia.command_apply(&id, &action).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for h in racers {
+        if h.await.unwrap().is_ok() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one executor begins");
+    let wrong = Action::BeginExecution {
+        executor: "late".into(),
+        dry_run: false,
+        binding: "not-the-approved-command".into(),
+    };
+    assert!(gaia.command_apply(&r.id, &wrong).await.unwrap().is_err());
+    let now = gaia.store().now().await.unwrap();
+    let ran = Execution::reported("exec0", Some(0), 1500, None, now).unwrap();
+    let done = gaia
+        .command_apply(
+            &r.id,
+            &Action::FinishExecution {
+                execution: ran.clone(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, Status::Executed);
+    assert_eq!(done.execution.as_ref().map(|e| e.duration_ms), Some(1500));
+    let again = gaia
+        .command_apply(&r.id, &Action::FinishExecution { execution: ran })
+        .await
+        .unwrap();
+    assert!(again.is_err(), "an outcome is recorded once");
+    let kinds: Vec<String> = gaia
+        .events_after(0, &gaia_core::event::EventFilter::default(), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject == r.subject())
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "approval.requested",
+            "command.approved",
+            "command.executing",
+            "command.executed"
+        ]
+    );
+    assert!(gaia.audit_verify().await.unwrap().first_break.is_none());
+}
+
+/// A claim taken with a token is that token's: another token naming the same agent and
+/// fingerprint neither refreshes, releases nor re-acquires it; direct store access (no token)
+/// is trusted like the database.
+async fn a_claim_belongs_to_the_token_that_took_it(db: &TestDb) {
+    let store = db.open(&StoreOptions::default()).await;
+    let taken = store
+        .claim(&acquire("owned", "agent-1", "fp", 600).by("token-a"))
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(taken.outcome, Outcome::Acquired);
+    assert_eq!(
+        taken.holder.as_ref().and_then(|h| h.principal.as_deref()),
+        Some("token-a")
+    );
+    let refresh = Request::refresh(key("owned"), "agent-1", Some("fp"), None).unwrap();
+    let release = Request::release(key("owned"), "agent-1", Some("fp")).unwrap();
+    for req in [refresh.clone().by("token-b"), release.clone().by("token-b")] {
+        assert_eq!(store.claim(&req).await.unwrap().0.outcome, Outcome::NotHeld);
+    }
+    let again = acquire("owned", "agent-1", "fp", 600).by("token-b");
+    assert_eq!(
+        store.claim(&again).await.unwrap().0.outcome,
+        Outcome::HeldByOther
+    );
+    let row = store.claim_get(&key("owned")).await.unwrap().unwrap();
+    assert_eq!(row.token, 1);
+    assert_eq!(
+        row.holder.and_then(|h| h.principal),
+        Some("token-a".to_owned()),
+        "the principal is stored"
+    );
+    let (done, events) = store.claim(&release.by("token-a")).await.unwrap();
+    assert_eq!(done.outcome, Outcome::Released);
+    assert_eq!(events[0].actor, "token-a", "the token is the actor");
+    // Without a token (direct access) the holder's own agent and fingerprint suffice.
+    store
+        .claim(&acquire("owned", "agent-1", "fp", 600).by("token-c"))
+        .await
+        .unwrap();
+    let direct = Request::release(key("owned"), "agent-1", Some("fp")).unwrap();
+    assert_eq!(
+        store.claim(&direct).await.unwrap().0.outcome,
+        Outcome::Released
+    );
 }
