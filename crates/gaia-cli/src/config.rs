@@ -2,18 +2,26 @@
 //!
 //! Every setting has one dotted name (`database.url`), the environment variables that set it
 //! (Gaia's `GAIA_*` names and the prototype's names such as `TELEGRAM_BOT_TOKEN`), and whether
-//! it is a secret. `NAME_FILE` reads a variable's value from a file. The effective value of each
-//! setting remembers where it came from, for `gaia config show`.
+//! it is a secret. `NAME_FILE` reads a variable's value from a file.
+//!
+//! Every layer is text, so [`layers`] first merges them as text with where each value came
+//! from; [`Config::load`] then parses every setting once into typed fields. A value that does
+//! not parse is a [`ConfigError`] naming the setting, its source and what was expected, so the
+//! rest of the program never re-parses and nothing is dropped.
+
+mod layers;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use gaia_core::metrics::Threshold;
+use gaia_core::outbox::AutoRequeuePolicy;
 use gaia_core::policy::Policy;
 use gaia_core::store::{SqliteSync, StoreOptions};
 use gaia_core::time::parse_duration;
 
-use crate::envfile;
+use self::layers::{Entry, Layers};
 
 /// The env file loaded when present and none is named.
 pub const DEFAULT_ENV_FILE: &str = ".tmp/telegram.env";
@@ -21,6 +29,8 @@ pub const DEFAULT_ENV_FILE: &str = ".tmp/telegram.env";
 pub const DEFAULT_CONFIG_FILE: &str = "gaia.toml";
 /// The database when none is configured.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://.gaia/gaia.db";
+/// The Bot API when none is configured.
+const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 
 /// One known setting.
 struct Key {
@@ -235,6 +245,38 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// Why the configuration could not be loaded. Each prints as one line that says where to look.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting's value does not parse. `value` is already redacted when the setting is secret.
+    #[error("{key} = {value:?} (from {from}): expected {expected}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        from: Source,
+        expected: String,
+    },
+    #[error("{}: unknown setting '{name}'", path.display())]
+    UnknownSetting { path: PathBuf, name: String },
+    #[error("{}: unsupported value for '{name}': {value}", path.display())]
+    UnsupportedValue {
+        path: PathBuf,
+        name: String,
+        value: String,
+    },
+    #[error("cannot read {what} ({}): {error}", path.display())]
+    Read {
+        what: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Toml { path: PathBuf, message: String },
+    /// The env file cannot be read or does not parse (the message names the file and line).
+    #[error("{0}")]
+    EnvFile(String),
+}
+
 /// What the command line says about configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -246,14 +288,30 @@ pub struct Overrides {
     pub token: Option<String>,
 }
 
-/// The effective configuration.
+/// The effective configuration, every setting parsed.
 #[derive(Debug, Clone)]
 pub struct Config {
-    values: BTreeMap<&'static str, (String, Source)>,
+    /// Each setting's text and source, for `gaia config show` and the secret list.
+    entries: BTreeMap<&'static str, Entry>,
     pub database_url: String,
     pub store: StoreOptionsConfig,
     pub ndjson_path: Option<PathBuf>,
     pub default_ttl: Duration,
+    pub telegram: TelegramConfig,
+    /// Also POST every notification here, signed with the secret when one is set.
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub outbox: OutboxConfig,
+    /// How often `gaia serve` runs the automatic requeue; `None` when "off".
+    pub auto_requeue_every: Option<Duration>,
+    pub auto_requeue: AutoRequeuePolicy,
+    pub thresholds: Vec<Threshold>,
+    /// Whether approved commands may really run (`ALLOW_COMMAND_EXECUTION=1`).
+    pub execution_allowed: bool,
+    /// Whether the server runs approved argv commands itself.
+    pub continue_on_approve: bool,
+    /// The admin token from configuration (`MONITOR_ADMIN_TOKEN`), if set.
+    pub admin_token: Option<String>,
     pub warnings: Vec<String>,
     /// Remote mode: the server URL and token.
     pub remote: Option<(String, String)>,
@@ -270,190 +328,58 @@ pub struct StoreOptionsConfig {
     pub sqlite_synchronous: SqliteSync,
 }
 
+/// The Telegram bot.
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    pub bot_token: Option<String>,
+    pub notify_chat: Option<String>,
+    /// Telegram user ids allowed to decide.
+    pub approver_ids: Vec<i64>,
+    pub api_url: String,
+}
+
+/// How the outbox worker retries and leases.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    pub retry_base_delay: Duration,
+    pub lease: Duration,
+}
+
 impl Config {
-    /// Loads every layer. `env` is the process environment (passed in, so tests need not
-    /// touch the real one).
-    pub fn load(ov: &Overrides, env: &BTreeMap<String, String>) -> Result<Self, String> {
-        let mut values: BTreeMap<&'static str, (String, Source)> = BTreeMap::new();
-        for k in KEYS {
-            if let Some(d) = k.default {
-                values.insert(k.name, (d.to_owned(), Source::Default));
-            }
-        }
-
-        // gaia.toml
-        let named = ov
-            .config
-            .clone()
-            .or_else(|| env.get("GAIA_CONFIG").map(PathBuf::from));
-        let config_path = match named {
-            Some(p) => Some(p),
-            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
-        };
-        let mut policy = None;
-        if let Some(path) = &config_path {
-            let (settings, p) = read_toml(path)?;
-            policy = p;
-            for (name, value) in settings {
-                let key = KEYS
-                    .iter()
-                    .find(|k| k.name == name)
-                    .ok_or_else(|| format!("{}: unknown setting '{name}'", path.display()))?;
-                values.insert(key.name, (value, Source::ConfigFile(path.clone())));
-            }
-        }
-
-        // The env file, then the process environment: the environment wins.
-        let named = ov
-            .env_file
-            .clone()
-            .or_else(|| env.get("GAIA_ENV_FILE").map(PathBuf::from));
-        let env_file = match named {
-            Some(p) => Some((envfile::load(&p)?, p)),
-            None => {
-                let p = PathBuf::from(DEFAULT_ENV_FILE);
-                if p.exists() {
-                    Some((envfile::load(&p)?, p))
-                } else {
-                    None
-                }
-            }
-        };
-        if let Some((file_env, path)) = &env_file {
-            apply_env(&mut values, file_env, |var| {
-                Source::EnvFile(path.clone(), var.to_owned())
-            })?;
-        }
-        apply_env(&mut values, env, |var| Source::Env(var.to_owned()))?;
-
-        if let Some(db) = &ov.db {
-            values.insert("database.url", (db.clone(), Source::Flag("--db")));
-        }
-
-        let mut warnings = Vec::new();
-        for var in env.keys().filter(|v| v.starts_with("GAIA_")) {
-            let base = var.strip_suffix("_FILE").unwrap_or(var);
-            let known = KEYS.iter().any(|k| k.env.contains(&base))
-                || OTHER_GAIA_VARS.contains(&var.as_str());
-            if !known {
-                warnings.push(format!("unknown environment variable {var} is ignored"));
-            }
-        }
-        let mut config = Self::build(values, warnings)?;
-        config.policy = policy.unwrap_or_default();
-        let url = ov
-            .url
-            .clone()
-            .or_else(|| env.get("GAIA_URL").cloned())
-            .filter(|u| !u.is_empty());
-        let token = ov
-            .token
-            .clone()
-            .or_else(|| env.get("GAIA_TOKEN").cloned())
-            .unwrap_or_default();
-        config.remote = url.map(|u| (u, token));
+    /// Loads every layer and parses every setting. `env` is the process environment (passed
+    /// in, so tests need not touch the real one).
+    pub fn load(ov: &Overrides, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let layers = layers::collect(ov, env)?;
+        let mut config = Self::parse(&layers)?;
+        config.policy = layers.policy.unwrap_or_default();
+        config.warnings = layers.warnings;
+        config.remote = remote(ov, env);
         Ok(config)
     }
 
-    fn build(
-        values: BTreeMap<&'static str, (String, Source)>,
-        warnings: Vec<String>,
-    ) -> Result<Self, String> {
-        let get = |name: &str| values.get(name).map(|(v, _)| v.as_str());
-        let invalid = |name: &str, why: String| {
-            let source = values
-                .get(name)
-                .map(|(_, s)| s.to_string())
-                .unwrap_or_default();
-            format!("invalid {name} (from {source}): {why}")
-        };
-        let duration = |name: &str| -> Result<Duration, String> {
-            parse_duration(get(name).unwrap_or_default()).map_err(|e| invalid(name, e.to_string()))
-        };
-        let number = |name: &str| -> Result<u32, String> {
-            get(name)
-                .unwrap_or_default()
-                .trim()
-                .parse::<u32>()
-                .map_err(|_| invalid(name, "expected a whole number".into()))
-        };
-        let database_url = get("database.url")
-            .unwrap_or(DEFAULT_DATABASE_URL)
-            .to_owned();
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err(invalid(
-                "database.url",
-                "use sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
-            ));
-        }
-        let max_connections = number("database.max_connections")?;
-        if !(1..=1000).contains(&max_connections) {
-            return Err(invalid(
-                "database.max_connections",
-                "must be 1 to 1000".into(),
-            ));
-        }
-        let store = StoreOptionsConfig {
-            lock_timeout: duration("database.lock_timeout")?,
-            connect_timeout: duration("database.connect_timeout")?,
-            max_connections,
-            sqlite_synchronous: get("database.sqlite_synchronous")
-                .unwrap_or("normal")
-                .parse()
-                .map_err(|e: gaia_core::ValidationError| {
-                    invalid("database.sqlite_synchronous", e.0)
-                })?,
-        };
-        let default_ttl = duration("claims.default_ttl")?;
-        duration("outbox.retry_base_delay")?;
-        duration("outbox.lease")?;
-        parse_bool(get("execution.allow").unwrap_or("false"))
-            .ok_or_else(|| invalid("execution.allow", "use 1/0, true/false, yes/no".into()))?;
-        for name in [
-            "auto_requeue.max_retries",
-            "auto_requeue.max_age_hours",
-            "auto_requeue.max_per_run",
-        ] {
-            number(name)?;
-        }
-        if let Some(ids) = get("telegram.approver_ids") {
-            for id in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                id.parse::<i64>().map_err(|_| {
-                    invalid(
-                        "telegram.approver_ids",
-                        format!("'{id}' is not a numeric Telegram user id"),
-                    )
-                })?;
-            }
-        }
-        if let Some(every) = get("auto_requeue.every").filter(|v| *v != "off") {
-            parse_duration(every).map_err(|e| invalid("auto_requeue.every", e.to_string()))?;
-        }
-        if let Some(list) = get("alerts.thresholds") {
-            for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                t.parse::<gaia_core::metrics::Threshold>()
-                    .map_err(|e| invalid("alerts.thresholds", e.0))?;
-            }
-        }
-        parse_bool(get("execution.continue_on_approve").unwrap_or("false")).ok_or_else(|| {
-            invalid(
-                "execution.continue_on_approve",
-                "use 1/0, true/false, yes/no".into(),
-            )
-        })?;
-        let ndjson_path = get("events.ndjson_path")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from);
+    /// Parses the merged text of every setting.
+    fn parse(layers: &Layers) -> Result<Self, ConfigError> {
+        let p = Parser(&layers.values);
         Ok(Self {
-            values,
-            database_url,
-            store,
-            ndjson_path,
-            default_ttl,
-            warnings,
+            entries: layers.values.clone(),
+            database_url: p.required("database.url", database_url)?,
+            store: p.store()?,
+            ndjson_path: p.optional("events.ndjson_path", |v| Ok(PathBuf::from(v)))?,
+            default_ttl: p.required("claims.default_ttl", duration)?,
+            telegram: p.telegram()?,
+            webhook_url: p.optional("webhook.url", http_url)?,
+            webhook_secret: p.optional("webhook.secret", text)?,
+            outbox: OutboxConfig {
+                retry_base_delay: p.required("outbox.retry_base_delay", duration)?,
+                lease: p.required("outbox.lease", duration)?,
+            },
+            auto_requeue_every: p.required("auto_requeue.every", duration_or_off)?,
+            auto_requeue: p.auto_requeue()?,
+            thresholds: p.required("alerts.thresholds", thresholds)?,
+            execution_allowed: p.required("execution.allow", boolean)?,
+            continue_on_approve: p.required("execution.continue_on_approve", boolean)?,
+            admin_token: p.optional("admin.token", text)?,
+            warnings: Vec::new(),
             remote: None,
             policy: Policy::default(),
         })
@@ -474,97 +400,16 @@ impl Config {
     pub fn secret_values(&self) -> Vec<String> {
         KEYS.iter()
             .filter(|k| k.secret)
-            .filter_map(|k| self.values.get(k.name).map(|(v, _)| v.clone()))
+            .filter_map(|k| self.entries.get(k.name).map(|e| e.value.clone()))
             .chain(self.remote.as_ref().map(|(_, token)| token.clone()))
             .filter(|v| !v.is_empty())
             .collect()
     }
 
-    /// Whether approved commands may really run (`ALLOW_COMMAND_EXECUTION=1`).
-    pub fn execution_allowed(&self) -> bool {
-        self.value("execution.allow")
-            .and_then(parse_bool)
-            .unwrap_or(false)
-    }
-
-    /// The automatic requeue policy (`AUTO_REQUEUE_*`).
-    pub fn auto_requeue(&self) -> gaia_core::outbox::AutoRequeuePolicy {
-        let n = |name: &str, default: u32| {
-            self.values
-                .get(name)
-                .and_then(|(v, _)| v.trim().parse::<u32>().ok())
-                .unwrap_or(default)
-        };
-        gaia_core::outbox::AutoRequeuePolicy {
-            max_retries: n("auto_requeue.max_retries", 3),
-            max_age: std::time::Duration::from_secs(
-                u64::from(n("auto_requeue.max_age_hours", 72)) * 3600,
-            ),
-            max_per_run: n("auto_requeue.max_per_run", 10),
-        }
-    }
-
-    fn value(&self, name: &str) -> Option<&str> {
-        self.values
-            .get(name)
-            .map(|(v, _)| v.as_str())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// The Telegram bot token, when configured.
-    pub fn telegram_token(&self) -> Option<&str> {
-        self.value("telegram.bot_token")
-    }
-
-    pub fn telegram_api_url(&self) -> &str {
-        self.value("telegram.api_url")
-            .unwrap_or("https://api.telegram.org")
-    }
-
-    /// Telegram user ids allowed to decide (validated when the configuration loads).
-    pub fn approver_ids(&self) -> Vec<i64> {
-        self.value("telegram.approver_ids")
-            .map(|ids| {
-                ids.split(',')
-                    .filter_map(|id| id.trim().parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// How often the server runs the automatic requeue; `None` when "off".
-    pub fn auto_requeue_every(&self) -> Option<std::time::Duration> {
-        self.value("auto_requeue.every")
-            .filter(|v| *v != "off")
-            .and_then(|v| parse_duration(v).ok())
-    }
-
-    /// How the outbox worker retries and leases (`outbox.retry_base_delay`, `outbox.lease`,
-    /// validated when the configuration loads).
+    /// Applies the outbox settings to the worker's senders.
     pub fn outbox_senders(&self, senders: &mut gaia_server::senders::Senders) {
-        if let Some(d) = self
-            .value("outbox.retry_base_delay")
-            .and_then(|v| parse_duration(v).ok())
-        {
-            senders.retry.base_delay = d;
-        }
-        if let Some(d) = self
-            .value("outbox.lease")
-            .and_then(|v| parse_duration(v).ok())
-        {
-            senders.lease = d;
-        }
-    }
-
-    /// The alert thresholds (validated when the configuration loads).
-    pub fn thresholds(&self) -> Vec<gaia_core::metrics::Threshold> {
-        self.value("alerts.thresholds")
-            .map(|t| t.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-            .unwrap_or_default()
-    }
-
-    pub fn webhook_secret(&self) -> Option<&str> {
-        self.value("webhook.secret")
+        senders.retry.base_delay = self.outbox.retry_base_delay;
+        senders.lease = self.outbox.lease;
     }
 
     /// Where approvals and decisions are announced: the Telegram chat when Telegram is
@@ -572,51 +417,32 @@ impl Config {
     pub fn notify_targets(&self) -> Vec<gaia_core::outbox::Target> {
         use gaia_core::outbox::{Channel, Target};
         let mut targets = Vec::new();
-        match (self.telegram_token(), self.value("telegram.notify_chat")) {
+        match (&self.telegram.bot_token, &self.telegram.notify_chat) {
             (Some(_), Some(chat)) => targets.push(Target {
                 channel: Channel::Telegram,
-                target: chat.trim().to_owned(),
+                target: chat.clone(),
             }),
             _ => targets.push(Target {
                 channel: Channel::Console,
                 target: "console".into(),
             }),
         }
-        if let Some(url) = self.value("webhook.url") {
+        if let Some(url) = &self.webhook_url {
             targets.push(Target {
                 channel: Channel::Webhook,
-                target: url.to_owned(),
+                target: url.clone(),
             });
         }
         targets
-    }
-
-    /// Whether the server runs approved argv commands itself.
-    pub fn continue_on_approve(&self) -> bool {
-        self.value("execution.continue_on_approve")
-            .and_then(parse_bool)
-            .unwrap_or(false)
-    }
-
-    /// The admin token from configuration (`MONITOR_ADMIN_TOKEN`), if set.
-    pub fn admin_token(&self) -> Option<&str> {
-        self.value("admin.token")
     }
 
     /// Every setting with its effective value (secrets redacted), its source and its help.
     pub fn show(&self) -> Vec<ShownSetting> {
         KEYS.iter()
             .map(|k| {
-                let (value, source) = match self.values.get(k.name) {
-                    Some((v, s)) => (Some(v.clone()), s.to_string()),
+                let (value, source) = match self.entries.get(k.name) {
+                    Some(e) => (Some(shown_value(k, &e.value)), e.source.to_string()),
                     None => (None, "unset".to_owned()),
-                };
-                let value = match value {
-                    Some(v) if k.secret && !v.is_empty() => Some("[redacted]".to_owned()),
-                    Some(v) if k.name == "database.url" => {
-                        Some(gaia_store_postgres::redact_url(&v))
-                    }
-                    other => other,
                 };
                 ShownSetting {
                     name: k.name,
@@ -630,6 +456,33 @@ impl Config {
     }
 }
 
+/// A value as it may be shown: secrets redacted, a database URL without its password.
+fn shown_value(k: &Key, v: &str) -> String {
+    if k.secret && !v.is_empty() {
+        "[redacted]".to_owned()
+    } else if k.name == "database.url" {
+        gaia_store_postgres::redact_url(v)
+    } else {
+        v.to_owned()
+    }
+}
+
+/// Remote mode: `--url`/`GAIA_URL` (an empty one means direct mode) and its token. The URL and
+/// token are checked when the client is made, so that a missing token names `GAIA_TOKEN`.
+fn remote(ov: &Overrides, env: &BTreeMap<String, String>) -> Option<(String, String)> {
+    let url = ov
+        .url
+        .clone()
+        .or_else(|| env.get("GAIA_URL").cloned())
+        .filter(|u| !u.is_empty())?;
+    let token = ov
+        .token
+        .clone()
+        .or_else(|| env.get("GAIA_TOKEN").cloned())
+        .unwrap_or_default();
+    Some((url, token))
+}
+
 /// One row of `gaia config show`.
 #[derive(Debug, serde::Serialize)]
 pub struct ShownSetting {
@@ -640,110 +493,190 @@ pub struct ShownSetting {
     pub help: &'static str,
 }
 
-pub fn parse_bool(s: &str) -> Option<bool> {
+/// Parses the merged settings; each error names the setting and where its value came from.
+struct Parser<'a>(&'a BTreeMap<&'static str, Entry>);
+
+/// Parses one value, or says what was expected.
+type Parse<T> = fn(&str) -> Result<T, String>;
+
+impl Parser<'_> {
+    /// A setting that is unset, or set to the empty string, is `None`.
+    fn optional<T>(&self, key: &'static str, parse: Parse<T>) -> Result<Option<T>, ConfigError> {
+        match self.0.get(key) {
+            Some(e) if !e.value.is_empty() => parse(&e.value)
+                .map(Some)
+                .map_err(|expected| invalid(key, e, expected)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A setting with a default: always set, so an empty value is parsed (and usually refused)
+    /// rather than taken for the default.
+    fn required<T>(&self, key: &'static str, parse: Parse<T>) -> Result<T, ConfigError> {
+        let fallback;
+        let e = match self.0.get(key) {
+            Some(e) => e,
+            // Only reached for a key without a default in KEYS: parse what "unset" means.
+            None => {
+                fallback = Entry {
+                    value: String::new(),
+                    source: Source::Default,
+                };
+                &fallback
+            }
+        };
+        parse(&e.value).map_err(|expected| invalid(key, e, expected))
+    }
+
+    fn store(&self) -> Result<StoreOptionsConfig, ConfigError> {
+        Ok(StoreOptionsConfig {
+            lock_timeout: self.required("database.lock_timeout", duration)?,
+            connect_timeout: self.required("database.connect_timeout", duration)?,
+            max_connections: self.required("database.max_connections", connections)?,
+            sqlite_synchronous: self.required("database.sqlite_synchronous", |v| {
+                v.trim()
+                    .parse()
+                    .map_err(|_| "off, normal, full or extra".to_owned())
+            })?,
+        })
+    }
+
+    fn telegram(&self) -> Result<TelegramConfig, ConfigError> {
+        Ok(TelegramConfig {
+            bot_token: self.optional("telegram.bot_token", text)?,
+            notify_chat: self.optional("telegram.notify_chat", chat)?,
+            approver_ids: self
+                .optional("telegram.approver_ids", approver_ids)?
+                .unwrap_or_default(),
+            // The prototype's env files carry an empty TELEGRAM_API_URL= line: the default.
+            api_url: self
+                .optional("telegram.api_url", http_url)?
+                .unwrap_or_else(|| DEFAULT_TELEGRAM_API_URL.to_owned()),
+        })
+    }
+
+    fn auto_requeue(&self) -> Result<AutoRequeuePolicy, ConfigError> {
+        let hours = self.required("auto_requeue.max_age_hours", whole_number)?;
+        Ok(AutoRequeuePolicy {
+            max_retries: self.required("auto_requeue.max_retries", whole_number)?,
+            max_age: Duration::from_secs(u64::from(hours) * 3600),
+            max_per_run: self.required("auto_requeue.max_per_run", whole_number)?,
+        })
+    }
+}
+
+/// The error for `key`'s value `e`; a secret's value is not repeated.
+fn invalid(key: &'static str, e: &Entry, expected: String) -> ConfigError {
+    let value = KEYS
+        .iter()
+        .find(|k| k.name == key)
+        .map_or_else(|| e.value.clone(), |k| shown_value(k, &e.value));
+    ConfigError::Invalid {
+        key,
+        value,
+        from: e.source.clone(),
+        expected,
+    }
+}
+
+fn text(v: &str) -> Result<String, String> {
+    Ok(v.to_owned())
+}
+
+fn duration(v: &str) -> Result<Duration, String> {
+    parse_duration(v).map_err(|_| {
+        "a positive duration like 90s, 15m, 2h or 1h30m (units ms, s, m, h, d; at most 3650d)"
+            .to_owned()
+    })
+}
+
+fn duration_or_off(v: &str) -> Result<Option<Duration>, String> {
+    if v.trim() == "off" {
+        return Ok(None);
+    }
+    duration(v).map(Some).map_err(|e| format!("\"off\" or {e}"))
+}
+
+fn whole_number(v: &str) -> Result<u32, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| "a whole number (0 or more)".to_owned())
+}
+
+fn connections(v: &str) -> Result<u32, String> {
+    match v.trim().parse() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err("a whole number from 1 to 1000".to_owned()),
+    }
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    parse_bool(v).ok_or_else(|| "1/0, true/false, yes/no or on/off".to_owned())
+}
+
+fn database_url(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if ["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|p| v.starts_with(p))
+    {
+        Ok(v.to_owned())
+    } else {
+        Err("sqlite://PATH or postgres://USER@HOST/DATABASE".to_owned())
+    }
+}
+
+fn http_url(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    match v.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(v.to_owned()),
+        _ => Err("an http:// or https:// URL".to_owned()),
+    }
+}
+
+/// A Telegram chat: a numeric id (negative for groups) or a public `@channelname`.
+fn chat(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let numeric = v.strip_prefix('-').unwrap_or(v);
+    let name = v.strip_prefix('@').unwrap_or_default();
+    let ok = (!numeric.is_empty() && numeric.bytes().all(|b| b.is_ascii_digit()))
+        || (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err("a numeric chat id such as -100123456 or an @channelname".to_owned())
+    }
+}
+
+fn approver_ids(v: &str) -> Result<Vec<i64>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|id| {
+            id.parse().map_err(|_| {
+                format!("comma-separated numeric Telegram user ids ('{id}' is not one)")
+            })
+        })
+        .collect()
+}
+
+fn thresholds(v: &str) -> Result<Vec<Threshold>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|_| format!("comma-separated NAME=NUMBER pairs ('{t}' is not one)"))
+        })
+        .collect()
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" | "" => Some(false),
         _ => None,
     }
-}
-
-/// Applies environment-style variables: for each setting, the first of its variables that is
-/// set wins; `VAR_FILE` reads the value from a file.
-fn apply_env(
-    values: &mut BTreeMap<&'static str, (String, Source)>,
-    vars: &BTreeMap<String, String>,
-    source: impl Fn(&str) -> Source,
-) -> Result<(), String> {
-    for k in KEYS {
-        for var in k.env {
-            if let Some(v) = vars.get(*var) {
-                values.insert(k.name, (v.clone(), source(var)));
-                break;
-            }
-            let file_var = format!("{var}_FILE");
-            if let Some(path) = vars.get(&file_var) {
-                let v = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {file_var} ({path}): {e}"))?;
-                values.insert(
-                    k.name,
-                    (
-                        v.trim_end_matches(['\n', '\r']).to_owned(),
-                        source(&file_var),
-                    ),
-                );
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Dotted setting names with their values as text.
-type Settings = Vec<(String, String)>;
-
-/// Flattens a TOML file into dotted names with string values, except the `[policy]` table,
-/// which is returned parsed.
-fn read_toml(path: &Path) -> Result<(Settings, Option<Policy>), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| format!("{}: {}", path.display(), e.message()))?;
-    let policy = match table.remove("policy") {
-        Some(v) => {
-            let p: Policy = v.try_into().map_err(|e: toml::de::Error| {
-                format!("{}: [policy]: {}", path.display(), e.message())
-            })?;
-            p.validate()
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            Some(p)
-        }
-        None => None,
-    };
-    let mut out = Vec::new();
-    flatten("", &toml::Value::Table(table), &mut out, path)?;
-    Ok((out, policy))
-}
-
-fn flatten(
-    prefix: &str,
-    v: &toml::Value,
-    out: &mut Vec<(String, String)>,
-    path: &Path,
-) -> Result<(), String> {
-    match v {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let name = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&name, v, out, path)?;
-            }
-        }
-        toml::Value::String(s) => out.push((prefix.to_owned(), s.clone())),
-        toml::Value::Integer(i) => out.push((prefix.to_owned(), i.to_string())),
-        toml::Value::Boolean(b) => out.push((prefix.to_owned(), b.to_string())),
-        toml::Value::Array(items) => {
-            let parts: Vec<String> = items
-                .iter()
-                .map(|i| match i {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            out.push((prefix.to_owned(), parts.join(",")));
-        }
-        other => {
-            return Err(format!(
-                "{}: unsupported value for '{prefix}': {other}",
-                path.display()
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -758,8 +691,8 @@ mod tests {
     }
 
     fn value<'a>(c: &'a Config, name: &str) -> (&'a str, String) {
-        let (v, s) = &c.values[name];
-        (v.as_str(), s.to_string())
+        let e = &c.entries[name];
+        (e.value.as_str(), e.source.to_string())
     }
 
     #[test]
@@ -827,6 +760,7 @@ mod tests {
         assert!(
             Config::load(&ov, &e)
                 .unwrap_err()
+                .to_string()
                 .contains("cannot read env file")
         );
         let c = Config::load(&Overrides::default(), &e).unwrap();
@@ -842,26 +776,52 @@ mod tests {
         let cases = [
             (
                 ("GAIA_LOCK_TIMEOUT", "15x"),
-                "invalid database.lock_timeout (from $GAIA_LOCK_TIMEOUT)",
+                "database.lock_timeout = \"15x\" (from $GAIA_LOCK_TIMEOUT): expected a positive duration",
             ),
-            (("GAIA_DATABASE_URL", "mysql://x"), "invalid database.url"),
             (
-                ("TELEGRAM_APPROVER_IDS", "12,@bob"),
-                "'@bob' is not a numeric Telegram user id",
+                ("GAIA_DATABASE_URL", "mysql://x"),
+                "database.url = \"mysql://x\" (from $GAIA_DATABASE_URL): expected sqlite://PATH",
             ),
+            (("TELEGRAM_APPROVER_IDS", "12,@bob"), "('@bob' is not one)"),
             (
                 ("ALLOW_COMMAND_EXECUTION", "maybe"),
-                "invalid execution.allow",
+                "execution.allow = \"maybe\" (from $ALLOW_COMMAND_EXECUTION)",
             ),
             (
                 ("GAIA_SQLITE_SYNCHRONOUS", "fast"),
-                "invalid sqlite synchronous",
+                "expected off, normal, full or extra",
+            ),
+            (
+                ("AUTO_REQUEUE_EVERY", "soon"),
+                "expected \"off\" or a positive",
+            ),
+            (
+                ("GAIA_WEBHOOK_URL", "example.com/hook"),
+                "expected an http://",
+            ),
+            (
+                ("CHAT_ID", "general"),
+                "telegram.notify_chat = \"general\" (from $CHAT_ID)",
+            ),
+            (("GAIA_ALERT_THRESHOLDS", "x"), "('x' is not one)"),
+            (
+                ("AUTO_REQUEUE_MAX_PER_RUN", "-1"),
+                "expected a whole number",
             ),
         ];
         for ((var, val), want) in cases {
-            let err = Config::load(&Overrides::default(), &env(&[(var, val)])).unwrap_err();
+            let err = Config::load(&Overrides::default(), &env(&[(var, val)]))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{var}={val}: {err}");
         }
+        // Were a secret refused, its value would not be repeated.
+        let entry = Entry {
+            value: "hunter2-secret".into(),
+            source: Source::Env("MONITOR_ADMIN_TOKEN".into()),
+        };
+        let err = invalid("admin.token", &entry, "x".into()).to_string();
+        assert!(err.starts_with("admin.token = \"[redacted]\""), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("gaia.toml");
         std::fs::write(&p, "[database]\nurll = \"x\"\n").unwrap();
@@ -872,7 +832,27 @@ mod tests {
         assert!(
             Config::load(&ov, &BTreeMap::new())
                 .unwrap_err()
+                .to_string()
                 .contains("unknown setting 'database.urll'")
         );
+    }
+
+    #[test]
+    fn typed_values_are_parsed_once() {
+        let e = env(&[
+            ("TELEGRAM_APPROVER_IDS", "1, 2,,3"),
+            ("AUTO_REQUEUE_EVERY", "off"),
+            ("AUTO_REQUEUE_MAX_AGE_HOURS", "2"),
+            ("TELEGRAM_API_URL", ""),
+            ("ALLOW_COMMAND_EXECUTION", "yes"),
+        ]);
+        let c = Config::load(&Overrides::default(), &e).unwrap();
+        assert_eq!(c.telegram.approver_ids, vec![1, 2, 3]);
+        assert_eq!(c.auto_requeue_every, None);
+        assert_eq!(c.auto_requeue.max_age, Duration::from_secs(7200));
+        assert_eq!(c.telegram.api_url, DEFAULT_TELEGRAM_API_URL);
+        assert!(c.execution_allowed);
+        assert_eq!(c.thresholds.len(), 2);
+        assert_eq!(c.outbox.lease, Duration::from_secs(60));
     }
 }

@@ -124,7 +124,7 @@ async fn run(cli: Cli) -> CliResult {
         Ok(c) => c,
         // A hook must still answer, and never with allow.
         Err(e) if matches!(cli.command, Command::Hook(_)) => {
-            cmd::hook::config_error(&e)?;
+            cmd::hook::config_error(&e.to_string())?;
             return Ok(exit::OK);
         }
         Err(e) => return Err(CliError::bad_input(e)),

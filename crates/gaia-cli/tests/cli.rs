@@ -1055,6 +1055,78 @@ fn remote_mode_without_a_server_is_unavailable() {
     assert_eq!(std::fs::read_dir(ctx.dir()).unwrap().count(), 0);
 }
 
+/// A setting that does not parse is exit 2 with one line naming the setting, its value, where
+/// it came from (the config file, the env file, the environment or a flag) and what was
+/// expected; nothing is created.
+#[test]
+fn bad_settings_name_the_setting_and_its_source() {
+    let ctx = Ctx::bare();
+    let toml = ctx.dir().join("bad.toml");
+    std::fs::write(&toml, "[claims]\ndefault_ttl = \"abc\"\n").unwrap();
+    let hook_toml = ctx.dir().join("hook.toml");
+    std::fs::write(&hook_toml, "[webhook]\nurl = \"example.com/hook\"\n").unwrap();
+    let typo_toml = ctx.dir().join("typo.toml");
+    std::fs::write(&typo_toml, "[claims]\ndefault_tll = \"1h\"\n").unwrap();
+    let env_file = ctx.dir().join("bad.env");
+    std::fs::write(&env_file, "GAIA_MAX_CONNECTIONS=lots\n").unwrap();
+    let (toml, hook_toml, typo_toml, env_file) = (
+        toml.to_str().unwrap(),
+        hook_toml.to_str().unwrap(),
+        typo_toml.to_str().unwrap(),
+        env_file.to_str().unwrap(),
+    );
+    let duration = "expected a positive duration like 90s, 15m, 2h or 1h30m (units ms, s, m, h, d; at most 3650d)";
+    // (arguments, environment, the line after "gaia: ")
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--config", toml, "claim", "list"],
+            vec![],
+            format!("claims.default_ttl = \"abc\" (from {toml}): {duration}"),
+        ),
+        (
+            w("claim list"),
+            vec![("GAIA_CONFIG", hook_toml)],
+            format!(
+                "webhook.url = \"example.com/hook\" (from {hook_toml}): expected an http:// or https:// URL"
+            ),
+        ),
+        (
+            vec!["--config", typo_toml, "claim", "list"],
+            vec![],
+            format!("{typo_toml}: unknown setting 'claims.default_tll'"),
+        ),
+        (
+            vec!["--env-file", env_file, "claim", "list"],
+            vec![],
+            format!(
+                "database.max_connections = \"lots\" (from GAIA_MAX_CONNECTIONS in {env_file}): expected a whole number from 1 to 1000"
+            ),
+        ),
+        (
+            w("claim list"),
+            vec![("GAIA_CLAIM_TTL", "abc")],
+            format!("claims.default_ttl = \"abc\" (from $GAIA_CLAIM_TTL): {duration}"),
+        ),
+        (
+            w("claim list"),
+            vec![("TELEGRAM_NOTIFY_CHAT", "general")],
+            "telegram.notify_chat = \"general\" (from $TELEGRAM_NOTIFY_CHAT): expected a numeric chat id such as -100123456 or an @channelname".into(),
+        ),
+        (
+            w("--db mysql://x claim list"),
+            vec![],
+            "database.url = \"mysql://x\" (from --db): expected sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
+        ),
+    ];
+    let before = std::fs::read_dir(ctx.dir()).unwrap().count();
+    for (args, env, says) in &cases {
+        let out = check(&ctx, args, env, 2, &[], &[]);
+        assert_eq!(out.stderr, format!("gaia: {says}\n"), "gaia {args:?}");
+    }
+    assert_eq!(std::fs::read_dir(ctx.dir()).unwrap().count(), before);
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

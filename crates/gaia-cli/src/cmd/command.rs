@@ -330,7 +330,7 @@ pub async fn run(c: CmdCommand, config: &Config) -> CliResult {
             if let Some(name) = &executor {
                 gaia_core::names::check_name("--as", name)?;
             }
-            let allowed = config.execution_allowed();
+            let allowed = config.execution_allowed;
             if execute && !allowed && config.remote.is_none() {
                 eprintln!("gaia: ALLOW_COMMAND_EXECUTION is not 1: recording a dry run instead");
             }

@@ -37,7 +37,7 @@ pub async fn alert(c: AlertCommand, config: &Config) -> CliResult {
         json,
     } = c;
     let thresholds: Vec<Threshold> = if thresholds.is_empty() {
-        config.thresholds()
+        config.thresholds.clone()
     } else {
         thresholds
             .iter()

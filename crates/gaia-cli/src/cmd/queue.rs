@@ -115,7 +115,7 @@ pub async fn run(c: QueueCommand, config: &Config) -> CliResult {
         }
         QueueCommand::AutoRequeue { dry_run, json } => {
             let client = crate::client::connect(config).await?;
-            let list = client.auto_requeue(&config.auto_requeue(), dry_run).await?;
+            let list = client.auto_requeue(&config.auto_requeue, dry_run).await?;
             client.close().await;
             if json {
                 super::out_json(&serde_json::json!({

@@ -21,7 +21,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         .await
         .map_err(|e| CliError::bad_input(format!("cannot listen on {}: {e}", args.bind)))?;
     let gaia = crate::open::gaia(config).await?;
-    let admin = config.admin_token();
+    let admin = config.admin_token.as_deref();
     if admin.is_none() {
         ensure_admin_token(&gaia).await?;
     }
@@ -31,31 +31,29 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
     let opts = ServerOptions {
         schema_version: crate::open::schema_version(&config.database_url),
         default_ttl: config.default_ttl,
-        allow_execution: config.execution_allowed(),
-        continue_on_approve: config.continue_on_approve(),
-        auto_requeue: config.auto_requeue(),
-        auto_requeue_every: config.auto_requeue_every(),
-        thresholds: config.thresholds(),
+        allow_execution: config.execution_allowed,
+        continue_on_approve: config.continue_on_approve,
+        auto_requeue: config.auto_requeue,
+        auto_requeue_every: config.auto_requeue_every,
+        thresholds: config.thresholds.clone(),
         ..ServerOptions::default()
     };
     let opts = fit_connections(opts, open_files);
-    let telegram = match config.telegram_token() {
+    let telegram = match config.telegram.bot_token.as_deref() {
         Some(token) => Some(
-            gaia_telegram::BotClient::new(config.telegram_api_url(), token)
+            gaia_telegram::BotClient::new(&config.telegram.api_url, token)
                 .map_err(|e| CliError::bad_input(format!("telegram: {e}")))?,
         ),
         None => None,
     };
-    let mut senders = gaia_server::senders::Senders::new(
-        telegram.clone(),
-        config.webhook_secret().map(str::to_owned),
-    );
+    let mut senders =
+        gaia_server::senders::Senders::new(telegram.clone(), config.webhook_secret.clone());
     config.outbox_senders(&mut senders);
     let mut state = AppState::new(gaia, opts, admin)
         .await?
         .with_senders(senders);
     if let Some(bot) = telegram {
-        let approvers = config.approver_ids();
+        let approvers = config.telegram.approver_ids.clone();
         if approvers.is_empty() {
             tracing::warn!("TELEGRAM_APPROVER_IDS is empty: nobody can decide from Telegram");
         }
@@ -126,28 +124,26 @@ fn hostname() -> String {
 
 /// `gaia telegram listen`: the Telegram listener and the outbox worker, no HTTP.
 pub async fn telegram_listen(config: &Config) -> CliResult {
-    let Some(token) = config.telegram_token() else {
+    let Some(token) = config.telegram.bot_token.as_deref() else {
         return Err(CliError::bad_input(
             "set TELEGRAM_BOT_TOKEN (and TELEGRAM_NOTIFY_CHAT, TELEGRAM_APPROVER_IDS)",
         ));
     };
-    let bot = gaia_telegram::BotClient::new(config.telegram_api_url(), token)
+    let bot = gaia_telegram::BotClient::new(&config.telegram.api_url, token)
         .map_err(|e| CliError::bad_input(format!("telegram: {e}")))?;
     let gaia = crate::open::gaia(config).await?;
     let opts = ServerOptions {
         schema_version: crate::open::schema_version(&config.database_url),
         ..ServerOptions::default()
     };
-    let mut senders = gaia_server::senders::Senders::new(
-        Some(bot.clone()),
-        config.webhook_secret().map(str::to_owned),
-    );
+    let mut senders =
+        gaia_server::senders::Senders::new(Some(bot.clone()), config.webhook_secret.clone());
     config.outbox_senders(&mut senders);
     let node = format!("{}-{}", hostname(), std::process::id());
     let state = AppState::new(gaia, opts, None)
         .await?
         .with_senders(senders)
-        .with_telegram(bot, config.approver_ids(), node);
+        .with_telegram(bot, config.telegram.approver_ids.clone(), node);
     let workers = gaia_server::workers::spawn(&state);
     super::out("gaia listening to Telegram (Ctrl-C to stop)")?;
     shutdown_signal().await;
