@@ -314,33 +314,7 @@ pub struct RequestContext {
 pub enum CmdCommand {
     /// Ask for approval of a command. Prints the request id; with --wait, exits 0 approved,
     /// 10 denied, 11 expired or timed out, 12 cancelled.
-    Request {
-        /// The agent asking. Also $GAIA_AGENT.
-        #[arg(long, env = "GAIA_AGENT", value_name = "ID")]
-        agent: String,
-        #[command(flatten)]
-        context: RequestContext,
-        /// Directory the command is to run in (default: here).
-        #[arg(long, value_name = "DIR")]
-        cwd: Option<String>,
-        /// A test request: shown as a test everywhere; it cannot proceed until allow-test.
-        #[arg(long)]
-        test: bool,
-        /// How long the request waits for a decision (default 1h).
-        #[arg(long, value_name = "DURATION")]
-        expires: Option<String>,
-        /// Wait for the decision.
-        #[arg(long)]
-        wait: bool,
-        /// With --wait: give up after this long (exit 11).
-        #[arg(long, value_name = "DURATION", requires = "wait")]
-        timeout: Option<String>,
-        #[arg(long)]
-        json: bool,
-        /// The program and its arguments, after `--`.
-        #[arg(last = true, required = true, value_name = "ARGV")]
-        argv: Vec<String>,
-    },
+    Request(RequestArgs),
     /// List requests, newest first.
     List {
         /// Only this status: pending, approved, denied, expired, cancelled, executing, executed,
@@ -402,20 +376,54 @@ pub enum CmdCommand {
     },
     /// Execute an approved request. Without --execute, or unless ALLOW_COMMAND_EXECUTION=1,
     /// records a dry run. Runs at most once.
-    Execute {
-        id: String,
-        /// Really run it (also needs ALLOW_COMMAND_EXECUTION=1).
-        #[arg(long)]
-        execute: bool,
-        /// Kill the command's whole process group after this long (default 10m).
-        #[arg(long, value_name = "DURATION")]
-        timeout: Option<String>,
-        /// Who executes (default $GAIA_OPERATOR, else cli); in remote mode, the token's name.
-        #[arg(long = "as", value_name = "NAME")]
-        executor: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Execute(ExecuteArgs),
+}
+
+// The arguments of `gaia cmd request` (the help text is the variant's).
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The agent asking. Also $GAIA_AGENT.
+    #[arg(long, env = "GAIA_AGENT", value_name = "ID")]
+    pub agent: String,
+    #[command(flatten)]
+    pub context: RequestContext,
+    /// Directory the command is to run in (default: here).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// A test request: shown as a test everywhere; it cannot proceed until allow-test.
+    #[arg(long)]
+    pub test: bool,
+    /// How long the request waits for a decision (default 1h).
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+    /// Wait for the decision.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (exit 11).
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub timeout: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
+}
+
+// The arguments of `gaia cmd execute` (the help text is the variant's).
+#[derive(Debug, Args)]
+pub struct ExecuteArgs {
+    pub id: String,
+    /// Really run it (also needs ALLOW_COMMAND_EXECUTION=1).
+    #[arg(long)]
+    pub execute: bool,
+    /// Kill the command's whole process group after this long (default 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Who executes (default $GAIA_OPERATOR, else cli); in remote mode, the token's name.
+    #[arg(long = "as", value_name = "NAME")]
+    pub executor: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,8 +18,8 @@ fn ttl(text: Option<&str>) -> Result<Option<std::time::Duration>, gaia_core::Val
 }
 
 pub async fn run(c: ClaimCommand, config: &Config) -> CliResult {
-    // Validate everything before touching the store: bad input changes nothing.
-    let (req, json) = match &c {
+    // Each request is validated before the store is touched: bad input changes nothing.
+    match c {
         ClaimCommand::Acquire {
             target,
             agent,
@@ -29,14 +29,15 @@ pub async fn run(c: ClaimCommand, config: &Config) -> CliResult {
             json,
         } => {
             let ttl = ttl(t.as_deref())?.or(Some(config.default_ttl));
+            let key = key(&target)?;
             let req = Request::acquire(
-                key(target)?,
-                agent,
+                key,
+                &agent,
                 operator.as_deref(),
                 fingerprint.as_deref(),
                 ttl,
             )?;
-            (Some(req), *json)
+            change(config, &req, json).await
         }
         ClaimCommand::Refresh {
             target,
@@ -45,63 +46,61 @@ pub async fn run(c: ClaimCommand, config: &Config) -> CliResult {
             ttl: t,
             json,
         } => {
-            let req = Request::refresh(
-                key(target)?,
-                agent,
-                fingerprint.as_deref(),
-                ttl(t.as_deref())?,
-            )?;
-            (Some(req), *json)
+            let key = key(&target)?;
+            let req = Request::refresh(key, &agent, fingerprint.as_deref(), ttl(t.as_deref())?)?;
+            change(config, &req, json).await
         }
         ClaimCommand::Release {
             target,
             agent,
             fingerprint,
             json,
-        } => (
-            Some(Request::release(
-                key(target)?,
-                agent,
-                fingerprint.as_deref(),
-            )?),
-            *json,
-        ),
+        } => {
+            let req = Request::release(key(&target)?, &agent, fingerprint.as_deref())?;
+            change(config, &req, json).await
+        }
         ClaimCommand::Inspect { target, json } => {
-            key(target)?;
-            (None, *json)
+            let key = key(&target)?;
+            let gaia = crate::client::connect(config).await?;
+            print(&gaia.inspect(&key).await?, json)
         }
-        ClaimCommand::List { json, .. } => (None, *json),
-    };
+        ClaimCommand::List { all, json } => list(config, all, json).await,
+    }
+}
+
+/// `gaia claim acquire|refresh|release`: one validated request.
+async fn change(config: &Config, req: &Request, json: bool) -> CliResult {
     let gaia = crate::client::connect(config).await?;
-    let result = match (req, &c) {
-        (Some(req), _) => {
-            let r = gaia.claim(&req).await?;
-            gaia.close().await;
-            r
-        }
-        (None, ClaimCommand::Inspect { target, .. }) => gaia.inspect(&key(target)?).await?,
-        (None, ClaimCommand::List { all, .. }) => {
-            let list = gaia.list_claims(*all).await?;
-            if json {
-                let arr: Vec<_> = list.iter().map(ClaimResult::to_json).collect();
-                super::out_json(&serde_json::Value::Array(arr))?;
-            } else if list.is_empty() {
-                super::out(if *all { "no claims" } else { "no live claims" })?;
-            } else {
-                for r in &list {
-                    super::out(&human(r))?;
-                }
-            }
-            return Ok(exit::OK);
-        }
-        (None, _) => return Ok(exit::OK),
-    };
+    let result = gaia.claim(req).await?;
+    gaia.close().await;
+    print(&result, json)
+}
+
+/// Prints a claim's outcome; the exit code is the outcome's.
+fn print(result: &ClaimResult, json: bool) -> CliResult {
     if json {
         super::out(&result.to_json().to_string())?;
     } else {
-        super::out(&human(&result))?;
+        super::out(&human(result))?;
     }
     Ok(code(result.outcome))
+}
+
+/// `gaia claim list`.
+async fn list(config: &Config, all: bool, json: bool) -> CliResult {
+    let gaia = crate::client::connect(config).await?;
+    let list = gaia.list_claims(all).await?;
+    if json {
+        let arr: Vec<_> = list.iter().map(ClaimResult::to_json).collect();
+        super::out_json(&serde_json::Value::Array(arr))?;
+    } else if list.is_empty() {
+        super::out(if all { "no claims" } else { "no live claims" })?;
+    } else {
+        for r in &list {
+            super::out(&human(r))?;
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// The exit code of a claim outcome.

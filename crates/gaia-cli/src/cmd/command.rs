@@ -8,7 +8,7 @@ use gaia_core::commands::{
 };
 use gaia_core::time::{format_duration, parse_duration, rfc3339};
 
-use crate::cli::{CmdCommand, RunArgs};
+use crate::cli::{CmdCommand, ExecuteArgs, RequestArgs, RunArgs};
 use crate::config::Config;
 use crate::exit::{self, CliError, CliResult};
 
@@ -171,204 +171,191 @@ fn decided(outcome: Result<CommandRecord, Refusal>, json: bool) -> CliResult {
 
 pub async fn run(c: CmdCommand, config: &Config) -> CliResult {
     match c {
-        CmdCommand::Request {
-            agent,
-            context,
-            cwd,
-            test,
-            expires,
-            wait,
-            timeout,
-            json,
-            argv,
-        } => {
-            let expires = expires.as_deref().map(parse_duration).transpose()?;
-            let timeout = timeout.as_deref().map(parse_duration).transpose()?;
-            let new = NewCommand::new(
-                CommandSpec::Argv(argv),
-                Some(cwd_or_here(cwd)?),
-                context.story,
-                context.todolist,
-                context.reason,
-                &agent,
-                test,
-                expires,
-            )?;
-            let client = crate::client::connect(config).await?;
-            let r = client.request_command(&new).await?;
-            if !wait {
-                client.close().await;
-                if json {
-                    print(&r, true)?;
-                } else {
-                    super::out(&r.id)?;
-                }
-                return Ok(exit::OK);
-            }
-            if !json {
-                eprintln!(
-                    "gaia: waiting for a decision on {} ({})",
-                    r.id,
-                    r.spec.display()
-                );
-            }
-            let r = client
-                .wait_command(&r.id, timeout.unwrap_or(WAIT_FOREVER))
-                .await?;
-            client.close().await;
-            print(&r, json)?;
-            Ok(wait_code(&r))
-        }
+        CmdCommand::Request(args) => request(args, config).await,
         CmdCommand::List {
             status,
             limit,
             json,
-        } => {
-            let status = status.as_deref().map(str::parse::<Status>).transpose()?;
-            if !(1..=1000).contains(&limit) {
-                return Err(CliError::bad_input("--limit must be 1 to 1000"));
-            }
-            let client = crate::client::connect(config).await?;
-            let list = client.commands(status, limit).await?;
-            if json {
-                super::out_json(&serde_json::Value::Array(
-                    list.iter().map(CommandRecord::to_json).collect(),
-                ))?;
-            } else if list.is_empty() {
-                super::out("no command requests")?;
-            } else {
-                for r in &list {
-                    super::out(&one_line(r))?;
-                }
-            }
-            Ok(exit::OK)
-        }
-        CmdCommand::Show { id, json } => {
-            let id = parse_id(&id)?;
-            let client = crate::client::connect(config).await?;
-            let r = client.command(&id).await?;
-            if json {
-                super::out_json(&r.to_json())?;
-            } else {
-                for line in details(&r) {
-                    super::out(&line)?;
-                }
-            }
-            Ok(exit::OK)
-        }
+        } => list(config, status.as_deref(), limit, json).await,
+        CmdCommand::Show { id, json } => show(config, &id, json).await,
         CmdCommand::Approve {
             id,
             reason,
             decider,
             json,
         } => {
-            let id = parse_id(&id)?;
-            let client = crate::client::connect(config).await?;
-            let action = Action::Approve {
-                by: decider_of(&client, decider).await?,
+            decide(config, &id, decider, json, |by| Action::Approve {
+                by,
                 reason,
-            };
-            let outcome = client.command_apply(&id, &action).await?;
-            client.close().await;
-            decided(outcome, json)
+            })
+            .await
         }
         CmdCommand::Deny {
             id,
             reason,
             decider,
             json,
-        } => {
-            let id = parse_id(&id)?;
-            let client = crate::client::connect(config).await?;
-            let action = Action::Deny {
-                by: decider_of(&client, decider).await?,
-                reason,
-            };
-            let outcome = client.command_apply(&id, &action).await?;
-            client.close().await;
-            decided(outcome, json)
-        }
+        } => decide(config, &id, decider, json, |by| Action::Deny { by, reason }).await,
         CmdCommand::AllowTest { id, decider, json } => {
-            let id = parse_id(&id)?;
-            let client = crate::client::connect(config).await?;
-            let action = Action::AllowTest {
-                by: decider_of(&client, decider).await?,
-            };
-            let outcome = client.command_apply(&id, &action).await?;
-            client.close().await;
-            decided(outcome, json)
+            decide(config, &id, decider, json, |by| Action::AllowTest { by }).await
         }
-        CmdCommand::Cancel { id, actor, json } => {
-            let id = parse_id(&id)?;
-            let client = crate::client::connect(config).await?;
-            let by = match acting_as(&client, actor).await? {
-                Some(by) => by,
-                None => std::env::var("GAIA_AGENT")
-                    .or_else(|_| std::env::var("GAIA_OPERATOR"))
-                    .map_err(|_| {
-                        CliError::bad_input("say who cancels: --as NAME (or set GAIA_AGENT)")
-                    })?,
-            };
-            gaia_core::names::check_name("--as", &by)?;
-            let outcome = client.command_apply(&id, &Action::Cancel { by }).await?;
-            client.close().await;
-            decided(outcome, json)
+        CmdCommand::Cancel { id, actor, json } => cancel(config, &id, actor, json).await,
+        CmdCommand::Execute(args) => execute(args, config).await,
+    }
+}
+
+/// `gaia cmd request`: files the request; with `--wait`, exits with the decision's code.
+async fn request(args: RequestArgs, config: &Config) -> CliResult {
+    let expires = args.expires.as_deref().map(parse_duration).transpose()?;
+    let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
+    let new = NewCommand::new(
+        CommandSpec::Argv(args.argv),
+        Some(cwd_or_here(args.cwd)?),
+        args.context.story,
+        args.context.todolist,
+        args.context.reason,
+        &args.agent,
+        args.test,
+        expires,
+    )?;
+    let client = crate::client::connect(config).await?;
+    let r = client.request_command(&new).await?;
+    if !args.wait {
+        client.close().await;
+        if args.json {
+            print(&r, true)?;
+        } else {
+            super::out(&r.id)?;
         }
-        CmdCommand::Execute {
-            id,
-            execute,
-            timeout,
-            executor,
-            json,
-        } => {
-            let id = parse_id(&id)?;
-            let timeout = timeout
-                .as_deref()
-                .map(parse_duration)
-                .transpose()?
-                .unwrap_or(DEFAULT_EXEC_TIMEOUT);
-            if let Some(name) = &executor {
-                gaia_core::names::check_name("--as", name)?;
-            }
-            let allowed = config.execution_allowed;
-            if execute && !allowed && config.remote.is_none() {
-                eprintln!("gaia: ALLOW_COMMAND_EXECUTION is not 1: recording a dry run instead");
-            }
-            let limits = gaia_exec::Limits {
-                timeout,
-                ..gaia_exec::Limits::default()
-            };
-            let client = crate::client::connect(config).await?;
-            let executor = acting_as(&client, executor)
-                .await?
-                .or_else(|| std::env::var("GAIA_OPERATOR").ok())
-                .unwrap_or_else(|| "cli".to_owned());
-            gaia_core::names::check_name("--as", &executor)?;
-            let outcome = client
-                .execute_command(&id, &executor, execute && allowed, limits)
-                .await?;
-            client.close().await;
-            match outcome {
-                Ok(r) => {
-                    if json {
-                        super::out(&r.to_json().to_string())?;
-                    } else {
-                        for line in details(&r) {
-                            super::out(&line)?;
-                        }
-                    }
-                    Ok(match r.status {
-                        Status::Executed | Status::Dryrun => exit::OK,
-                        _ => exit::FAILURE,
-                    })
-                }
-                Err(refusal) => Err(CliError::new(
-                    exit::CONFLICT,
-                    format!("refused: {}", refusal.reason),
-                )),
-            }
+        return Ok(exit::OK);
+    }
+    if !args.json {
+        eprintln!(
+            "gaia: waiting for a decision on {} ({})",
+            r.id,
+            r.spec.display()
+        );
+    }
+    let r = client
+        .wait_command(&r.id, timeout.unwrap_or(WAIT_FOREVER))
+        .await?;
+    client.close().await;
+    print(&r, args.json)?;
+    Ok(wait_code(&r))
+}
+
+/// `gaia cmd list`.
+async fn list(config: &Config, status: Option<&str>, limit: u32, json: bool) -> CliResult {
+    let status = status.map(str::parse::<Status>).transpose()?;
+    if !(1..=1000).contains(&limit) {
+        return Err(CliError::bad_input("--limit must be 1 to 1000"));
+    }
+    let client = crate::client::connect(config).await?;
+    let list = client.commands(status, limit).await?;
+    if json {
+        super::out_json(&serde_json::Value::Array(
+            list.iter().map(CommandRecord::to_json).collect(),
+        ))?;
+    } else if list.is_empty() {
+        super::out("no command requests")?;
+    } else {
+        for r in &list {
+            super::out(&one_line(r))?;
         }
     }
+    Ok(exit::OK)
+}
+
+/// `gaia cmd show`.
+async fn show(config: &Config, id: &str, json: bool) -> CliResult {
+    let id = parse_id(id)?;
+    let client = crate::client::connect(config).await?;
+    let r = client.command(&id).await?;
+    if json {
+        super::out_json(&r.to_json())?;
+    } else {
+        for line in details(&r) {
+            super::out(&line)?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `gaia cmd approve|deny|allow-test`: `action` makes the decision for whoever decides.
+async fn decide(
+    config: &Config,
+    id: &str,
+    decider: Option<String>,
+    json: bool,
+    action: impl FnOnce(Decider) -> Action,
+) -> CliResult {
+    let id = parse_id(id)?;
+    let client = crate::client::connect(config).await?;
+    let action = action(decider_of(&client, decider).await?);
+    let outcome = client.command_apply(&id, &action).await?;
+    client.close().await;
+    decided(outcome, json)
+}
+
+/// `gaia cmd cancel`.
+async fn cancel(config: &Config, id: &str, actor: Option<String>, json: bool) -> CliResult {
+    let id = parse_id(id)?;
+    let client = crate::client::connect(config).await?;
+    let by = match acting_as(&client, actor).await? {
+        Some(by) => by,
+        None => std::env::var("GAIA_AGENT")
+            .or_else(|_| std::env::var("GAIA_OPERATOR"))
+            .map_err(|_| CliError::bad_input("say who cancels: --as NAME (or set GAIA_AGENT)"))?,
+    };
+    gaia_core::names::check_name("--as", &by)?;
+    let outcome = client.command_apply(&id, &Action::Cancel { by }).await?;
+    client.close().await;
+    decided(outcome, json)
+}
+
+/// `gaia cmd execute`: runs an approved request here (or records a dry run).
+async fn execute(args: ExecuteArgs, config: &Config) -> CliResult {
+    let id = parse_id(&args.id)?;
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .unwrap_or(DEFAULT_EXEC_TIMEOUT);
+    if let Some(name) = &args.executor {
+        gaia_core::names::check_name("--as", name)?;
+    }
+    let allowed = config.execution_allowed;
+    if args.execute && !allowed && config.remote.is_none() {
+        eprintln!("gaia: ALLOW_COMMAND_EXECUTION is not 1: recording a dry run instead");
+    }
+    let limits = gaia_exec::Limits {
+        timeout,
+        ..gaia_exec::Limits::default()
+    };
+    let client = crate::client::connect(config).await?;
+    let executor = acting_as(&client, args.executor)
+        .await?
+        .or_else(|| std::env::var("GAIA_OPERATOR").ok())
+        .unwrap_or_else(|| "cli".to_owned());
+    gaia_core::names::check_name("--as", &executor)?;
+    let outcome = client
+        .execute_command(&id, &executor, args.execute && allowed, limits)
+        .await?;
+    client.close().await;
+    let r = outcome
+        .map_err(|refusal| CliError::new(exit::CONFLICT, format!("refused: {}", refusal.reason)))?;
+    if args.json {
+        super::out(&r.to_json().to_string())?;
+    } else {
+        for line in details(&r) {
+            super::out(&line)?;
+        }
+    }
+    Ok(match r.status {
+        Status::Executed | Status::Dryrun => exit::OK,
+        _ => exit::FAILURE,
+    })
 }
 
 /// Who a decision is recorded for: `--as NAME`, else $GAIA_OPERATOR.
@@ -461,18 +448,36 @@ pub async fn run_approved(args: RunArgs, config: &Config) -> CliResult {
             format!("refused: {}", refusal.reason),
         ));
     }
+    let (exit_code, error) = run_and_record(&client, &r.id, agent, &args.argv).await?;
+    client.close().await;
+    match (exit_code, error) {
+        (_, Some(e)) => Err(CliError::new(127, e)),
+        (Some(c), None) => Ok(u8::try_from(c).unwrap_or(exit::FAILURE)),
+        // Killed by a signal: the shell convention would be 128+N; 1 keeps it simple.
+        (None, None) => Ok(exit::FAILURE),
+    }
+}
+
+/// Runs `argv` here with inherited stdio and records the execution under `id`. Returns the
+/// exit code (`None` when killed by a signal) and why it could not start, if it could not.
+async fn run_and_record(
+    client: &crate::client::Client,
+    id: &str,
+    executor: String,
+    argv: &[String],
+) -> Result<(Option<i32>, Option<String>), CliError> {
     let started_at = Utc::now();
     let started = std::time::Instant::now();
-    let status = tokio::process::Command::new(&args.argv[0])
-        .args(&args.argv[1..])
+    let status = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
         .status()
         .await;
     let (exit_code, error) = match &status {
         Ok(s) => (s.code(), None),
-        Err(e) => (None, Some(format!("cannot start {}: {e}", args.argv[0]))),
+        Err(e) => (None, Some(format!("cannot start {}: {e}", argv[0]))),
     };
     let execution = gaia_core::commands::Execution {
-        executor: agent,
+        executor,
         dry_run: false,
         started_at,
         exit_code,
@@ -485,13 +490,7 @@ pub async fn run_approved(args: RunArgs, config: &Config) -> CliResult {
         error: error.clone(),
     };
     let _ = client
-        .command_apply(&r.id, &Action::FinishExecution { execution })
+        .command_apply(id, &Action::FinishExecution { execution })
         .await?;
-    client.close().await;
-    match (exit_code, error) {
-        (_, Some(e)) => Err(CliError::new(127, e)),
-        (Some(c), None) => Ok(u8::try_from(c).unwrap_or(exit::FAILURE)),
-        // Killed by a signal: the shell convention would be 128+N; 1 keeps it simple.
-        (None, None) => Ok(exit::FAILURE),
-    }
+    Ok((exit_code, error))
 }

@@ -26,26 +26,7 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
             data,
             actor,
             json,
-        } => {
-            check_event_type(&kind)?;
-            let data: serde_json::Value = serde_json::from_str(&data)
-                .map_err(|e| CliError::bad_input(format!("--data is not valid JSON: {e}")))?;
-            let actor = actor
-                .or_else(|| std::env::var("GAIA_AGENT").ok())
-                .unwrap_or_else(|| "cli".into());
-            // Validate before opening the store: bad input must not even create the database.
-            check_name("actor", &actor)?;
-            check_subject(&subject)?;
-            let gaia = crate::client::connect(config).await?;
-            let e = gaia.emit(&kind, &actor, &subject, data).await?;
-            gaia.close().await;
-            if json {
-                super::out(&e.to_ndjson())?;
-            } else {
-                super::out(&e.seq.to_string())?;
-            }
-            Ok(exit::OK)
-        }
+        } => emit(config, &kind, &subject, &data, actor, json).await,
         EventsCommand::Tail {
             since,
             follow,
@@ -55,22 +36,6 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
             ndjson,
             json,
         } => {
-            if let Some(p) = &type_prefix {
-                check_event_type(p)?;
-            }
-            if since.is_some_and(|s| s < 0) {
-                return Err(CliError::bad_input(
-                    "--since must be 0 or a positive event seq",
-                ));
-            }
-            if limit == Some(0) {
-                return Err(CliError::bad_input("--limit must be at least 1"));
-            }
-            let filter = EventFilter {
-                type_prefix,
-                subject,
-            };
-            let gaia = crate::client::connect(config).await?;
             let format = if json {
                 Format::JsonArray(Vec::new())
             } else if ndjson {
@@ -78,42 +43,102 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
             } else {
                 Format::Human
             };
-            tail(&gaia, &filter, since, follow, limit, format).await
+            let filter = EventFilter {
+                type_prefix,
+                subject,
+            };
+            tail_command(config, filter, since, follow, limit, format).await
         }
         EventsCommand::Export {
             ndjson: _,
             since,
             output,
-        } => {
-            if since < 0 {
-                return Err(CliError::bad_input(
-                    "--since must be 0 or a positive event seq",
-                ));
-            }
-            let gaia = crate::client::connect(config).await?;
-            let mut sink: Box<dyn Write> = match &output {
-                Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path).map_err(|e| {
-                        CliError::bad_input(format!("cannot write {}: {e}", path.display()))
-                    })?,
-                )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            };
-            let mut last = since;
-            loop {
-                let page = gaia
-                    .events_after(last, &EventFilter::default(), PAGE)
-                    .await?;
-                let Some(tail) = page.last() else { break };
-                last = tail.seq;
-                for e in &page {
-                    writeln!(sink, "{}", e.to_ndjson())?;
-                }
-            }
-            sink.flush()?;
-            Ok(exit::OK)
+        } => export(config, since, output.as_deref()).await,
+    }
+}
+
+/// `gaia events emit`.
+async fn emit(
+    config: &Config,
+    kind: &str,
+    subject: &str,
+    data: &str,
+    actor: Option<String>,
+    json: bool,
+) -> CliResult {
+    check_event_type(kind)?;
+    let data: serde_json::Value = serde_json::from_str(data)
+        .map_err(|e| CliError::bad_input(format!("--data is not valid JSON: {e}")))?;
+    let actor = actor
+        .or_else(|| std::env::var("GAIA_AGENT").ok())
+        .unwrap_or_else(|| "cli".into());
+    // Validate before opening the store: bad input must not even create the database.
+    check_name("actor", &actor)?;
+    check_subject(subject)?;
+    let gaia = crate::client::connect(config).await?;
+    let e = gaia.emit(kind, &actor, subject, data).await?;
+    gaia.close().await;
+    if json {
+        super::out(&e.to_ndjson())?;
+    } else {
+        super::out(&e.seq.to_string())?;
+    }
+    Ok(exit::OK)
+}
+
+/// `gaia events tail`: checks the arguments before connecting.
+async fn tail_command(
+    config: &Config,
+    filter: EventFilter,
+    since: Option<i64>,
+    follow: bool,
+    limit: Option<u64>,
+    format: Format,
+) -> CliResult {
+    if let Some(p) = &filter.type_prefix {
+        check_event_type(p)?;
+    }
+    if since.is_some_and(|s| s < 0) {
+        return Err(CliError::bad_input(
+            "--since must be 0 or a positive event seq",
+        ));
+    }
+    if limit == Some(0) {
+        return Err(CliError::bad_input("--limit must be at least 1"));
+    }
+    let gaia = crate::client::connect(config).await?;
+    tail(&gaia, &filter, since, follow, limit, format).await
+}
+
+/// `gaia events export`: every event after `since`, as NDJSON, to `output` or stdout.
+async fn export(config: &Config, since: i64, output: Option<&std::path::Path>) -> CliResult {
+    if since < 0 {
+        return Err(CliError::bad_input(
+            "--since must be 0 or a positive event seq",
+        ));
+    }
+    let gaia = crate::client::connect(config).await?;
+    let mut sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| {
+                CliError::bad_input(format!("cannot write {}: {e}", path.display()))
+            })?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut last = since;
+    loop {
+        let page = gaia
+            .events_after(last, &EventFilter::default(), PAGE)
+            .await?;
+        let Some(tail) = page.last() else { break };
+        last = tail.seq;
+        for e in &page {
+            writeln!(sink, "{}", e.to_ndjson())?;
         }
     }
+    sink.flush()?;
+    Ok(exit::OK)
 }
 
 enum Format {

@@ -137,7 +137,8 @@ async fn record(
     res
 }
 
-async fn permission_request(input: &Value, tool: &str, config: &Config, wait: Duration) -> Value {
+/// The approval request a PermissionRequest files, or why it cannot be filed.
+fn permission_command(input: &Value, tool: &str, wait: Duration) -> Result<NewCommand, String> {
     let spec = match (tool, input["tool_input"]["command"].as_str()) {
         ("Bash", Some(cmd)) => CommandSpec::Shell(cmd.to_owned()),
         _ => CommandSpec::Shell(format!("{tool} {}", input["tool_input"])),
@@ -153,7 +154,7 @@ async fn permission_request(input: &Value, tool: &str, config: &Config, wait: Du
         .as_str()
         .map_or_else(|| format!("Claude Code asks to use {tool}"), str::to_owned);
     let cwd = input["cwd"].as_str().map(str::to_owned);
-    let new = match NewCommand::new(
+    NewCommand::new(
         spec,
         cwd,
         None,
@@ -162,7 +163,12 @@ async fn permission_request(input: &Value, tool: &str, config: &Config, wait: Du
         &requester,
         false,
         Some(wait + Duration::from_secs(5)),
-    ) {
+    )
+    .map_err(|e| e.to_string())
+}
+
+async fn permission_request(input: &Value, tool: &str, config: &Config, wait: Duration) -> Value {
+    let new = match permission_command(input, tool, wait) {
         Ok(n) => n,
         Err(e) => return permission("deny", &format!("gaia refused the request: {e}")),
     };
@@ -175,57 +181,63 @@ async fn permission_request(input: &Value, tool: &str, config: &Config, wait: Du
             );
         }
     };
-    let answer = async {
-        let r = client.request_command(&new).await?;
-        let r = client.wait_command(&r.id, wait).await?;
-        Ok::<_, crate::exit::CliError>(match r.status {
-            s if s.was_approved() => permission(
-                "allow",
-                &format!(
-                    "approved by {} via {}",
-                    r.decided_by.as_deref().unwrap_or("?"),
-                    r.decided_via.as_deref().unwrap_or("?")
-                ),
-            ),
-            Status::Denied => permission(
-                "deny",
-                &format!(
-                    "denied by {}{}",
-                    r.decided_by.as_deref().unwrap_or("?"),
-                    r.decision_reason
-                        .as_ref()
-                        .map(|x| format!(": {x}"))
-                        .unwrap_or_default()
-                ),
-            ),
-            Status::Pending => {
-                // Withdraw it, so nobody approves a request nobody waits for any more.
-                let _ = client
-                    .command_apply(
-                        &r.id,
-                        &Action::Cancel {
-                            by: requester.clone(),
-                        },
-                    )
-                    .await;
-                permission(
-                    "deny",
-                    &format!(
-                        "no decision on gaia request {} within {}s; not allowed",
-                        r.id,
-                        wait.as_secs()
-                    ),
-                )
-            }
-            other => permission(
-                "deny",
-                &format!("gaia request {} was {}", r.id, other.as_str()),
-            ),
-        })
-    }
-    .await;
+    let answer = ask_and_wait(&client, &new, wait).await;
     client.close().await;
     answer.unwrap_or_else(|e| {
         permission("deny", &format!("gaia failed ({}); not allowed", e.message))
+    })
+}
+
+/// Files the request and turns the decision (or its absence) into the hook's answer.
+async fn ask_and_wait(
+    client: &crate::client::Client,
+    new: &NewCommand,
+    wait: Duration,
+) -> Result<Value, crate::exit::CliError> {
+    let r = client.request_command(new).await?;
+    let r = client.wait_command(&r.id, wait).await?;
+    Ok(match r.status {
+        s if s.was_approved() => permission(
+            "allow",
+            &format!(
+                "approved by {} via {}",
+                r.decided_by.as_deref().unwrap_or("?"),
+                r.decided_via.as_deref().unwrap_or("?")
+            ),
+        ),
+        Status::Denied => permission(
+            "deny",
+            &format!(
+                "denied by {}{}",
+                r.decided_by.as_deref().unwrap_or("?"),
+                r.decision_reason
+                    .as_ref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Status::Pending => {
+            // Withdraw it, so nobody approves a request nobody waits for any more.
+            let _ = client
+                .command_apply(
+                    &r.id,
+                    &Action::Cancel {
+                        by: new.requester.clone(),
+                    },
+                )
+                .await;
+            permission(
+                "deny",
+                &format!(
+                    "no decision on gaia request {} within {}s; not allowed",
+                    r.id,
+                    wait.as_secs()
+                ),
+            )
+        }
+        other => permission(
+            "deny",
+            &format!("gaia request {} was {}", r.id, other.as_str()),
+        ),
     })
 }

@@ -45,91 +45,104 @@ pub async fn run(c: QueueCommand, config: &Config) -> CliResult {
             status,
             limit,
             json,
-        } => {
-            let status = if dead {
-                Some(Status::Dead)
-            } else {
-                status.as_deref().map(str::parse).transpose()?
-            };
-            if !(1..=1000).contains(&limit) {
-                return Err(CliError::bad_input("--limit must be 1 to 1000"));
-            }
-            let client = crate::client::connect(config).await?;
-            let list = if status == Some(Status::Dead) {
-                dead_set(&client)
-                    .await?
-                    .into_iter()
-                    .take(limit as usize)
-                    .collect()
-            } else {
-                client.queue(status, limit).await?
-            };
-            if json {
-                super::out_json(&serde_json::Value::Array(
-                    list.iter().map(Message::to_json).collect(),
-                ))?;
-            } else if list.is_empty() {
-                super::out(if dead {
-                    "the dead set is empty"
-                } else {
-                    "no messages"
-                })?;
-            } else {
-                for (i, m) in list.iter().enumerate() {
-                    super::out(&line((status == Some(Status::Dead)).then_some(i), m))?;
-                }
-            }
-            Ok(exit::OK)
-        }
-        QueueCommand::Requeue { target, json } => {
-            let client = crate::client::connect(config).await?;
-            let id = match target.strip_prefix('#') {
-                Some(n) => {
-                    let n: usize = n.parse().map_err(|_| {
-                        CliError::bad_input(format!("'{target}' is not an index like #0"))
-                    })?;
-                    let dead = dead_set(&client).await?;
-                    dead.get(n).map(|m| m.id).ok_or_else(|| {
-                        CliError::new(
-                            exit::CONFLICT,
-                            format!("the dead set has no #{n} ({} messages)", dead.len()),
-                        )
-                    })?
-                }
-                None => target
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|id| *id > 0)
-                    .ok_or_else(|| {
-                        CliError::bad_input(format!("'{target}' is not a message id or #N"))
-                    })?,
-            };
-            let m = client.requeue(id).await?;
-            client.close().await;
-            if json {
-                super::out(&m.to_json().to_string())?;
-            } else {
-                super::out(&format!("requeued #{} ({} times so far)", m.id, m.requeues))?;
-            }
-            Ok(exit::OK)
-        }
-        QueueCommand::AutoRequeue { dry_run, json } => {
-            let client = crate::client::connect(config).await?;
-            let list = client.auto_requeue(&config.auto_requeue, dry_run).await?;
-            client.close().await;
-            if json {
-                super::out_json(&serde_json::json!({
-                    "dry_run": dry_run,
-                    "requeued": list.iter().map(Message::to_json).collect::<Vec<_>>(),
-                }))?;
-            } else {
-                let verb = if dry_run { "would requeue" } else { "requeued" };
-                super::out(&format!("{verb} {} message(s)", list.len()))?;
-                for m in &list {
-                    super::out(&line(None, m))?;
-                }
-            }
-            Ok(exit::OK)
+        } => list(config, dead, status.as_deref(), limit, json).await,
+        QueueCommand::Requeue { target, json } => requeue(config, &target, json).await,
+        QueueCommand::AutoRequeue { dry_run, json } => auto_requeue(config, dry_run, json).await,
+    }
+}
+
+/// `gaia queue list`.
+async fn list(
+    config: &Config,
+    dead: bool,
+    status: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> CliResult {
+    let status = if dead {
+        Some(Status::Dead)
+    } else {
+        status.map(str::parse).transpose()?
+    };
+    if !(1..=1000).contains(&limit) {
+        return Err(CliError::bad_input("--limit must be 1 to 1000"));
+    }
+    let client = crate::client::connect(config).await?;
+    let list = if status == Some(Status::Dead) {
+        dead_set(&client)
+            .await?
+            .into_iter()
+            .take(limit as usize)
+            .collect()
+    } else {
+        client.queue(status, limit).await?
+    };
+    if json {
+        super::out_json(&serde_json::Value::Array(
+            list.iter().map(Message::to_json).collect(),
+        ))?;
+    } else if list.is_empty() {
+        super::out(if dead {
+            "the dead set is empty"
+        } else {
+            "no messages"
+        })?;
+    } else {
+        for (i, m) in list.iter().enumerate() {
+            super::out(&line((status == Some(Status::Dead)).then_some(i), m))?;
         }
     }
+    Ok(exit::OK)
+}
+
+/// `gaia queue requeue ID|#N`.
+async fn requeue(config: &Config, target: &str, json: bool) -> CliResult {
+    let client = crate::client::connect(config).await?;
+    let id = match target.strip_prefix('#') {
+        Some(n) => {
+            let n: usize = n
+                .parse()
+                .map_err(|_| CliError::bad_input(format!("'{target}' is not an index like #0")))?;
+            let dead = dead_set(&client).await?;
+            dead.get(n).map(|m| m.id).ok_or_else(|| {
+                CliError::new(
+                    exit::CONFLICT,
+                    format!("the dead set has no #{n} ({} messages)", dead.len()),
+                )
+            })?
+        }
+        None => target
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| CliError::bad_input(format!("'{target}' is not a message id or #N")))?,
+    };
+    let m = client.requeue(id).await?;
+    client.close().await;
+    if json {
+        super::out(&m.to_json().to_string())?;
+    } else {
+        super::out(&format!("requeued #{} ({} times so far)", m.id, m.requeues))?;
+    }
+    Ok(exit::OK)
+}
+
+/// `gaia queue auto-requeue`: the configured policy, once.
+async fn auto_requeue(config: &Config, dry_run: bool, json: bool) -> CliResult {
+    let client = crate::client::connect(config).await?;
+    let list = client.auto_requeue(&config.auto_requeue, dry_run).await?;
+    client.close().await;
+    if json {
+        super::out_json(&serde_json::json!({
+            "dry_run": dry_run,
+            "requeued": list.iter().map(Message::to_json).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        let verb = if dry_run { "would requeue" } else { "requeued" };
+        super::out(&format!("{verb} {} message(s)", list.len()))?;
+        for m in &list {
+            super::out(&line(None, m))?;
+        }
+    }
+    Ok(exit::OK)
 }
