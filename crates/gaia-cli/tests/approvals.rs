@@ -22,7 +22,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
+mod support;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use gaia_testkit::{TestDb, backend_tests};
 use serde_json::{Value, json};
+use support::{CHILD_BOUND, GAIA, Server};
 
 backend_tests!(
     racing_decisions_have_one_winner,
@@ -41,25 +43,6 @@ backend_tests!(
     argv_passes_through_literally,
     run_approve_exits_with_the_command_code,
 );
-
-const GAIA: &str = env!("CARGO_BIN_EXE_gaia");
-
-/// Variables of the prototype that the configuration reads besides `GAIA_*`.
-const PROTOTYPE_VARS: &[&str] = &[
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_NOTIFY_CHAT",
-    "TELEGRAM_APPROVER_IDS",
-    "TELEGRAM_API_URL",
-    "CHAT_ID",
-    "ALLOW_COMMAND_EXECUTION",
-    "MONITOR_ADMIN_TOKEN",
-    "AUTO_REQUEUE_MAX_RETRIES",
-    "AUTO_REQUEUE_MAX_AGE_HOURS",
-    "AUTO_REQUEUE_MAX_PER_RUN",
-];
-
-/// Generous "does not hang" bound for one child process.
-const CHILD_BOUND: Duration = Duration::from_secs(60);
 
 /// Execution really allowed.
 const EXEC: (&str, &str) = ("ALLOW_COMMAND_EXECUTION", "1");
@@ -135,12 +118,7 @@ impl Ctx {
         let (program, pre) = prefix.split_first().unwrap_or((&GAIA, &[]));
         let mut c = Command::new(program);
         c.args(pre);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
-                c.env_remove(k);
-            }
-        }
+        support::clean_env(&mut c);
         if let (Some((url, _)), Some(token)) = (&self.remote, self.token_for(args)) {
             c.env("GAIA_URL", url).env("GAIA_TOKEN", token);
         }
@@ -250,35 +228,16 @@ impl Ctx {
 struct Running {
     child: Child,
     what: String,
-    stdout: Option<JoinHandle<String>>,
-    stderr: Option<JoinHandle<String>>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
     started: Instant,
 }
 
 impl Running {
     fn start(mut cmd: Command, what: &[&str]) -> Self {
         let mut child = cmd.spawn().unwrap();
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut buf);
-                }
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        };
-        let stdout = drain(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let stderr = drain(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
+        let stdout = support::drain(child.stdout.take());
+        let stderr = support::drain(child.stderr.take());
         let mut what = format!("{what:?}");
         what.truncate(300);
         Self {
@@ -306,8 +265,8 @@ impl Running {
         Out {
             what: self.what.clone(),
             code: status.code().unwrap_or(-1),
-            stdout: self.stdout.take().unwrap().join().unwrap(),
-            stderr: self.stderr.take().unwrap().join().unwrap(),
+            stdout: text(self.stdout.take().unwrap().join().unwrap()),
+            stderr: text(self.stderr.take().unwrap().join().unwrap()),
             elapsed: self.started.elapsed(),
         }
     }
@@ -363,74 +322,7 @@ impl Out {
     }
 }
 
-/// A `gaia serve` child on a test database, for remote mode; killed and reaped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    dir: tempfile::TempDir,
-}
-
 impl Server {
-    /// Starts `gaia serve --bind 127.0.0.1:0` on `db` with an admin token from
-    /// `MONITOR_ADMIN_TOKEN` and `env`, and waits until `/healthz` answers.
-    fn start(db: &TestDb, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let token = format!("test-admin-{:032x}", rand::random::<u128>());
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut c = Command::new(GAIA);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
-                c.env_remove(k);
-            }
-        }
-        c.env("MONITOR_ADMIN_TOKEN", &token)
-            .envs(env.iter().copied())
-            .current_dir(dir.path())
-            .args(["serve", "--bind", "127.0.0.1:0", "--db", &db.url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = c.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut server = Self {
-            child,
-            url: String::new(),
-            token,
-            dir,
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + CHILD_BOUND;
-        while server.url.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("gaia serving on ") {
-                        server.url = rest.split_whitespace().next().unwrap().to_owned();
-                    }
-                }
-                Err(_) => panic!("gaia serve did not start: {}", server.log()),
-            }
-        }
-        let addr = server.url.trim_start_matches("http://").to_owned();
-        while !healthz(&addr) {
-            assert!(
-                Instant::now() < deadline,
-                "/healthz never answered: {}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
     /// A context whose commands go through this server with `token`, or by default with a
     /// token named after whoever a command says acts (created with the admin token).
     fn ctx_as(&self, token: Option<&str>) -> Ctx {
@@ -445,34 +337,11 @@ impl Server {
     fn ctx(&self) -> Ctx {
         self.ctx_as(None)
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// True when `GET /healthz` on `addr` answers 200.
-fn healthz(addr: &str) -> bool {
-    use std::io::Write;
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200")
+/// Output as text; invalid UTF-8 shows as replacement characters.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Holds each child in a shell until all of them have started, then releases them at once by

@@ -10,8 +10,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -23,6 +24,7 @@ use gaia_testkit::TestDb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use support::CHILD_BOUND;
 
 /// Concurrent claimer threads, each running one `gaia` process at a time.
 const WORKERS: usize = 10;
@@ -32,32 +34,9 @@ const KEYS: [&str; 3] = ["alpha", "beta", "gamma"];
 const STORM: Duration = Duration::from_secs(12);
 /// Upper bound on acquire attempts per worker.
 const MAX_ITERATIONS: usize = 60;
-/// Generous "does not hang" bound for one child process.
-const CHILD_BOUND: Duration = Duration::from_secs(60);
-
-/// Variables of the prototype that the configuration reads besides `GAIA_*`.
-const PROTOTYPE_VARS: &[&str] = &[
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_NOTIFY_CHAT",
-    "TELEGRAM_APPROVER_IDS",
-    "TELEGRAM_API_URL",
-    "CHAT_ID",
-    "ALLOW_COMMAND_EXECUTION",
-    "MONITOR_ADMIN_TOKEN",
-    "AUTO_REQUEUE_MAX_RETRIES",
-    "AUTO_REQUEUE_MAX_AGE_HOURS",
-    "AUTO_REQUEUE_MAX_PER_RUN",
-];
-
 /// A `gaia` command on `db`, in `cwd`, with no Gaia or prototype variables inherited.
 fn gaia(db: &str, cwd: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gaia"));
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
-            c.env_remove(k);
-        }
-    }
+    let mut c = support::gaia();
     c.current_dir(cwd)
         .arg("--db")
         .arg(db)
@@ -81,27 +60,8 @@ fn run(cmd: Command) -> Output {
 /// output (an export) cannot block it.
 fn run_maybe_killed(mut cmd: Command, kill_after: Option<Duration>) -> Option<Output> {
     let mut child = cmd.spawn().unwrap();
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                p.read_to_end(&mut buf).unwrap();
-            }
-            buf
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    let stdout = support::drain(child.stdout.take());
+    let stderr = support::drain(child.stderr.take());
     let start = Instant::now();
     if let Some(d) = kill_after {
         std::thread::sleep(d);

@@ -12,14 +12,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gaia_testkit::{TestDb, backend_tests};
 use serde_json::{Value, json};
+use support::{Server, finish};
 
 backend_tests!(
     claim_outcomes_json_and_exit_codes,
@@ -34,23 +36,6 @@ backend_tests!(
     audit_verify_detects_an_edited_row,
     audit_verify_detects_a_deleted_row,
 );
-
-/// Variables of the prototype that the configuration reads besides `GAIA_*`.
-const PROTOTYPE_VARS: &[&str] = &[
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_NOTIFY_CHAT",
-    "TELEGRAM_APPROVER_IDS",
-    "TELEGRAM_API_URL",
-    "CHAT_ID",
-    "ALLOW_COMMAND_EXECUTION",
-    "MONITOR_ADMIN_TOKEN",
-    "AUTO_REQUEUE_MAX_RETRIES",
-    "AUTO_REQUEUE_MAX_AGE_HOURS",
-    "AUTO_REQUEUE_MAX_PER_RUN",
-];
-
-/// Generous "does not hang" bound for one child process.
-const CHILD_BOUND: Duration = Duration::from_secs(60);
 
 /// Where a child runs: a fresh working directory and, usually, a database URL.
 struct Ctx {
@@ -83,13 +68,7 @@ impl Ctx {
     }
 
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_gaia"));
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
-                c.env_remove(k);
-            }
-        }
+        let mut c = support::gaia();
         if let Some((url, token)) = &self.remote {
             c.env("GAIA_URL", url).env("GAIA_TOKEN", token);
         }
@@ -104,7 +83,7 @@ impl Ctx {
         c
     }
 
-    /// Runs to completion, bounded by [`CHILD_BOUND`].
+    /// Runs to completion, bounded by [`support::CHILD_BOUND`].
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
         let start = Instant::now();
         let (code, stdout, stderr) = finish(self.command(args, env).spawn().unwrap(), &args);
@@ -133,81 +112,7 @@ impl Ctx {
     }
 }
 
-/// A `gaia serve` child on a test database, for remote mode. It is killed and reaped when
-/// dropped, so that a failing assertion leaves no server behind.
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    /// Its working directory, which also holds its stderr (`server.log`).
-    dir: tempfile::TempDir,
-}
-
 impl Server {
-    /// Starts `gaia serve --bind 127.0.0.1:0` on `db` with an admin token from
-    /// `MONITOR_ADMIN_TOKEN` and `env`, and waits until `/healthz` answers.
-    fn start(db: &TestDb, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let token = format!("test-admin-{:032x}", rand::random::<u128>());
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_gaia"));
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
-                c.env_remove(k);
-            }
-        }
-        c.env("MONITOR_ADMIN_TOKEN", &token)
-            .envs(env.iter().copied())
-            .current_dir(dir.path())
-            .args(["serve", "--bind", "127.0.0.1:0", "--db", &db.url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = c.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut server = Self {
-            child,
-            url: String::new(),
-            token,
-            dir,
-        };
-        // Read stdout on a thread (it keeps draining until the server exits) and wait for the
-        // line naming the address.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + CHILD_BOUND;
-        while server.url.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("gaia serving on ") {
-                        server.url = rest.split_whitespace().next().unwrap().to_owned();
-                    }
-                }
-                Err(_) => panic!("gaia serve did not start: {}", server.log()),
-            }
-        }
-        let addr = server.url.trim_start_matches("http://").to_owned();
-        loop {
-            if healthz(&addr) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/healthz never answered: {}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
     /// A context whose commands go through this server with the admin token.
     fn ctx(&self) -> Ctx {
         Ctx {
@@ -216,76 +121,6 @@ impl Server {
             remote: Some((self.url.clone(), self.token.clone())),
         }
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// True when `GET /healthz` on `addr` answers 200.
-fn healthz(addr: &str) -> bool {
-    use std::io::Write;
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200")
-}
-
-/// Waits for a child (bounded by [`CHILD_BOUND`]) while draining its pipes, so that large
-/// output cannot block it. Returns (exit code, stdout, stderr).
-fn finish(mut child: Child, what: &dyn std::fmt::Debug) -> (i32, String, String) {
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                p.read_to_end(&mut buf).unwrap();
-            }
-            String::from_utf8(buf).unwrap()
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > CHILD_BOUND {
-            child.kill().unwrap();
-            panic!("gaia {what:?} did not finish within {CHILD_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    (
-        status.code().unwrap_or(-1),
-        stdout.join().unwrap(),
-        stderr.join().unwrap(),
-    )
 }
 
 #[derive(Debug)]
@@ -1834,4 +1669,34 @@ fn help_and_completions() {
     );
     // Help and completions touch no database.
     assert_eq!(std::fs::read_dir(ctx.dir()).unwrap().count(), 0);
+}
+
+/// The one list of prototype variables the tests keep out of children's environments is the
+/// list the configuration reads: every non-`GAIA_*` name in the `env: &[...]` lists of
+/// `src/config.rs`'s settings.
+#[test]
+fn prototype_vars_match_the_configuration() {
+    let source = include_str!("../src/config.rs");
+    let settings = source.split("#[cfg(test)]").next().unwrap();
+    let mut read: Vec<&str> = settings
+        .split("env: &[")
+        .skip(1)
+        .flat_map(|rest| {
+            rest.split(']')
+                .next()
+                .unwrap()
+                .split('"')
+                .skip(1)
+                .step_by(2)
+        })
+        .filter(|var| !var.starts_with("GAIA_"))
+        .collect();
+    read.sort_unstable();
+    let mut listed = support::PROTOTYPE_VARS.to_vec();
+    listed.sort_unstable();
+    assert!(
+        read.len() > 5,
+        "no settings found in src/config.rs: {read:?}"
+    );
+    assert_eq!(listed, read, "tests/support/mod.rs PROTOTYPE_VARS");
 }

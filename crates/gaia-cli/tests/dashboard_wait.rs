@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -15,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const GAIA: &str = env!("CARGO_BIN_EXE_gaia");
 const ADMIN: &str = "dashboard-wait-admin-token-0123456789";
 
 /// A child process killed (with its process group) when dropped.
@@ -35,13 +36,9 @@ impl Drop for Killed {
     }
 }
 
+/// A `gaia` command on `db` with a clean environment.
 fn gaia(db: &str) -> Command {
-    let mut c = Command::new(GAIA);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GAIA_") || k == "MONITOR_ADMIN_TOKEN" || k == "ALLOW_COMMAND_EXECUTION" {
-            c.env_remove(k);
-        }
-    }
+    let mut c = support::gaia();
     c.arg("--db").arg(db);
     c
 }

@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use gaia_testkit::{TestDb, backend_tests};
@@ -34,13 +36,8 @@ program = "ls"
 "#;
 
 fn gaia(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gaia"));
+    let mut cmd = support::gaia();
     cmd.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GAIA_") || k == "MONITOR_ADMIN_TOKEN" || k == "TELEGRAM_BOT_TOKEN" {
-            cmd.env_remove(k);
-        }
-    }
     if let Some(db) = db {
         cmd.arg("--db").arg(db);
     }

@@ -10,8 +10,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use gaia_core::Gaia;
@@ -23,7 +25,6 @@ use serde_json::json;
 
 backend_tests!(killed_sender_loses_nothing);
 
-const GAIA: &str = env!("CARGO_BIN_EXE_gaia");
 const MESSAGES: usize = 300;
 /// Chats the messages are spread over (at most 1 message/s goes to one chat).
 const CHATS: i64 = 100;
@@ -34,33 +35,12 @@ const KILLS: usize = 3;
 /// sender send it again.
 const BOUND: Duration = Duration::from_secs(90);
 
-/// Variables of the prototype that the configuration reads besides `GAIA_*`.
-const PROTOTYPE_VARS: &[&str] = &[
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_NOTIFY_CHAT",
-    "TELEGRAM_APPROVER_IDS",
-    "TELEGRAM_API_URL",
-    "CHAT_ID",
-    "ALLOW_COMMAND_EXECUTION",
-    "MONITOR_ADMIN_TOKEN",
-    "AUTO_REQUEUE_EVERY",
-    "AUTO_REQUEUE_MAX_RETRIES",
-    "AUTO_REQUEUE_MAX_AGE_HOURS",
-    "AUTO_REQUEUE_MAX_PER_RUN",
-];
-
 /// A `gaia telegram listen` child, killed when dropped.
 struct Listener(Child);
 
 impl Listener {
     fn start(db: &TestDb, fake: &FakeTelegram, dir: &std::path::Path, n: usize) -> Self {
-        let mut c = Command::new(GAIA);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("GAIA_") || PROTOTYPE_VARS.contains(&k.as_str()) {
-                c.env_remove(k);
-            }
-        }
+        let mut c = support::gaia();
         let out = std::fs::File::create(dir.join(format!("listen-{n}.out"))).unwrap();
         let err = std::fs::File::create(dir.join(format!("listen-{n}.err"))).unwrap();
         c.current_dir(dir)
