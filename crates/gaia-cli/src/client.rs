@@ -177,7 +177,7 @@ impl Client {
     ) -> Result<Result<CommandRecord, Refusal>, CliError> {
         match self {
             Self::Direct(g) => {
-                Ok(gaia_server::exec::execute(g, id, executor, really, limits).await?)
+                Ok(gaia_runtime::exec::execute(g, id, executor, really, limits).await?)
             }
             Self::Remote(r) => r.execute_command(id, really).await,
         }

@@ -407,7 +407,7 @@ impl Config {
     }
 
     /// Applies the outbox settings to the worker's senders.
-    pub fn outbox_senders(&self, senders: &mut gaia_server::senders::Senders) {
+    pub fn outbox_senders(&self, senders: &mut gaia_runtime::senders::Senders) {
         senders.retry.base_delay = self.outbox.retry_base_delay;
         senders.lease = self.outbox.lease;
     }

@@ -8,19 +8,18 @@ pub mod auth;
 pub mod conn;
 pub mod dashboard;
 pub mod doc;
-pub mod exec;
 pub mod extract;
-pub mod hub;
 pub mod problem;
 pub mod refusals;
 pub mod routes;
-pub mod senders;
 pub mod session;
 pub mod sse;
-pub mod telegram;
 pub mod ticket;
 pub mod wire;
 pub mod workers;
+
+// The runtime's parts, under the paths the server has always offered them.
+pub use gaia_runtime::{exec, hub, senders, telegram};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -141,7 +140,6 @@ impl AppState {
         opts: ServerOptions,
         admin_token: Option<&str>,
     ) -> Result<Self, gaia_core::StoreError> {
-        let hub = EventHub::new(gaia.store().last_seq().await?);
         let secret = gaia
             .store()
             .setting_get_or_init(
@@ -149,14 +147,13 @@ impl AppState {
                 &gaia_core::tokens::generate(gaia_core::tokens::Role::Admin),
             )
             .await?;
-        let hook_hub = hub.clone();
-        let gaia = gaia.with_commit_hook(Arc::new(move |seq| hook_hub.committed(seq)));
+        let rt = gaia_runtime::Runtime::new(gaia, opts.runtime()).await?;
         Ok(Self {
-            gaia,
-            hub,
+            gaia: rt.gaia,
+            hub: rt.hub,
             opts: Arc::new(opts),
             admin_token_hash: admin_token.map(hash),
-            shutdown: CancellationToken::new(),
+            shutdown: rt.shutdown,
             tickets: ticket::TicketKey::derive(&secret),
             sessions: session::SessionKey::derive(&secret),
             senders: None,
@@ -185,6 +182,35 @@ impl AppState {
     pub fn with_senders(mut self, senders: senders::Senders) -> Self {
         self.senders = Some(senders);
         self
+    }
+
+    /// The runtime this server runs: the same service, hub, shutdown and channels.
+    pub fn runtime(&self) -> gaia_runtime::Runtime {
+        gaia_runtime::Runtime {
+            gaia: self.gaia.clone(),
+            hub: self.hub.clone(),
+            opts: Arc::new(self.opts.runtime()),
+            shutdown: self.shutdown.clone(),
+            senders: self.senders.clone(),
+            telegram: self.telegram.clone(),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// The options of the runtime behind the server.
+    pub fn runtime(&self) -> gaia_runtime::RuntimeOptions {
+        gaia_runtime::RuntimeOptions {
+            poll_interval: self.poll_interval,
+            reap_interval: self.reap_interval,
+            allow_execution: self.allow_execution,
+            exec_timeout: self.exec_timeout,
+            continue_on_approve: self.continue_on_approve,
+            auto_requeue: self.auto_requeue,
+            auto_requeue_every: self.auto_requeue_every,
+            thresholds: self.thresholds.clone(),
+            alert_every: self.alert_every,
+        }
     }
 }
 

@@ -1,69 +1,16 @@
-//! Background workers of `gaia serve`. Each is a loop with the server's cancellation token and
-//! a timer; on shutdown they are awaited (bounded by the drain timeout).
-//!
-//! - the hub poller: notices commits made by other processes and nodes;
-//! - the refusal flusher: summarises refusals the audit gate only counted;
-//! - the reaper: emits `claim.expired` once for each lease whose TTL passed, and expires
-//!   command requests nobody decided in time;
-//! - with `continue_on_approve`, the auto-executor: runs approved argv commands;
-//! - with senders, the outbox worker: delivers notifications (see `senders`);
-//! - with Telegram, the listener: decisions from buttons, replies and chat commands;
-//! - with thresholds, the alert checker; with a schedule, the automatic requeue.
+//! The server's workers: the runtime's (see `gaia_runtime::workers`: hub poller, reaper,
+//! outbox delivery, Telegram listener, alerts, automatic requeue, auto-execution) and its own
+//! refusal flusher, which summarises refusals the audit gate only counted.
 
-use tokio::task::JoinSet;
+pub use gaia_runtime::workers::Workers;
 
 use crate::AppState;
 
-/// Most expiries reported per reaper round.
-const REAP_BATCH: u32 = 100;
-
-/// The running workers.
-#[derive(Debug)]
-pub struct Workers {
-    set: JoinSet<()>,
-}
-
-impl Workers {
-    /// Waits for every worker to finish.
-    pub async fn join(mut self) {
-        while self.set.join_next().await.is_some() {}
-    }
-}
-
+/// Starts every worker of a running server.
 pub fn spawn(state: &AppState) -> Workers {
-    let mut set = JoinSet::new();
-    set.spawn(state.hub.clone().poll(
-        state.gaia.store().clone(),
-        state.opts.poll_interval,
-        state.shutdown.clone(),
-    ));
-    set.spawn(reaper(state.clone()));
-    set.spawn(refusal_flusher(state.clone()));
-    if !state.opts.thresholds.is_empty() {
-        set.spawn(alert_checker(state.clone()));
-    }
-    if let Some(every) = state.opts.auto_requeue_every {
-        set.spawn(auto_requeuer(state.clone(), every));
-    }
-    if let Some(listener) = state.telegram.clone() {
-        set.spawn(listener.run(state.shutdown.clone()));
-    }
-    if let Some(senders) = state.senders.clone() {
-        set.spawn(crate::senders::worker(
-            state.gaia.clone(),
-            state.hub.clone(),
-            senders,
-            state
-                .opts
-                .poll_interval
-                .max(std::time::Duration::from_secs(1)),
-            state.shutdown.clone(),
-        ));
-    }
-    if state.opts.continue_on_approve {
-        set.spawn(auto_executor(state.clone()));
-    }
-    Workers { set }
+    let mut workers = gaia_runtime::workers::spawn(&state.runtime());
+    workers.spawn(refusal_flusher(state.clone()));
+    workers
 }
 
 /// Writes the summary of refusals a window suppressed once that window has ended, so a
@@ -75,108 +22,5 @@ async fn refusal_flusher(state: AppState) {
             () = tokio::time::sleep(state.refusals.window() / 4) => {}
         }
         crate::refusals::flush(&state).await;
-    }
-}
-
-/// Runs approved argv commands as soon as they are approved. Execution stays at most once:
-/// every run starts with the `BeginExecution` transition, which only one executor (on any
-/// node) can commit.
-async fn auto_executor(state: AppState) {
-    use gaia_core::commands::{CommandSpec, Status};
-    let mut wake = state.hub.subscribe();
-    loop {
-        tokio::select! {
-            () = state.shutdown.cancelled() => break,
-            _ = wake.changed() => {}
-            () = tokio::time::sleep(state.opts.reap_interval) => {}
-        }
-        let approved = match state.gaia.commands(Some(Status::Approved), 20).await {
-            Ok(list) => list,
-            Err(e) => {
-                tracing::warn!(error = %e, "auto-executor could not list approved commands");
-                continue;
-            }
-        };
-        for cmd in approved {
-            if !matches!(cmd.spec, CommandSpec::Argv(_)) || (cmd.is_test && !cmd.test_allowed) {
-                continue;
-            }
-            let limits = gaia_exec::Limits {
-                timeout: state.opts.exec_timeout,
-                ..gaia_exec::Limits::default()
-            };
-            let really = state.opts.allow_execution;
-            match crate::exec::execute(&state.gaia, &cmd.id, "gaia", really, limits).await {
-                Ok(Ok(r)) => {
-                    tracing::info!(id = %r.id, status = r.status.as_str(), "auto-executed")
-                }
-                // Another executor took it first: nothing to do.
-                Ok(Err(_)) => {}
-                Err(e) => tracing::warn!(id = %cmd.id, error = %e, "auto-execution failed"),
-            }
-        }
-    }
-}
-
-async fn reaper(state: AppState) {
-    let mut tick = tokio::time::interval(state.opts.reap_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = state.shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = state.gaia.expire_commands(REAP_BATCH).await {
-            tracing::warn!(error = %e, "could not expire command requests; retrying later");
-        }
-        loop {
-            match state.gaia.reap_claims(REAP_BATCH).await {
-                // A full batch may mean more are due: go again without waiting.
-                Ok(events) if events.len() == REAP_BATCH as usize => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claim reaper failed; retrying later");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-async fn alert_checker(state: AppState) {
-    let mut tick = tokio::time::interval(state.opts.alert_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = state.shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = state.gaia.alert_check(&state.opts.thresholds, false).await {
-            tracing::warn!(error = %e, "alert check failed; retrying later");
-        }
-    }
-}
-
-async fn auto_requeuer(state: AppState, every: std::time::Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick fires at once; wait a full period so a restart loop cannot requeue fast.
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            () = state.shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        match state
-            .gaia
-            .auto_requeue(&state.opts.auto_requeue, false, "auto-requeue")
-            .await
-        {
-            Ok(list) if !list.is_empty() => {
-                tracing::info!(count = list.len(), "auto-requeued dead messages")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "auto-requeue failed; retrying later"),
-        }
     }
 }

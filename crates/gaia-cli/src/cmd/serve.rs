@@ -47,7 +47,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         None => None,
     };
     let mut senders =
-        gaia_server::senders::Senders::new(telegram.clone(), config.webhook_secret.clone());
+        gaia_runtime::senders::Senders::new(telegram.clone(), config.webhook_secret.clone());
     config.outbox_senders(&mut senders);
     let mut state = AppState::new(gaia, opts, admin)
         .await?
@@ -132,19 +132,16 @@ pub async fn telegram_listen(config: &Config) -> CliResult {
     let bot = gaia_telegram::BotClient::new(&config.telegram.api_url, token)
         .map_err(|e| CliError::bad_input(format!("telegram: {e}")))?;
     let gaia = crate::open::gaia(config).await?;
-    let opts = ServerOptions {
-        schema_version: crate::open::schema_version(&config.database_url),
-        ..ServerOptions::default()
-    };
     let mut senders =
-        gaia_server::senders::Senders::new(Some(bot.clone()), config.webhook_secret.clone());
+        gaia_runtime::senders::Senders::new(Some(bot.clone()), config.webhook_secret.clone());
     config.outbox_senders(&mut senders);
     let node = format!("{}-{}", hostname(), std::process::id());
-    let state = AppState::new(gaia, opts, None)
+    // The runtime alone: no HTTP transport.
+    let state = gaia_runtime::Runtime::new(gaia, gaia_runtime::RuntimeOptions::default())
         .await?
         .with_senders(senders)
         .with_telegram(bot, config.telegram.approver_ids.clone(), node);
-    let workers = gaia_server::workers::spawn(&state);
+    let workers = gaia_runtime::workers::spawn(&state);
     super::out("gaia listening to Telegram (Ctrl-C to stop)")?;
     shutdown_signal().await;
     state.shutdown.cancel();
