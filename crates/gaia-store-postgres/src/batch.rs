@@ -16,14 +16,15 @@ use gaia_core::StoreError;
 use gaia_core::claims::{ClaimResult, ClaimRow, Request, decide};
 use gaia_core::event::Event;
 use gaia_core::time::{Clock, from_micros, to_micros};
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::NOW_US;
-use crate::claims::{COLUMNS, row_to_claim};
-use crate::error::map_err;
+use crate::claims::COLUMNS;
+use crate::error::{Db, boundary};
 use crate::log::append_log;
 use crate::notify::Notifications;
+use crate::rows;
 
 /// Most claims committed in one transaction.
 const MAX_BATCH: usize = 64;
@@ -44,6 +45,12 @@ pub(crate) struct Writer {
     pub(crate) pool: PgPool,
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) notifications: Arc<Notifications>,
+}
+
+/// The server's clock, returned with each locked claim row.
+#[derive(FromRow)]
+struct Now {
+    now_us: i64,
 }
 
 impl ClaimBatcher {
@@ -82,7 +89,7 @@ impl ClaimBatcher {
 impl Writer {
     async fn commit(&self, batch: Vec<(Request, Reply)>) {
         let reqs: Vec<Request> = batch.iter().map(|(r, _)| r.clone()).collect();
-        match self.run(&reqs).await {
+        match boundary(self.run(&reqs)).await {
             Ok(results) => {
                 for ((_, reply), result) in batch.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -96,15 +103,15 @@ impl Writer {
             // One claim's failure (say, a lock timeout on its key) must not fail the others.
             Err(_) => {
                 for (req, reply) in batch {
-                    let result = self.run(std::slice::from_ref(&req)).await;
+                    let result = boundary(self.run(std::slice::from_ref(&req))).await;
                     let _ = reply.send(result.map(|mut r| r.remove(0)));
                 }
             }
         }
     }
 
-    async fn run(&self, reqs: &[Request]) -> Result<Vec<(ClaimResult, Vec<Event>)>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+    async fn run(&self, reqs: &[Request]) -> Db<Vec<(ClaimResult, Vec<Event>)>> {
+        let mut tx = self.pool.begin().await?;
         // Lock every key of the batch, in key order.
         let keys: BTreeSet<String> = reqs.iter().map(|r| r.key().to_string()).collect();
         let mut rows: BTreeMap<String, Option<ClaimRow>> = BTreeMap::new();
@@ -124,10 +131,9 @@ impl Writer {
             .bind(&k.story)
             .bind(&k.todolist)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            now_us = now_us.max(locked.get("now_us"));
-            let row = row_to_claim(&locked);
+            .await?;
+            now_us = now_us.max(rows::decode::<Now>("claims", &locked)?.now_us);
+            let row = rows::claim(&locked)?;
             // A freshly created placeholder row means "never claimed".
             rows.insert(
                 key.clone(),
@@ -158,7 +164,7 @@ impl Writer {
             results.push(d.result);
         }
         if events.is_empty() {
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await?;
             return Ok(results.into_iter().map(|r| (r, vec![])).collect());
         }
         for key in &dirty {
@@ -181,8 +187,7 @@ impl Writer {
             .bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
             .bind(holder.and_then(|h| h.principal.as_deref()))
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         let committed = append_log(&mut tx, &events, &audit, now).await?;
         // Announce inside the batch's own transaction: commits are already ordered by the
@@ -193,10 +198,9 @@ impl Writer {
                 .bind(crate::notify::CHANNEL)
                 .bind(last.seq.to_string())
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         if let Some(last) = committed.last() {
             self.notifications.seen(last.seq);
         }

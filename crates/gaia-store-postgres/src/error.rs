@@ -1,8 +1,34 @@
-//! Maps sqlx/PostgreSQL errors onto [`StoreError`].
+//! Maps sqlx/PostgreSQL errors onto [`StoreError`], once: functions that talk to the database
+//! return [`Db`], so `?` works on driver calls, and the storage traits convert at their edge.
 
 use gaia_core::StoreError;
 
-pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+/// A failure inside the backend, already classified as the [`StoreError`] it becomes.
+#[derive(Debug)]
+pub(crate) struct DbError(StoreError);
+
+/// The result of a function that talks to the database.
+pub(crate) type Db<T> = Result<T, DbError>;
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(classify(e))
+    }
+}
+
+impl From<StoreError> for DbError {
+    fn from(e: StoreError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        e.0
+    }
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // lock_not_available (lock_timeout), deadlock_detected, query_canceled
@@ -23,4 +49,9 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Tls(t) => StoreError::Unavailable(t.to_string()),
         _ => StoreError::Backend(e.to_string()),
     }
+}
+
+/// Runs a backend operation and hands its result to the storage traits.
+pub(crate) async fn boundary<T>(op: impl Future<Output = Db<T>>) -> Result<T, StoreError> {
+    Ok(op.await?)
 }

@@ -13,6 +13,7 @@ mod log;
 mod migrate;
 mod notify;
 mod outbox;
+mod rows;
 mod tokens;
 mod tx;
 
@@ -29,7 +30,7 @@ use sqlx::{Connection, PgConnection};
 
 pub use migrate::SCHEMA_VERSION;
 
-use error::map_err;
+use error::{Db, DbError, boundary};
 
 /// The SQL expression for the server's time in microseconds.
 pub(crate) const NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
@@ -89,7 +90,7 @@ impl PgStore {
             tokio::time::timeout(opts.connect_timeout, PgConnection::connect_with(&connect))
                 .await
                 .map_err(|_| timed_out())?
-                .map_err(|e| match map_err(e) {
+                .map_err(|e| match StoreError::from(DbError::from(e)) {
                     StoreError::Backend(m) | StoreError::Unavailable(m) => {
                         StoreError::Unavailable(format!("{display_url}: {m}"))
                     }
@@ -144,17 +145,13 @@ impl PgStore {
 
     /// The time by which this transaction judges expiry: the server's clock, read after the
     /// caller's locks are held, or the injected clock.
-    pub(crate) async fn now_in(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<DateTime<Utc>, StoreError> {
+    pub(crate) async fn now_in(&self, conn: &mut PgConnection) -> Db<DateTime<Utc>> {
         if let Some(c) = &self.clock {
             return Ok(c.now());
         }
         let us: i64 = sqlx::query_scalar(&format!("SELECT {NOW_US}"))
             .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(from_micros(us))
     }
 }
@@ -166,38 +163,46 @@ impl Store for PgStore {
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        self.now_in(&mut conn).await
+        boundary(async {
+            let mut conn = self.pool.acquire().await?;
+            self.now_in(&mut conn).await
+        })
+        .await
     }
 
     async fn schema_version(&self) -> Result<i64, StoreError> {
-        migrate::current_version(&self.pool).await
+        Ok(migrate::current_version(&self.pool).await?)
     }
 
     async fn setting_get_or_init(&self, name: &str, init: &str) -> Result<String, StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(init)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+        boundary(async {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            )
             .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)
+            .bind(init)
+            .execute(&self.pool)
+            .await?;
+            Ok(
+                sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        })
+        .await
     }
 
     async fn setting_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        boundary(async {
+            sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn close(&self) {

@@ -7,11 +7,11 @@ use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
 use gaia_core::event::{Event, EventFilter, NewEvent};
 use gaia_core::store::{AuditStore, EventStore};
 use gaia_core::time::{from_micros, to_micros};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::PgStore;
-use crate::error::map_err;
+use crate::error::{Db, boundary};
+use crate::rows;
 
 /// Appends events and audit records inside the caller's transaction. Reserving the seqs locks
 /// the `log_head` row until commit: callers do this as their last step, so the lock is held
@@ -21,7 +21,7 @@ pub(crate) async fn append_log(
     events: &[NewEvent],
     audit: &[NewAudit],
     now: DateTime<Utc>,
-) -> Result<Vec<Event>, StoreError> {
+) -> Db<Vec<Event>> {
     let n_events = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let n_audit = i64::try_from(audit.len()).unwrap_or(i64::MAX);
     let head = sqlx::query(
@@ -31,12 +31,10 @@ pub(crate) async fn append_log(
     .bind(n_events)
     .bind(n_audit)
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(map_err)?
+    .await?
     .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-    let last_seq: i64 = head.get(0);
-    let mut audit_id: i64 = head.get(1);
-    let mut prev_hash: String = head.get(2);
+    let (last_seq, mut audit_id, mut prev_hash) =
+        rows::decode::<(i64, i64, String)>("log_head", &head)?;
     let ts = to_micros(now);
 
     let committed: Vec<Event> = (last_seq + 1..)
@@ -130,35 +128,8 @@ pub(crate) async fn append_log(
     .bind(sealed.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
     .bind(&prev_hash)
     .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(committed)
-}
-
-fn event_from_row(row: &PgRow) -> Event {
-    let data: String = row.get("data");
-    Event {
-        seq: row.get("seq"),
-        ts: from_micros(row.get("ts_us")),
-        kind: row.get("type"),
-        actor: row.get("actor"),
-        subject: row.get("subject"),
-        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
-    }
-}
-
-fn audit_from_row(row: &PgRow) -> AuditRecord {
-    AuditRecord {
-        id: row.get("id"),
-        ts: from_micros(row.get("ts_us")),
-        actor: row.get("actor"),
-        action: row.get("action"),
-        subject: row.get("subject"),
-        outcome: row.get("outcome"),
-        details: row.get("details"),
-        prev_hash: row.get("prev_hash"),
-        hash: row.get("hash"),
-    }
 }
 
 #[async_trait]
@@ -169,22 +140,24 @@ impl EventStore for PgStore {
         filter: &EventFilter,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        // Whole-segment prefix match: `claim` matches `claim` and `claim.*`, never `claims`.
-        let rows = sqlx::query(
-            "SELECT seq, ts_us, type, actor, subject, data FROM events
-             WHERE seq > $1
-               AND ($2::TEXT IS NULL OR type = $2 OR substr(type, 1, length($2) + 1) = $2 || '.')
-               AND ($3::TEXT IS NULL OR subject = $3)
-             ORDER BY seq LIMIT $4",
-        )
-        .bind(since)
-        .bind(filter.type_prefix.as_deref())
-        .bind(filter.subject.as_deref())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        boundary(async {
+            // Whole-segment prefix match: `claim` matches `claim` and `claim.*`, never `claims`.
+            let found = sqlx::query(
+                "SELECT seq, ts_us, type, actor, subject, data FROM events
+                 WHERE seq > $1
+                   AND ($2::TEXT IS NULL OR type = $2 OR substr(type, 1, length($2) + 1) = $2 || '.')
+                   AND ($3::TEXT IS NULL OR subject = $3)
+                 ORDER BY seq LIMIT $4",
+            )
+            .bind(since)
+            .bind(filter.type_prefix.as_deref())
+            .bind(filter.subject.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::event)
+        })
         .await
-        .map_err(map_err)?;
-        Ok(rows.iter().map(event_from_row).collect())
     }
 
     async fn events_before(
@@ -193,23 +166,25 @@ impl EventStore for PgStore {
         filter: &EventFilter,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM (
-                SELECT seq, ts_us, type, actor, subject, data FROM events
-                WHERE seq < $1
-                  AND ($2::TEXT IS NULL OR type = $2 OR substr(type, 1, length($2) + 1) = $2 || '.')
-                  AND ($3::TEXT IS NULL OR subject = $3)
-                ORDER BY seq DESC LIMIT $4
-             ) newest ORDER BY seq",
-        )
-        .bind(before)
-        .bind(filter.type_prefix.as_deref())
-        .bind(filter.subject.as_deref())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        boundary(async {
+            let found = sqlx::query(
+                "SELECT * FROM (
+                    SELECT seq, ts_us, type, actor, subject, data FROM events
+                    WHERE seq < $1
+                      AND ($2::TEXT IS NULL OR type = $2 OR substr(type, 1, length($2) + 1) = $2 || '.')
+                      AND ($3::TEXT IS NULL OR subject = $3)
+                    ORDER BY seq DESC LIMIT $4
+                 ) newest ORDER BY seq",
+            )
+            .bind(before)
+            .bind(filter.type_prefix.as_deref())
+            .bind(filter.subject.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::event)
+        })
         .await
-        .map_err(map_err)?;
-        Ok(rows.iter().map(event_from_row).collect())
     }
 
     async fn wait_for_commit(
@@ -231,49 +206,54 @@ impl EventStore for PgStore {
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)
+        boundary(async {
+            Ok(
+                sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl AuditStore for PgStore {
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query(
-            "SELECT audit_anchor_id, audit_anchor_hash, audit_seq, audit_hash FROM log_head WHERE id = 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-        Ok(ChainHead {
-            anchor_id: row.get(0),
-            anchor_hash: row.get(1),
-            last_id: row.get(2),
-            last_hash: row.get(3),
+        boundary(async {
+            let row = sqlx::query(
+                "SELECT audit_anchor_id, audit_anchor_hash, audit_seq, audit_hash FROM log_head WHERE id = 1",
+            )
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
+            Ok(rows::chain_head(&row)?)
         })
+        .await
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows.iter().map(audit_from_row).collect())
+        boundary(async {
+            let found = sqlx::query("SELECT * FROM audit WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows::all(&found, rows::audit)
+        })
+        .await
     }
 
     async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT $1) t ORDER BY id",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        boundary(async {
+            let found = sqlx::query(
+                "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT $1) t ORDER BY id",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::audit)
+        })
         .await
-        .map_err(map_err)?;
-        Ok(rows.iter().map(audit_from_row).collect())
     }
 }

@@ -4,7 +4,7 @@
 use gaia_core::StoreError;
 use sqlx::PgPool;
 
-use crate::error::map_err;
+use crate::error::Db;
 
 /// (version, name, SQL), in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -43,16 +43,15 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 /// Arbitrary, fixed key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x6761_6961_6d69_6772;
 
-pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
+pub(crate) async fn run(pool: &PgPool) -> Db<()> {
     if current_version(pool).await.ok() == Some(SCHEMA_VERSION) {
         return Ok(());
     }
-    let mut tx = pool.begin().await.map_err(map_err)?;
+    let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS gaia_schema (
             version       BIGINT PRIMARY KEY,
@@ -61,45 +60,40 @@ pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
         )",
     )
     .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
         .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             found,
             supported: SCHEMA_VERSION,
-        });
+        }
+        .into());
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > found) {
-        sqlx::raw_sql(sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO gaia_schema (version, name, applied_at_us) VALUES ($1, $2, $3)")
             .bind(version)
             .bind(name)
             .bind(chrono::Utc::now().timestamp_micros())
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         tracing::info!(version, name, "applied migration");
     }
-    tx.commit().await.map_err(map_err)
+    Ok(tx.commit().await?)
 }
 
-pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {
+pub(crate) async fn current_version(pool: &PgPool) -> Db<i64> {
     let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
         .fetch_one(pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             found,
             supported: SCHEMA_VERSION,
-        });
+        }
+        .into());
     }
     Ok(found)
 }

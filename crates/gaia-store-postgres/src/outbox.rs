@@ -9,45 +9,13 @@ use gaia_core::outbox::{Leased, Message, NewMessage, Status};
 use gaia_core::store::{OutboxCounts, OutboxStore};
 use gaia_core::time::{from_micros, to_micros};
 use gaia_core::tx::{PacingRow, PacingStart};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::PgStore;
-use crate::error::map_err;
+use crate::error::{Db, boundary};
+use crate::rows;
 
-fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("outbox {what}"));
-    let payload: String = row.get("payload");
-    let result: Option<String> = row.get("result");
-    Ok(Message {
-        id: row.get("id"),
-        channel: row
-            .get::<String, _>("channel")
-            .parse()
-            .map_err(|_| corrupt("channel"))?,
-        target: row.get("target"),
-        kind: row.get("kind"),
-        payload: serde_json::from_str(&payload).map_err(|_| corrupt("payload"))?,
-        dedupe_key: row.get("dedupe_key"),
-        status: row
-            .get::<String, _>("status")
-            .parse()
-            .map_err(|_| corrupt("status"))?,
-        attempts: u32::try_from(row.get::<i64, _>("attempts")).unwrap_or(u32::MAX),
-        requeues: u32::try_from(row.get::<i64, _>("requeues")).unwrap_or(u32::MAX),
-        created_at: from_micros(row.get("created_at_us")),
-        next_attempt_at: from_micros(row.get("next_attempt_at_us")),
-        last_error: row.get("last_error"),
-        sent_at: row.get::<Option<i64>, _>("sent_at_us").map(from_micros),
-        dead_at: row.get::<Option<i64>, _>("dead_at_us").map(from_micros),
-        result: result
-            .map(|r| serde_json::from_str(&r))
-            .transpose()
-            .map_err(|_| corrupt("result"))?,
-    })
-}
-
-pub(crate) async fn write(conn: &mut PgConnection, m: &Message) -> Result<(), StoreError> {
+pub(crate) async fn write(conn: &mut PgConnection, m: &Message) -> Db<()> {
     sqlx::query(
         "UPDATE outbox SET status = $1, attempts = $2, requeues = $3, next_attempt_at_us = $4,
             leased_until_us = 0, last_error = $5, sent_at_us = $6, dead_at_us = $7, result = $8
@@ -63,14 +31,8 @@ pub(crate) async fn write(conn: &mut PgConnection, m: &Message) -> Result<(), St
     .bind(m.result.as_ref().map(serde_json::Value::to_string))
     .bind(m.id)
     .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
-}
-
-/// A stored time, 0 meaning none.
-fn stored_time(us: i64) -> Option<DateTime<Utc>> {
-    (us > 0).then(|| from_micros(us))
 }
 
 /// Leases due messages until `until_us`, each under a new token; rows another sender is
@@ -80,8 +42,8 @@ pub(crate) async fn lease_due(
     now_us: i64,
     until_us: i64,
     limit: u32,
-) -> Result<Vec<Leased>, StoreError> {
-    let rows = sqlx::query(
+) -> Db<Vec<Leased>> {
+    let found = sqlx::query(
         "UPDATE outbox SET leased_until_us = $1, lease_token = lease_token + 1
          WHERE id IN (SELECT id FROM outbox
                       WHERE status = 'pending' AND next_attempt_at_us <= $2 AND leased_until_us <= $2
@@ -93,28 +55,17 @@ pub(crate) async fn lease_due(
     .bind(now_us)
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    rows.iter().map(leased_from_row).collect()
-}
-
-fn leased_from_row(row: &PgRow) -> Result<Leased, StoreError> {
-    Ok(Leased {
-        message: message_from_row(row)?,
-        token: row.get("lease_token"),
-    })
+    .await?;
+    rows::all(&found, rows::leased)
 }
 
 /// Message `id` with its lease token, locked.
-pub(crate) async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<Leased>, StoreError> {
-    sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
+pub(crate) async fn lock(conn: &mut PgConnection, id: i64) -> Db<Option<Leased>> {
+    let found = sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(leased_from_row)
-        .transpose()
+        .await?;
+    rows::maybe(found, rows::leased)
 }
 
 pub(crate) async fn set_lease(
@@ -122,7 +73,7 @@ pub(crate) async fn set_lease(
     id: i64,
     until_us: i64,
     keep_later: bool,
-) -> Result<(), StoreError> {
+) -> Db<()> {
     let sql = if keep_later {
         "UPDATE outbox SET leased_until_us = GREATEST(leased_until_us, $1) WHERE id = $2"
     } else {
@@ -132,46 +83,33 @@ pub(crate) async fn set_lease(
         .bind(until_us)
         .bind(id)
         .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(())
 }
 
-pub(crate) async fn defer(conn: &mut PgConnection, id: i64, at_us: i64) -> Result<(), StoreError> {
+pub(crate) async fn defer(conn: &mut PgConnection, id: i64, at_us: i64) -> Db<()> {
     sqlx::query("UPDATE outbox SET next_attempt_at_us = $1, leased_until_us = 0 WHERE id = $2")
         .bind(at_us)
         .bind(id)
         .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(())
 }
 
 /// The pacing row of `key`, created empty when missing, locked until the transaction ends.
-pub(crate) async fn pacing_lock(
-    conn: &mut PgConnection,
-    key: &str,
-) -> Result<PacingRow, StoreError> {
+pub(crate) async fn pacing_lock(conn: &mut PgConnection, key: &str) -> Db<PacingRow> {
     sqlx::query("INSERT INTO outbox_pacing (chat) VALUES ($1) ON CONFLICT (chat) DO NOTHING")
         .bind(key)
         .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    let r = sqlx::query(
+        .await?;
+    let row = sqlx::query(
         "SELECT held_until_us, last_sent_us, sending_id, sending_token, sending_until_us
          FROM outbox_pacing WHERE chat = $1 FOR UPDATE",
     )
     .bind(key)
     .fetch_one(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(PacingRow {
-        held_until: stored_time(r.get("held_until_us")),
-        last_sent: stored_time(r.get("last_sent_us")),
-        sending_id: r.get("sending_id"),
-        sending_token: r.get("sending_token"),
-        sending_until: stored_time(r.get("sending_until_us")),
-    })
+    .await?;
+    Ok(rows::pacing(&row)?)
 }
 
 pub(crate) async fn pacing_nth_send(
@@ -179,7 +117,7 @@ pub(crate) async fn pacing_nth_send(
     chat: Option<&str>,
     n: u32,
     after_us: i64,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
+) -> Db<Option<DateTime<Utc>>> {
     let at: Option<i64> = sqlx::query_scalar(
         "SELECT at_us FROM outbox_sends WHERE ($1::TEXT IS NULL OR chat = $1) AND at_us > $2
          ORDER BY at_us DESC LIMIT 1 OFFSET $3",
@@ -188,15 +126,11 @@ pub(crate) async fn pacing_nth_send(
     .bind(after_us)
     .bind(i64::from(n.max(1) - 1))
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(at.map(from_micros))
 }
 
-pub(crate) async fn pacing_start(
-    conn: &mut PgConnection,
-    s: &PacingStart<'_>,
-) -> Result<(), StoreError> {
+pub(crate) async fn pacing_start(conn: &mut PgConnection, s: &PacingStart<'_>) -> Db<()> {
     let at = to_micros(s.at);
     sqlx::query(
         "UPDATE outbox_pacing SET last_sent_us = $1, sending_id = $2, sending_token = $3,
@@ -209,20 +143,17 @@ pub(crate) async fn pacing_start(
     .bind(to_micros(s.until))
     .bind(s.key)
     .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     if s.paced {
         sqlx::query("INSERT INTO outbox_sends (chat, at_us) VALUES ($1, $2)")
             .bind(s.key)
             .bind(at)
             .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         sqlx::query("DELETE FROM outbox_sends WHERE at_us <= $1")
             .bind(to_micros(s.forget_before))
             .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
     }
     Ok(())
 }
@@ -232,14 +163,13 @@ pub(crate) async fn pacing_finish(
     key: &str,
     reserved_us: i64,
     at_us: i64,
-) -> Result<(), StoreError> {
+) -> Db<()> {
     sqlx::query("UPDATE outbox_sends SET at_us = $1 WHERE chat = $2 AND at_us = $3")
         .bind(at_us)
         .bind(key)
         .bind(reserved_us)
         .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     sqlx::query(
         "UPDATE outbox_pacing SET last_sent_us = GREATEST(last_sent_us, $1), sending_id = NULL,
             sending_token = NULL, sending_until_us = 0
@@ -248,16 +178,11 @@ pub(crate) async fn pacing_finish(
     .bind(at_us)
     .bind(key)
     .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
-pub(crate) async fn pacing_hold(
-    conn: &mut PgConnection,
-    key: &str,
-    until_us: i64,
-) -> Result<(), StoreError> {
+pub(crate) async fn pacing_hold(conn: &mut PgConnection, key: &str, until_us: i64) -> Db<()> {
     sqlx::query(
         "INSERT INTO outbox_pacing (chat, held_until_us) VALUES ($1, $2)
          ON CONFLICT (chat) DO UPDATE
@@ -266,8 +191,7 @@ pub(crate) async fn pacing_hold(
     .bind(key)
     .bind(until_us)
     .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
@@ -276,8 +200,8 @@ pub(crate) async fn insert(
     conn: &mut PgConnection,
     m: &NewMessage,
     now_us: i64,
-) -> Result<Option<i64>, StoreError> {
-    sqlx::query_scalar(
+) -> Db<Option<i64>> {
+    Ok(sqlx::query_scalar(
         "INSERT INTO outbox (channel, target, kind, payload, dedupe_key, status, attempts,
             requeues, created_at_us, next_attempt_at_us)
          VALUES ($1, $2, $3, $4, $5, 'pending', 0, 0, $6, $7)
@@ -292,32 +216,31 @@ pub(crate) async fn insert(
     .bind(now_us)
     .bind(now_us)
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(map_err)
+    .await?)
 }
 
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn outbox_get(&self, id: i64) -> Result<Option<Message>, StoreError> {
-        sqlx::query("SELECT * FROM outbox WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(message_from_row)
-            .transpose()
+        boundary(async {
+            let found = sqlx::query("SELECT * FROM outbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            rows::maybe(found, rows::message)
+        })
+        .await
     }
 
     async fn outbox_by_key(&self, dedupe_key: &str) -> Result<Option<Message>, StoreError> {
-        sqlx::query("SELECT * FROM outbox WHERE dedupe_key = $1")
-            .bind(dedupe_key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(message_from_row)
-            .transpose()
+        boundary(async {
+            let found = sqlx::query("SELECT * FROM outbox WHERE dedupe_key = $1")
+                .bind(dedupe_key)
+                .fetch_optional(&self.pool)
+                .await?;
+            rows::maybe(found, rows::message)
+        })
+        .await
     }
 
     async fn outbox_list(
@@ -325,49 +248,40 @@ impl OutboxStore for PgStore {
         status: Option<Status>,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM outbox WHERE ($1::TEXT IS NULL OR status = $1) ORDER BY id DESC LIMIT $2",
-        )
-        .bind(status.map(Status::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        boundary(async {
+            let found = sqlx::query(
+                "SELECT * FROM outbox WHERE ($1::TEXT IS NULL OR status = $1) ORDER BY id DESC LIMIT $2",
+            )
+            .bind(status.map(Status::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::message)
+        })
         .await
-        .map_err(map_err)?;
-        rows.iter().map(message_from_row).collect()
     }
 
     async fn notify_event_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT type, COALESCE(data::jsonb ->> 'outcome', '') AS outcome, COUNT(*) AS n FROM events WHERE type LIKE 'notify.%' GROUP BY 1, 2")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<String, _>("type"),
-                    r.get::<String, _>("outcome"),
-                    u64::try_from(r.get::<i64, _>("n")).unwrap_or(0),
-                )
-            })
-            .collect())
+        boundary(async {
+            let found = sqlx::query("SELECT type, COALESCE(data::jsonb ->> 'outcome', '') AS outcome, COUNT(*) AS n FROM events WHERE type LIKE 'notify.%' GROUP BY 1, 2")
+                .fetch_all(&self.pool)
+                .await?;
+            rows::all(&found, rows::event_count)
+        })
+        .await
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        let mut c = OutboxCounts::default();
-        for r in rows {
-            let n = u64::try_from(r.get::<i64, _>("n")).unwrap_or(0);
-            match r.get::<String, _>("status").as_str() {
-                "pending" => c.pending = n,
-                "sent" => c.sent = n,
-                "dead" => c.dead = n,
-                _ => {}
+        boundary(async {
+            let found = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+            let mut counts = OutboxCounts::default();
+            for row in &found {
+                rows::add_status_count(&mut counts, row)?;
             }
-        }
-        Ok(c)
+            Ok(counts)
+        })
+        .await
     }
 }

@@ -3,34 +3,17 @@
 use async_trait::async_trait;
 use gaia_core::StoreError;
 use gaia_core::store::TokenStore;
-use gaia_core::time::{from_micros, to_micros};
+use gaia_core::time::to_micros;
 use gaia_core::tokens::TokenInfo;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::PgStore;
-use crate::error::map_err;
-
-fn token_from_row(row: &PgRow) -> Result<TokenInfo, StoreError> {
-    let role: String = row.get("role");
-    Ok(TokenInfo {
-        name: row.get("name"),
-        role: role
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("token has unknown role '{role}'")))?,
-        created_at: from_micros(row.get("created_at_us")),
-        created_by: row.get("created_by"),
-        revoked_at: row.get::<Option<i64>, _>("revoked_at_us").map(from_micros),
-    })
-}
+use crate::error::{Db, boundary};
+use crate::rows;
 
 /// Inserts a token; `false` when a token of that name ever existed (names are never reused,
 /// so a revoked token's sessions and tickets can never come back to life).
-pub(crate) async fn insert(
-    conn: &mut PgConnection,
-    info: &TokenInfo,
-    hash: &str,
-) -> Result<bool, StoreError> {
+pub(crate) async fn insert(conn: &mut PgConnection, info: &TokenInfo, hash: &str) -> Db<bool> {
     let inserted = sqlx::query(
         "INSERT INTO tokens (name, role, hash, created_at_us, created_by) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (name) DO NOTHING",
@@ -41,8 +24,7 @@ pub(crate) async fn insert(
     .bind(to_micros(info.created_at))
     .bind(&info.created_by)
     .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
@@ -51,39 +33,39 @@ pub(crate) async fn revoke(
     conn: &mut PgConnection,
     name: &str,
     now_us: i64,
-) -> Result<Option<TokenInfo>, StoreError> {
-    sqlx::query(
+) -> Db<Option<TokenInfo>> {
+    let found = sqlx::query(
         "UPDATE tokens SET revoked_at_us = $1 WHERE name = $2 AND revoked_at_us IS NULL
          RETURNING *",
     )
     .bind(now_us)
     .bind(name)
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(map_err)?
-    .as_ref()
-    .map(token_from_row)
-    .transpose()
+    .await?;
+    rows::maybe(found, rows::token)
 }
 
 #[async_trait]
 impl TokenStore for PgStore {
     async fn token_list(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM tokens ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        rows.iter().map(token_from_row).collect()
+        boundary(async {
+            let found = sqlx::query("SELECT * FROM tokens ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+            rows::all(&found, rows::token)
+        })
+        .await
     }
 
     async fn token_lookup(&self, hash: &str) -> Result<Option<TokenInfo>, StoreError> {
-        sqlx::query("SELECT * FROM tokens WHERE hash = $1 AND revoked_at_us IS NULL")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()
+        boundary(async {
+            let found =
+                sqlx::query("SELECT * FROM tokens WHERE hash = $1 AND revoked_at_us IS NULL")
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            rows::maybe(found, rows::token)
+        })
+        .await
     }
 }

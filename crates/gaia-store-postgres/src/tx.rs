@@ -18,7 +18,7 @@ use gaia_core::tx::{PacingRow, PacingStart};
 use sqlx::{Postgres, Transaction};
 
 use crate::PgStore;
-use crate::error::map_err;
+use crate::error::boundary;
 
 /// One write transaction.
 pub(crate) struct PgTx {
@@ -32,7 +32,7 @@ pub(crate) struct PgTx {
 impl Transact for PgStore {
     async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
         Ok(Box::new(PgTx {
-            tx: self.pool.begin().await.map_err(map_err)?,
+            tx: boundary(async { Ok(self.pool.begin().await?) }).await?,
             store: self.clone(),
             appended: Vec::new(),
         }))
@@ -42,7 +42,7 @@ impl Transact for PgStore {
 #[async_trait]
 impl WriteTx for PgTx {
     async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
-        self.store.now_in(&mut self.tx).await
+        Ok(self.store.now_in(&mut self.tx).await?)
     }
 
     async fn append(
@@ -62,7 +62,7 @@ impl WriteTx for PgTx {
             store,
             appended,
         } = *self;
-        tx.commit().await.map_err(map_err)?;
+        boundary(async { Ok(tx.commit().await?) }).await?;
         store.announce(&appended);
         Ok(())
     }
@@ -72,15 +72,15 @@ impl WriteTx for PgTx {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ClaimRow>, StoreError> {
-        crate::claims::expired(&mut self.tx, to_micros(now), limit).await
+        Ok(crate::claims::expired(&mut self.tx, to_micros(now), limit).await?)
     }
 
     async fn claim_mark_reported(&mut self, key: &ClaimKey) -> Result<(), StoreError> {
-        crate::claims::mark_reported(&mut self.tx, key).await
+        Ok(crate::claims::mark_reported(&mut self.tx, key).await?)
     }
 
     async fn command_lock(&mut self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
-        crate::commands::lock(&mut self.tx, id).await
+        Ok(crate::commands::lock(&mut self.tx, id).await?)
     }
 
     async fn command_due(
@@ -88,15 +88,15 @@ impl WriteTx for PgTx {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<CommandRecord>, StoreError> {
-        crate::commands::due(&mut self.tx, to_micros(now), limit).await
+        Ok(crate::commands::due(&mut self.tx, to_micros(now), limit).await?)
     }
 
     async fn command_insert(&mut self, r: &CommandRecord) -> Result<bool, StoreError> {
-        crate::commands::insert(&mut self.tx, r).await
+        Ok(crate::commands::insert(&mut self.tx, r).await?)
     }
 
     async fn command_update(&mut self, r: &CommandRecord) -> Result<(), StoreError> {
-        crate::commands::update(&mut self.tx, r).await
+        Ok(crate::commands::update(&mut self.tx, r).await?)
     }
 
     async fn outbox_insert(
@@ -104,7 +104,7 @@ impl WriteTx for PgTx {
         m: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        crate::outbox::insert(&mut self.tx, m, to_micros(now)).await
+        Ok(crate::outbox::insert(&mut self.tx, m, to_micros(now)).await?)
     }
 
     async fn outbox_lease_due(
@@ -113,15 +113,15 @@ impl WriteTx for PgTx {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Leased>, StoreError> {
-        crate::outbox::lease_due(&mut self.tx, to_micros(now), to_micros(until), limit).await
+        Ok(crate::outbox::lease_due(&mut self.tx, to_micros(now), to_micros(until), limit).await?)
     }
 
     async fn outbox_lock(&mut self, id: i64) -> Result<Option<Leased>, StoreError> {
-        crate::outbox::lock(&mut self.tx, id).await
+        Ok(crate::outbox::lock(&mut self.tx, id).await?)
     }
 
     async fn outbox_write(&mut self, m: &Message) -> Result<(), StoreError> {
-        crate::outbox::write(&mut self.tx, m).await
+        Ok(crate::outbox::write(&mut self.tx, m).await?)
     }
 
     async fn outbox_set_lease(
@@ -130,15 +130,15 @@ impl WriteTx for PgTx {
         until: DateTime<Utc>,
         keep_later: bool,
     ) -> Result<(), StoreError> {
-        crate::outbox::set_lease(&mut self.tx, id, to_micros(until), keep_later).await
+        Ok(crate::outbox::set_lease(&mut self.tx, id, to_micros(until), keep_later).await?)
     }
 
     async fn outbox_defer(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        crate::outbox::defer(&mut self.tx, id, to_micros(at)).await
+        Ok(crate::outbox::defer(&mut self.tx, id, to_micros(at)).await?)
     }
 
     async fn pacing_lock(&mut self, key: &str) -> Result<PacingRow, StoreError> {
-        crate::outbox::pacing_lock(&mut self.tx, key).await
+        Ok(crate::outbox::pacing_lock(&mut self.tx, key).await?)
     }
 
     async fn pacing_nth_send(
@@ -147,11 +147,11 @@ impl WriteTx for PgTx {
         n: u32,
         after: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        crate::outbox::pacing_nth_send(&mut self.tx, chat, n, to_micros(after)).await
+        Ok(crate::outbox::pacing_nth_send(&mut self.tx, chat, n, to_micros(after)).await?)
     }
 
     async fn pacing_start(&mut self, start: &PacingStart<'_>) -> Result<(), StoreError> {
-        crate::outbox::pacing_start(&mut self.tx, start).await
+        Ok(crate::outbox::pacing_start(&mut self.tx, start).await?)
     }
 
     async fn pacing_finish(
@@ -161,15 +161,15 @@ impl WriteTx for PgTx {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let reserved = reserved.map_or(0, to_micros);
-        crate::outbox::pacing_finish(&mut self.tx, key, reserved, to_micros(at)).await
+        Ok(crate::outbox::pacing_finish(&mut self.tx, key, reserved, to_micros(at)).await?)
     }
 
     async fn pacing_hold(&mut self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
-        crate::outbox::pacing_hold(&mut self.tx, key, to_micros(until)).await
+        Ok(crate::outbox::pacing_hold(&mut self.tx, key, to_micros(until)).await?)
     }
 
     async fn token_insert(&mut self, info: &TokenInfo, hash: &str) -> Result<bool, StoreError> {
-        crate::tokens::insert(&mut self.tx, info, hash).await
+        Ok(crate::tokens::insert(&mut self.tx, info, hash).await?)
     }
 
     async fn token_revoke(
@@ -177,6 +177,6 @@ impl WriteTx for PgTx {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TokenInfo>, StoreError> {
-        crate::tokens::revoke(&mut self.tx, name, to_micros(now)).await
+        Ok(crate::tokens::revoke(&mut self.tx, name, to_micros(now)).await?)
     }
 }

@@ -1,49 +1,23 @@
 //! Claims on SQLite: the whole read-decide-write runs under the write lock.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use gaia_core::StoreError;
-use gaia_core::claims::{ClaimResult, ClaimRow, Holder, Request, decide};
+use gaia_core::claims::{ClaimResult, ClaimRow, Request, decide};
 use gaia_core::event::Event;
 use gaia_core::names::ClaimKey;
 use gaia_core::store::ClaimStore;
-use gaia_core::time::{from_micros, to_micros};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, SqliteConnection};
+use gaia_core::time::to_micros;
+use sqlx::{QueryBuilder, SqliteConnection};
 
 use crate::SqliteStore;
-use crate::error::map_err;
+use crate::error::{Db, boundary};
 use crate::log::append_log_with;
+use crate::rows;
 
 const COLUMNS: &str = "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms, principal";
 
-fn row_to_claim(row: &SqliteRow) -> ClaimRow {
-    let agent: Option<String> = row.get("agent");
-    let holder = agent.map(|agent| Holder {
-        agent,
-        operator: row.get::<Option<String>, _>("operator").unwrap_or_default(),
-        fingerprint: row
-            .get::<Option<String>, _>("fingerprint")
-            .unwrap_or_default(),
-        principal: row.get("principal"),
-    });
-    ClaimRow {
-        key: ClaimKey {
-            story: row.get("story"),
-            todolist: row.get("todolist"),
-        },
-        holder,
-        token: row.get("token"),
-        acquired_at: row.get::<Option<i64>, _>("acquired_at_us").map(from_micros),
-        expires_at: row.get::<Option<i64>, _>("expires_at_us").map(from_micros),
-        ttl: Duration::from_millis(u64::try_from(row.get::<i64, _>("ttl_ms")).unwrap_or(0)),
-    }
-}
-
-#[async_trait]
-impl ClaimStore for SqliteStore {
-    async fn claim(&self, req: &Request) -> Result<(ClaimResult, Vec<Event>), StoreError> {
+impl SqliteStore {
+    async fn claim_in_tx(&self, req: &Request) -> Db<(ClaimResult, Vec<Event>)> {
         let key = req.key();
         let mut tx = crate::begin_write(&self.pool).await?;
         // Read the time only once the write lock is held, so decisions are ordered by it.
@@ -51,12 +25,11 @@ impl ClaimStore for SqliteStore {
         let current = sqlx::query(&format!("SELECT {COLUMNS} FROM claims WHERE key = ?"))
             .bind(key.to_string())
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .map(|r| row_to_claim(&r));
+            .await?;
+        let current = rows::maybe(current, rows::claim)?;
         let decision = decide(current, req, now);
         let Some(new) = decision.row else {
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await?;
             return Ok((decision.result, vec![]));
         };
         let holder = new.holder.as_ref();
@@ -84,41 +57,52 @@ impl ClaimStore for SqliteStore {
         );
         let events =
             append_log_with(&mut tx, batch, &decision.events, &decision.audit, now).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok((decision.result, events))
+    }
+}
+
+#[async_trait]
+impl ClaimStore for SqliteStore {
+    async fn claim(&self, req: &Request) -> Result<(ClaimResult, Vec<Event>), StoreError> {
+        Ok(self.claim_in_tx(req).await?)
     }
 
     async fn claim_get(&self, key: &ClaimKey) -> Result<Option<ClaimRow>, StoreError> {
-        Ok(
-            sqlx::query(&format!("SELECT {COLUMNS} FROM claims WHERE key = ?"))
+        boundary(async {
+            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM claims WHERE key = ?"))
                 .bind(key.to_string())
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?
-                .map(|r| row_to_claim(&r)),
-        )
+                .await?;
+            rows::maybe(row, rows::claim)
+        })
+        .await
     }
 
     async fn claim_list(&self) -> Result<Vec<ClaimRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM claims WHERE agent IS NOT NULL ORDER BY key"
-        ))
-        .fetch_all(&self.pool)
+        boundary(async {
+            let found = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM claims WHERE agent IS NOT NULL ORDER BY key"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::claim)
+        })
         .await
-        .map_err(map_err)?;
-        Ok(rows.iter().map(row_to_claim).collect())
     }
 
     /// A look without the write lock first: usually nothing has expired.
     async fn claim_any_expired(&self) -> Result<bool, StoreError> {
-        let due: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM claims WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token",
-        )
-        .bind(to_micros(self.now_value()))
-        .fetch_one(&self.pool)
+        boundary(async {
+            let due: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM claims WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token",
+            )
+            .bind(to_micros(self.now_value()))
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(due > 0)
+        })
         .await
-        .map_err(map_err)?;
-        Ok(due > 0)
     }
 }
 
@@ -127,8 +111,8 @@ pub(crate) async fn expired(
     conn: &mut SqliteConnection,
     now_us: i64,
     limit: u32,
-) -> Result<Vec<ClaimRow>, StoreError> {
-    let rows = sqlx::query(&format!(
+) -> Db<Vec<ClaimRow>> {
+    let found = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM claims
          WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token
          ORDER BY expires_at_us LIMIT ?"
@@ -136,19 +120,14 @@ pub(crate) async fn expired(
     .bind(now_us)
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(rows.iter().map(row_to_claim).collect())
+    .await?;
+    rows::all(&found, rows::claim)
 }
 
-pub(crate) async fn mark_reported(
-    conn: &mut SqliteConnection,
-    key: &ClaimKey,
-) -> Result<(), StoreError> {
+pub(crate) async fn mark_reported(conn: &mut SqliteConnection, key: &ClaimKey) -> Db<()> {
     sqlx::query("UPDATE claims SET expiry_reported_token = token WHERE key = ?")
         .bind(key.to_string())
         .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(())
 }

@@ -4,48 +4,15 @@ use async_trait::async_trait;
 use gaia_core::StoreError;
 use gaia_core::commands::{CommandRecord, Status};
 use gaia_core::store::CommandStore;
-use gaia_core::time::{from_micros, to_micros};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use gaia_core::time::to_micros;
+use sqlx::SqliteConnection;
 
 use crate::SqliteStore;
-use crate::error::map_err;
-
-fn record_from_row(row: &SqliteRow) -> Result<CommandRecord, StoreError> {
-    let spec: String = row.get("spec");
-    let status: String = row.get("status");
-    let execution: Option<String> = row.get("execution");
-    let id: String = row.get("id");
-    Ok(CommandRecord {
-        spec: serde_json::from_str(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("command spec: {e}")))?,
-        cwd: row.get("cwd"),
-        story: row.get("story"),
-        todolist: row.get("todolist"),
-        reason: row.get("reason"),
-        requester: row.get("requester"),
-        is_test: row.get("is_test"),
-        test_allowed: row.get("test_allowed"),
-        created_at: from_micros(row.get("created_at_us")),
-        expires_at: from_micros(row.get("expires_at_us")),
-        status: status
-            .parse::<Status>()
-            .map_err(|e| StoreError::Corrupt(e.0))?,
-        decided_by: row.get("decided_by"),
-        decided_via: row.get("decided_via"),
-        decided_at: row.get::<Option<i64>, _>("decided_at_us").map(from_micros),
-        decision_reason: row.get("decision_reason"),
-        binding: row.get("binding"),
-        id: id.clone(),
-        execution: gaia_core::commands::Execution::from_stored(&id, execution.as_deref()),
-    })
-}
+use crate::error::{Db, boundary};
+use crate::rows;
 
 /// Writes every mutable column of `r` (the row exists).
-pub(crate) async fn update(
-    conn: &mut SqliteConnection,
-    r: &CommandRecord,
-) -> Result<(), StoreError> {
+pub(crate) async fn update(conn: &mut SqliteConnection, r: &CommandRecord) -> Db<()> {
     let execution = r
         .execution
         .as_ref()
@@ -64,25 +31,18 @@ pub(crate) async fn update(
     .bind(execution)
     .bind(&r.id)
     .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
 /// The request `id`. Inside a write transaction the write lock already excludes every other
 /// writer, so reading it is locking it.
-pub(crate) async fn get(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> Result<Option<CommandRecord>, StoreError> {
-    sqlx::query("SELECT * FROM commands WHERE id = ?")
+pub(crate) async fn get(conn: &mut SqliteConnection, id: &str) -> Db<Option<CommandRecord>> {
+    let found = sqlx::query("SELECT * FROM commands WHERE id = ?")
         .bind(id)
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(record_from_row)
-        .transpose()
+        .await?;
+    rows::maybe(found, rows::command)
 }
 
 /// Pending requests expired by `now_us`, oldest expiry first.
@@ -90,26 +50,20 @@ pub(crate) async fn due(
     conn: &mut SqliteConnection,
     now_us: i64,
     limit: u32,
-) -> Result<Vec<CommandRecord>, StoreError> {
-    sqlx::query(
+) -> Db<Vec<CommandRecord>> {
+    let found = sqlx::query(
         "SELECT * FROM commands WHERE status = 'pending' AND expires_at_us <= ?
          ORDER BY expires_at_us LIMIT ?",
     )
     .bind(now_us)
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?
-    .iter()
-    .map(record_from_row)
-    .collect()
+    .await?;
+    rows::all(&found, rows::command)
 }
 
 /// Inserts a new request; `false` when its id is taken.
-pub(crate) async fn insert(
-    conn: &mut SqliteConnection,
-    r: &CommandRecord,
-) -> Result<bool, StoreError> {
+pub(crate) async fn insert(conn: &mut SqliteConnection, r: &CommandRecord) -> Db<bool> {
     let spec = serde_json::to_string(&r.spec)
         .map_err(|e| StoreError::Corrupt(format!("command spec: {e}")))?;
     let inserted = sqlx::query(
@@ -132,16 +86,18 @@ pub(crate) async fn insert(
     .bind(r.status.as_str())
     .bind(&r.binding)
     .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
 #[async_trait]
 impl CommandStore for SqliteStore {
     async fn command_get(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        get(&mut conn, id).await
+        boundary(async {
+            let mut conn = self.pool.acquire().await?;
+            get(&mut conn, id).await
+        })
+        .await
     }
 
     async fn command_list(
@@ -149,28 +105,32 @@ impl CommandStore for SqliteStore {
         status: Option<Status>,
         limit: u32,
     ) -> Result<Vec<CommandRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM commands WHERE (?1 IS NULL OR status = ?1)
-             ORDER BY created_at_us DESC, id LIMIT ?2",
-        )
-        .bind(status.map(Status::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        boundary(async {
+            let found = sqlx::query(
+                "SELECT * FROM commands WHERE (?1 IS NULL OR status = ?1)
+                 ORDER BY created_at_us DESC, id LIMIT ?2",
+            )
+            .bind(status.map(Status::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::command)
+        })
         .await
-        .map_err(map_err)?;
-        rows.iter().map(record_from_row).collect()
     }
 
     /// A read without the write lock: the reaper asks every second, and most of the time
     /// nothing is due.
     async fn command_any_due(&self) -> Result<bool, StoreError> {
-        let due: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM commands WHERE status = 'pending' AND expires_at_us <= ?",
-        )
-        .bind(to_micros(self.now_value()))
-        .fetch_one(&self.pool)
+        boundary(async {
+            let due: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM commands WHERE status = 'pending' AND expires_at_us <= ?",
+            )
+            .bind(to_micros(self.now_value()))
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(due > 0)
+        })
         .await
-        .map_err(map_err)?;
-        Ok(due > 0)
     }
 }

@@ -1,4 +1,5 @@
-//! Maps sqlx/SQLite errors onto [`StoreError`].
+//! Maps sqlx/SQLite errors onto [`StoreError`], once: functions that talk to the database
+//! return [`Db`], so `?` works on driver calls, and the storage traits convert at their edge.
 
 use gaia_core::StoreError;
 
@@ -8,7 +9,32 @@ const LOCKED: i64 = 6;
 const NOTADB: i64 = 26;
 const CORRUPT: i64 = 11;
 
-pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+/// A failure inside the backend, already classified as the [`StoreError`] it becomes.
+#[derive(Debug)]
+pub(crate) struct DbError(StoreError);
+
+/// The result of a function that talks to the database.
+pub(crate) type Db<T> = Result<T, DbError>;
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(classify(e))
+    }
+}
+
+impl From<StoreError> for DbError {
+    fn from(e: StoreError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        e.0
+    }
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => {
             let code = db
@@ -26,4 +52,9 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
         _ => StoreError::Backend(e.to_string()),
     }
+}
+
+/// Runs a backend operation and hands its result to the storage traits.
+pub(crate) async fn boundary<T>(op: impl Future<Output = Db<T>>) -> Result<T, StoreError> {
+    Ok(op.await?)
 }

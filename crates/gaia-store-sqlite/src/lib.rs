@@ -10,6 +10,7 @@ mod error;
 mod log;
 mod migrate;
 mod outbox;
+mod rows;
 mod tokens;
 mod tx;
 
@@ -28,7 +29,7 @@ use sqlx::sqlite::{
 
 pub use migrate::SCHEMA_VERSION;
 
-use error::map_err;
+use error::{Db, boundary};
 
 /// A Gaia store in one SQLite file.
 #[derive(Clone)]
@@ -119,10 +120,14 @@ impl SqliteStore {
             clock: opts.clock.clone(),
             path: path.to_owned(),
         };
-        migrate::run(&store.pool).await.map_err(|e| match e {
-            StoreError::Backend(msg) | StoreError::Unavailable(msg) => open_error_text(path, &msg),
-            other => other,
-        })?;
+        migrate::run(&store.pool)
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Backend(msg) | StoreError::Unavailable(msg) => {
+                    open_error_text(path, &msg)
+                }
+                other => other,
+            })?;
         Ok(store)
     }
 
@@ -163,33 +168,38 @@ impl Store for SqliteStore {
     }
 
     async fn schema_version(&self) -> Result<i64, StoreError> {
-        migrate::current_version(&self.pool).await
+        Ok(migrate::current_version(&self.pool).await?)
     }
 
     async fn setting_get_or_init(&self, name: &str, init: &str) -> Result<String, StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(init)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+        boundary(async {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            )
             .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)
+            .bind(init)
+            .execute(&self.pool)
+            .await?;
+            Ok(
+                sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        })
+        .await
     }
 
     async fn setting_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        boundary(async {
+            sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn close(&self) {
@@ -198,8 +208,6 @@ impl Store for SqliteStore {
 }
 
 /// Begins a write transaction holding SQLite's write lock.
-async fn begin_write(
-    pool: &SqlitePool,
-) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-    pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)
+async fn begin_write(pool: &SqlitePool) -> Db<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }

@@ -7,11 +7,11 @@ use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
 use gaia_core::event::{Event, EventFilter, NewEvent};
 use gaia_core::store::{AuditStore, EventStore};
 use gaia_core::time::{from_micros, to_micros};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::SqliteStore;
-use crate::error::map_err;
+use crate::error::{Db, boundary};
+use crate::rows;
 
 /// Appends events and audit records inside the caller's write transaction. The caller holds
 /// SQLite's write lock (`BEGIN IMMEDIATE`), so reading the head and writing it back is atomic.
@@ -20,7 +20,7 @@ pub(crate) async fn append_log(
     events: &[NewEvent],
     audit: &[NewAudit],
     now: DateTime<Utc>,
-) -> Result<Vec<Event>, StoreError> {
+) -> Db<Vec<Event>> {
     append_log_with(conn, QueryBuilder::new(""), events, audit, now).await
 }
 
@@ -36,15 +36,13 @@ pub(crate) async fn append_log_with(
     events: &[NewEvent],
     audit: &[NewAudit],
     now: DateTime<Utc>,
-) -> Result<Vec<Event>, StoreError> {
+) -> Db<Vec<Event>> {
     let head = sqlx::query("SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1")
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-    let mut seq: i64 = head.get(0);
-    let mut audit_id: i64 = head.get(1);
-    let mut prev_hash: String = head.get(2);
+    let (mut seq, mut audit_id, mut prev_hash) =
+        rows::decode::<(i64, i64, String)>("log_head", &head)?;
     let ts = to_micros(now);
 
     let mut committed = Vec::with_capacity(events.len());
@@ -102,34 +100,8 @@ pub(crate) async fn append_log_with(
     batch.push(", audit_hash = ");
     batch.push_bind(prev_hash);
     batch.push(" WHERE id = 1");
-    batch.build().execute(&mut *conn).await.map_err(map_err)?;
+    batch.build().execute(&mut *conn).await?;
     Ok(committed)
-}
-
-fn event_from_row(row: &SqliteRow) -> Event {
-    let data: String = row.get("data");
-    Event {
-        seq: row.get("seq"),
-        ts: from_micros(row.get("ts_us")),
-        kind: row.get("type"),
-        actor: row.get("actor"),
-        subject: row.get("subject"),
-        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
-    }
-}
-
-fn audit_from_row(row: &SqliteRow) -> AuditRecord {
-    AuditRecord {
-        id: row.get("id"),
-        ts: from_micros(row.get("ts_us")),
-        actor: row.get("actor"),
-        action: row.get("action"),
-        subject: row.get("subject"),
-        outcome: row.get("outcome"),
-        details: row.get("details"),
-        prev_hash: row.get("prev_hash"),
-        hash: row.get("hash"),
-    }
 }
 
 #[async_trait]
@@ -140,22 +112,24 @@ impl EventStore for SqliteStore {
         filter: &EventFilter,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        // Whole-segment prefix match: `claim` matches `claim` and `claim.*`, never `claims`.
-        let rows = sqlx::query(
-            "SELECT seq, ts_us, type, actor, subject, data FROM events
-             WHERE seq > ?1
-               AND (?2 IS NULL OR type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '.')
-               AND (?3 IS NULL OR subject = ?3)
-             ORDER BY seq LIMIT ?4",
-        )
-        .bind(since)
-        .bind(filter.type_prefix.as_deref())
-        .bind(filter.subject.as_deref())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        boundary(async {
+            // Whole-segment prefix match: `claim` matches `claim` and `claim.*`, never `claims`.
+            let found = sqlx::query(
+                "SELECT seq, ts_us, type, actor, subject, data FROM events
+                 WHERE seq > ?1
+                   AND (?2 IS NULL OR type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '.')
+                   AND (?3 IS NULL OR subject = ?3)
+                 ORDER BY seq LIMIT ?4",
+            )
+            .bind(since)
+            .bind(filter.type_prefix.as_deref())
+            .bind(filter.subject.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::event)
+        })
         .await
-        .map_err(map_err)?;
-        Ok(rows.iter().map(event_from_row).collect())
     }
 
     async fn events_before(
@@ -164,23 +138,25 @@ impl EventStore for SqliteStore {
         filter: &EventFilter,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM (
-                SELECT seq, ts_us, type, actor, subject, data FROM events
-                WHERE seq < ?1
-                  AND (?2 IS NULL OR type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '.')
-                  AND (?3 IS NULL OR subject = ?3)
-                ORDER BY seq DESC LIMIT ?4
-             ) newest ORDER BY seq",
-        )
-        .bind(before)
-        .bind(filter.type_prefix.as_deref())
-        .bind(filter.subject.as_deref())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        boundary(async {
+            let found = sqlx::query(
+                "SELECT * FROM (
+                    SELECT seq, ts_us, type, actor, subject, data FROM events
+                    WHERE seq < ?1
+                      AND (?2 IS NULL OR type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '.')
+                      AND (?3 IS NULL OR subject = ?3)
+                    ORDER BY seq DESC LIMIT ?4
+                 ) newest ORDER BY seq",
+            )
+            .bind(before)
+            .bind(filter.type_prefix.as_deref())
+            .bind(filter.subject.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::event)
+        })
         .await
-        .map_err(map_err)?;
-        Ok(rows.iter().map(event_from_row).collect())
     }
 
     async fn wait_for_commit(
@@ -201,48 +177,54 @@ impl EventStore for SqliteStore {
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)
+        boundary(async {
+            Ok(
+                sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query(
-            "SELECT audit_anchor_id, audit_anchor_hash, audit_seq, audit_hash FROM log_head WHERE id = 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-        Ok(ChainHead {
-            anchor_id: row.get(0),
-            anchor_hash: row.get(1),
-            last_id: row.get(2),
-            last_hash: row.get(3),
+        boundary(async {
+            let row = sqlx::query(
+                "SELECT audit_anchor_id, audit_anchor_hash, audit_seq, audit_hash FROM log_head WHERE id = 1",
+            )
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
+            Ok(rows::chain_head(&row)?)
         })
+        .await
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows.iter().map(audit_from_row).collect())
+        boundary(async {
+            let found = sqlx::query("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?")
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows::all(&found, rows::audit)
+        })
+        .await
     }
 
     async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-        Ok(rows.iter().map(audit_from_row).collect())
+        boundary(async {
+            let found = sqlx::query(
+                "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows::all(&found, rows::audit)
+        })
+        .await
     }
 }

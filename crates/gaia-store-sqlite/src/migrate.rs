@@ -4,7 +4,7 @@
 use gaia_core::StoreError;
 use sqlx::SqlitePool;
 
-use crate::error::map_err;
+use crate::error::Db;
 
 /// (version, name, SQL), in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -40,7 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
+pub(crate) async fn run(pool: &SqlitePool) -> Db<()> {
     // Fast path without the write lock: an up-to-date database needs nothing.
     if table_exists(pool).await? && current_version(pool).await? == SCHEMA_VERSION {
         return Ok(());
@@ -52,13 +52,13 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
            AND NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'gaia_schema')",
     )
     .fetch_one(&mut *tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     if foreign > 0 {
         return Err(StoreError::NotADatabase(
             "the file is a SQLite database of another application (it has tables but no Gaia schema)"
                 .into(),
-        ));
+        )
+        .into());
     }
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS gaia_schema (
@@ -68,55 +68,49 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
         )",
     )
     .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
         .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             found,
             supported: SCHEMA_VERSION,
-        });
+        }
+        .into());
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > found) {
-        sqlx::raw_sql(sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO gaia_schema (version, name, applied_at_us) VALUES (?, ?, ?)")
             .bind(version)
             .bind(name)
             .bind(chrono::Utc::now().timestamp_micros())
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         tracing::info!(version, name, "applied migration");
     }
-    tx.commit().await.map_err(map_err)
+    Ok(tx.commit().await?)
 }
 
-async fn table_exists(pool: &SqlitePool) -> Result<bool, StoreError> {
+async fn table_exists(pool: &SqlitePool) -> Db<bool> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'gaia_schema'",
     )
     .fetch_one(pool)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(n > 0)
 }
 
-pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {
+pub(crate) async fn current_version(pool: &SqlitePool) -> Db<i64> {
     let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
         .fetch_one(pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             found,
             supported: SCHEMA_VERSION,
-        });
+        }
+        .into());
     }
     Ok(found)
 }

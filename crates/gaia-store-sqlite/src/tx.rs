@@ -20,7 +20,7 @@ use gaia_core::tx::{PacingRow, PacingStart};
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::error::map_err;
+use crate::error::boundary;
 
 /// One write transaction holding SQLite's write lock.
 pub(crate) struct SqliteTx {
@@ -50,11 +50,11 @@ impl WriteTx for SqliteTx {
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError> {
-        crate::log::append_log(&mut self.tx, events, audit, now).await
+        Ok(crate::log::append_log(&mut self.tx, events, audit, now).await?)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(map_err)
+        boundary(async move { Ok(self.tx.commit().await?) }).await
     }
 
     async fn claim_expired(
@@ -62,15 +62,15 @@ impl WriteTx for SqliteTx {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ClaimRow>, StoreError> {
-        crate::claims::expired(&mut self.tx, to_micros(now), limit).await
+        Ok(crate::claims::expired(&mut self.tx, to_micros(now), limit).await?)
     }
 
     async fn claim_mark_reported(&mut self, key: &ClaimKey) -> Result<(), StoreError> {
-        crate::claims::mark_reported(&mut self.tx, key).await
+        Ok(crate::claims::mark_reported(&mut self.tx, key).await?)
     }
 
     async fn command_lock(&mut self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
-        crate::commands::get(&mut self.tx, id).await
+        Ok(crate::commands::get(&mut self.tx, id).await?)
     }
 
     async fn command_due(
@@ -78,15 +78,15 @@ impl WriteTx for SqliteTx {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<CommandRecord>, StoreError> {
-        crate::commands::due(&mut self.tx, to_micros(now), limit).await
+        Ok(crate::commands::due(&mut self.tx, to_micros(now), limit).await?)
     }
 
     async fn command_insert(&mut self, r: &CommandRecord) -> Result<bool, StoreError> {
-        crate::commands::insert(&mut self.tx, r).await
+        Ok(crate::commands::insert(&mut self.tx, r).await?)
     }
 
     async fn command_update(&mut self, r: &CommandRecord) -> Result<(), StoreError> {
-        crate::commands::update(&mut self.tx, r).await
+        Ok(crate::commands::update(&mut self.tx, r).await?)
     }
 
     async fn outbox_insert(
@@ -94,7 +94,7 @@ impl WriteTx for SqliteTx {
         m: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        crate::outbox::insert(&mut self.tx, m, to_micros(now)).await
+        Ok(crate::outbox::insert(&mut self.tx, m, to_micros(now)).await?)
     }
 
     async fn outbox_lease_due(
@@ -103,15 +103,15 @@ impl WriteTx for SqliteTx {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Leased>, StoreError> {
-        crate::outbox::lease_due(&mut self.tx, to_micros(now), to_micros(until), limit).await
+        Ok(crate::outbox::lease_due(&mut self.tx, to_micros(now), to_micros(until), limit).await?)
     }
 
     async fn outbox_lock(&mut self, id: i64) -> Result<Option<Leased>, StoreError> {
-        crate::outbox::lock(&mut self.tx, id).await
+        Ok(crate::outbox::lock(&mut self.tx, id).await?)
     }
 
     async fn outbox_write(&mut self, m: &Message) -> Result<(), StoreError> {
-        crate::outbox::write(&mut self.tx, m).await
+        Ok(crate::outbox::write(&mut self.tx, m).await?)
     }
 
     async fn outbox_set_lease(
@@ -120,15 +120,15 @@ impl WriteTx for SqliteTx {
         until: DateTime<Utc>,
         keep_later: bool,
     ) -> Result<(), StoreError> {
-        crate::outbox::set_lease(&mut self.tx, id, to_micros(until), keep_later).await
+        Ok(crate::outbox::set_lease(&mut self.tx, id, to_micros(until), keep_later).await?)
     }
 
     async fn outbox_defer(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        crate::outbox::defer(&mut self.tx, id, to_micros(at)).await
+        Ok(crate::outbox::defer(&mut self.tx, id, to_micros(at)).await?)
     }
 
     async fn pacing_lock(&mut self, key: &str) -> Result<PacingRow, StoreError> {
-        crate::outbox::pacing_lock(&mut self.tx, key).await
+        Ok(crate::outbox::pacing_lock(&mut self.tx, key).await?)
     }
 
     async fn pacing_nth_send(
@@ -137,11 +137,11 @@ impl WriteTx for SqliteTx {
         n: u32,
         after: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        crate::outbox::pacing_nth_send(&mut self.tx, chat, n, to_micros(after)).await
+        Ok(crate::outbox::pacing_nth_send(&mut self.tx, chat, n, to_micros(after)).await?)
     }
 
     async fn pacing_start(&mut self, start: &PacingStart<'_>) -> Result<(), StoreError> {
-        crate::outbox::pacing_start(&mut self.tx, start).await
+        Ok(crate::outbox::pacing_start(&mut self.tx, start).await?)
     }
 
     async fn pacing_finish(
@@ -151,15 +151,15 @@ impl WriteTx for SqliteTx {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let reserved = reserved.map_or(0, to_micros);
-        crate::outbox::pacing_finish(&mut self.tx, key, reserved, to_micros(at)).await
+        Ok(crate::outbox::pacing_finish(&mut self.tx, key, reserved, to_micros(at)).await?)
     }
 
     async fn pacing_hold(&mut self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
-        crate::outbox::pacing_hold(&mut self.tx, key, to_micros(until)).await
+        Ok(crate::outbox::pacing_hold(&mut self.tx, key, to_micros(until)).await?)
     }
 
     async fn token_insert(&mut self, info: &TokenInfo, hash: &str) -> Result<bool, StoreError> {
-        crate::tokens::insert(&mut self.tx, info, hash).await
+        Ok(crate::tokens::insert(&mut self.tx, info, hash).await?)
     }
 
     async fn token_revoke(
@@ -167,6 +167,6 @@ impl WriteTx for SqliteTx {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TokenInfo>, StoreError> {
-        crate::tokens::revoke(&mut self.tx, name, to_micros(now)).await
+        Ok(crate::tokens::revoke(&mut self.tx, name, to_micros(now)).await?)
     }
 }
