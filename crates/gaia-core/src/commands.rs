@@ -771,7 +771,6 @@ pub fn approval_message(
             "text": text,
             "command_id": r.id,
             "is_test": r.is_test,
-            "buttons": [[["Approve", format!("a:{}", r.id)], ["Deny", format!("d:{}", r.id)]]],
         }),
         dedupe_key: Some(format!(
             "approval:{}:{}:{}",

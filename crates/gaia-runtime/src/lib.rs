@@ -3,6 +3,7 @@
 //! background workers that drive them. `gaia serve` runs it behind the HTTP transport
 //! (`gaia-server`); `gaia telegram listen` runs it alone.
 
+pub mod buttons;
 pub mod exec;
 pub mod hub;
 pub mod senders;

@@ -23,8 +23,8 @@ use gaia_core::outbox::{
     Attempt, Channel, Leased, Message, Pacing, RetryPolicy, Slot, SlotRequest,
 };
 use gaia_telegram::{
-    BotClient, DEFAULT_REQUEST_TIMEOUT, InlineKeyboardButton, InlineKeyboardMarkup, Limits,
-    MAX_MESSAGE_UNITS, TelegramError, html_escape, split_text,
+    BotClient, DEFAULT_REQUEST_TIMEOUT, Limits, MAX_MESSAGE_UNITS, TelegramError, html_escape,
+    split_text,
 };
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -184,7 +184,8 @@ impl Senders {
         let html = html_escape(text);
         let result = match m.kind.as_str() {
             "approval" => {
-                let keyboard = keyboard(&m.payload["buttons"]);
+                // Approve / Deny buttons, unless the message names no request to decide.
+                let keyboard = m.payload["command_id"].as_str().map(crate::buttons::keyboard);
                 bot.send_message(chat, &html, keyboard.as_ref(), None)
                     .await
                     .map(|msg| json!({ "chat_id": chat, "message_id": msg.message_id }))
@@ -275,30 +276,6 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
         }
         Err(_) => String::new(),
     }
-}
-
-fn keyboard(buttons: &serde_json::Value) -> Option<InlineKeyboardMarkup> {
-    let rows: Vec<Vec<InlineKeyboardButton>> = buttons
-        .as_array()?
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .map(|b| {
-                    b.iter()
-                        .filter_map(|pair| {
-                            Some(InlineKeyboardButton::callback(
-                                pair[0].as_str()?,
-                                pair[1].as_str()?,
-                            ))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .collect();
-    Some(InlineKeyboardMarkup {
-        inline_keyboard: rows,
-    })
 }
 
 /// Sends due messages until cancelled: wakes on every commit (a new message may be due) and at
@@ -413,16 +390,6 @@ mod tests {
         assert_eq!(
             sign("Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    #[test]
-    fn buttons_become_an_inline_keyboard() {
-        let k = keyboard(&json!([[["Approve", "a:k7m2qx"], ["Deny", "d:k7m2qx"]]])).unwrap();
-        assert_eq!(k.inline_keyboard[0].len(), 2);
-        assert_eq!(
-            k.inline_keyboard[0][1].callback_data.as_deref(),
-            Some("d:k7m2qx")
         );
     }
 }

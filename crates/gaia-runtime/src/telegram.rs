@@ -299,11 +299,7 @@ impl Listener {
                 .await;
             return answer("You are not an approver for this Gaia.".into()).await;
         }
-        let data = q.data.as_deref().unwrap_or("");
-        let parsed = data
-            .split_once(':')
-            .and_then(|(verb, id)| Some((verb, parse_id(id).ok()?)));
-        let Some((verb, id)) = parsed.filter(|(v, _)| matches!(*v, "a" | "d")) else {
+        let Some((press, id)) = crate::buttons::parse(q.data.as_deref().unwrap_or("")) else {
             self.refuse(
                 &who.name,
                 "telegram.callback",
@@ -312,16 +308,15 @@ impl Listener {
             .await;
             return answer("This button is not one of Gaia's.".into()).await;
         };
-        let action = if verb == "a" {
-            Action::Approve {
+        let action = match press {
+            crate::buttons::Press::Approve => Action::Approve {
                 by: who.clone(),
                 reason: None,
-            }
-        } else {
-            Action::Deny {
+            },
+            crate::buttons::Press::Deny => Action::Deny {
                 by: who.clone(),
                 reason: None,
-            }
+            },
         };
         answer(self.decide(&id, &action).await).await;
     }

@@ -778,8 +778,6 @@ async fn approval_messages_commit_with_the_request(db: &TestDb) {
                 && text.contains("agent-1"),
             "{text}"
         );
-        let data = m.payload["buttons"][0][0][1].as_str().unwrap();
-        assert!(data.len() <= 64, "callback data fits Telegram's limit");
     }
     // A refused action sends nothing; the decision sends one message per target.
     let _ = gaia
