@@ -267,6 +267,22 @@ async fn nul_and_overlong_text_are_refused_alike(db: &TestDb) {
             false,
         ),
     ];
+    // NUL where a path or query parameter is compared with stored text.
+    for (what, path) in [
+        ("events subject filter", "/api/v1/events?subject=a%00b"),
+        ("stream subject filter", "/api/v1/events/stream?subject=%00"),
+        ("token name", "/api/v1/tokens/a%00b"),
+        ("claim story", "/api/v1/claims/a%00/default"),
+        ("command id", "/api/v1/commands/ab%00cd"),
+    ] {
+        let method = if what == "token name" {
+            Method::DELETE
+        } else {
+            Method::GET
+        };
+        let res = s.admin(method, path).send().await.unwrap();
+        expect_problem(res, 400, what).await;
+    }
     for (what, method, path, body, as_admin) in cases {
         let req = if as_admin {
             s.admin(method, &path)

@@ -49,6 +49,11 @@ pub fn filter(
     if let Some(p) = &type_prefix {
         check_event_type(p)?;
     }
+    // Refused like a subject written with an event (no control characters, NUL included):
+    // PostgreSQL cannot even compare text holding NUL.
+    if let Some(s) = &subject {
+        gaia_core::names::check_subject(s)?;
+    }
     Ok(EventFilter {
         type_prefix,
         subject,

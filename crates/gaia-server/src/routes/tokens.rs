@@ -71,6 +71,7 @@ pub async fn revoke(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(&state, Role::Admin, "token.revoke").await?;
+    gaia_core::names::check_name("token name", &name)?;
     if state.gaia.revoke_token(&name, &caller.name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
