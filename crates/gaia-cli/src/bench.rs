@@ -225,7 +225,7 @@ impl Side {
                         Some(TTL),
                     )?
                 };
-                Ok(match gaia.claim(&req).await?.outcome {
+                Ok(match gaia.apply_claim(&req).await?.outcome {
                     Outcome::Acquired | Outcome::TakenOver | Outcome::Released => Done::Wrote,
                     Outcome::LockTimeout => Done::TimedOut,
                     _ => Done::Noop,
@@ -742,7 +742,7 @@ fn bench_options(config: &Config) -> StoreOptions {
 /// The measured path must not have bought its speed with the invariants: the audit chain
 /// written during the run has to verify, record for record.
 async fn check_chain(gaia: &Gaia, backend: &str, quiet: bool) -> Result<(), CliError> {
-    let report = gaia.audit_verify().await?;
+    let report = gaia.verify_audit().await?;
     if let Some(b) = report.first_break {
         return Err(CliError::new(
             exit::FAILURE,

@@ -33,14 +33,14 @@ pub async fn connect(config: &Config) -> Result<Client, CliError> {
 impl Client {
     pub async fn claim(&self, req: &Request) -> Result<ClaimResult, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.claim(req).await?),
+            Self::Direct(g) => Ok(g.apply_claim(req).await?),
             Self::Remote(r) => r.claim(req).await,
         }
     }
 
     pub async fn inspect(&self, key: &ClaimKey) -> Result<ClaimResult, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.inspect(key).await?),
+            Self::Direct(g) => Ok(g.get_claim(key).await?),
             Self::Remote(r) => r.inspect(key).await,
         }
     }
@@ -60,7 +60,7 @@ impl Client {
         data: serde_json::Value,
     ) -> Result<Event, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.emit(kind, actor, subject, data).await?),
+            Self::Direct(g) => Ok(g.emit_event(kind, actor, subject, data).await?),
             Self::Remote(r) => r.emit(kind, actor, subject, data).await,
         }
     }
@@ -72,7 +72,7 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<Event>, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.events_after(since, filter, limit).await?),
+            Self::Direct(g) => Ok(g.list_events_after(since, filter, limit).await?),
             Self::Remote(r) => r.events(("since", since), filter, limit).await,
         }
     }
@@ -98,14 +98,14 @@ impl Client {
 
     pub async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.audit_tail(limit).await?),
+            Self::Direct(g) => Ok(g.list_audit_tail(limit).await?),
             Self::Remote(r) => r.audit_tail(limit).await,
         }
     }
 
     pub async fn audit_verify(&self) -> Result<VerifyReport, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.audit_verify().await?),
+            Self::Direct(g) => Ok(g.verify_audit().await?),
             Self::Remote(r) => r.audit_verify().await,
         }
     }
@@ -138,7 +138,7 @@ impl Client {
 
     pub async fn command(&self, id: &str) -> Result<CommandRecord, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.command(id).await?),
+            Self::Direct(g) => Ok(g.get_command(id).await?),
             Self::Remote(r) => r.command(id).await,
         }
     }
@@ -149,7 +149,7 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<CommandRecord>, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.commands(status, limit).await?),
+            Self::Direct(g) => Ok(g.list_commands(status, limit).await?),
             Self::Remote(r) => r.commands(status, limit).await,
         }
     }
@@ -162,7 +162,7 @@ impl Client {
         action: &Action,
     ) -> Result<Result<CommandRecord, Refusal>, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.command_apply(id, action).await?),
+            Self::Direct(g) => Ok(g.apply_command(id, action).await?.into_result()),
             Self::Remote(r) => r.command_action(id, action).await,
         }
     }
@@ -176,9 +176,9 @@ impl Client {
         limits: gaia_exec::Limits,
     ) -> Result<Result<CommandRecord, Refusal>, CliError> {
         match self {
-            Self::Direct(g) => {
-                Ok(gaia_runtime::exec::execute(g, id, executor, really, limits).await?)
-            }
+            Self::Direct(g) => Ok(gaia_runtime::exec::execute(g, id, executor, really, limits)
+                .await?
+                .into_result()),
             Self::Remote(r) => r.execute_command(id, really).await,
         }
     }
@@ -194,12 +194,12 @@ impl Client {
         loop {
             let rec = match self {
                 Self::Direct(g) => {
-                    let rec = g.command(id).await?;
+                    let rec = g.get_command(id).await?;
                     let now = g.store().now().await.map_err(CliError::from)?;
                     if rec.status == Status::Pending && now >= rec.expires_at {
                         // Record the expiry, so that every channel agrees it is over.
-                        let _ = g.command_apply(id, &Action::Expire).await?;
-                        g.command(id).await?
+                        let _ = g.apply_command(id, &Action::Expire).await?;
+                        g.get_command(id).await?
                     } else {
                         rec
                     }
@@ -225,14 +225,14 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<gaia_core::outbox::Message>, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.queue(status, limit).await?),
+            Self::Direct(g) => Ok(g.list_messages(status, limit).await?),
             Self::Remote(r) => r.queue(status, limit).await,
         }
     }
 
     pub async fn requeue(&self, id: i64) -> Result<gaia_core::outbox::Message, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.requeue(id, &cli_actor()).await?),
+            Self::Direct(g) => Ok(g.requeue_message(id, &cli_actor()).await?),
             Self::Remote(r) => r.requeue(id).await,
         }
     }
@@ -243,7 +243,9 @@ impl Client {
         dry_run: bool,
     ) -> Result<Vec<gaia_core::outbox::Message>, CliError> {
         match self {
-            Self::Direct(g) => Ok(g.auto_requeue(policy, dry_run, &cli_actor()).await?),
+            Self::Direct(g) => Ok(g
+                .auto_requeue_messages(policy, dry_run, &cli_actor())
+                .await?),
             // The server applies its own configured policy.
             Self::Remote(r) => r.auto_requeue(dry_run).await,
         }

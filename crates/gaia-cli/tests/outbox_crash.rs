@@ -97,7 +97,7 @@ async fn killed_sender_loses_nothing(db: &TestDb) {
         })
         .collect();
     for chunk in messages.chunks(50) {
-        gaia.enqueue(chunk).await.unwrap();
+        gaia.enqueue_messages(chunk).await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -118,7 +118,7 @@ async fn killed_sender_loses_nothing(db: &TestDb) {
     let _last = Listener::start(db, &fake, dir.path(), KILLS);
 
     let counts = loop {
-        let all = gaia.queue(None, 1000).await.unwrap();
+        let all = gaia.list_messages(None, 1000).await.unwrap();
         assert_eq!(all.len(), MESSAGES, "no message lost from the queue");
         let pending = all.iter().filter(|m| m.status == Status::Pending).count();
         if pending == 0 {

@@ -541,6 +541,47 @@ pub struct Refusal {
     pub current: Box<CommandRecord>,
 }
 
+/// What applying an action to an existing request decided.
+// Returned once per call and matched at once, never stored in bulk: not worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// The action took effect: the request as it now stands.
+    Done(CommandRecord),
+    /// The action was refused; the refusal carries the request as it stands.
+    Refused(Refusal),
+}
+
+impl Decided {
+    /// The request as it stands, whether the action took effect or not.
+    pub fn record(&self) -> &CommandRecord {
+        match self {
+            Self::Done(r) => r,
+            Self::Refused(refusal) => &refusal.current,
+        }
+    }
+
+    /// [`record`](Self::record), owned.
+    pub fn into_record(self) -> CommandRecord {
+        match self {
+            Self::Done(r) => r,
+            Self::Refused(refusal) => *refusal.current,
+        }
+    }
+
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Self::Refused(_))
+    }
+
+    /// `Ok` with the request when the action took effect, `Err` with the refusal otherwise.
+    pub fn into_result(self) -> Result<CommandRecord, Refusal> {
+        match self {
+            Self::Done(r) => Ok(r),
+            Self::Refused(refusal) => Err(refusal),
+        }
+    }
+}
+
 /// The new record with its event and audit record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {

@@ -3,7 +3,7 @@
 //! the CLI's direct mode.
 
 use gaia_core::Gaia;
-use gaia_core::commands::{Action, CommandRecord, Execution, Refusal, binding};
+use gaia_core::commands::{Action, Decided, Execution, binding};
 use gaia_core::error::Error;
 use gaia_exec::Limits;
 
@@ -16,20 +16,17 @@ pub async fn execute(
     executor: &str,
     really: bool,
     limits: Limits,
-) -> Result<Result<CommandRecord, Refusal>, Error> {
-    let rec = gaia.command(id).await?;
+) -> Result<Decided, Error> {
+    let rec = gaia.get_command(id).await?;
     let begin = Action::BeginExecution {
         executor: executor.to_owned(),
         dry_run: !really,
         binding: binding(&rec.spec, rec.cwd.as_deref()),
     };
-    let rec = match gaia.command_apply(id, &begin).await? {
-        Ok(r) => r,
-        Err(refusal) => return Ok(Err(refusal)),
+    let rec = match gaia.apply_command(id, &begin).await? {
+        Decided::Done(r) if really => r,
+        other => return Ok(other),
     };
-    if !really {
-        return Ok(Ok(rec));
-    }
     let (spec, cwd, who) = (rec.spec.clone(), rec.cwd.clone(), executor.to_owned());
     let execution =
         tokio::task::spawn_blocking(move || gaia_exec::run(&spec, cwd.as_deref(), &limits, &who))
@@ -47,6 +44,6 @@ pub async fn execute(
                 stderr_truncated: false,
                 error: Some(format!("the executor failed: {e}")),
             });
-    gaia.command_apply(id, &Action::FinishExecution { execution })
+    gaia.apply_command(id, &Action::FinishExecution { execution })
         .await
 }

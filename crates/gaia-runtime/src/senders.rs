@@ -156,7 +156,7 @@ impl Senders {
                     // Telegram is failing: show it on the console now (counted as an event, so
                     // the metric survives restarts); the retry still goes to Telegram.
                     let _ = gaia
-                        .emit(
+                        .emit_event(
                             "notify.fallback",
                             "gaia",
                             &format!("outbox/{}", m.id),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use gaia_core::Gaia;
 use gaia_core::claims::{Outcome, Request};
-use gaia_core::commands::{Action, Decider, Status, parse_id};
+use gaia_core::commands::{Action, Decided, Decider, Status, parse_id};
 use gaia_core::names::ClaimKey;
 use gaia_core::outbox::{Channel, NewMessage};
 use gaia_telegram::{BotClient, CallbackQuery, Message, TelegramError, Update};
@@ -164,7 +164,7 @@ impl Listener {
                     tracing::error!(%description, "telegram: another poller or a webhook is active; backing off");
                     let _ = self
                         .gaia
-                        .emit(
+                        .emit_event(
                             "telegram.conflict",
                             "gaia",
                             "telegram",
@@ -196,7 +196,7 @@ impl Listener {
         }
         if leader {
             if let Ok(r) = Request::release(key, &self.node, None) {
-                let _ = self.gaia.claim(&r).await;
+                let _ = self.gaia.apply_claim(&r).await;
             }
         }
     }
@@ -214,7 +214,7 @@ impl Listener {
             )
         };
         match req {
-            Ok(r) => match self.gaia.claim(&r).await {
+            Ok(r) => match self.gaia.apply_claim(&r).await {
                 Ok(res) => matches!(
                     res.outcome,
                     Outcome::Acquired
@@ -252,7 +252,7 @@ impl Listener {
             payload: json!({ "text": text, "reply_to": reply_to }),
             dedupe_key: None,
         };
-        if let Err(e) = self.gaia.enqueue(&[msg]).await {
+        if let Err(e) = self.gaia.enqueue_messages(&[msg]).await {
             tracing::warn!(error = %e, "telegram: cannot queue a reply");
         }
     }
@@ -322,9 +322,9 @@ impl Listener {
     }
 
     async fn decide(&self, id: &str, action: &Action) -> String {
-        match self.gaia.command_apply(id, action).await {
-            Ok(Ok(r)) => format!("{} {}", r.id, r.decision()),
-            Ok(Err(refusal)) => format!("Refused: {}", refusal.reason),
+        match self.gaia.apply_command(id, action).await {
+            Ok(Decided::Done(r)) => format!("{} {}", r.id, r.decision()),
+            Ok(Decided::Refused(refusal)) => format!("Refused: {}", refusal.reason),
             Err(gaia_core::error::Error::NotFound(m)) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "telegram: cannot apply a decision");
@@ -392,7 +392,7 @@ impl Listener {
                 Ok(id) => self.decide(&id, &Action::AllowTest { by: who }).await,
                 Err(e) => e.to_string(),
             },
-            Intent::Pending => match self.gaia.commands(Some(Status::Pending), 20).await {
+            Intent::Pending => match self.gaia.list_commands(Some(Status::Pending), 20).await {
                 Ok(list) if list.is_empty() => "Nothing is waiting for a decision.".into(),
                 Ok(list) => list
                     .iter()
@@ -402,7 +402,7 @@ impl Listener {
                 Err(_) => "Gaia could not list requests right now.".into(),
             },
             Intent::Status => {
-                let pending = self.gaia.commands(Some(Status::Pending), 1000).await.map(|l| l.len()).unwrap_or(0);
+                let pending = self.gaia.list_commands(Some(Status::Pending), 1000).await.map(|l| l.len()).unwrap_or(0);
                 let claims = self.gaia.list_claims(false).await.map(|l| l.len()).unwrap_or(0);
                 let dead = self.gaia.store().outbox_counts().await.map(|c| c.dead).unwrap_or(0);
                 format!("Gaia: {pending} pending approvals, {claims} live claims, {dead} undelivered notifications.")

@@ -82,7 +82,7 @@ async fn auto_executor(state: Runtime) {
             _ = wake.changed() => {}
             () = tokio::time::sleep(state.opts.reap_interval) => {}
         }
-        let approved = match state.gaia.commands(Some(Status::Approved), 20).await {
+        let approved = match state.gaia.list_commands(Some(Status::Approved), 20).await {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(error = %e, "auto-executor could not list approved commands");
@@ -99,11 +99,11 @@ async fn auto_executor(state: Runtime) {
             };
             let really = state.opts.allow_execution;
             match crate::exec::execute(&state.gaia, &cmd.id, "gaia", really, limits).await {
-                Ok(Ok(r)) => {
+                Ok(gaia_core::commands::Decided::Done(r)) => {
                     tracing::info!(id = %r.id, status = r.status.as_str(), "auto-executed")
                 }
                 // Another executor took it first: nothing to do.
-                Ok(Err(_)) => {}
+                Ok(gaia_core::commands::Decided::Refused(_)) => {}
                 Err(e) => tracing::warn!(id = %cmd.id, error = %e, "auto-execution failed"),
             }
         }
@@ -143,7 +143,7 @@ async fn alert_checker(state: Runtime) {
             () = state.shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = state.gaia.alert_check(&state.opts.thresholds, false).await {
+        if let Err(e) = state.gaia.check_alerts(&state.opts.thresholds, false).await {
             tracing::warn!(error = %e, "alert check failed; retrying later");
         }
     }
@@ -161,7 +161,7 @@ async fn auto_requeuer(state: Runtime, every: std::time::Duration) {
         }
         match state
             .gaia
-            .auto_requeue(&state.opts.auto_requeue, false, "auto-requeue")
+            .auto_requeue_messages(&state.opts.auto_requeue, false, "auto-requeue")
             .await
         {
             Ok(list) if !list.is_empty() => {

@@ -185,7 +185,7 @@ pub async fn resolve(state: &AppState, token: &str) -> Result<Option<Caller>, Ap
             }));
         }
     }
-    Ok(state.gaia.authenticate(token).await?.map(|t| Caller {
+    Ok(state.gaia.authenticate_token(token).await?.map(|t| Caller {
         name: t.name,
         role: t.role,
         source: Source::Stored,

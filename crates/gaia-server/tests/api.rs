@@ -26,7 +26,7 @@ gaia_testkit::backend_tests!(
 /// The newest audit record's id (0 when there is none).
 async fn audit_mark(s: &Server) -> i64 {
     s.gaia()
-        .audit_tail(1)
+        .list_audit_tail(1)
         .await
         .unwrap()
         .last()
@@ -160,7 +160,7 @@ async fn roles_and_credentials(db: &TestDb) {
             );
             let refusals: Vec<_> = s
                 .gaia()
-                .audit_tail(10)
+                .list_audit_tail(10)
                 .await
                 .unwrap()
                 .into_iter()
@@ -238,7 +238,7 @@ async fn roles_and_credentials(db: &TestDb) {
             expect_problem(res, 401, &format!("{what}: GET {path}")).await;
         }
     }
-    let tail = s.gaia().audit_tail(50).await.unwrap();
+    let tail = s.gaia().list_audit_tail(50).await.unwrap();
     assert!(
         tail.iter()
             .any(|r| r.outcome == "unauthorized" && r.action == "auth"),
@@ -603,7 +603,7 @@ async fn snapshot(s: &Server) -> (Value, Value, Value) {
 async fn bad_input_is_refused_without_effect(db: &TestDb) {
     let s = Server::start(db, options(db)).await;
     s.gaia()
-        .emit("test.seed", "t", "", json!({}))
+        .emit_event("test.seed", "t", "", json!({}))
         .await
         .unwrap();
     let before = snapshot(&s).await;

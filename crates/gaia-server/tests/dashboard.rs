@@ -338,9 +338,9 @@ async fn fill(server: &Server) -> i64 {
             Some(Duration::from_secs(900)),
         )
         .unwrap();
-        g.claim(&req).await.unwrap();
+        g.apply_claim(&req).await.unwrap();
     }
-    g.emit(
+    g.emit_event(
         "chat.message",
         "agent-claude-1",
         "story/checkout-flow",
@@ -349,7 +349,7 @@ async fn fill(server: &Server) -> i64 {
     .await
     .unwrap();
     let ids = g
-        .enqueue(&[NewMessage {
+        .enqueue_messages(&[NewMessage {
             channel: Channel::Webhook,
             target: "http://127.0.0.1:9/unreachable".into(),
             kind: "alert".into(),
@@ -426,7 +426,7 @@ async fn dashboard_in_a_real_browser() {
     d.click(&format!("{card} button.approve")).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let c = server.gaia().command(&id).await.unwrap();
+        let c = server.gaia().get_command(&id).await.unwrap();
         if c.status == Status::Approved {
             assert_eq!(c.decided_by.as_deref(), Some("ops.dash"), "audited by name");
             break;
@@ -462,7 +462,14 @@ async fn dashboard_in_a_real_browser() {
         "Approve enabled after Allow test",
     )
     .await;
-    assert!(server.gaia().command(&test_id).await.unwrap().test_allowed);
+    assert!(
+        server
+            .gaia()
+            .get_command(&test_id)
+            .await
+            .unwrap()
+            .test_allowed
+    );
 
     // A cross-site POST with the session cookie is refused, CSRF token or not.
     let cookie = d.cookie("gaia_session").await;
@@ -499,10 +506,10 @@ async fn dashboard_in_a_real_browser() {
         .unwrap();
     common::expect_problem(res, 403, "cross-site POST from a foreign origin").await;
     assert_eq!(
-        server.gaia().command(&pending).await.unwrap().status,
+        server.gaia().get_command(&pending).await.unwrap().status,
         Status::Pending
     );
-    let audit = server.gaia().audit_tail(20).await.unwrap();
+    let audit = server.gaia().list_audit_tail(20).await.unwrap();
     assert!(
         audit
             .iter()
@@ -523,7 +530,7 @@ async fn dashboard_in_a_real_browser() {
     .await;
     let dead = server
         .gaia()
-        .queue(Some(gaia_core::outbox::Status::Dead), 10)
+        .list_messages(Some(gaia_core::outbox::Status::Dead), 10)
         .await
         .unwrap();
     assert!(dead.iter().all(|m| m.id != dead_id));
@@ -683,7 +690,7 @@ async fn events_panel_resumes_after_a_server_restart() {
         .unwrap();
     for n in 0..3 {
         node.gaia
-            .emit(
+            .emit_event(
                 "chat.message",
                 "agent-a",
                 "story/restart",
@@ -719,7 +726,7 @@ async fn events_panel_resumes_after_a_server_restart() {
     let offline = Gaia::new(db.open(&StoreOptions::default()).await);
     for n in 3..8 {
         offline
-            .emit(
+            .emit_event(
                 "chat.message",
                 "agent-b",
                 "story/restart",
@@ -741,7 +748,7 @@ async fn events_panel_resumes_after_a_server_restart() {
     let node = Node::serve(rebind(addr).await, state);
     for n in 8..12 {
         node.gaia
-            .emit(
+            .emit_event(
                 "chat.message",
                 "agent-c",
                 "story/restart",
@@ -823,7 +830,7 @@ async fn requeued_telegram_message_is_delivered() {
     let dead_id = loop {
         let dead = node
             .gaia
-            .queue(Some(gaia_core::outbox::Status::Dead), 10)
+            .list_messages(Some(gaia_core::outbox::Status::Dead), 10)
             .await
             .unwrap();
         if let Some(m) = dead.first() {
@@ -860,7 +867,7 @@ async fn requeued_telegram_message_is_delivered() {
     loop {
         let m = node
             .gaia
-            .queue(None, 10)
+            .list_messages(None, 10)
             .await
             .unwrap()
             .into_iter()

@@ -77,7 +77,7 @@ async fn reads_answer(s: &Server, id: &str) {
         let res = s.admin(Method::GET, &path).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "GET {path}");
     }
-    s.gaia().metrics().await.unwrap();
+    s.gaia().get_metrics().await.unwrap();
 }
 
 /// A requester's report of a run cannot carry a duration that puts its start before year 0
@@ -165,7 +165,7 @@ async fn nul_and_overlong_text_are_refused_alike(db: &TestDb) {
     let pending = file_request(&s, &agent).await;
     let running = running_request(&s, &agent).await;
     let head = s.head().await;
-    let audit = s.gaia().audit_tail(1).await.unwrap()[0].id;
+    let audit = s.gaia().list_audit_tail(1).await.unwrap()[0].id;
     let long = "x".repeat(2001);
     let cases: Vec<(&str, Method, String, Value, bool)> = vec![
         (
@@ -294,7 +294,7 @@ async fn nul_and_overlong_text_are_refused_alike(db: &TestDb) {
     }
     assert_eq!(s.head().await, head, "no event was written");
     assert_eq!(
-        s.gaia().audit_tail(1).await.unwrap()[0].id,
+        s.gaia().list_audit_tail(1).await.unwrap()[0].id,
         audit,
         "no audit record was written"
     );
@@ -357,7 +357,7 @@ async fn identity_is_the_token(db: &TestDb) {
     assert!(p["detail"].as_str().unwrap().contains("requester"), "{p}");
     let requested = s
         .gaia()
-        .audit_tail(50)
+        .list_audit_tail(50)
         .await
         .unwrap()
         .into_iter()
@@ -413,7 +413,7 @@ async fn identity_is_the_token(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(res["outcome"], "released", "{res}");
-    let released = s.gaia().audit_tail(1).await.unwrap().remove(0);
+    let released = s.gaia().list_audit_tail(1).await.unwrap().remove(0);
     assert_eq!(released.action, "claim.release");
     assert_eq!(released.actor, "token-a");
 
@@ -426,7 +426,7 @@ async fn identity_is_the_token(db: &TestDb) {
     assert_eq!(res.status(), StatusCode::CREATED);
     let e: Value = res.json().await.unwrap();
     assert_eq!(e["actor"], "token-b", "{e}");
-    let audit = s.gaia().audit_tail(1).await.unwrap().remove(0);
+    let audit = s.gaia().list_audit_tail(1).await.unwrap().remove(0);
     assert_eq!(audit.action, "event.emit");
     assert_eq!(audit.actor, "token-b");
     assert!(
@@ -635,7 +635,7 @@ async fn revocation_ends_streams_sessions_and_tickets(db: &TestDb) {
     let f = survivor.next_event(Duration::from_secs(10)).await;
     assert_eq!(f.json()["type"], "token.revoked");
     s.gaia()
-        .emit("chat.message", "tester", "", json!({}))
+        .emit_event("chat.message", "tester", "", json!({}))
         .await
         .unwrap();
     let f = survivor.next_event(Duration::from_secs(10)).await;
@@ -664,7 +664,7 @@ async fn refusal_floods_do_not_grow_the_audit_trail(db: &TestDb) {
         stopped.cancelled().await;
     }));
     let before = gaia
-        .audit_tail(1)
+        .list_audit_tail(1)
         .await
         .unwrap()
         .first()
@@ -682,7 +682,7 @@ async fn refusal_floods_do_not_grow_the_audit_trail(db: &TestDb) {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     let written: Vec<_> = gaia
-        .audit_tail(1000)
+        .list_audit_tail(1000)
         .await
         .unwrap()
         .into_iter()
@@ -707,7 +707,7 @@ async fn refusal_floods_do_not_grow_the_audit_trail(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let last = gaia.audit_tail(1).await.unwrap().remove(0);
+    let last = gaia.list_audit_tail(1).await.unwrap().remove(0);
     assert_eq!(
         (last.action.as_str(), last.subject.as_str()),
         ("auth", "/api/v1/claims"),
@@ -717,7 +717,7 @@ async fn refusal_floods_do_not_grow_the_audit_trail(db: &TestDb) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let summary = loop {
         let found = gaia
-            .audit_tail(5)
+            .list_audit_tail(5)
             .await
             .unwrap()
             .into_iter()
@@ -742,7 +742,7 @@ async fn refusal_floods_do_not_grow_the_audit_trail(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let last = gaia.audit_tail(1).await.unwrap().remove(0);
+    let last = gaia.list_audit_tail(1).await.unwrap().remove(0);
     assert_eq!(last.action, "auth");
     assert_eq!(last.subject, "/api/v1/commands");
     stop.cancel();
@@ -754,7 +754,7 @@ async fn refusal_floods_do_not_grow_the_audit_trail(db: &TestDb) {
 async fn resume_past_the_head_is_reset(db: &TestDb) {
     let s = Server::start(db, options(db)).await;
     s.gaia()
-        .emit("chat.message", "tester", "", json!({ "n": 1 }))
+        .emit_event("chat.message", "tester", "", json!({ "n": 1 }))
         .await
         .unwrap();
     let head = s.head().await;
@@ -770,7 +770,7 @@ async fn resume_past_the_head_is_reset(db: &TestDb) {
     assert_eq!(reset.event.as_deref(), Some("reset"));
     assert_eq!(reset.json()["last_seq"], head);
     s.gaia()
-        .emit("chat.message", "tester", "", json!({ "n": 2 }))
+        .emit_event("chat.message", "tester", "", json!({ "n": 2 }))
         .await
         .unwrap();
     let next = r.next_event(Duration::from_secs(10)).await;

@@ -37,7 +37,7 @@ async fn metrics_pass_promtool(db: &TestDb) {
     // Something in the outbox so more than the zero-valued metrics show.
     server
         .gaia()
-        .enqueue(&[NewMessage {
+        .enqueue_messages(&[NewMessage {
             channel: Channel::Console,
             target: "console".into(),
             kind: "alert".into(),

@@ -92,7 +92,7 @@ async fn approvals_reach_telegram_and_decisions_edit_them(db: &TestDb) {
     // The attempt is recorded just after the fake answers.
     let approval = loop {
         let m = gaia
-            .queue(None, 10)
+            .list_messages(None, 10)
             .await
             .unwrap()
             .into_iter()
@@ -109,7 +109,7 @@ async fn approvals_reach_telegram_and_decisions_edit_them(db: &TestDb) {
     );
 
     // The decision edits that message.
-    gaia.command_apply(
+    gaia.apply_command(
         &r.id,
         &Action::Approve {
             by: Decider {
@@ -121,6 +121,7 @@ async fn approvals_reach_telegram_and_decisions_edit_them(db: &TestDb) {
     )
     .await
     .unwrap()
+    .into_result()
     .unwrap();
     wait_for("the edit", || !fake.edited_messages().is_empty()).await;
     let edit = &fake.edited_messages()[0];
@@ -138,7 +139,10 @@ async fn approvals_reach_telegram_and_decisions_edit_them(db: &TestDb) {
     );
     let t = gaia.request_command(&request(true)).await.unwrap();
     let dead = loop {
-        let dead = gaia.queue(Some(OutboxStatus::Dead), 10).await.unwrap();
+        let dead = gaia
+            .list_messages(Some(OutboxStatus::Dead), 10)
+            .await
+            .unwrap();
         if !dead.is_empty() {
             break dead;
         }
@@ -146,22 +150,25 @@ async fn approvals_reach_telegram_and_decisions_edit_them(db: &TestDb) {
     };
     assert_eq!(dead[0].payload["command_id"], t.id.as_str());
     assert!(dead[0].last_error.as_deref().unwrap().contains("blocked"));
-    gaia.requeue(dead[0].id, "alice").await.unwrap();
+    gaia.requeue_message(dead[0].id, "alice").await.unwrap();
     let sent = fake.wait_for_sent(2, Duration::from_secs(10)).await;
     assert!(
         sent[1].plain_text.starts_with("[TEST]"),
         "{}",
         sent[1].plain_text
     );
-    assert_eq!(gaia.command(&t.id).await.unwrap().status, Status::Pending);
+    assert_eq!(
+        gaia.get_command(&t.id).await.unwrap().status,
+        Status::Pending
+    );
     assert!(
-        gaia.queue(Some(OutboxStatus::Dead), 10)
+        gaia.list_messages(Some(OutboxStatus::Dead), 10)
             .await
             .unwrap()
             .is_empty()
     );
     let kinds: Vec<String> = gaia
-        .events_after(
+        .list_events_after(
             0,
             &gaia_core::event::EventFilter {
                 type_prefix: Some("notify".into()),

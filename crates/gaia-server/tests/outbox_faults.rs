@@ -100,7 +100,7 @@ async fn wait_all_sent(
 ) -> Vec<gaia_core::outbox::Message> {
     let deadline = Instant::now() + within;
     loop {
-        let all = gaia.queue(None, 1000).await.unwrap();
+        let all = gaia.list_messages(None, 1000).await.unwrap();
         let sent = all
             .iter()
             .filter(|m| m.status == OutboxStatus::Sent)
@@ -128,7 +128,7 @@ async fn retry_after_holds_the_chat(db: &TestDb) {
     let gaia = state.gaia.clone();
 
     fake.fail_next("sendMessage", Fault::RetryAfter(N));
-    gaia.enqueue(&[alert(CHAT, "held one"), alert(CHAT, "held two")])
+    gaia.enqueue_messages(&[alert(CHAT, "held one"), alert(CHAT, "held two")])
         .await
         .unwrap();
     // The first 429 arrives; then a message to another chat is not held.
@@ -137,7 +137,9 @@ async fn retry_after_holds_the_chat(db: &TestDb) {
         .await;
     let t429 = first[0].at;
     assert_eq!(text_of(&first[0]), "held one");
-    gaia.enqueue(&[alert(OTHER, "elsewhere")]).await.unwrap();
+    gaia.enqueue_messages(&[alert(OTHER, "elsewhere")])
+        .await
+        .unwrap();
     let all = wait_all_sent(&gaia, 3, Duration::from_secs(20)).await;
 
     let calls = fake.calls_to("sendMessage");
@@ -169,7 +171,7 @@ async fn retry_after_holds_the_chat(db: &TestDb) {
         .unwrap();
     assert_eq!((held.status, held.attempts), (OutboxStatus::Sent, 1));
     let retries: Vec<Value> = gaia
-        .events_after(
+        .list_events_after(
             0,
             &EventFilter {
                 type_prefix: Some("notify.retry".into()),
@@ -209,7 +211,7 @@ async fn sends_keep_within_telegram_limits(db: &TestDb) {
         })
         .collect();
     batch.extend((0..6).map(|i| alert(GROUP, &format!("burst {i}"))));
-    gaia.enqueue(&batch).await.unwrap();
+    gaia.enqueue_messages(&batch).await.unwrap();
     wait_all_sent(&gaia, 46, Duration::from_secs(30)).await;
 
     let calls = fake.calls_to("sendMessage");
@@ -248,7 +250,7 @@ async fn sends_keep_within_telegram_limits(db: &TestDb) {
 
 async fn events_seq(gaia: &Gaia) -> (usize, i64) {
     let all = gaia
-        .events_after(0, &EventFilter::default(), 10_000)
+        .list_events_after(0, &EventFilter::default(), 10_000)
         .await
         .unwrap();
     (all.len(), all.last().map_or(0, |e| e.seq))
@@ -274,38 +276,44 @@ async fn auto_requeue_respects_its_bounds(db: &TestDb) {
         }
     };
     // Too old: created 73 hours before the runs.
-    let old = gaia.enqueue(&[alert(1, "old")]).await.unwrap()[0];
+    let old = gaia.enqueue_messages(&[alert(1, "old")]).await.unwrap()[0];
     fail(old).await;
     clock.advance(Duration::from_secs(73 * 3600));
     // Requeued three times already, and twice (still eligible).
-    let tired = gaia.enqueue(&[alert(2, "tired")]).await.unwrap()[0];
-    let twice = gaia.enqueue(&[alert(3, "twice")]).await.unwrap()[0];
+    let tired = gaia.enqueue_messages(&[alert(2, "tired")]).await.unwrap()[0];
+    let twice = gaia.enqueue_messages(&[alert(3, "twice")]).await.unwrap()[0];
     for (id, requeues) in [(tired, 3), (twice, 2)] {
         fail(id).await;
         for _ in 0..requeues {
-            gaia.requeue(id, "alice").await.unwrap();
+            gaia.requeue_message(id, "alice").await.unwrap();
             fail(id).await;
         }
     }
     // 14 more dead: with `twice`, 15 eligible.
     let batch: Vec<NewMessage> = (0..14).map(|i| alert(10 + i, &format!("m{i}"))).collect();
-    let fresh = gaia.enqueue(&batch).await.unwrap();
+    let fresh = gaia.enqueue_messages(&batch).await.unwrap();
     for id in &fresh {
         fail(*id).await;
     }
     clock.advance(Duration::from_secs(60));
 
     // A dry run says which, and changes nothing.
-    let queue_before = gaia.queue(None, 1000).await.unwrap();
+    let queue_before = gaia.list_messages(None, 1000).await.unwrap();
     let events_before = events_seq(&gaia).await;
-    let preview = gaia.auto_requeue(&policy, true, "auto").await.unwrap();
+    let preview = gaia
+        .auto_requeue_messages(&policy, true, "auto")
+        .await
+        .unwrap();
     assert_eq!(preview.len(), 10);
     assert!(preview.iter().all(|m| m.id != old && m.id != tired));
-    assert_eq!(gaia.queue(None, 1000).await.unwrap(), queue_before);
+    assert_eq!(gaia.list_messages(None, 1000).await.unwrap(), queue_before);
     assert_eq!(events_seq(&gaia).await, events_before);
 
     // A run takes the same ten, oldest first.
-    let done = gaia.auto_requeue(&policy, false, "auto").await.unwrap();
+    let done = gaia
+        .auto_requeue_messages(&policy, false, "auto")
+        .await
+        .unwrap();
     let ids = |v: &[gaia_core::outbox::Message]| v.iter().map(|m| m.id).collect::<Vec<_>>();
     assert_eq!(ids(&done), ids(&preview));
     assert!(
@@ -317,15 +325,21 @@ async fn auto_requeue_respects_its_bounds(db: &TestDb) {
     let (count, _) = events_seq(&gaia).await;
     assert_eq!(count, events_before.0 + 10, "one event per requeue");
     // The next run takes the other five; then none is left but the two out of bounds.
-    let rest = gaia.auto_requeue(&policy, false, "auto").await.unwrap();
+    let rest = gaia
+        .auto_requeue_messages(&policy, false, "auto")
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 5);
     assert!(
-        gaia.auto_requeue(&policy, false, "auto")
+        gaia.auto_requeue_messages(&policy, false, "auto")
             .await
             .unwrap()
             .is_empty()
     );
-    let mut dead = ids(&gaia.queue(Some(OutboxStatus::Dead), 100).await.unwrap());
+    let mut dead = ids(&gaia
+        .list_messages(Some(OutboxStatus::Dead), 100)
+        .await
+        .unwrap());
     dead.sort_unstable();
     assert_eq!(dead, vec![old, tired]);
     let tired_msg = gaia.store().outbox_get(tired).await.unwrap().unwrap();
@@ -373,7 +387,10 @@ async fn a_redelivered_approval_is_applied_once(db: &TestDb) {
     assert_eq!(again[0].update_id, update_id);
     listener.handle(again.into_iter().next().unwrap()).await;
 
-    assert_eq!(gaia.command(&r.id).await.unwrap().status, Status::Approved);
+    assert_eq!(
+        gaia.get_command(&r.id).await.unwrap().status,
+        Status::Approved
+    );
     let answers: Vec<String> = fake
         .answered_callbacks()
         .into_iter()
@@ -384,7 +401,7 @@ async fn a_redelivered_approval_is_applied_once(db: &TestDb) {
     assert!(!answers[0].contains("already"), "{answers:?}");
     assert!(answers[1].contains("already"), "{answers:?}");
     let decisions = gaia
-        .events_after(
+        .list_events_after(
             0,
             &EventFilter {
                 type_prefix: Some("command".into()),
@@ -508,7 +525,7 @@ async fn a_retry_after_hold_survives_a_restart(db: &TestDb) {
     let id = first
         .state
         .gaia
-        .enqueue(&[alert(CHAT, "before")])
+        .enqueue_messages(&[alert(CHAT, "before")])
         .await
         .unwrap()[0];
     let calls = fake
@@ -537,7 +554,9 @@ async fn a_retry_after_hold_survives_a_restart(db: &TestDb) {
     // A new process: a message to the held chat is not sent before retry_after has passed.
     let second = Node::start(db, &fake, senders_lease()).await;
     let gaia = second.state.gaia.clone();
-    gaia.enqueue(&[alert(CHAT, "after restart")]).await.unwrap();
+    gaia.enqueue_messages(&[alert(CHAT, "after restart")])
+        .await
+        .unwrap();
     wait_all_sent(&gaia, 2, Duration::from_secs(20)).await;
     let calls = fake.calls_to("sendMessage");
     assert_eq!(calls.len(), 3, "the 429 and two deliveries: {calls:?}");
@@ -583,7 +602,7 @@ async fn two_senders_share_the_limits_and_send_once(db: &TestDb) {
     }
     batch.extend((0..45).map(|i| alert(7_100 + i, &format!("spread {i}"))));
     let total = batch.len();
-    a.state.gaia.enqueue(&batch).await.unwrap();
+    a.state.gaia.enqueue_messages(&batch).await.unwrap();
     let all = wait_all_sent(&a.state.gaia, total, Duration::from_secs(240)).await;
     assert!(all.iter().all(|m| m.status == OutboxStatus::Sent));
 

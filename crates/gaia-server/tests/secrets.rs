@@ -209,7 +209,7 @@ async fn query_tokens_never_leak(db: &TestDb) {
     bodies.push(res.text().await.unwrap());
 
     let events = s.get_json("/api/v1/events?since=0&limit=1000").await;
-    let audit = s.gaia().audit_tail(1000).await.unwrap();
+    let audit = s.gaia().list_audit_tail(1000).await.unwrap();
     s.stop().await;
 
     let logged = logs.text();

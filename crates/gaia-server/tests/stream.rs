@@ -66,7 +66,7 @@ async fn resume_exactly_once(db: &TestDb, nodes: usize) {
             for i in 0..per_writer {
                 let data = json!({ "w": w, "i": i });
                 if w < WRITERS - 1 {
-                    gaia.emit("test.resume", "writer", &format!("w/{w}"), data)
+                    gaia.emit_event("test.resume", "writer", &format!("w/{w}"), data)
                         .await
                         .unwrap();
                 } else {
@@ -178,7 +178,7 @@ async fn other_writers_reach_stream_clients(db: &TestDb) {
         for round in 0..5 {
             let t0 = Instant::now();
             if writer == "separate process" {
-                cli.emit("test.cross", "cli", "", json!({ "round": round }))
+                cli.emit_event("test.cross", "cli", "", json!({ "round": round }))
                     .await
                     .unwrap();
             } else {
@@ -215,7 +215,7 @@ async fn other_writers_reach_stream_clients(db: &TestDb) {
 async fn shutdown_ends_open_streams(db: &TestDb) {
     let s = Server::start(db, options(db)).await;
     s.gaia()
-        .emit("test.before", "t", "", json!({}))
+        .emit_event("test.before", "t", "", json!({}))
         .await
         .unwrap();
     // One stream caught up and idle, one replaying from the start.

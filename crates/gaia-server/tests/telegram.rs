@@ -39,7 +39,7 @@ async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
 }
 
 async fn status(gaia: &Gaia, id: &str) -> Status {
-    gaia.command(id).await.unwrap().status
+    gaia.get_command(id).await.unwrap().status
 }
 
 async fn wait_status(gaia: &Gaia, id: &str, want: Status) {
@@ -114,7 +114,7 @@ async fn decisions_from_telegram(db: &TestDb) {
             .any(|e| e.message_id == approval_msg)
     })
     .await;
-    let decided = gaia.command(&r.id).await.unwrap();
+    let decided = gaia.get_command(&r.id).await.unwrap();
     assert_eq!(decided.decided_via.as_deref(), Some("telegram"));
     assert!(decided.decided_by.unwrap().contains(&ALICE.to_string()));
 
@@ -166,7 +166,7 @@ async fn decisions_from_telegram(db: &TestDb) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status(&gaia, &r3.id).await, Status::Pending);
     let refused: Vec<_> = gaia
-        .audit_tail(50)
+        .list_audit_tail(50)
         .await
         .unwrap()
         .into_iter()
@@ -191,14 +191,14 @@ async fn decisions_from_telegram(db: &TestDb) {
     fake.push_text(CHAT, BOB, &format!("/deny {} not today", r4.id));
     wait_status(&gaia, &r4.id, Status::Denied).await;
     assert_eq!(
-        gaia.command(&r4.id)
+        gaia.get_command(&r4.id)
             .await
             .unwrap()
             .decision_reason
             .as_deref(),
         Some("not today")
     );
-    assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
+    assert_eq!(gaia.verify_audit().await.unwrap().first_break, None);
 
     // An edit of an old message is answered, not read.
     fake.push_update(json!({ "edited_message": {

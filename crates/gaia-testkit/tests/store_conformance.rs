@@ -134,19 +134,19 @@ async fn claim_lifecycle_with_injected_clock(db: &TestDb) {
     ];
     for (i, (advance, req, want, token)) in steps.into_iter().enumerate() {
         clock.advance(Duration::from_secs(advance));
-        let got = gaia.claim(&req).await.unwrap();
+        let got = gaia.apply_claim(&req).await.unwrap();
         assert_eq!((got.outcome, got.token), (want, token), "step {i}");
     }
-    let inspected = gaia.inspect(&key("s")).await.unwrap();
+    let inspected = gaia.get_claim(&key("s")).await.unwrap();
     assert_eq!(inspected.outcome, Outcome::Held);
     assert_eq!(inspected.holder.unwrap().agent, "c");
     assert_eq!(
-        gaia.inspect(&key("never")).await.unwrap().outcome,
+        gaia.get_claim(&key("never")).await.unwrap().outcome,
         Outcome::Free
     );
 
     let kinds: Vec<String> = gaia
-        .events_after(0, &EventFilter::default(), 100)
+        .list_events_after(0, &EventFilter::default(), 100)
         .await
         .unwrap()
         .into_iter()
@@ -163,7 +163,7 @@ async fn claim_lifecycle_with_injected_clock(db: &TestDb) {
         ]
     );
     let taken = gaia
-        .events_after(
+        .list_events_after(
             0,
             &EventFilter {
                 type_prefix: Some("claim.taken_over".into()),
@@ -174,8 +174,8 @@ async fn claim_lifecycle_with_injected_clock(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(taken[0].data["previous_holder"]["agent"], "a");
-    assert_eq!(gaia.audit_tail(100).await.unwrap().len(), 5);
-    assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
+    assert_eq!(gaia.list_audit_tail(100).await.unwrap().len(), 5);
+    assert_eq!(gaia.verify_audit().await.unwrap().first_break, None);
 
     clock.advance(Duration::from_secs(60));
     assert!(gaia.list_claims(false).await.unwrap().is_empty());
@@ -239,7 +239,7 @@ async fn events_resume_without_gap_under_concurrent_writers(db: &TestDb) {
     );
     assert_eq!(store.last_seq().await.unwrap(), total);
     let gaia = Gaia::new(store);
-    let report = gaia.audit_verify().await.unwrap();
+    let report = gaia.verify_audit().await.unwrap();
     assert_eq!((report.checked, report.first_break), (total as u64, None));
 }
 
@@ -252,7 +252,7 @@ async fn event_filters(db: &TestDb) {
         ("claim.acquired", "story/a"),
         ("chat_room.x", "story/a"),
     ] {
-        gaia.emit(kind, "agent-1", subject, json!({"k": kind}))
+        gaia.emit_event(kind, "agent-1", subject, json!({"k": kind}))
             .await
             .unwrap();
     }
@@ -263,7 +263,7 @@ async fn event_filters(db: &TestDb) {
             subject: subject.map(Into::into),
         };
         async move {
-            gaia.events_after(0, &f, 100)
+            gaia.list_events_after(0, &f, 100)
                 .await
                 .unwrap()
                 .into_iter()
@@ -277,7 +277,7 @@ async fn event_filters(db: &TestDb) {
     assert_eq!(check(Some("chat"), Some("story/a")).await, [1]);
     assert_eq!(check(None, None).await, [1, 2, 3, 4, 5]);
     let after = gaia
-        .events_after(3, &EventFilter::default(), 1)
+        .list_events_after(3, &EventFilter::default(), 1)
         .await
         .unwrap();
     assert_eq!(after.len(), 1);
@@ -307,13 +307,13 @@ async fn audit_chain_detects_tampering(db: &TestDb) {
         };
         let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
         for n in 0..6 {
-            gaia.emit("test.audit", "agent-1", "s", json!({ "n": n }))
+            gaia.emit_event("test.audit", "agent-1", "s", json!({ "n": n }))
                 .await
                 .unwrap();
         }
-        assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
+        assert_eq!(gaia.verify_audit().await.unwrap().first_break, None);
         db.execute(sql).await;
-        let report = gaia.audit_verify().await.unwrap();
+        let report = gaia.verify_audit().await.unwrap();
         let got = report.first_break.map(|b| b.id);
         assert_eq!(got, Some(*broken_at), "{sql}");
     }
@@ -326,13 +326,22 @@ async fn claim_lock_timeout_is_an_outcome(db: &TestDb) {
     };
     let gaia = Gaia::new(db.open(&opts).await);
     // Create the row first so PostgreSQL has something to lock.
-    let r = gaia.claim(&acquire("locked", "a", "f", 60)).await.unwrap();
+    let r = gaia
+        .apply_claim(&acquire("locked", "a", "f", 60))
+        .await
+        .unwrap();
     assert_eq!(r.outcome, Outcome::Acquired);
     let guard = db.hold_claim_lock("locked/default").await;
-    let r = gaia.claim(&acquire("locked", "b", "f", 60)).await.unwrap();
+    let r = gaia
+        .apply_claim(&acquire("locked", "b", "f", 60))
+        .await
+        .unwrap();
     assert_eq!(r.outcome, Outcome::LockTimeout);
     drop(guard);
-    let r = gaia.claim(&acquire("locked", "b", "f", 60)).await.unwrap();
+    let r = gaia
+        .apply_claim(&acquire("locked", "b", "f", 60))
+        .await
+        .unwrap();
     assert_eq!(r.outcome, Outcome::HeldByOther);
 }
 
@@ -353,7 +362,10 @@ async fn in_process_claimers_never_overlap(db: &TestDb) {
             for i in 0..15 {
                 let k = format!("k{}", (t + i) % 2);
                 let agent = format!("agent-{t}");
-                let r = gaia.claim(&acquire(&k, &agent, "fp", 30)).await.unwrap();
+                let r = gaia
+                    .apply_claim(&acquire(&k, &agent, "fp", 30))
+                    .await
+                    .unwrap();
                 if r.outcome == Outcome::Acquired {
                     {
                         let mut h = holders.lock().unwrap();
@@ -366,7 +378,10 @@ async fn in_process_claimers_never_overlap(db: &TestDb) {
                     tokio::task::yield_now().await;
                     holders.lock().unwrap().remove(&k);
                     let rel = Request::release(key(&k), &agent, None).unwrap();
-                    assert_eq!(gaia.claim(&rel).await.unwrap().outcome, Outcome::Released);
+                    assert_eq!(
+                        gaia.apply_claim(&rel).await.unwrap().outcome,
+                        Outcome::Released
+                    );
                 }
             }
             tokens
@@ -403,32 +418,37 @@ async fn tokens_are_stored_hashed_and_revocable(db: &TestDb) {
         matches!(err, gaia_core::error::Error::Store(StoreError::Conflict(_))),
         "{err:?}"
     );
-    let found = gaia.authenticate(&secret).await.unwrap().unwrap();
+    let found = gaia.authenticate_token(&secret).await.unwrap().unwrap();
     assert_eq!((found.name.as_str(), found.role), ("ci-bot", Role::Agent));
-    assert!(gaia.authenticate("gaia_ag_wrong").await.unwrap().is_none());
+    assert!(
+        gaia.authenticate_token("gaia_ag_wrong")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(gaia.revoke_token("ci-bot", "admin").await.unwrap());
     assert!(!gaia.revoke_token("ci-bot", "admin").await.unwrap());
-    assert!(gaia.authenticate(&secret).await.unwrap().is_none());
+    assert!(gaia.authenticate_token(&secret).await.unwrap().is_none());
     let list = gaia.list_tokens().await.unwrap();
     assert_eq!(list.len(), 1);
     assert!(list[0].revoked_at.is_some());
     // Neither the secret nor its hash reaches the log.
     let log = gaia
-        .events_after(0, &EventFilter::default(), 100)
+        .list_events_after(0, &EventFilter::default(), 100)
         .await
         .unwrap();
     let kinds: Vec<&str> = log.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["token.created", "token.revoked"]);
     let text = serde_json::to_string(&log).unwrap()
-        + &serde_json::to_string(&gaia.audit_tail(10).await.unwrap()).unwrap();
+        + &serde_json::to_string(&gaia.list_audit_tail(10).await.unwrap()).unwrap();
     assert!(!text.contains(&secret) && !text.contains(&gaia_core::tokens::hash(&secret)));
 }
 
 async fn reaper_reports_each_expiry_once(db: &TestDb) {
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
     let gaia = Gaia::new(db.open(&opts_with(&clock)).await);
-    gaia.claim(&acquire("r", "a", "x", 5)).await.unwrap();
-    gaia.claim(&acquire("q", "a", "x", 60)).await.unwrap();
+    gaia.apply_claim(&acquire("r", "a", "x", 5)).await.unwrap();
+    gaia.apply_claim(&acquire("q", "a", "x", 60)).await.unwrap();
     assert!(gaia.reap_claims(100).await.unwrap().is_empty());
     clock.advance(Duration::from_secs(10));
     let first = gaia.reap_claims(100).await.unwrap();
@@ -443,13 +463,13 @@ async fn reaper_reports_each_expiry_once(db: &TestDb) {
         "reported once"
     );
     // A new acquisition that expires is reported again.
-    gaia.claim(&acquire("r", "b", "y", 5)).await.unwrap();
+    gaia.apply_claim(&acquire("r", "b", "y", 5)).await.unwrap();
     clock.advance(Duration::from_secs(6));
     let second = gaia.reap_claims(100).await.unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].data["token"], 2);
     // A released claim never expires.
-    gaia.claim(&Request::release(key("r"), "b", None).unwrap())
+    gaia.apply_claim(&Request::release(key("r"), "b", None).unwrap())
         .await
         .unwrap();
     clock.advance(Duration::from_secs(100));
@@ -488,18 +508,23 @@ async fn command_requests_decide_once_and_expire(db: &TestDb) {
     let a = gaia.request_command(&new_command(false, 60)).await.unwrap();
     let b = gaia.request_command(&new_command(true, 60)).await.unwrap();
     assert_ne!(a.id, b.id);
-    assert_eq!(gaia.command(&a.id).await.unwrap(), a);
+    assert_eq!(gaia.get_command(&a.id).await.unwrap(), a);
     let approve = Action::Approve {
         by: decider("alice"),
         reason: Some("ok".into()),
     };
-    let got = gaia.command_apply(&a.id, &approve).await.unwrap().unwrap();
+    let got = gaia
+        .apply_command(&a.id, &approve)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     assert_eq!(
         (got.status, got.decided_by.as_deref()),
         (Status::Approved, Some("alice"))
     );
     let refused = gaia
-        .command_apply(
+        .apply_command(
             &a.id,
             &Action::Deny {
                 by: decider("bob"),
@@ -508,6 +533,7 @@ async fn command_requests_decide_once_and_expire(db: &TestDb) {
         )
         .await
         .unwrap()
+        .into_result()
         .unwrap_err();
     assert!(
         refused.reason.contains("already approved by alice"),
@@ -515,13 +541,14 @@ async fn command_requests_decide_once_and_expire(db: &TestDb) {
         refused.reason
     );
     assert_eq!(refused.current.status, Status::Approved);
-    assert!(gaia.command("zzzzzz").await.is_err());
+    assert!(gaia.get_command("zzzzzz").await.is_err());
     // The test request expires by itself; a late decision is refused and stored as expired.
     clock.advance(Duration::from_secs(61));
     let late = gaia
-        .command_apply(&b.id, &approve)
+        .apply_command(&b.id, &approve)
         .await
         .unwrap()
+        .into_result()
         .unwrap_err();
     assert_eq!(late.current.status, Status::Expired);
     let c = gaia.request_command(&new_command(false, 10)).await.unwrap();
@@ -535,11 +562,11 @@ async fn command_requests_decide_once_and_expire(db: &TestDb) {
         [format!("command/{}", c.id)]
     );
     assert!(gaia.expire_commands(100).await.unwrap().is_empty());
-    let pending = gaia.commands(Some(Status::Pending), 10).await.unwrap();
+    let pending = gaia.list_commands(Some(Status::Pending), 10).await.unwrap();
     assert!(pending.is_empty());
-    assert_eq!(gaia.commands(None, 10).await.unwrap().len(), 3);
+    assert_eq!(gaia.list_commands(None, 10).await.unwrap().len(), 3);
     let kinds: Vec<String> = gaia
-        .events_after(
+        .list_events_after(
             0,
             &EventFilter {
                 type_prefix: Some("command".into()),
@@ -556,11 +583,11 @@ async fn command_requests_decide_once_and_expire(db: &TestDb) {
         kinds,
         ["command.approved", "command.expired", "command.expired"]
     );
-    assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
+    assert_eq!(gaia.verify_audit().await.unwrap().first_break, None);
 }
 
 async fn racing_decisions_have_one_winner(db: &TestDb) {
-    use gaia_core::commands::{Action, Status};
+    use gaia_core::commands::{Action, Decided, Status};
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
     for round in 0..5 {
         let r = gaia
@@ -578,17 +605,17 @@ async fn racing_decisions_have_one_winner(db: &TestDb) {
                 } else {
                     Action::Deny { by, reason: None }
                 };
-                gaia.command_apply(&id, &action).await.unwrap()
+                gaia.apply_command(&id, &action).await.unwrap()
             }));
         }
         let mut winners = Vec::new();
         for t in tasks {
-            if let Ok(rec) = t.await.unwrap() {
+            if let Decided::Done(rec) = t.await.unwrap() {
                 winners.push(rec);
             }
         }
         assert_eq!(winners.len(), 1, "round {round}: exactly one decision wins");
-        let stored = gaia.command(&r.id).await.unwrap();
+        let stored = gaia.get_command(&r.id).await.unwrap();
         assert_eq!(stored.decided_by, winners[0].decided_by);
         assert!(matches!(stored.status, Status::Approved | Status::Denied));
     }
@@ -742,8 +769,8 @@ async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
         [third]
     );
     let gaia = Gaia::new(store);
-    assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
-    let audit = gaia.audit_tail(10).await.unwrap();
+    assert_eq!(gaia.verify_audit().await.unwrap().first_break, None);
+    let audit = gaia.list_audit_tail(10).await.unwrap();
     assert!(
         audit
             .iter()
@@ -766,7 +793,7 @@ async fn approval_messages_commit_with_the_request(db: &TestDb) {
     ];
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await).with_notify(targets);
     let r = gaia.request_command(&new_command(true, 600)).await.unwrap();
-    let queued = gaia.queue(None, 10).await.unwrap();
+    let queued = gaia.list_messages(None, 10).await.unwrap();
     assert_eq!(queued.len(), 2);
     for m in &queued {
         assert_eq!(m.kind, "approval");
@@ -781,7 +808,7 @@ async fn approval_messages_commit_with_the_request(db: &TestDb) {
     }
     // A refused action sends nothing; the decision sends one message per target.
     let _ = gaia
-        .command_apply(
+        .apply_command(
             &r.id,
             &Action::Approve {
                 by: decider("alice"),
@@ -790,8 +817,8 @@ async fn approval_messages_commit_with_the_request(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(gaia.queue(None, 10).await.unwrap().len(), 2);
-    gaia.command_apply(
+    assert_eq!(gaia.list_messages(None, 10).await.unwrap().len(), 2);
+    gaia.apply_command(
         &r.id,
         &Action::AllowTest {
             by: decider("alice"),
@@ -799,9 +826,10 @@ async fn approval_messages_commit_with_the_request(db: &TestDb) {
     )
     .await
     .unwrap()
+    .into_result()
     .unwrap();
     let decided = gaia
-        .command_apply(
+        .apply_command(
             &r.id,
             &Action::Deny {
                 by: decider("alice"),
@@ -810,10 +838,11 @@ async fn approval_messages_commit_with_the_request(db: &TestDb) {
         )
         .await
         .unwrap()
+        .into_result()
         .unwrap();
     assert_eq!(decided.status, Status::Denied);
     let decisions: Vec<_> = gaia
-        .queue(None, 10)
+        .list_messages(None, 10)
         .await
         .unwrap()
         .into_iter()
@@ -826,7 +855,7 @@ async fn approval_messages_commit_with_the_request(db: &TestDb) {
             .unwrap()
             .contains("denied by alice")
     );
-    assert_eq!(gaia.audit_verify().await.unwrap().first_break, None);
+    assert_eq!(gaia.verify_audit().await.unwrap().first_break, None);
 }
 
 fn telegram_alert(chat: i64, text: &str) -> gaia_core::outbox::NewMessage {
@@ -1131,7 +1160,11 @@ async fn executions_begin_once_and_finish_once(db: &TestDb) {
         by: decider("alice"),
         reason: None,
     };
-    gaia.command_apply(&r.id, &approve).await.unwrap().unwrap();
+    gaia.apply_command(&r.id, &approve)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     let begin = |who: &str| Action::BeginExecution {
         executor: who.into(),
         dry_run: false,
@@ -1142,12 +1175,12 @@ async fn executions_begin_once_and_finish_once(db: &TestDb) {
             let gaia = gaia.clone();
             let id = r.id.clone();
             let action = begin(&format!("exec{i}"));
-            tokio::spawn(async move { gaia.command_apply(&id, &action).await.unwrap() })
+            tokio::spawn(async move { gaia.apply_command(&id, &action).await.unwrap() })
         })
         .collect();
     let mut winners = 0;
     for h in racers {
-        if h.await.unwrap().is_ok() {
+        if h.await.unwrap().into_result().is_ok() {
             winners += 1;
         }
     }
@@ -1157,11 +1190,16 @@ async fn executions_begin_once_and_finish_once(db: &TestDb) {
         dry_run: false,
         binding: "not-the-approved-command".into(),
     };
-    assert!(gaia.command_apply(&r.id, &wrong).await.unwrap().is_err());
+    assert!(
+        gaia.apply_command(&r.id, &wrong)
+            .await
+            .unwrap()
+            .is_refused()
+    );
     let now = gaia.store().now().await.unwrap();
     let ran = Execution::reported("exec0", Some(0), 1500, None, now).unwrap();
     let done = gaia
-        .command_apply(
+        .apply_command(
             &r.id,
             &Action::FinishExecution {
                 execution: ran.clone(),
@@ -1169,16 +1207,17 @@ async fn executions_begin_once_and_finish_once(db: &TestDb) {
         )
         .await
         .unwrap()
+        .into_result()
         .unwrap();
     assert_eq!(done.status, Status::Executed);
     assert_eq!(done.execution.as_ref().map(|e| e.duration_ms), Some(1500));
     let again = gaia
-        .command_apply(&r.id, &Action::FinishExecution { execution: ran })
+        .apply_command(&r.id, &Action::FinishExecution { execution: ran })
         .await
         .unwrap();
-    assert!(again.is_err(), "an outcome is recorded once");
+    assert!(again.is_refused(), "an outcome is recorded once");
     let kinds: Vec<String> = gaia
-        .events_after(0, &gaia_core::event::EventFilter::default(), 100)
+        .list_events_after(0, &gaia_core::event::EventFilter::default(), 100)
         .await
         .unwrap()
         .into_iter()
@@ -1194,7 +1233,7 @@ async fn executions_begin_once_and_finish_once(db: &TestDb) {
             "command.executed"
         ]
     );
-    assert!(gaia.audit_verify().await.unwrap().first_break.is_none());
+    assert!(gaia.verify_audit().await.unwrap().first_break.is_none());
 }
 
 /// A claim taken with a token is that token's: another token naming the same agent and

@@ -167,7 +167,7 @@ async fn through_outbox(
 
         let start = Instant::now();
         for chunk in messages.chunks(500) {
-            gaia.enqueue(chunk).await?;
+            gaia.enqueue_messages(chunk).await?;
         }
         let enqueue = start.elapsed();
         let hub = EventHub::new(gaia.store().last_seq().await?);

@@ -18,7 +18,7 @@ fn direct(config: &Config) -> Result<(), CliError> {
 pub async fn metrics(json: bool, config: &Config) -> CliResult {
     direct(config)?;
     let gaia = crate::open::gaia(config).await?;
-    let snapshot = gaia.metrics().await?;
+    let snapshot = gaia.get_metrics().await?;
     if json {
         super::out_json(&serde_json::to_value(&snapshot.0).unwrap_or_default())?;
     } else {
@@ -46,7 +46,7 @@ pub async fn alert(c: AlertCommand, config: &Config) -> CliResult {
     };
     direct(config)?;
     let gaia = crate::open::gaia(config).await?;
-    let checks = gaia.alert_check(&thresholds, dry_run).await?;
+    let checks = gaia.check_alerts(&thresholds, dry_run).await?;
     gaia.store().close().await;
     if json {
         super::out(&serde_json::to_string(&checks).unwrap_or_default())?;

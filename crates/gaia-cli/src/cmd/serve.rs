@@ -181,16 +181,16 @@ async fn load_demo(gaia: &Gaia) -> CliResult<()> {
     ] {
         let key = ClaimKey::new(story, "default")?;
         let req = Request::acquire(key, agent, Some("demo"), Some("demo-run"), ttl)?;
-        gaia.claim(&req).await?;
+        gaia.apply_claim(&req).await?;
     }
-    gaia.emit(
+    gaia.emit_event(
         "story.created",
         "demo",
         "story/checkout-flow",
         json!({"title": "Checkout flow"}),
     )
     .await?;
-    gaia.emit(
+    gaia.emit_event(
         "chat.message",
         "agent-claude-1",
         "story/checkout-flow",
@@ -199,7 +199,7 @@ async fn load_demo(gaia: &Gaia) -> CliResult<()> {
     .await?;
     demo_approvals(gaia).await?;
     demo_dead_message(gaia).await?;
-    gaia.emit(
+    gaia.emit_event(
         "chat.message",
         "agent-codex-2",
         "story/search-index",
@@ -213,7 +213,7 @@ async fn load_demo(gaia: &Gaia) -> CliResult<()> {
 /// `FAKE_ONREPLY_TEST_2026`; not filed again while they are still pending.
 async fn demo_approvals(gaia: &Gaia) -> CliResult<()> {
     use gaia_core::commands::{CommandSpec, NewCommand, Status};
-    let pending = gaia.commands(Some(Status::Pending), 1000).await?;
+    let pending = gaia.list_commands(Some(Status::Pending), 1000).await?;
     let demos = [
         (
             CommandSpec::Shell("echo FAKE_ONREPLY_TEST_2026".into()),
@@ -266,7 +266,7 @@ async fn demo_dead_message(gaia: &Gaia) -> CliResult<()> {
         return Ok(());
     }
     let ids = gaia
-        .enqueue(&[NewMessage {
+        .enqueue_messages(&[NewMessage {
             channel: Channel::Webhook,
             target: "http://127.0.0.1:9/unreachable".into(),
             kind: "alert".into(),

@@ -1,10 +1,39 @@
 //! Creating and revoking API tokens.
 
+use serde_json::json;
+
+use crate::audit::NewAudit;
 use crate::error::StoreError;
-use crate::event::Event;
-use crate::service::token_change;
+use crate::event::{Event, NewEvent, kinds};
 use crate::tokens::TokenInfo;
 use crate::tx::WriteTx;
+
+/// The event and audit record of a token change (`kind` is [`kinds::TOKEN_CREATED`] or
+/// [`kinds::TOKEN_REVOKED`]). Neither carries the token or its hash.
+pub fn token_change(kind: &str, info: &TokenInfo) -> (Vec<NewEvent>, Vec<NewAudit>) {
+    let subject = format!("token/{}", info.name);
+    let data = json!({ "name": info.name, "role": info.role.as_str() });
+    let action = match kind {
+        kinds::TOKEN_CREATED => "token.create",
+        kinds::TOKEN_REVOKED => "token.revoke",
+        other => other,
+    };
+    (
+        vec![NewEvent::new(
+            kind,
+            &info.created_by,
+            &subject,
+            data.clone(),
+        )],
+        vec![NewAudit::new(
+            &info.created_by,
+            action,
+            &subject,
+            "ok",
+            data,
+        )],
+    )
+}
 
 /// Stores a new token by its hash; a conflict when the name was ever used.
 pub async fn create(
@@ -23,7 +52,7 @@ pub async fn create(
             info.name
         )));
     }
-    let (events, audit) = token_change(crate::event::kinds::TOKEN_CREATED, info);
+    let (events, audit) = token_change(kinds::TOKEN_CREATED, info);
     let events = tx.append(&events, &audit, now).await?;
     tx.commit().await?;
     Ok(events)
@@ -41,7 +70,7 @@ pub async fn revoke(
     };
     info.revoked_at = Some(now);
     info.created_by = actor.to_owned();
-    let (events, audit) = token_change(crate::event::kinds::TOKEN_REVOKED, &info);
+    let (events, audit) = token_change(kinds::TOKEN_REVOKED, &info);
     let events = tx.append(&events, &audit, now).await?;
     tx.commit().await?;
     Ok(Some(events))

@@ -32,7 +32,7 @@ pub async fn tail(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 1000"));
     }
-    let records = state.gaia.audit_tail(limit).await?;
+    let records = state.gaia.list_audit_tail(limit).await?;
     Ok(Json(records.iter().map(AuditBody::from).collect()))
 }
 
@@ -40,7 +40,7 @@ pub async fn tail(
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, body = VerifyBody), Unauthorized, ServerErrors))]
 pub async fn verify(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<VerifyBody>> {
-    let r = state.gaia.audit_verify().await?;
+    let r = state.gaia.verify_audit().await?;
     Ok(Json(VerifyBody {
         intact: r.first_break.is_none(),
         checked: r.checked,

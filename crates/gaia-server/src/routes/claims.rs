@@ -106,7 +106,7 @@ pub async fn acquire(
         Some(ttl(body.ttl.as_deref())?.unwrap_or(state.opts.default_ttl)),
     )?
     .by(&caller.name);
-    Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
+    Ok(Json(ClaimBody::from(&state.gaia.apply_claim(&req).await?)))
 }
 
 /// Extend a live claim. Outcome refreshed or not_held.
@@ -126,7 +126,7 @@ pub async fn refresh(
         ttl(body.ttl.as_deref())?,
     )?
     .by(&caller.name);
-    Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
+    Ok(Json(ClaimBody::from(&state.gaia.apply_claim(&req).await?)))
 }
 
 /// Release a claim. Outcome released or not_held.
@@ -145,7 +145,7 @@ pub async fn release(
         body.fingerprint.as_deref(),
     )?
     .by(&caller.name);
-    Ok(Json(ClaimBody::from(&state.gaia.claim(&req).await?)))
+    Ok(Json(ClaimBody::from(&state.gaia.apply_claim(&req).await?)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -178,5 +178,5 @@ pub async fn inspect(
     ApiPath((story, todolist)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<ClaimBody>> {
     let key = key(&story, Some(&todolist))?;
-    Ok(Json(ClaimBody::from(&state.gaia.inspect(&key).await?)))
+    Ok(Json(ClaimBody::from(&state.gaia.get_claim(&key).await?)))
 }

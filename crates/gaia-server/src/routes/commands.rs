@@ -5,7 +5,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use gaia_core::commands::{Action, CommandRecord, Decider, NewCommand, Refusal, Status, parse_id};
+use gaia_core::commands::{
+    Action, CommandRecord, Decided, Decider, NewCommand, Refusal, Status, parse_id,
+};
 use gaia_core::time::parse_duration;
 use gaia_core::tokens::Role;
 use serde::Deserialize;
@@ -143,7 +145,7 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 1000"));
     }
-    let list = state.gaia.commands(status, limit).await?;
+    let list = state.gaia.list_commands(status, limit).await?;
     Ok(Json(list.iter().map(CommandBody::from).collect()))
 }
 
@@ -156,14 +158,14 @@ pub async fn show(
     ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<Json<CommandBody>> {
     Ok(Json(CommandBody::from(
-        &state.gaia.command(&id(&raw)?).await?,
+        &state.gaia.get_command(&id(&raw)?).await?,
     )))
 }
 
 async fn decide(state: &AppState, id: &str, action: Action) -> ApiResult<Json<CommandBody>> {
-    match state.gaia.command_apply(id, &action).await? {
-        Ok(r) => Ok(Json(CommandBody::from(&r))),
-        Err(refusal) => Err(refused(refusal)),
+    match state.gaia.apply_command(id, &action).await? {
+        Decided::Done(r) => Ok(Json(CommandBody::from(&r))),
+        Decided::Refused(refusal) => Err(refused(refusal)),
     }
 }
 
@@ -258,7 +260,7 @@ pub async fn cancel(
     ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<Json<CommandBody>> {
     let id = id(&raw)?;
-    let current = state.gaia.command(&id).await?;
+    let current = state.gaia.get_command(&id).await?;
     if current.requester != caller.name {
         caller
             .require(&state, Role::Operator, "command.cancel")
@@ -295,7 +297,7 @@ async fn requester_or_operator(
     id: &str,
     action: &str,
 ) -> ApiResult<CommandRecord> {
-    let current = state.gaia.command(id).await?;
+    let current = state.gaia.get_command(id).await?;
     if current.requester != caller.name {
         caller.require(state, Role::Operator, action).await?;
     }
@@ -367,8 +369,8 @@ pub async fn execute(
         ..gaia_exec::Limits::default()
     };
     match crate::exec::execute(&state.gaia, &id(&raw)?, &caller.name, really, limits).await? {
-        Ok(r) => Ok(Json(CommandBody::from(&r))),
-        Err(refusal) => Err(refused(refusal)),
+        Decided::Done(r) => Ok(Json(CommandBody::from(&r))),
+        Decided::Refused(refusal) => Err(refused(refusal)),
     }
 }
 
@@ -411,10 +413,10 @@ pub async fn wait(
 
 /// The request as it stands, recording its expiry when it is due.
 async fn current(state: &AppState, id: &str) -> ApiResult<CommandRecord> {
-    let r = state.gaia.command(id).await?;
+    let r = state.gaia.get_command(id).await?;
     if r.status == Status::Pending && state.gaia.store().now().await? >= r.expires_at {
-        let _ = state.gaia.command_apply(id, &Action::Expire).await?;
-        return Ok(state.gaia.command(id).await?);
+        let _ = state.gaia.apply_command(id, &Action::Expire).await?;
+        return Ok(state.gaia.get_command(id).await?);
     }
     Ok(r)
 }

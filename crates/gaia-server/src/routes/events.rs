@@ -82,7 +82,7 @@ pub async fn list(
         // Events come in seq order, so the first page after `since` cut at `before` is
         // exactly the first page of the range.
         (Some(since), Some(before)) => {
-            let mut page = state.gaia.events_after(since, &f, limit).await?;
+            let mut page = state.gaia.list_events_after(since, &f, limit).await?;
             page.retain(|e| e.seq < before);
             page
         }
@@ -90,7 +90,7 @@ pub async fn list(
         (since, None) => {
             state
                 .gaia
-                .events_after(since.unwrap_or(0), &f, limit)
+                .list_events_after(since.unwrap_or(0), &f, limit)
                 .await?
         }
     };
@@ -150,7 +150,7 @@ pub async fn emit(
     // The token is the actor; a name given in the body is the agent it acts for.
     let e = state
         .gaia
-        .emit_for(
+        .emit_event_for(
             &body.kind,
             &caller.name,
             body.actor.as_deref(),

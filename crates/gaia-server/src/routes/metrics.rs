@@ -16,7 +16,7 @@ use crate::problem::{ApiResult, Problem};
     responses((status = 200, content_type = "text/plain", body = String),
         (status = 500, body = Problem, content_type = "application/problem+json")))]
 pub async fn prometheus(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let snapshot = state.gaia.metrics().await?;
+    let snapshot = state.gaia.get_metrics().await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -35,5 +35,5 @@ pub async fn json(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> ApiResult<Json<BTreeMap<String, f64>>> {
-    Ok(Json(state.gaia.metrics().await?.0))
+    Ok(Json(state.gaia.get_metrics().await?.0))
 }

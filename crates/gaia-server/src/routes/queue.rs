@@ -41,7 +41,7 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 1000"));
     }
-    let list = state.gaia.queue(status, limit).await?;
+    let list = state.gaia.list_messages(status, limit).await?;
     Ok(Json(list.iter().map(MessageBody::from).collect()))
 }
 
@@ -109,7 +109,10 @@ pub async fn requeue(
     let id = match (body.id, body.index) {
         (Some(id), None) if id > 0 => id,
         (None, Some(index)) => {
-            let mut dead = state.gaia.queue(Some(Status::Dead), DEAD_WINDOW).await?;
+            let mut dead = state
+                .gaia
+                .list_messages(Some(Status::Dead), DEAD_WINDOW)
+                .await?;
             dead.reverse();
             dead.get(index as usize)
                 .map(|m| m.id)
@@ -121,7 +124,7 @@ pub async fn requeue(
             ));
         }
     };
-    let m = state.gaia.requeue(id, &caller.name).await?;
+    let m = state.gaia.requeue_message(id, &caller.name).await?;
     Ok(Json(MessageBody::from(&m)))
 }
 
@@ -146,7 +149,7 @@ pub async fn auto_requeue(
         .await?;
     let list = state
         .gaia
-        .auto_requeue(&state.opts.auto_requeue, body.dry_run, &caller.name)
+        .auto_requeue_messages(&state.opts.auto_requeue, body.dry_run, &caller.name)
         .await?;
     Ok(Json(list.iter().map(MessageBody::from).collect()))
 }
