@@ -1,5 +1,5 @@
-//! The notification outbox on PostgreSQL: row mapping and the SQL of the outbox and pacing
-//! primitives. Row locks (`FOR UPDATE`, `SKIP LOCKED` when leasing) keep senders on every
+//! The notification outbox on PostgreSQL: the SQL of the outbox and pacing primitives (rows
+//! are read in `rows`). Row locks (`FOR UPDATE`, `SKIP LOCKED` when leasing) keep senders on every
 //! node apart; the control flow is `gaia_core::usecase::outbox`.
 
 use async_trait::async_trait;

@@ -1,5 +1,5 @@
-//! The notification outbox on SQLite: row mapping and the SQL of the outbox and pacing
-//! primitives. Every write runs under SQLite's write lock (`BEGIN IMMEDIATE`), so a slot
+//! The notification outbox on SQLite: the SQL of the outbox and pacing primitives (rows are
+//! read in `rows`). Every write runs under SQLite's write lock (`BEGIN IMMEDIATE`), so a slot
 //! reservation sees every other process's sends and holds; the control flow is
 //! `gaia_core::usecase::outbox`.
 

@@ -402,3 +402,52 @@ pub(crate) fn add_status_count(counts: &mut OutboxCounts, row: &DbRow) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use gaia_core::StoreError;
+    use sqlx::{Connection, SqliteConnection};
+
+    async fn row(sql: &str) -> super::DbRow {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query(sql).fetch_one(&mut conn).await.unwrap()
+    }
+
+    fn corrupt_message(e: StoreError) -> String {
+        match e {
+            StoreError::Corrupt(m) => m,
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_value_of_the_wrong_type_is_corrupt_naming_table_and_column() {
+        let r = row(
+            "SELECT 'a' AS story, 'b' AS todolist, NULL AS agent, NULL AS operator,
+                NULL AS fingerprint, 'seven' AS token, NULL AS acquired_at_us,
+                NULL AS expires_at_us, 0 AS ttl_ms, NULL AS principal",
+        )
+        .await;
+        let m = corrupt_message(super::claim(&r).unwrap_err());
+        assert!(m.starts_with("claims.token: "), "{m}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_column_is_corrupt() {
+        let r = row("SELECT 'a' AS name, 'admin' AS role").await;
+        let m = corrupt_message(super::token(&r).unwrap_err());
+        assert!(m.starts_with("tokens."), "{m}");
+        assert!(m.ends_with(": missing"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn a_stored_value_that_does_not_parse_is_corrupt() {
+        let r = row(
+            "SELECT 'a' AS name, 'root' AS role, 1 AS created_at_us, 'x' AS created_by,
+                NULL AS revoked_at_us",
+        )
+        .await;
+        let m = corrupt_message(super::token(&r).unwrap_err());
+        assert_eq!(m, "tokens.role: unknown role 'root'");
+    }
+}
