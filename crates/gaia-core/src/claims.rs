@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::audit::NewAudit;
 use crate::error::ValidationError;
-use crate::event::NewEvent;
+use crate::event::{NewEvent, kinds};
 use crate::names::{ClaimKey, check_name};
 use crate::time::{MAX_DURATION, rfc3339};
 
@@ -327,81 +327,8 @@ fn identity_matches(
 /// Applies `req` to the current row (`None`: the key was never claimed) at time `now`.
 pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> Decision {
     let row = current.unwrap_or_else(|| ClaimRow::vacant(req.key().clone()));
-    let subject = format!("claim/{}", row.key);
-    let unchanged = |outcome| Decision {
-        result: ClaimResult::from_row(outcome, &row),
-        row: None,
-        events: vec![],
-        audit: vec![],
-    };
     match req {
-        Request::Acquire { holder, ttl, .. } => {
-            let live = row.is_live(now);
-            if live {
-                let same = row.holder.as_ref() == Some(holder);
-                return unchanged(if same {
-                    Outcome::AlreadyHeld
-                } else {
-                    Outcome::HeldByOther
-                });
-            }
-            // Free, or the recorded holder's TTL has passed. Taking over from someone else is
-            // reported as such; re-acquiring one's own expired claim is a fresh acquisition.
-            let previous = row.holder.clone().filter(|prev| prev != holder);
-            let outcome = if previous.is_some() {
-                Outcome::TakenOver
-            } else {
-                Outcome::Acquired
-            };
-            let new = ClaimRow {
-                key: row.key.clone(),
-                holder: Some(holder.clone()),
-                token: row.token + 1,
-                acquired_at: Some(now),
-                expires_at: Some(later(now, *ttl)),
-                ttl: *ttl,
-            };
-            let mut data = json!({
-                "key": new.key.to_string(),
-                "agent": holder.agent,
-                "operator": holder.operator,
-                "fingerprint": holder.fingerprint,
-                "token": new.token,
-                "expires_at": new.expires_at.map(rfc3339),
-                "ttl_ms": u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-            });
-            if let (Some(prev), Some(obj)) = (&previous, data.as_object_mut()) {
-                obj.insert("previous_holder".into(), json!(prev));
-                obj.insert("previous_token".into(), json!(row.token));
-                obj.insert(
-                    "previous_expires_at".into(),
-                    json!(row.expires_at.map(rfc3339)),
-                );
-            }
-            let kind = if previous.is_some() {
-                "claim.taken_over"
-            } else {
-                "claim.acquired"
-            };
-            let mut result = ClaimResult::from_row(outcome, &new);
-            result.previous = previous;
-            Decision {
-                events: vec![NewEvent::new(kind, holder.actor(), &subject, data.clone())],
-                audit: vec![NewAudit::new(
-                    holder.actor(),
-                    if outcome == Outcome::TakenOver {
-                        "claim.take_over"
-                    } else {
-                        "claim.acquire"
-                    },
-                    &subject,
-                    outcome.as_str(),
-                    data,
-                )],
-                result,
-                row: Some(new),
-            }
-        }
+        Request::Acquire { holder, ttl, .. } => acquire(&row, holder, *ttl, now),
         Request::Refresh {
             agent,
             fingerprint,
@@ -409,42 +336,12 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
             principal,
             ..
         } => {
-            let mine = row.holder.as_ref().is_some_and(|h| {
-                identity_matches(h, agent, fingerprint.as_deref(), principal.as_deref())
-            });
-            if !mine || !row.is_live(now) {
-                return unchanged(Outcome::NotHeld);
-            }
-            let actor = principal.as_deref().unwrap_or(agent);
-            let ttl = ttl.unwrap_or(row.ttl);
-            let new = ClaimRow {
-                expires_at: Some(later(now, ttl)),
-                ttl,
-                ..row.clone()
+            let who = Caller {
+                agent,
+                fingerprint: fingerprint.as_deref(),
+                principal: principal.as_deref(),
             };
-            let data = json!({
-                "key": new.key.to_string(),
-                "agent": agent,
-                "token": new.token,
-                "expires_at": new.expires_at.map(rfc3339),
-            });
-            Decision {
-                result: ClaimResult::from_row(Outcome::Refreshed, &new),
-                events: vec![NewEvent::new(
-                    "claim.refreshed",
-                    actor,
-                    &subject,
-                    data.clone(),
-                )],
-                audit: vec![NewAudit::new(
-                    actor,
-                    "claim.refresh",
-                    &subject,
-                    "refreshed",
-                    data,
-                )],
-                row: Some(new),
-            }
+            refresh(&row, &who, *ttl, now)
         }
         Request::Release {
             agent,
@@ -452,47 +349,170 @@ pub fn decide(current: Option<ClaimRow>, req: &Request, now: DateTime<Utc>) -> D
             principal,
             ..
         } => {
-            // A holder may release its own claim even after its TTL passed, as long as nobody
-            // took it over: the caller's goal (not holding it) is reached either way.
-            let mine = row.holder.as_ref().is_some_and(|h| {
-                identity_matches(h, agent, fingerprint.as_deref(), principal.as_deref())
-            });
-            if !mine {
-                return unchanged(Outcome::NotHeld);
-            }
-            let actor = principal.as_deref().unwrap_or(agent);
-            let new = ClaimRow {
-                holder: None,
-                expires_at: None,
-                ..row.clone()
+            let who = Caller {
+                agent,
+                fingerprint: fingerprint.as_deref(),
+                principal: principal.as_deref(),
             };
-            let data = json!({
-                "key": new.key.to_string(),
-                "agent": agent,
-                "token": row.token,
-                "held_ms": row.acquired_at.map(|a| (now - a).num_milliseconds()),
-            });
-            let mut result = ClaimResult::from_row(Outcome::Released, &new);
-            result.token = row.token;
-            Decision {
-                result,
-                events: vec![NewEvent::new(
-                    "claim.released",
-                    actor,
-                    &subject,
-                    data.clone(),
-                )],
-                audit: vec![NewAudit::new(
-                    actor,
-                    "claim.release",
-                    &subject,
-                    "released",
-                    data,
-                )],
-                row: Some(new),
-            }
+            release(&row, &who, now)
         }
     }
+}
+
+/// Who asks to refresh or release a claim.
+struct Caller<'a> {
+    agent: &'a str,
+    fingerprint: Option<&'a str>,
+    principal: Option<&'a str>,
+}
+
+impl Caller<'_> {
+    /// Whether `row` is held by this caller (whether or not its TTL passed).
+    fn holds(&self, row: &ClaimRow) -> bool {
+        row.holder
+            .as_ref()
+            .is_some_and(|h| identity_matches(h, self.agent, self.fingerprint, self.principal))
+    }
+
+    /// Who the event and the audit record name.
+    fn actor(&self) -> &str {
+        self.principal.unwrap_or(self.agent)
+    }
+}
+
+/// Nothing changes: `outcome` reported on the row as it stands.
+fn unchanged(outcome: Outcome, row: &ClaimRow) -> Decision {
+    Decision {
+        result: ClaimResult::from_row(outcome, row),
+        row: None,
+        events: vec![],
+        audit: vec![],
+    }
+}
+
+/// A change: `new` is written, with one event of type `kind` and its audit record (`action`).
+fn changed(
+    result: ClaimResult,
+    new: ClaimRow,
+    (kind, action): (&str, &str),
+    actor: &str,
+    data: serde_json::Value,
+) -> Decision {
+    let subject = format!("claim/{}", new.key);
+    Decision {
+        events: vec![NewEvent::new(kind, actor, &subject, data.clone())],
+        audit: vec![NewAudit::new(
+            actor,
+            action,
+            &subject,
+            result.outcome.as_str(),
+            data,
+        )],
+        result,
+        row: Some(new),
+    }
+}
+
+/// Acquires the key for `holder`: refused while someone holds it live; taking over from
+/// someone else whose TTL passed is reported as such, re-acquiring one's own expired claim is
+/// a fresh acquisition.
+fn acquire(row: &ClaimRow, holder: &Holder, ttl: Duration, now: DateTime<Utc>) -> Decision {
+    if row.is_live(now) {
+        let same = row.holder.as_ref() == Some(holder);
+        let outcome = if same {
+            Outcome::AlreadyHeld
+        } else {
+            Outcome::HeldByOther
+        };
+        return unchanged(outcome, row);
+    }
+    let previous = row.holder.clone().filter(|prev| prev != holder);
+    let new = ClaimRow {
+        key: row.key.clone(),
+        holder: Some(holder.clone()),
+        token: row.token + 1,
+        acquired_at: Some(now),
+        expires_at: Some(later(now, ttl)),
+        ttl,
+    };
+    let mut data = json!({
+        "key": new.key.to_string(),
+        "agent": holder.agent,
+        "operator": holder.operator,
+        "fingerprint": holder.fingerprint,
+        "token": new.token,
+        "expires_at": new.expires_at.map(rfc3339),
+        "ttl_ms": u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+    });
+    if let (Some(prev), Some(obj)) = (&previous, data.as_object_mut()) {
+        obj.insert("previous_holder".into(), json!(prev));
+        obj.insert("previous_token".into(), json!(row.token));
+        obj.insert(
+            "previous_expires_at".into(),
+            json!(row.expires_at.map(rfc3339)),
+        );
+    }
+    let (outcome, names) = if previous.is_some() {
+        (
+            Outcome::TakenOver,
+            (kinds::CLAIM_TAKEN_OVER, "claim.take_over"),
+        )
+    } else {
+        (Outcome::Acquired, (kinds::CLAIM_ACQUIRED, "claim.acquire"))
+    };
+    let mut result = ClaimResult::from_row(outcome, &new);
+    result.previous = previous;
+    changed(result, new, names, holder.actor(), data)
+}
+
+/// Extends the caller's own live claim, by `ttl` or else by the TTL it was taken with.
+fn refresh(
+    row: &ClaimRow,
+    who: &Caller<'_>,
+    ttl: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Decision {
+    if !who.holds(row) || !row.is_live(now) {
+        return unchanged(Outcome::NotHeld, row);
+    }
+    let ttl = ttl.unwrap_or(row.ttl);
+    let new = ClaimRow {
+        expires_at: Some(later(now, ttl)),
+        ttl,
+        ..row.clone()
+    };
+    let data = json!({
+        "key": new.key.to_string(),
+        "agent": who.agent,
+        "token": new.token,
+        "expires_at": new.expires_at.map(rfc3339),
+    });
+    let result = ClaimResult::from_row(Outcome::Refreshed, &new);
+    let names = (kinds::CLAIM_REFRESHED, "claim.refresh");
+    changed(result, new, names, who.actor(), data)
+}
+
+/// Releases the caller's own claim. A holder may release it even after its TTL passed, as
+/// long as nobody took it over: the caller's goal (not holding it) is reached either way.
+fn release(row: &ClaimRow, who: &Caller<'_>, now: DateTime<Utc>) -> Decision {
+    if !who.holds(row) {
+        return unchanged(Outcome::NotHeld, row);
+    }
+    let new = ClaimRow {
+        holder: None,
+        expires_at: None,
+        ..row.clone()
+    };
+    let data = json!({
+        "key": new.key.to_string(),
+        "agent": who.agent,
+        "token": row.token,
+        "held_ms": row.acquired_at.map(|a| (now - a).num_milliseconds()),
+    });
+    let mut result = ClaimResult::from_row(Outcome::Released, &new);
+    result.token = row.token;
+    let names = (kinds::CLAIM_RELEASED, "claim.release");
+    changed(result, new, names, who.actor(), data)
 }
 
 /// The event and audit record that report an acquisition's TTL passing without a release.
@@ -512,7 +532,7 @@ pub fn expiry(row: &ClaimRow, now: DateTime<Utc>) -> Option<(NewEvent, NewAudit)
         "expires_at": row.expires_at.map(rfc3339),
     });
     Some((
-        NewEvent::new("claim.expired", "gaia", &subject, data.clone()),
+        NewEvent::new(kinds::CLAIM_EXPIRED, "gaia", &subject, data.clone()),
         NewAudit::new("gaia", "claim.expire", &subject, "expired", data),
     ))
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::NewAudit;
 use crate::error::ValidationError;
-use crate::event::NewEvent;
+use crate::event::{NewEvent, kinds};
 use crate::names::check_name;
 use crate::text::{MAX_ERROR_CHARS, MAX_LABEL_CHARS, MAX_OUTPUT_BYTES, check_opt_text, check_text};
 use crate::time::{MAX_DURATION, rfc3339};
@@ -454,7 +454,7 @@ impl NewCommand {
             obj.insert("agent".into(), json!(agent));
         }
         let event = NewEvent::new(
-            "approval.requested",
+            kinds::APPROVAL_REQUESTED,
             &r.requester,
             r.subject(),
             data.clone(),
@@ -590,13 +590,6 @@ pub struct Transition {
     pub audit: NewAudit,
 }
 
-fn refuse(current: &CommandRecord, reason: impl Into<String>) -> Result<Transition, Refusal> {
-    Err(Refusal {
-        reason: reason.into(),
-        current: Box::new(current.clone()),
-    })
-}
-
 fn decided_text(r: &CommandRecord) -> String {
     match (&r.decided_by, r.decided_at) {
         (Some(by), Some(at)) => format!("{} by {by} at {}", r.decision(), rfc3339(at)),
@@ -613,170 +606,217 @@ pub fn apply(
     action: &Action,
     now: DateTime<Utc>,
 ) -> Result<Transition, Refusal> {
-    let mut next = current.clone();
-    let (kind, actor, outcome, mut data): (&str, String, &str, serde_json::Value) = match action {
-        Action::Approve { by, reason } | Action::Deny { by, reason } => {
-            let approve = matches!(action, Action::Approve { .. });
-            if current.status != Status::Pending {
-                return refuse(current, format!("already {}", decided_text(current)));
-            }
-            if now >= current.expires_at {
-                return refuse(
-                    current,
-                    format!("expired at {}", rfc3339(current.expires_at)),
-                );
-            }
-            if by.name == current.requester {
-                return refuse(current, "the requester cannot decide its own request");
-            }
-            if approve && current.is_test && !current.test_allowed {
-                return refuse(
-                    current,
-                    "this is a test request: use allow-test before approving it",
-                );
-            }
-            next.status = if approve {
-                Status::Approved
-            } else {
-                Status::Denied
-            };
-            next.decided_by = Some(by.name.clone());
-            next.decided_via = Some(by.via.clone());
-            next.decided_at = Some(now);
-            next.decision_reason = reason.clone();
-            (
-                if approve {
-                    "command.approved"
-                } else {
-                    "command.denied"
-                },
-                by.name.clone(),
-                next.status.as_str(),
-                json!({ "id": current.id, "by": by.name, "via": by.via, "reason": reason }),
-            )
-        }
-        Action::AllowTest { by } => {
-            if !current.is_test {
-                return refuse(current, "this is not a test request");
-            }
-            if current.status != Status::Pending {
-                return refuse(current, format!("already {}", decided_text(current)));
-            }
-            if current.test_allowed {
-                return refuse(current, "the test request is already allowed");
-            }
-            if by.name == current.requester {
-                return refuse(current, "the requester cannot allow its own test request");
-            }
-            next.test_allowed = true;
-            (
-                "command.allowed_test",
-                by.name.clone(),
-                "allowed",
-                json!({ "id": current.id, "by": by.name, "via": by.via }),
-            )
-        }
-        Action::Cancel { by } => {
-            if current.status != Status::Pending {
-                return refuse(current, format!("already {}", decided_text(current)));
-            }
-            next.status = Status::Cancelled;
-            next.decided_by = Some(by.clone());
-            next.decided_at = Some(now);
-            (
-                "command.cancelled",
-                by.clone(),
-                "cancelled",
-                json!({ "id": current.id, "by": by }),
-            )
-        }
-        Action::Expire => {
-            if current.status != Status::Pending || now < current.expires_at {
-                return refuse(current, "not a pending request past its expiry");
-            }
-            next.status = Status::Expired;
-            next.decided_at = Some(now);
-            (
-                "command.expired",
-                "gaia".to_owned(),
-                "expired",
-                json!({ "id": current.id }),
-            )
-        }
+    let step = match action {
+        Action::Approve { by, reason } => decide(current, by, reason, true, now),
+        Action::Deny { by, reason } => decide(current, by, reason, false, now),
+        Action::AllowTest { by } => allow_test(current, by),
+        Action::Cancel { by } => cancel(current, by, now),
+        Action::Expire => expire(current, now),
         Action::BeginExecution {
             executor,
             dry_run,
             binding,
-        } => {
-            let runnable = matches!(current.status, Status::Approved | Status::Dryrun);
-            if !runnable {
-                let why = match current.status {
-                    Status::Pending => "it is still waiting for a decision".to_owned(),
-                    Status::Executing | Status::Executed | Status::Failed => {
-                        "it was already executed (execution happens at most once)".to_owned()
-                    }
-                    _ => format!("it was {}", decided_text(current)),
-                };
-                return refuse(current, format!("cannot execute: {why}"));
-            }
-            if current.is_test && !current.test_allowed {
-                return refuse(
-                    current,
-                    "cannot execute a test request that was not allowed",
-                );
-            }
-            if *binding != current.binding {
-                return refuse(
-                    current,
-                    "cannot execute: the command or cwd differs from what was approved",
-                );
-            }
-            if *dry_run {
-                next.status = Status::Dryrun;
-                (
-                    "command.executed.dryrun",
-                    executor.clone(),
-                    "dryrun",
-                    json!({ "id": current.id, "command": current.spec.display(), "cwd": current.cwd }),
-                )
-            } else {
-                next.status = Status::Executing;
-                (
-                    "command.executing",
-                    executor.clone(),
-                    "executing",
-                    json!({ "id": current.id, "command": current.spec.display(), "cwd": current.cwd }),
-                )
-            }
-        }
-        Action::FinishExecution { execution } => {
-            if current.status != Status::Executing {
-                return refuse(current, "the command is not executing");
-            }
-            let ok =
-                execution.exit_code == Some(0) && !execution.timed_out && execution.error.is_none();
-            next.status = if ok { Status::Executed } else { Status::Failed };
-            next.execution = Some(execution.clone());
-            (
-                "command.executed",
-                execution.executor.clone(),
-                next.status.as_str(),
-                json!({
-                    "id": current.id, "exit_code": execution.exit_code, "timed_out": execution.timed_out,
-                    "duration_ms": execution.duration_ms, "error": execution.error,
-                    "stdout_truncated": execution.stdout_truncated, "stderr_truncated": execution.stderr_truncated,
-                }),
-            )
-        }
-    };
-    if let Some(obj) = data.as_object_mut() {
-        obj.insert("is_test".into(), json!(current.is_test));
+        } => begin_execution(current, executor, *dry_run, binding),
+        Action::FinishExecution { execution } => finish_execution(current, execution),
     }
-    let subject = current.subject();
-    Ok(Transition {
-        event: NewEvent::new(kind, &actor, &subject, data.clone()),
-        audit: NewAudit::new(&actor, kind, &subject, outcome, data),
-        record: next,
+    .map_err(|reason| Refusal {
+        reason,
+        current: Box::new(current.clone()),
+    })?;
+    Ok(step.into_transition(current))
+}
+
+/// What an accepted action changes: the next record, and what its event and audit record say.
+struct Step {
+    next: CommandRecord,
+    kind: &'static str,
+    actor: String,
+    outcome: &'static str,
+    data: serde_json::Value,
+}
+
+impl Step {
+    fn into_transition(mut self, current: &CommandRecord) -> Transition {
+        if let Some(obj) = self.data.as_object_mut() {
+            obj.insert("is_test".into(), json!(current.is_test));
+        }
+        let subject = current.subject();
+        Transition {
+            event: NewEvent::new(self.kind, &self.actor, &subject, self.data.clone()),
+            audit: NewAudit::new(&self.actor, self.kind, &subject, self.outcome, self.data),
+            record: self.next,
+        }
+    }
+}
+
+/// An action is accepted with a [`Step`] or refused with a reason.
+type StepResult = Result<Step, String>;
+
+/// Refuses unless the request is still pending.
+fn pending(current: &CommandRecord) -> Result<(), String> {
+    if current.status != Status::Pending {
+        return Err(format!("already {}", decided_text(current)));
+    }
+    Ok(())
+}
+
+/// Approves (`approve`) or denies a pending, unexpired request decided by someone other than
+/// its requester; a test request must be allowed before it is approved.
+fn decide(
+    current: &CommandRecord,
+    by: &Decider,
+    reason: &Option<String>,
+    approve: bool,
+    now: DateTime<Utc>,
+) -> StepResult {
+    pending(current)?;
+    if now >= current.expires_at {
+        return Err(format!("expired at {}", rfc3339(current.expires_at)));
+    }
+    if by.name == current.requester {
+        return Err("the requester cannot decide its own request".into());
+    }
+    if approve && current.is_test && !current.test_allowed {
+        return Err("this is a test request: use allow-test before approving it".into());
+    }
+    let mut next = current.clone();
+    next.status = if approve {
+        Status::Approved
+    } else {
+        Status::Denied
+    };
+    next.decided_by = Some(by.name.clone());
+    next.decided_via = Some(by.via.clone());
+    next.decided_at = Some(now);
+    next.decision_reason = reason.clone();
+    Ok(Step {
+        kind: if approve {
+            kinds::COMMAND_APPROVED
+        } else {
+            kinds::COMMAND_DENIED
+        },
+        actor: by.name.clone(),
+        outcome: next.status.as_str(),
+        data: json!({ "id": current.id, "by": by.name, "via": by.via, "reason": reason }),
+        next,
+    })
+}
+
+/// Allows a pending test request to be approved and run; never by its requester.
+fn allow_test(current: &CommandRecord, by: &Decider) -> StepResult {
+    if !current.is_test {
+        return Err("this is not a test request".into());
+    }
+    pending(current)?;
+    if current.test_allowed {
+        return Err("the test request is already allowed".into());
+    }
+    if by.name == current.requester {
+        return Err("the requester cannot allow its own test request".into());
+    }
+    let mut next = current.clone();
+    next.test_allowed = true;
+    Ok(Step {
+        next,
+        kind: kinds::COMMAND_ALLOWED_TEST,
+        actor: by.name.clone(),
+        outcome: "allowed",
+        data: json!({ "id": current.id, "by": by.name, "via": by.via }),
+    })
+}
+
+/// Cancels a pending request.
+fn cancel(current: &CommandRecord, by: &str, now: DateTime<Utc>) -> StepResult {
+    pending(current)?;
+    let mut next = current.clone();
+    next.status = Status::Cancelled;
+    next.decided_by = Some(by.to_owned());
+    next.decided_at = Some(now);
+    Ok(Step {
+        next,
+        kind: kinds::COMMAND_CANCELLED,
+        actor: by.to_owned(),
+        outcome: "cancelled",
+        data: json!({ "id": current.id, "by": by }),
+    })
+}
+
+/// Expires a pending request past its expiry.
+fn expire(current: &CommandRecord, now: DateTime<Utc>) -> StepResult {
+    if current.status != Status::Pending || now < current.expires_at {
+        return Err("not a pending request past its expiry".into());
+    }
+    let mut next = current.clone();
+    next.status = Status::Expired;
+    next.decided_at = Some(now);
+    Ok(Step {
+        next,
+        kind: kinds::COMMAND_EXPIRED,
+        actor: "gaia".to_owned(),
+        outcome: "expired",
+        data: json!({ "id": current.id }),
+    })
+}
+
+/// Takes an approved (or dry-run) request for execution, at most once, only for the exact
+/// command and cwd approved (`binding`).
+fn begin_execution(
+    current: &CommandRecord,
+    executor: &str,
+    dry_run: bool,
+    binding: &str,
+) -> StepResult {
+    if !matches!(current.status, Status::Approved | Status::Dryrun) {
+        let why = match current.status {
+            Status::Pending => "it is still waiting for a decision".to_owned(),
+            Status::Executing | Status::Executed | Status::Failed => {
+                "it was already executed (execution happens at most once)".to_owned()
+            }
+            _ => format!("it was {}", decided_text(current)),
+        };
+        return Err(format!("cannot execute: {why}"));
+    }
+    if current.is_test && !current.test_allowed {
+        return Err("cannot execute a test request that was not allowed".into());
+    }
+    if binding != current.binding {
+        return Err("cannot execute: the command or cwd differs from what was approved".into());
+    }
+    let mut next = current.clone();
+    let (status, kind) = if dry_run {
+        (Status::Dryrun, kinds::COMMAND_EXECUTED_DRYRUN)
+    } else {
+        (Status::Executing, kinds::COMMAND_EXECUTING)
+    };
+    next.status = status;
+    Ok(Step {
+        next,
+        kind,
+        actor: executor.to_owned(),
+        outcome: status.as_str(),
+        data: json!({ "id": current.id, "command": current.spec.display(), "cwd": current.cwd }),
+    })
+}
+
+/// Records the result of an execution in progress: executed on exit code 0, failed otherwise.
+fn finish_execution(current: &CommandRecord, execution: &Execution) -> StepResult {
+    if current.status != Status::Executing {
+        return Err("the command is not executing".into());
+    }
+    let ok = execution.exit_code == Some(0) && !execution.timed_out && execution.error.is_none();
+    let mut next = current.clone();
+    next.status = if ok { Status::Executed } else { Status::Failed };
+    next.execution = Some(execution.clone());
+    Ok(Step {
+        kind: kinds::COMMAND_EXECUTED,
+        actor: execution.executor.clone(),
+        outcome: next.status.as_str(),
+        data: json!({
+            "id": current.id, "exit_code": execution.exit_code, "timed_out": execution.timed_out,
+            "duration_ms": execution.duration_ms, "error": execution.error,
+            "stdout_truncated": execution.stdout_truncated, "stderr_truncated": execution.stderr_truncated,
+        }),
+        next,
     })
 }
 

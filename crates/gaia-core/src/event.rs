@@ -140,6 +140,14 @@ pub mod kinds {
     pub const CLAIM_RELEASED: &str = "claim.released";
     pub const CLAIM_EXPIRED: &str = "claim.expired";
     pub const APPROVAL_REQUESTED: &str = "approval.requested";
+    pub const COMMAND_APPROVED: &str = "command.approved";
+    pub const COMMAND_DENIED: &str = "command.denied";
+    pub const COMMAND_ALLOWED_TEST: &str = "command.allowed_test";
+    pub const COMMAND_CANCELLED: &str = "command.cancelled";
+    pub const COMMAND_EXPIRED: &str = "command.expired";
+    pub const COMMAND_EXECUTED_DRYRUN: &str = "command.executed.dryrun";
+    pub const COMMAND_EXECUTING: &str = "command.executing";
+    pub const COMMAND_EXECUTED: &str = "command.executed";
     pub const POLICY_DECIDED: &str = "policy.decided";
     pub const TOKEN_CREATED: &str = "token.created";
     pub const TOKEN_REVOKED: &str = "token.revoked";

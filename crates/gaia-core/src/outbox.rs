@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::ValidationError;
+use crate::event::kinds;
 use crate::time::rfc3339;
 
 /// Where a message goes.
@@ -380,13 +381,16 @@ pub fn after_attempt(
             m.sent_at = Some(now);
             m.last_error = None;
             m.result = Some(result.clone());
-            ("notify.sent", json!({ "id": m.id, "attempts": m.attempts }))
+            (
+                kinds::NOTIFY_SENT,
+                json!({ "id": m.id, "attempts": m.attempts }),
+            )
         }
         Attempt::RetryAfter(wait) => {
             m.next_attempt_at = later(now, *wait);
             m.last_error = Some(format!("rate limited: retry after {}s", wait.as_secs()));
             (
-                "notify.retry",
+                kinds::NOTIFY_RETRY,
                 json!({ "id": m.id, "attempts": m.attempts, "outcome": "retry_after", "retry_after_s": wait.as_secs() }),
             )
         }
@@ -397,13 +401,13 @@ pub fn after_attempt(
                 m.status = Status::Dead;
                 m.dead_at = Some(now);
                 (
-                    "notify.dead",
+                    kinds::NOTIFY_DEAD,
                     json!({ "id": m.id, "attempts": m.attempts, "outcome": "exhausted", "error": error }),
                 )
             } else {
                 m.next_attempt_at = later(now, policy.delay(m.attempts, unit));
                 (
-                    "notify.retry",
+                    kinds::NOTIFY_RETRY,
                     json!({ "id": m.id, "attempts": m.attempts, "outcome": "error", "error": error, "next_attempt_at": rfc3339(m.next_attempt_at) }),
                 )
             }
@@ -414,7 +418,7 @@ pub fn after_attempt(
             m.dead_at = Some(now);
             m.last_error = Some(error.clone());
             (
-                "notify.dead",
+                kinds::NOTIFY_DEAD,
                 json!({ "id": m.id, "attempts": m.attempts, "outcome": "fatal", "error": error }),
             )
         }

@@ -157,7 +157,7 @@ impl Senders {
                     // the metric survives restarts); the retry still goes to Telegram.
                     let _ = gaia
                         .emit_event(
-                            "notify.fallback",
+                            gaia_core::event::kinds::NOTIFY_FALLBACK,
                             "gaia",
                             &format!("outbox/{}", m.id),
                             json!({ "id": m.id }),

@@ -185,7 +185,9 @@ async fn produce(
             };
             for e in &page {
                 last = e.seq;
-                if e.kind == "token.revoked" && revoked.as_deref() == Some(e.subject.as_str()) {
+                if e.kind == gaia_core::event::kinds::TOKEN_REVOKED
+                    && revoked.as_deref() == Some(e.subject.as_str())
+                {
                     let end = SseEvent::default().event("revoked").data(
                         json!({ "reason": "the token of this stream was revoked" }).to_string(),
                     );

@@ -13,6 +13,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use gaia_core::commands::{Action, CommandSpec, NewCommand, Status};
+use gaia_core::event::kinds;
 use gaia_core::policy::Verdict;
 use gaia_core::time::parse_duration;
 use serde_json::{Value, json};
@@ -129,7 +130,7 @@ async fn record(
         "tool_use_id": input["tool_use_id"],
     });
     let res = client
-        .emit("policy.decided", "claude-code", "policy", data)
+        .emit(kinds::POLICY_DECIDED, "claude-code", "policy", data)
         .await
         .map(|_| ())
         .map_err(|e| e.message);
