@@ -7,7 +7,7 @@
 //! `spawn_blocking`.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -114,16 +114,53 @@ pub fn run(spec: &CommandSpec, cwd: Option<&str>, limits: &Limits, executor: &st
         stderr_truncated: false,
         error: Some(error),
     };
-    let argv = match spec {
-        CommandSpec::Argv(a) if !a.is_empty() => a,
-        CommandSpec::Argv(_) => return failed("the command is empty".into()),
-        CommandSpec::Shell(_) => {
-            return failed(
-                "shell text is run by the agent that asked for it; Gaia itself runs argv commands only"
-                    .into(),
-            );
-        }
+    let argv = match argv_of(spec) {
+        Ok(a) => a,
+        Err(e) => return failed(e),
     };
+    let mut child = match command(argv, cwd, limits).spawn() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("cannot start {}: {e}", argv[0])),
+    };
+    let out = Pipe::drain(child.stdout.take(), limits.max_output);
+    let err = Pipe::drain(child.stderr.take(), limits.max_output);
+    let (status, timed_out) = wait(&mut child, [&out, &err], started + limits.timeout);
+    let (stdout, stdout_truncated) = out.finish();
+    let (stderr, stderr_truncated) = err.finish();
+    Execution {
+        executor: executor.to_owned(),
+        dry_run: false,
+        started_at,
+        exit_code: if timed_out {
+            None
+        } else {
+            status.and_then(|s| s.code())
+        },
+        timed_out,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        stdout,
+        stderr,
+        stdout_truncated,
+        stderr_truncated,
+        error: None,
+    }
+}
+
+/// The argv Gaia runs; shell text and empty commands are refused with the reason.
+fn argv_of(spec: &CommandSpec) -> Result<&[String], String> {
+    match spec {
+        CommandSpec::Argv(a) if !a.is_empty() => Ok(a),
+        CommandSpec::Argv(_) => Err("the command is empty".into()),
+        CommandSpec::Shell(_) => Err(
+            "shell text is run by the agent that asked for it; Gaia itself runs argv commands only"
+                .into(),
+        ),
+    }
+}
+
+/// The process to start: no shell, no stdin, only the allowed environment, piped output, in
+/// its own process group.
+fn command(argv: &[String], cwd: Option<&str>, limits: &Limits) -> Command {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
@@ -144,30 +181,50 @@ pub fn run(spec: &CommandSpec, cwd: Option<&str>, limits: &Limits, executor: &st
         // Its own group: on timeout the whole group, grandchildren included, is killed.
         cmd.process_group(0);
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return failed(format!("cannot start {}: {e}", argv[0])),
-    };
-    let pid = child.id();
-    let (out_tail, out_thread) = match child.stdout.take() {
-        Some(s) => {
-            let (t, h) = drain(s, limits.max_output);
-            (t, Some(h))
+    cmd
+}
+
+/// One output stream of the child, read by its own thread into a bounded tail.
+struct Pipe {
+    tail: Arc<Mutex<Tail>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Pipe {
+    fn drain<R: Read + Send + 'static>(stream: Option<R>, max: usize) -> Self {
+        match stream {
+            Some(s) => {
+                let (tail, h) = drain(s, max);
+                Self {
+                    tail,
+                    reader: Some(h),
+                }
+            }
+            None => Self {
+                tail: Arc::default(),
+                reader: None,
+            },
         }
-        None => (Arc::default(), None),
-    };
-    let (err_tail, err_thread) = match child.stderr.take() {
-        Some(s) => {
-            let (t, h) = drain(s, limits.max_output);
-            (t, Some(h))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.reader.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// The tail read, and whether it was cut, once the reader ended.
+    fn finish(self) -> (String, bool) {
+        if let Some(h) = self.reader {
+            let _ = h.join();
         }
-        None => (Arc::default(), None),
-    };
-    let deadline = started + limits.timeout;
-    let mut timed_out = false;
+        take(&self.tail)
+    }
+}
+
+/// Waits for the process and for its output to close (children it left behind may hold the
+/// pipes open), but never past `deadline`, when the whole group is killed. Returns the exit
+/// status and whether the deadline passed.
+fn wait(child: &mut Child, pipes: [&Pipe; 2], deadline: Instant) -> (Option<ExitStatus>, bool) {
     let mut status = None;
-    // Wait for the process and for its output to close (children it left behind may hold the
-    // pipes open), but never past the deadline.
     loop {
         if status.is_none() {
             match child.try_wait() {
@@ -176,45 +233,17 @@ pub fn run(spec: &CommandSpec, cwd: Option<&str>, limits: &Limits, executor: &st
                 Err(_) => break,
             }
         }
-        let readers_done = out_thread.as_ref().is_none_or(|h| h.is_finished())
-            && err_thread.as_ref().is_none_or(|h| h.is_finished());
-        if status.is_some() && readers_done {
-            break;
+        if status.is_some() && pipes.iter().all(|p| p.is_closed()) {
+            return (status, false);
         }
         if Instant::now() >= deadline {
-            timed_out = true;
-            kill_group(pid);
-            break;
+            kill_group(child.id());
+            // The main process may have ended while its group outlived the deadline.
+            return (status.or_else(|| child.wait().ok()), true);
         }
         thread::sleep(Duration::from_millis(5));
     }
-    if status.is_none() {
-        status = child.wait().ok();
-    } else if timed_out {
-        // The main process ended but its group outlived the deadline: it was killed above.
-    }
-    for h in [out_thread, err_thread].into_iter().flatten() {
-        let _ = h.join();
-    }
-    let (stdout, stdout_truncated) = take(&out_tail);
-    let (stderr, stderr_truncated) = take(&err_tail);
-    Execution {
-        executor: executor.to_owned(),
-        dry_run: false,
-        started_at,
-        exit_code: if timed_out {
-            None
-        } else {
-            status.and_then(|s| s.code())
-        },
-        timed_out,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        stdout,
-        stderr,
-        stdout_truncated,
-        stderr_truncated,
-        error: None,
-    }
+    (child.wait().ok(), false)
 }
 
 #[cfg(test)]
