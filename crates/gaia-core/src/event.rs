@@ -159,4 +159,5 @@ pub mod kinds {
     pub const NOTIFY_FALLBACK: &str = "notify.fallback";
     pub const ALERT_FIRED: &str = "alert.fired";
     pub const ALERT_RESOLVED: &str = "alert.resolved";
+    pub const TELEGRAM_CONFLICT: &str = "telegram.conflict";
 }

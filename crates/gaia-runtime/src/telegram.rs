@@ -17,6 +17,7 @@ use std::time::Duration;
 use gaia_core::Gaia;
 use gaia_core::claims::{Outcome, Request};
 use gaia_core::commands::{Action, Decided, Decider, Status, parse_id};
+use gaia_core::event::kinds;
 use gaia_core::names::ClaimKey;
 use gaia_core::outbox::{Channel, NewMessage};
 use gaia_telegram::{BotClient, CallbackQuery, Message, TelegramError, Update};
@@ -101,16 +102,12 @@ fn id_in_approval(text: &str) -> Option<String> {
 impl Listener {
     /// Polls until cancelled, while holding the leader lease.
     pub async fn run(self, cancel: CancellationToken) {
-        let key = match ClaimKey::new("gaia-telegram", "poller") {
-            Ok(k) => k,
-            Err(_) => return,
+        let Ok(key) = ClaimKey::new("gaia-telegram", "poller") else {
+            return;
         };
         let mut leader = false;
         let mut renew_at = tokio::time::Instant::now();
-        loop {
-            if cancel.is_cancelled() {
-                break;
-            }
+        while !cancel.is_cancelled() {
             if tokio::time::Instant::now() >= renew_at {
                 leader = self.lease(&key, leader).await;
                 renew_at = tokio::time::Instant::now() + LEASE_RENEW;
@@ -121,18 +118,9 @@ impl Listener {
                     () = tokio::time::sleep(LEASE_RENEW) => continue,
                 }
             }
-            let offset = match self
-                .gaia
-                .store()
-                .setting_get_or_init(OFFSET_SETTING, "0")
-                .await
-            {
-                Ok(v) => v.parse::<i64>().unwrap_or(0),
-                Err(e) => {
-                    tracing::warn!(error = %e, "telegram: cannot read the offset");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            let Some(offset) = self.read_offset().await else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             };
             let poll = self.bot.get_updates(
                 (offset > 0).then_some(offset),
@@ -143,55 +131,23 @@ impl Listener {
                 () = cancel.cancelled() => break,
                 r = poll => r,
             };
-            match updates {
+            let pause = match updates {
                 Ok(updates) => {
-                    for u in updates {
-                        let id = u.update_id;
-                        self.handle(u).await;
-                        // Saved after handling: a crash in between handles it again, which a
-                        // decided request refuses.
-                        if let Err(e) = self
-                            .gaia
-                            .store()
-                            .setting_set(OFFSET_SETTING, &(id + 1).to_string())
-                            .await
-                        {
-                            tracing::warn!(error = %e, "telegram: cannot save the offset");
-                        }
-                    }
+                    self.handle_all(updates).await;
+                    continue;
                 }
                 Err(TelegramError::Conflict { description }) => {
-                    tracing::error!(%description, "telegram: another poller or a webhook is active; backing off");
-                    let _ = self
-                        .gaia
-                        .emit_event(
-                            "telegram.conflict",
-                            "gaia",
-                            "telegram",
-                            json!({ "description": description }),
-                        )
-                        .await;
-                    // The console sees it even while Telegram itself is what is in conflict.
-                    let _ = self
-                        .gaia
-                        .notify_alert(json!({
-                            "text": format!("ALERT telegram: getUpdates conflict ({description}); another poller or a webhook is active"),
-                            "metric": "telegram.conflict",
-                        }))
-                        .await;
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(30)) => {}
-                    }
+                    self.report_conflict(&description).await;
+                    Duration::from_secs(30)
                 }
                 Err(e) => {
-                    let wait = e.retry_after().unwrap_or(Duration::from_secs(3));
                     tracing::warn!(error = %e, "telegram: getUpdates failed; retrying");
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(wait) => {}
-                    }
+                    e.retry_after().unwrap_or(Duration::from_secs(3))
                 }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
             }
         }
         if leader {
@@ -199,6 +155,62 @@ impl Listener {
                 let _ = self.gaia.apply_claim(&r).await;
             }
         }
+    }
+
+    /// The offset of the next update to ask for (0 before the first), kept in the store.
+    async fn read_offset(&self) -> Option<i64> {
+        match self
+            .gaia
+            .store()
+            .setting_get_or_init(OFFSET_SETTING, "0")
+            .await
+        {
+            Ok(v) => Some(v.parse::<i64>().unwrap_or(0)),
+            Err(e) => {
+                tracing::warn!(error = %e, "telegram: cannot read the offset");
+                None
+            }
+        }
+    }
+
+    /// Handles updates in order, saving the offset after each.
+    async fn handle_all(&self, updates: Vec<Update>) {
+        for u in updates {
+            let id = u.update_id;
+            self.handle(u).await;
+            // Saved after handling: a crash in between handles it again, which a decided
+            // request refuses.
+            if let Err(e) = self
+                .gaia
+                .store()
+                .setting_set(OFFSET_SETTING, &(id + 1).to_string())
+                .await
+            {
+                tracing::warn!(error = %e, "telegram: cannot save the offset");
+            }
+        }
+    }
+
+    /// Another poller or a webhook holds the bot's updates: an event and an alert.
+    async fn report_conflict(&self, description: &str) {
+        tracing::error!(%description, "telegram: another poller or a webhook is active; backing off");
+        let _ = self
+            .gaia
+            .emit_event(
+                kinds::TELEGRAM_CONFLICT,
+                "gaia",
+                "telegram",
+                json!({ "description": description }),
+            )
+            .await;
+        // The console sees it even while Telegram itself is what is in conflict.
+        let _ = self
+            .gaia
+            .notify_alert(json!({
+                "text": format!("ALERT telegram: getUpdates conflict ({description}); another poller or a webhook is active"),
+                "metric": "telegram.conflict",
+            }))
+            .await;
     }
 
     async fn lease(&self, key: &ClaimKey, held: bool) -> bool {

@@ -7,13 +7,15 @@
 //! subscriber stays constant, and nothing is skipped.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use gaia_core::event::EventFilter;
+use gaia_core::event::{Event, EventFilter, kinds};
+use gaia_core::store::Store;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -128,47 +130,9 @@ async fn produce(
         return;
     }
     let store = state.gaia.store().clone();
-    let mut last = start;
-    // A resume point past the newest event (the log was restored from an older backup, or
-    // the client made the id up) would wait for seqs that mean something else by the time
-    // they come: say so and carry on from the head.
-    match store.last_seq().await {
-        Ok(head) if start > head => {
-            let reset = SseEvent::default().event("reset").data(
-                json!({ "reason": "resume point is past the newest event", "last_seq": head })
-                    .to_string(),
-            );
-            if tx.send(Ok(reset)).await.is_err() {
-                return;
-            }
-            last = head;
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "stream could not read the log");
-            return;
-        }
-    }
-    // A resume point older than what is stored (archived or pruned) cannot be served
-    // gap-free: say so instead of silently skipping.
-    if last > 0 {
-        match store.events_after(last, &EventFilter::default(), 1).await {
-            Ok(first) if first.first().is_some_and(|e| e.seq > last + 1) => {
-                let oldest = first.first().map_or(0, |e| e.seq);
-                let reset = SseEvent::default().event("reset").data(
-                    json!({ "reason": "resume point is older than the stored log", "oldest_seq": oldest })
-                        .to_string(),
-                );
-                let _ = tx.send(Ok(reset)).await;
-                last = oldest - 1;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "stream could not read the log");
-                return;
-            }
-        }
-    }
+    let Some(mut last) = resume_point(&store, start, &tx).await else {
+        return;
+    };
     let mut wake = state.hub.subscribe();
     loop {
         // Everything up to `known` is committed and, seqs being visible in order, readable.
@@ -185,21 +149,7 @@ async fn produce(
             };
             for e in &page {
                 last = e.seq;
-                if e.kind == gaia_core::event::kinds::TOKEN_REVOKED
-                    && revoked.as_deref() == Some(e.subject.as_str())
-                {
-                    let end = SseEvent::default().event("revoked").data(
-                        json!({ "reason": "the token of this stream was revoked" }).to_string(),
-                    );
-                    let _ = tx.send(Ok(end)).await;
-                    return;
-                }
-                if !f.matches(e) {
-                    continue;
-                }
-                let data = serde_json::to_string(&EventBody::from(e)).unwrap_or_default();
-                let frame = SseEvent::default().id(e.seq.to_string()).data(data);
-                if tx.send(Ok(frame)).await.is_err() {
+                if !send_event(e, &f, revoked.as_deref(), &tx).await {
                     return;
                 }
             }
@@ -213,6 +163,69 @@ async fn produce(
             changed = wake.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// Where the stream resumes: after `start`, unless the log cannot serve it gap-free (a
+/// `reset` frame then says why). `None` when the stream ends (the log cannot be read, the
+/// client left).
+async fn resume_point(store: &Arc<dyn Store>, start: i64, tx: &mpsc::Sender<Frame>) -> Option<i64> {
+    let read_failed = |e: gaia_core::StoreError| {
+        tracing::warn!(error = %e, "stream could not read the log");
+    };
+    let mut last = start;
+    // A resume point past the newest event (the log was restored from an older backup, or
+    // the client made the id up) would wait for seqs that mean something else by the time
+    // they come: say so and carry on from the head.
+    let head = store.last_seq().await.map_err(read_failed).ok()?;
+    if start > head {
+        let reset = SseEvent::default().event("reset").data(
+            json!({ "reason": "resume point is past the newest event", "last_seq": head })
+                .to_string(),
+        );
+        tx.send(Ok(reset)).await.ok()?;
+        last = head;
+    }
+    // A resume point older than what is stored (archived or pruned) cannot be served
+    // gap-free: say so instead of silently skipping.
+    if last > 0 {
+        let first = store
+            .events_after(last, &EventFilter::default(), 1)
+            .await
+            .map_err(read_failed)
+            .ok()?;
+        if let Some(oldest) = first.first().map(|e| e.seq).filter(|s| *s > last + 1) {
+            let reset = SseEvent::default().event("reset").data(
+                json!({ "reason": "resume point is older than the stored log", "oldest_seq": oldest })
+                    .to_string(),
+            );
+            let _ = tx.send(Ok(reset)).await;
+            last = oldest - 1;
+        }
+    }
+    Some(last)
+}
+
+/// Sends `e` when it matches the filter. `false` when the stream ends: the client left, or
+/// `e` revokes the token the stream was opened with (a `revoked` frame then says so).
+async fn send_event(
+    e: &Event,
+    f: &EventFilter,
+    revoked: Option<&str>,
+    tx: &mpsc::Sender<Frame>,
+) -> bool {
+    if e.kind == kinds::TOKEN_REVOKED && revoked == Some(e.subject.as_str()) {
+        let end = SseEvent::default()
+            .event("revoked")
+            .data(json!({ "reason": "the token of this stream was revoked" }).to_string());
+        let _ = tx.send(Ok(end)).await;
+        return false;
+    }
+    if !f.matches(e) {
+        return true;
+    }
+    let data = serde_json::to_string(&EventBody::from(e)).unwrap_or_default();
+    let frame = SseEvent::default().id(e.seq.to_string()).data(data);
+    tx.send(Ok(frame)).await.is_ok()
 }
 
 /// A stream ticket.
