@@ -24,7 +24,7 @@ use crate::claims::COLUMNS;
 use crate::error::{Db, boundary};
 use crate::log::append_log;
 use crate::notify::Notifications;
-use crate::rows;
+use gaia_store_sql::rows;
 
 /// Most claims committed in one transaction.
 const MAX_BATCH: usize = 64;
@@ -132,7 +132,7 @@ impl Writer {
             .bind(&k.todolist)
             .fetch_one(&mut *tx)
             .await?;
-            now_us = now_us.max(rows::decode::<Now>("claims", &locked)?.now_us);
+            now_us = now_us.max(rows::decode::<Now, _>("claims", &locked)?.now_us);
             let row = rows::claim(&locked)?;
             // A freshly created placeholder row means "never claimed".
             rows.insert(

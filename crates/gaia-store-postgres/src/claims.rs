@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 
 use crate::PgStore;
 use crate::error::{Db, boundary};
-use crate::rows;
+use gaia_store_sql::rows;
 
 pub(crate) const COLUMNS: &str = "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms, principal";
 
@@ -30,7 +30,7 @@ impl ClaimStore for PgStore {
             .bind(key.to_string())
             .fetch_optional(&self.pool)
             .await?;
-            rows::maybe(found, rows::claim)
+            Ok(rows::maybe(found, rows::claim)?)
         })
         .await
     }
@@ -42,7 +42,7 @@ impl ClaimStore for PgStore {
             ))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::claim)
+            Ok(rows::all(&found, rows::claim)?)
         })
         .await
     }
@@ -62,7 +62,7 @@ pub(crate) async fn expired(conn: &mut PgConnection, now_us: i64, limit: u32) ->
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    rows::all(&found, rows::claim)
+    Ok(rows::all(&found, rows::claim)?)
 }
 
 pub(crate) async fn mark_reported(conn: &mut PgConnection, key: &ClaimKey) -> Db<()> {

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use crate::PgStore;
 use crate::error::{Db, boundary};
-use crate::rows;
+use gaia_store_sql::rows;
 
 /// Writes every mutable column of `r` (the row exists).
 pub(crate) async fn update(conn: &mut PgConnection, r: &CommandRecord) -> Db<()> {
@@ -41,7 +41,7 @@ pub(crate) async fn lock(conn: &mut PgConnection, id: &str) -> Db<Option<Command
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-    rows::maybe(found, rows::command)
+    Ok(rows::maybe(found, rows::command)?)
 }
 
 /// Pending requests expired by `now_us`, oldest expiry first, locked. SKIP LOCKED: a request
@@ -59,7 +59,7 @@ pub(crate) async fn due(
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    rows::all(&found, rows::command)
+    Ok(rows::all(&found, rows::command)?)
 }
 
 /// Inserts a new request; `false` when its id is taken.
@@ -98,7 +98,7 @@ impl CommandStore for PgStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-            rows::maybe(found, rows::command)
+            Ok(rows::maybe(found, rows::command)?)
         })
         .await
     }
@@ -117,7 +117,7 @@ impl CommandStore for PgStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::command)
+            Ok(rows::all(&found, rows::command)?)
         })
         .await
     }

@@ -13,7 +13,6 @@ mod log;
 mod migrate;
 mod notify;
 mod outbox;
-mod rows;
 mod tokens;
 mod tx;
 

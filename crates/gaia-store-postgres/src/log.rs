@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 
 use crate::PgStore;
 use crate::error::{Db, boundary};
-use crate::rows;
+use gaia_store_sql::rows;
 
 /// Appends events and audit records inside the caller's transaction. Reserving the seqs locks
 /// the `log_head` row until commit: callers do this as their last step, so the lock is held
@@ -34,7 +34,7 @@ pub(crate) async fn append_log(
     .await?
     .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
     let (last_seq, mut audit_id, mut prev_hash) =
-        rows::decode::<(i64, i64, String)>("log_head", &head)?;
+        rows::decode::<(i64, i64, String), _>("log_head", &head)?;
     let ts = to_micros(now);
 
     let committed: Vec<Event> = (last_seq + 1..)
@@ -155,7 +155,7 @@ impl EventStore for PgStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::event)
+            Ok(rows::all(&found, rows::event)?)
         })
         .await
     }
@@ -182,7 +182,7 @@ impl EventStore for PgStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::event)
+            Ok(rows::all(&found, rows::event)?)
         })
         .await
     }
@@ -239,7 +239,7 @@ impl AuditStore for PgStore {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-            rows::all(&found, rows::audit)
+            Ok(rows::all(&found, rows::audit)?)
         })
         .await
     }
@@ -252,7 +252,7 @@ impl AuditStore for PgStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::audit)
+            Ok(rows::all(&found, rows::audit)?)
         })
         .await
     }

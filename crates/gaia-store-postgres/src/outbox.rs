@@ -13,7 +13,7 @@ use sqlx::PgConnection;
 
 use crate::PgStore;
 use crate::error::{Db, boundary};
-use crate::rows;
+use gaia_store_sql::rows;
 
 pub(crate) async fn write(conn: &mut PgConnection, m: &Message) -> Db<()> {
     sqlx::query(
@@ -56,7 +56,7 @@ pub(crate) async fn lease_due(
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    rows::all(&found, rows::leased)
+    Ok(rows::all(&found, rows::leased)?)
 }
 
 /// Message `id` with its lease token, locked.
@@ -65,7 +65,7 @@ pub(crate) async fn lock(conn: &mut PgConnection, id: i64) -> Db<Option<Leased>>
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-    rows::maybe(found, rows::leased)
+    Ok(rows::maybe(found, rows::leased)?)
 }
 
 pub(crate) async fn set_lease(
@@ -227,7 +227,7 @@ impl OutboxStore for PgStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-            rows::maybe(found, rows::message)
+            Ok(rows::maybe(found, rows::message)?)
         })
         .await
     }
@@ -238,7 +238,7 @@ impl OutboxStore for PgStore {
                 .bind(dedupe_key)
                 .fetch_optional(&self.pool)
                 .await?;
-            rows::maybe(found, rows::message)
+            Ok(rows::maybe(found, rows::message)?)
         })
         .await
     }
@@ -256,7 +256,7 @@ impl OutboxStore for PgStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::message)
+            Ok(rows::all(&found, rows::message)?)
         })
         .await
     }
@@ -266,7 +266,7 @@ impl OutboxStore for PgStore {
             let found = sqlx::query("SELECT type, COALESCE(data::jsonb ->> 'outcome', '') AS outcome, COUNT(*) AS n FROM events WHERE type LIKE 'notify.%' GROUP BY 1, 2")
                 .fetch_all(&self.pool)
                 .await?;
-            rows::all(&found, rows::event_count)
+            Ok(rows::all(&found, rows::event_count)?)
         })
         .await
     }

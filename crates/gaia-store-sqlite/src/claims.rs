@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, SqliteConnection};
 use crate::SqliteStore;
 use crate::error::{Db, boundary};
 use crate::log::append_log_with;
-use crate::rows;
+use gaia_store_sql::rows;
 
 const COLUMNS: &str = "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms, principal";
 
@@ -74,7 +74,7 @@ impl ClaimStore for SqliteStore {
                 .bind(key.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-            rows::maybe(row, rows::claim)
+            Ok(rows::maybe(row, rows::claim)?)
         })
         .await
     }
@@ -86,7 +86,7 @@ impl ClaimStore for SqliteStore {
             ))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::claim)
+            Ok(rows::all(&found, rows::claim)?)
         })
         .await
     }
@@ -121,7 +121,7 @@ pub(crate) async fn expired(
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    rows::all(&found, rows::claim)
+    Ok(rows::all(&found, rows::claim)?)
 }
 
 pub(crate) async fn mark_reported(conn: &mut SqliteConnection, key: &ClaimKey) -> Db<()> {

@@ -9,7 +9,7 @@ use sqlx::SqliteConnection;
 
 use crate::SqliteStore;
 use crate::error::{Db, boundary};
-use crate::rows;
+use gaia_store_sql::rows;
 
 /// Writes every mutable column of `r` (the row exists).
 pub(crate) async fn update(conn: &mut SqliteConnection, r: &CommandRecord) -> Db<()> {
@@ -42,7 +42,7 @@ pub(crate) async fn get(conn: &mut SqliteConnection, id: &str) -> Db<Option<Comm
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-    rows::maybe(found, rows::command)
+    Ok(rows::maybe(found, rows::command)?)
 }
 
 /// Pending requests expired by `now_us`, oldest expiry first.
@@ -59,7 +59,7 @@ pub(crate) async fn due(
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    rows::all(&found, rows::command)
+    Ok(rows::all(&found, rows::command)?)
 }
 
 /// Inserts a new request; `false` when its id is taken.
@@ -114,7 +114,7 @@ impl CommandStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::command)
+            Ok(rows::all(&found, rows::command)?)
         })
         .await
     }

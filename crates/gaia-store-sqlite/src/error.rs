@@ -1,7 +1,8 @@
 //! Maps sqlx/SQLite errors onto [`StoreError`], once: functions that talk to the database
-//! return [`Db`], so `?` works on driver calls, and the storage traits convert at their edge.
+//! return [`Db`] (see [`gaia_store_sql::error`]); this is the part that knows SQLite.
 
 use gaia_core::StoreError;
+use gaia_store_sql::error::Classify;
 
 /// SQLITE_BUSY and SQLITE_LOCKED (primary codes): the busy timeout ran out.
 const BUSY: i64 = 5;
@@ -9,52 +10,39 @@ const LOCKED: i64 = 6;
 const NOTADB: i64 = 26;
 const CORRUPT: i64 = 11;
 
-/// A failure inside the backend, already classified as the [`StoreError`] it becomes.
+/// This backend's reading of driver errors.
 #[derive(Debug)]
-pub(crate) struct DbError(StoreError);
+pub(crate) enum Sqlite {}
+
+/// A failure inside the backend, already classified as the [`StoreError`] it becomes.
+pub(crate) type DbError = gaia_store_sql::error::DbError<Sqlite>;
 
 /// The result of a function that talks to the database.
 pub(crate) type Db<T> = Result<T, DbError>;
 
-impl From<sqlx::Error> for DbError {
-    fn from(e: sqlx::Error) -> Self {
-        Self(classify(e))
-    }
-}
-
-impl From<StoreError> for DbError {
-    fn from(e: StoreError) -> Self {
-        Self(e)
-    }
-}
-
-impl From<DbError> for StoreError {
-    fn from(e: DbError) -> Self {
-        e.0
-    }
-}
-
-fn classify(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) => {
-            let code = db
-                .code()
-                .and_then(|c| c.parse::<i64>().ok())
-                .map(|c| c & 0xff);
-            match code {
-                Some(BUSY | LOCKED) => StoreError::LockTimeout,
-                Some(NOTADB | CORRUPT) => StoreError::NotADatabase(db.message().to_owned()),
-                _ => StoreError::Backend(db.message().to_owned()),
+impl Classify for Sqlite {
+    fn classify(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::Database(db) => {
+                let code = db
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .map(|c| c & 0xff);
+                match code {
+                    Some(BUSY | LOCKED) => StoreError::LockTimeout,
+                    Some(NOTADB | CORRUPT) => StoreError::NotADatabase(db.message().to_owned()),
+                    _ => StoreError::Backend(db.message().to_owned()),
+                }
             }
+            sqlx::Error::PoolTimedOut => StoreError::LockTimeout,
+            sqlx::Error::PoolClosed => StoreError::Unavailable("the store was closed".into()),
+            sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+            _ => StoreError::Backend(e.to_string()),
         }
-        sqlx::Error::PoolTimedOut => StoreError::LockTimeout,
-        sqlx::Error::PoolClosed => StoreError::Unavailable("the store was closed".into()),
-        sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
-        _ => StoreError::Backend(e.to_string()),
     }
 }
 
 /// Runs a backend operation and hands its result to the storage traits.
 pub(crate) async fn boundary<T>(op: impl Future<Output = Db<T>>) -> Result<T, StoreError> {
-    Ok(op.await?)
+    gaia_store_sql::error::boundary(op).await
 }

@@ -10,7 +10,6 @@ mod error;
 mod log;
 mod migrate;
 mod outbox;
-mod rows;
 mod tokens;
 mod tx;
 

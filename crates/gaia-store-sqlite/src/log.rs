@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::SqliteStore;
 use crate::error::{Db, boundary};
-use crate::rows;
+use gaia_store_sql::rows;
 
 /// Appends events and audit records inside the caller's write transaction. The caller holds
 /// SQLite's write lock (`BEGIN IMMEDIATE`), so reading the head and writing it back is atomic.
@@ -42,7 +42,7 @@ pub(crate) async fn append_log_with(
         .await?
         .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
     let (mut seq, mut audit_id, mut prev_hash) =
-        rows::decode::<(i64, i64, String)>("log_head", &head)?;
+        rows::decode::<(i64, i64, String), _>("log_head", &head)?;
     let ts = to_micros(now);
 
     let mut committed = Vec::with_capacity(events.len());
@@ -127,7 +127,7 @@ impl EventStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::event)
+            Ok(rows::all(&found, rows::event)?)
         })
         .await
     }
@@ -154,7 +154,7 @@ impl EventStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::event)
+            Ok(rows::all(&found, rows::event)?)
         })
         .await
     }
@@ -210,7 +210,7 @@ impl AuditStore for SqliteStore {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-            rows::all(&found, rows::audit)
+            Ok(rows::all(&found, rows::audit)?)
         })
         .await
     }
@@ -223,7 +223,7 @@ impl AuditStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::audit)
+            Ok(rows::all(&found, rows::audit)?)
         })
         .await
     }

@@ -14,7 +14,7 @@ use sqlx::SqliteConnection;
 
 use crate::SqliteStore;
 use crate::error::{Db, boundary};
-use crate::rows;
+use gaia_store_sql::rows;
 
 pub(crate) async fn write(conn: &mut SqliteConnection, m: &Message) -> Db<()> {
     sqlx::query(
@@ -55,7 +55,7 @@ pub(crate) async fn lease_due(
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    rows::all(&found, rows::leased)
+    Ok(rows::all(&found, rows::leased)?)
 }
 
 /// Message `id` with its lease token (the write lock is held: reading is locking).
@@ -64,7 +64,7 @@ pub(crate) async fn lock(conn: &mut SqliteConnection, id: i64) -> Db<Option<Leas
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-    rows::maybe(found, rows::leased)
+    Ok(rows::maybe(found, rows::leased)?)
 }
 
 pub(crate) async fn set_lease(
@@ -226,7 +226,7 @@ impl OutboxStore for SqliteStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-            rows::maybe(found, rows::message)
+            Ok(rows::maybe(found, rows::message)?)
         })
         .await
     }
@@ -237,7 +237,7 @@ impl OutboxStore for SqliteStore {
                 .bind(dedupe_key)
                 .fetch_optional(&self.pool)
                 .await?;
-            rows::maybe(found, rows::message)
+            Ok(rows::maybe(found, rows::message)?)
         })
         .await
     }
@@ -255,7 +255,7 @@ impl OutboxStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            rows::all(&found, rows::message)
+            Ok(rows::all(&found, rows::message)?)
         })
         .await
     }
@@ -265,7 +265,7 @@ impl OutboxStore for SqliteStore {
             let found = sqlx::query("SELECT type, COALESCE(json_extract(data, '$.outcome'), '') AS outcome, COUNT(*) AS n FROM events WHERE type LIKE 'notify.%' GROUP BY 1, 2")
                 .fetch_all(&self.pool)
                 .await?;
-            rows::all(&found, rows::event_count)
+            Ok(rows::all(&found, rows::event_count)?)
         })
         .await
     }

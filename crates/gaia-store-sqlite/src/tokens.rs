@@ -9,7 +9,7 @@ use sqlx::SqliteConnection;
 
 use crate::SqliteStore;
 use crate::error::{Db, boundary};
-use crate::rows;
+use gaia_store_sql::rows;
 
 /// Inserts a token; `false` when a token of that name ever existed (names are never reused,
 /// so a revoked token's sessions and tickets can never come back to life).
@@ -42,7 +42,7 @@ pub(crate) async fn revoke(
     .bind(name)
     .fetch_optional(&mut *conn)
     .await?;
-    rows::maybe(found, rows::token)
+    Ok(rows::maybe(found, rows::token)?)
 }
 
 #[async_trait]
@@ -52,7 +52,7 @@ impl TokenStore for SqliteStore {
             let found = sqlx::query("SELECT * FROM tokens ORDER BY name")
                 .fetch_all(&self.pool)
                 .await?;
-            rows::all(&found, rows::token)
+            Ok(rows::all(&found, rows::token)?)
         })
         .await
     }
@@ -64,7 +64,7 @@ impl TokenStore for SqliteStore {
                     .bind(hash)
                     .fetch_optional(&self.pool)
                     .await?;
-            rows::maybe(found, rows::token)
+            Ok(rows::maybe(found, rows::token)?)
         })
         .await
     }

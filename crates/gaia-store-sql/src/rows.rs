@@ -17,10 +17,7 @@ use gaia_core::store::OutboxCounts;
 use gaia_core::time::from_micros;
 use gaia_core::tokens::TokenInfo;
 use gaia_core::tx::PacingRow;
-use sqlx::FromRow;
-use sqlx::postgres::PgRow as DbRow;
-
-use crate::error::Db;
+use sqlx::{FromRow, Row};
 
 /// The stored value of `table.column` cannot be read.
 fn corrupt(table: &str, column: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -28,10 +25,7 @@ fn corrupt(table: &str, column: &str, detail: impl std::fmt::Display) -> StoreEr
 }
 
 /// Reads `row` of `table` as the columns `C`.
-pub(crate) fn decode<'r, C: FromRow<'r, DbRow>>(
-    table: &str,
-    row: &'r DbRow,
-) -> Result<C, StoreError> {
+pub fn decode<'r, C: FromRow<'r, R>, R: Row>(table: &str, row: &'r R) -> Result<C, StoreError> {
     C::from_row(row).map_err(|e| match e {
         sqlx::Error::ColumnDecode { index, source } => {
             corrupt(table, index.trim_matches('"'), source)
@@ -42,16 +36,16 @@ pub(crate) fn decode<'r, C: FromRow<'r, DbRow>>(
 }
 
 /// Reads every row of `found` with `read`, failing on the first that cannot be read.
-pub(crate) fn all<T>(found: &[DbRow], read: fn(&DbRow) -> Result<T, StoreError>) -> Db<Vec<T>> {
-    Ok(found.iter().map(read).collect::<Result<_, _>>()?)
+pub fn all<R, T>(found: &[R], read: fn(&R) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    found.iter().map(read).collect()
 }
 
 /// Reads the row `found`, if there is one, with `read`.
-pub(crate) fn maybe<T>(
-    found: Option<DbRow>,
-    read: fn(&DbRow) -> Result<T, StoreError>,
-) -> Db<Option<T>> {
-    Ok(found.as_ref().map(read).transpose()?)
+pub fn maybe<R, T>(
+    found: Option<R>,
+    read: fn(&R) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    found.as_ref().map(read).transpose()
 }
 
 /// A count that cannot be negative.
@@ -64,8 +58,8 @@ fn stored_time(us: i64) -> Option<DateTime<Utc>> {
     (us > 0).then(|| from_micros(us))
 }
 
-#[derive(FromRow)]
-struct ClaimColumns {
+#[derive(Debug, FromRow)]
+pub struct ClaimColumns {
     story: String,
     todolist: String,
     agent: Option<String>,
@@ -101,12 +95,15 @@ impl From<ClaimColumns> for ClaimRow {
 }
 
 /// A row of `claims` (its claim columns).
-pub(crate) fn claim(row: &DbRow) -> Result<ClaimRow, StoreError> {
-    Ok(decode::<ClaimColumns>("claims", row)?.into())
+pub fn claim<R: Row>(row: &R) -> Result<ClaimRow, StoreError>
+where
+    for<'r> ClaimColumns: FromRow<'r, R>,
+{
+    Ok(decode::<ClaimColumns, _>("claims", row)?.into())
 }
 
-#[derive(FromRow)]
-struct CommandColumns {
+#[derive(Debug, FromRow)]
+pub struct CommandColumns {
     id: String,
     spec: String,
     cwd: Option<String>,
@@ -159,12 +156,15 @@ impl TryFrom<CommandColumns> for CommandRecord {
 }
 
 /// A row of `commands`.
-pub(crate) fn command(row: &DbRow) -> Result<CommandRecord, StoreError> {
-    decode::<CommandColumns>("commands", row)?.try_into()
+pub fn command<R: Row>(row: &R) -> Result<CommandRecord, StoreError>
+where
+    for<'r> CommandColumns: FromRow<'r, R>,
+{
+    decode::<CommandColumns, _>("commands", row)?.try_into()
 }
 
-#[derive(FromRow)]
-struct OutboxColumns {
+#[derive(Debug, FromRow)]
+pub struct OutboxColumns {
     id: i64,
     channel: String,
     target: String,
@@ -218,25 +218,32 @@ impl TryFrom<OutboxColumns> for Message {
 }
 
 /// A row of `outbox`.
-pub(crate) fn message(row: &DbRow) -> Result<Message, StoreError> {
-    decode::<OutboxColumns>("outbox", row)?.try_into()
+pub fn message<R: Row>(row: &R) -> Result<Message, StoreError>
+where
+    for<'r> OutboxColumns: FromRow<'r, R>,
+{
+    decode::<OutboxColumns, _>("outbox", row)?.try_into()
 }
 
-#[derive(FromRow)]
-struct LeaseColumns {
+#[derive(Debug, FromRow)]
+pub struct LeaseColumns {
     lease_token: i64,
 }
 
 /// A row of `outbox` with its lease token.
-pub(crate) fn leased(row: &DbRow) -> Result<Leased, StoreError> {
+pub fn leased<R: Row>(row: &R) -> Result<Leased, StoreError>
+where
+    for<'r> OutboxColumns: FromRow<'r, R>,
+    for<'r> LeaseColumns: FromRow<'r, R>,
+{
     Ok(Leased {
         message: message(row)?,
-        token: decode::<LeaseColumns>("outbox", row)?.lease_token,
+        token: decode::<LeaseColumns, _>("outbox", row)?.lease_token,
     })
 }
 
-#[derive(FromRow)]
-struct PacingColumns {
+#[derive(Debug, FromRow)]
+pub struct PacingColumns {
     held_until_us: i64,
     last_sent_us: i64,
     sending_id: Option<i64>,
@@ -245,8 +252,11 @@ struct PacingColumns {
 }
 
 /// A row of `outbox_pacing`.
-pub(crate) fn pacing(row: &DbRow) -> Result<PacingRow, StoreError> {
-    let c = decode::<PacingColumns>("outbox_pacing", row)?;
+pub fn pacing<R: Row>(row: &R) -> Result<PacingRow, StoreError>
+where
+    for<'r> PacingColumns: FromRow<'r, R>,
+{
+    let c = decode::<PacingColumns, _>("outbox_pacing", row)?;
     Ok(PacingRow {
         held_until: stored_time(c.held_until_us),
         last_sent: stored_time(c.last_sent_us),
@@ -256,8 +266,8 @@ pub(crate) fn pacing(row: &DbRow) -> Result<PacingRow, StoreError> {
     })
 }
 
-#[derive(FromRow)]
-struct TokenColumns {
+#[derive(Debug, FromRow)]
+pub struct TokenColumns {
     name: String,
     role: String,
     created_at_us: i64,
@@ -283,12 +293,15 @@ impl TryFrom<TokenColumns> for TokenInfo {
 }
 
 /// A row of `tokens`.
-pub(crate) fn token(row: &DbRow) -> Result<TokenInfo, StoreError> {
-    decode::<TokenColumns>("tokens", row)?.try_into()
+pub fn token<R: Row>(row: &R) -> Result<TokenInfo, StoreError>
+where
+    for<'r> TokenColumns: FromRow<'r, R>,
+{
+    decode::<TokenColumns, _>("tokens", row)?.try_into()
 }
 
-#[derive(FromRow)]
-struct EventColumns {
+#[derive(Debug, FromRow)]
+pub struct EventColumns {
     seq: i64,
     ts_us: i64,
     #[sqlx(rename = "type")]
@@ -313,12 +326,15 @@ impl From<EventColumns> for Event {
 }
 
 /// A row of `events`.
-pub(crate) fn event(row: &DbRow) -> Result<Event, StoreError> {
-    Ok(decode::<EventColumns>("events", row)?.into())
+pub fn event<R: Row>(row: &R) -> Result<Event, StoreError>
+where
+    for<'r> EventColumns: FromRow<'r, R>,
+{
+    Ok(decode::<EventColumns, _>("events", row)?.into())
 }
 
-#[derive(FromRow)]
-struct AuditColumns {
+#[derive(Debug, FromRow)]
+pub struct AuditColumns {
     id: i64,
     ts_us: i64,
     actor: String,
@@ -347,12 +363,15 @@ impl From<AuditColumns> for AuditRecord {
 }
 
 /// A row of `audit`.
-pub(crate) fn audit(row: &DbRow) -> Result<AuditRecord, StoreError> {
-    Ok(decode::<AuditColumns>("audit", row)?.into())
+pub fn audit<R: Row>(row: &R) -> Result<AuditRecord, StoreError>
+where
+    for<'r> AuditColumns: FromRow<'r, R>,
+{
+    Ok(decode::<AuditColumns, _>("audit", row)?.into())
 }
 
-#[derive(FromRow)]
-struct ChainHeadColumns {
+#[derive(Debug, FromRow)]
+pub struct ChainHeadColumns {
     audit_anchor_id: i64,
     audit_anchor_hash: String,
     audit_seq: i64,
@@ -360,8 +379,11 @@ struct ChainHeadColumns {
 }
 
 /// The audit chain's head, from `log_head`.
-pub(crate) fn chain_head(row: &DbRow) -> Result<ChainHead, StoreError> {
-    let c = decode::<ChainHeadColumns>("log_head", row)?;
+pub fn chain_head<R: Row>(row: &R) -> Result<ChainHead, StoreError>
+where
+    for<'r> ChainHeadColumns: FromRow<'r, R>,
+{
+    let c = decode::<ChainHeadColumns, _>("log_head", row)?;
     Ok(ChainHead {
         anchor_id: c.audit_anchor_id,
         anchor_hash: c.audit_anchor_hash,
@@ -370,8 +392,8 @@ pub(crate) fn chain_head(row: &DbRow) -> Result<ChainHead, StoreError> {
     })
 }
 
-#[derive(FromRow)]
-struct EventCountColumns {
+#[derive(Debug, FromRow)]
+pub struct EventCountColumns {
     #[sqlx(rename = "type")]
     kind: String,
     outcome: String,
@@ -379,20 +401,26 @@ struct EventCountColumns {
 }
 
 /// A row of the count of notification events by type and outcome.
-pub(crate) fn event_count(row: &DbRow) -> Result<(String, String, u64), StoreError> {
-    let c = decode::<EventCountColumns>("events", row)?;
+pub fn event_count<R: Row>(row: &R) -> Result<(String, String, u64), StoreError>
+where
+    for<'r> EventCountColumns: FromRow<'r, R>,
+{
+    let c = decode::<EventCountColumns, _>("events", row)?;
     Ok((c.kind, c.outcome, count(c.n)))
 }
 
-#[derive(FromRow)]
-struct StatusCountColumns {
+#[derive(Debug, FromRow)]
+pub struct StatusCountColumns {
     status: String,
     n: i64,
 }
 
 /// Adds a row of the count of outbox messages by status to `counts`.
-pub(crate) fn add_status_count(counts: &mut OutboxCounts, row: &DbRow) -> Result<(), StoreError> {
-    let c = decode::<StatusCountColumns>("outbox", row)?;
+pub fn add_status_count<R: Row>(counts: &mut OutboxCounts, row: &R) -> Result<(), StoreError>
+where
+    for<'r> StatusCountColumns: FromRow<'r, R>,
+{
+    let c = decode::<StatusCountColumns, _>("outbox", row)?;
     let n = count(c.n);
     match c.status.as_str() {
         "pending" => counts.pending = n,
@@ -401,4 +429,73 @@ pub(crate) fn add_status_count(counts: &mut OutboxCounts, row: &DbRow) -> Result
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use gaia_core::StoreError;
+    use sqlx::sqlite::SqliteRow;
+    use sqlx::{Connection, SqliteConnection};
+
+    async fn row(sql: &str) -> SqliteRow {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query(sql).fetch_one(&mut conn).await.unwrap()
+    }
+
+    fn corrupt_message(e: StoreError) -> String {
+        match e {
+            StoreError::Corrupt(m) => m,
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_value_of_the_wrong_type_is_corrupt_naming_table_and_column() {
+        let r = row(
+            "SELECT 'a' AS story, 'b' AS todolist, NULL AS agent, NULL AS operator,
+                NULL AS fingerprint, 'seven' AS token, NULL AS acquired_at_us,
+                NULL AS expires_at_us, 0 AS ttl_ms, NULL AS principal",
+        )
+        .await;
+        let m = corrupt_message(super::claim(&r).unwrap_err());
+        assert!(m.starts_with("claims.token: "), "{m}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_column_is_corrupt() {
+        let r = row("SELECT 'a' AS name, 'admin' AS role").await;
+        let m = corrupt_message(super::token(&r).unwrap_err());
+        assert!(m.starts_with("tokens."), "{m}");
+        assert!(m.ends_with(": missing"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn a_stored_value_that_does_not_parse_is_corrupt() {
+        let r = row(
+            "SELECT 'a' AS name, 'root' AS role, 1 AS created_at_us, 'x' AS created_by,
+                NULL AS revoked_at_us",
+        )
+        .await;
+        let m = corrupt_message(super::token(&r).unwrap_err());
+        assert_eq!(m, "tokens.role: unknown role 'root'");
+    }
+
+    /// The same reading on PostgreSQL, when `GAIA_TEST_POSTGRES_URL` names a server.
+    #[tokio::test]
+    async fn a_value_of_the_wrong_type_is_corrupt_on_postgres_too() {
+        use sqlx::PgConnection;
+        let Ok(url) = std::env::var("GAIA_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        let r = sqlx::query(
+            "SELECT 'a' AS name, 'admin' AS role, 'soon' AS created_at_us, 'x' AS created_by,
+                NULL::BIGINT AS revoked_at_us",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let m = corrupt_message(super::token(&r).unwrap_err());
+        assert!(m.starts_with("tokens.created_at_us: "), "{m}");
+    }
 }

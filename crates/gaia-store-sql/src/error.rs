@@ -1,0 +1,49 @@
+//! The error type of a backend's database code: functions that talk to the database return
+//! [`Db`], so `?` works on driver calls, and the storage traits convert at their edge
+//! ([`boundary`]). Which driver errors mean what is the backend's [`Classify`].
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use gaia_core::StoreError;
+
+/// How a backend reads a driver error as a [`StoreError`].
+pub trait Classify {
+    /// The [`StoreError`] that `e` becomes.
+    fn classify(e: sqlx::Error) -> StoreError;
+}
+
+/// A failure inside the backend `C`, already classified as the [`StoreError`] it becomes.
+pub struct DbError<C>(StoreError, PhantomData<fn() -> C>);
+
+/// The result of a function of backend `C` that talks to the database.
+pub type Db<T, C> = Result<T, DbError<C>>;
+
+impl<C> fmt::Debug for DbError<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DbError").field(&self.0).finish()
+    }
+}
+
+impl<C: Classify> From<sqlx::Error> for DbError<C> {
+    fn from(e: sqlx::Error) -> Self {
+        Self(C::classify(e), PhantomData)
+    }
+}
+
+impl<C> From<StoreError> for DbError<C> {
+    fn from(e: StoreError) -> Self {
+        Self(e, PhantomData)
+    }
+}
+
+impl<C> From<DbError<C>> for StoreError {
+    fn from(e: DbError<C>) -> Self {
+        e.0
+    }
+}
+
+/// Runs a backend operation and hands its result to the storage traits.
+pub async fn boundary<T, C>(op: impl Future<Output = Db<T, C>>) -> Result<T, StoreError> {
+    Ok(op.await?)
+}
