@@ -61,8 +61,13 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 /// `bytes` as a `T`. When that fails on the shape of the data, the top-level fields that are
 /// integer-valued floats are read again as integers: only a body that would otherwise be
 /// refused is changed, so values kept verbatim (event data) are never rewritten.
+///
+/// Every body the API takes is a JSON object, as the document says: serde would also fill a
+/// struct from an array of its field values (`["a.b"]` as `{"type": "a.b"}`, `[]` as all
+/// defaults), so any other well-formed JSON value is refused here.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match axum::Json::<T>::from_bytes(bytes) {
+        Ok(_) | Err(JsonRejection::JsonDataError(_)) if !is_object(bytes) => Err(not_an_object()),
         Ok(axum::Json(v)) => Ok(v),
         Err(e @ JsonRejection::JsonDataError(_)) => {
             let retry = serde_json::from_slice::<serde_json::Value>(bytes)
@@ -73,6 +78,19 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         Err(e) => Err(json_rejection(e)),
     }
+}
+
+/// Whether well-formed JSON `bytes` hold an object (rather than an array, a string...).
+fn is_object(bytes: &[u8]) -> bool {
+    bytes.trim_ascii_start().first() == Some(&b'{')
+}
+
+fn not_an_object() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-body",
+        "the body must be a JSON object",
+    )
 }
 
 /// `v` with its top-level integer-valued floats as integers; `None` when nothing changes.
@@ -240,6 +258,27 @@ mod tests {
             let e = parse_json::<Body>(body).unwrap_err();
             assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{body:?}");
         }
+    }
+
+    #[test]
+    fn bodies_are_objects() {
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Flags {
+            #[serde(default)]
+            dry_run: bool,
+        }
+        for body in [&b"[]"[..], b" [true]", b"\"x\"", b"1", b"true"] {
+            let e = parse_json::<Flags>(body).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{body:?}");
+        }
+        let e = parse_json::<Body>(b"[1, 2]").unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        // Malformed JSON is still a syntax error, and objects are read as before.
+        let e = parse_json::<Flags>(b"[").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let flags = parse_json::<Flags>(b" {\"dry_run\": true}").unwrap();
+        assert!(flags.dry_run);
     }
 
     #[test]

@@ -313,7 +313,48 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 ),
         ),
     );
+    unique_operation_ids(&mut doc);
     doc
+}
+
+/// Every operation of the document, mutably.
+fn operations_mut(
+    doc: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// OpenAPI requires operation ids to be unique, and utoipa names each operation after its
+/// handler: a name that several handlers share (`list`) becomes `TAG_NAME` (`claims_list`).
+fn unique_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for op in operations_mut(doc) {
+        if let Some(id) = &op.operation_id {
+            *seen.entry(id.clone()).or_default() += 1;
+        }
+    }
+    for op in operations_mut(doc) {
+        let tag = op.tags.as_ref().and_then(|t| t.first());
+        let (Some(id), Some(tag)) = (op.operation_id.as_mut(), tag) else {
+            continue;
+        };
+        if seen.get(id.as_str()).is_some_and(|n| *n > 1) {
+            *id = format!("{tag}_{id}");
+        }
+    }
 }
 
 /// The whole application.

@@ -182,3 +182,20 @@ fn names_and_limits_carry_the_core_rules() {
     assert_eq!(limit["schema"]["minimum"], 1);
     assert_eq!(limit["schema"]["maximum"], 1000);
 }
+
+/// OpenAPI requires unique operation ids; utoipa names operations after their handlers, and
+/// several handlers are called `list`.
+#[test]
+fn operation_ids_are_unique() {
+    let doc = doc();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, method, op) in operations(&doc) {
+        let Some(id) = op["operationId"].as_str() else {
+            continue;
+        };
+        if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+            panic!("operationId {id} names both {other} and {method} {path}");
+        }
+    }
+    assert_eq!(seen["claims_list"], "get /api/v1/claims");
+}
