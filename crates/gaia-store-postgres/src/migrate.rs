@@ -1,13 +1,14 @@
 //! Embedded migrations, applied on open under a transaction-scoped advisory lock so that nodes
 //! starting together apply each exactly once. A database migrated by a newer Gaia is refused.
 
-use gaia_core::StoreError;
 use sqlx::PgPool;
 
-use crate::error::Db;
+use gaia_store_sql::migrate::{self, Migration, SchemaSql, latest};
+
+use crate::error::{self, Db};
 
 /// (version, name, SQL), in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (
         2,
@@ -38,10 +39,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+pub const SCHEMA_VERSION: i64 = latest(MIGRATIONS);
 
 /// Arbitrary, fixed key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x6761_6961_6d69_6772;
+
+/// Where applied migrations are recorded.
+const SCHEMA: SchemaSql = SchemaSql {
+    create: "CREATE TABLE IF NOT EXISTS gaia_schema (
+            version       BIGINT PRIMARY KEY,
+            name          TEXT   NOT NULL,
+            applied_at_us BIGINT NOT NULL
+        )",
+    record: "INSERT INTO gaia_schema (version, name, applied_at_us) VALUES ($1, $2, $3)",
+};
 
 pub(crate) async fn run(pool: &PgPool) -> Db<()> {
     if current_version(pool).await.ok() == Some(SCHEMA_VERSION) {
@@ -52,48 +63,11 @@ pub(crate) async fn run(pool: &PgPool) -> Db<()> {
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS gaia_schema (
-            version       BIGINT PRIMARY KEY,
-            name          TEXT   NOT NULL,
-            applied_at_us BIGINT NOT NULL
-        )",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
-        .fetch_one(&mut *tx)
-        .await?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        }
-        .into());
-    }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > found) {
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO gaia_schema (version, name, applied_at_us) VALUES ($1, $2, $3)")
-            .bind(version)
-            .bind(name)
-            .bind(chrono::Utc::now().timestamp_micros())
-            .execute(&mut *tx)
-            .await?;
-        tracing::info!(version, name, "applied migration");
-    }
+    migrate::apply::<sqlx::Postgres, error::Postgres>(&mut tx, MIGRATIONS, &SCHEMA).await?;
     Ok(tx.commit().await?)
 }
 
 pub(crate) async fn current_version(pool: &PgPool) -> Db<i64> {
-    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
-        .fetch_one(pool)
-        .await?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        }
-        .into());
-    }
-    Ok(found)
+    let found: i64 = sqlx::query_scalar(migrate::CURRENT).fetch_one(pool).await?;
+    Ok(migrate::refuse_newer(found, SCHEMA_VERSION)?)
 }

@@ -4,4 +4,5 @@
 //! classification of driver errors stay with each backend.
 
 pub mod error;
+pub mod migrate;
 pub mod rows;

@@ -4,10 +4,12 @@
 use gaia_core::StoreError;
 use sqlx::SqlitePool;
 
-use crate::error::Db;
+use gaia_store_sql::migrate::{self, Migration, SchemaSql, latest};
+
+use crate::error::{self, Db};
 
 /// (version, name, SQL), in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (
         2,
@@ -38,7 +40,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+pub const SCHEMA_VERSION: i64 = latest(MIGRATIONS);
+
+/// Where applied migrations are recorded.
+const SCHEMA: SchemaSql = SchemaSql {
+    create: "CREATE TABLE IF NOT EXISTS gaia_schema (
+            version       INTEGER PRIMARY KEY,
+            name          TEXT    NOT NULL,
+            applied_at_us INTEGER NOT NULL
+        )",
+    record: "INSERT INTO gaia_schema (version, name, applied_at_us) VALUES (?, ?, ?)",
+};
 
 pub(crate) async fn run(pool: &SqlitePool) -> Db<()> {
     // Fast path without the write lock: an up-to-date database needs nothing.
@@ -60,35 +72,7 @@ pub(crate) async fn run(pool: &SqlitePool) -> Db<()> {
         )
         .into());
     }
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS gaia_schema (
-            version       INTEGER PRIMARY KEY,
-            name          TEXT    NOT NULL,
-            applied_at_us INTEGER NOT NULL
-        )",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
-        .fetch_one(&mut *tx)
-        .await?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        }
-        .into());
-    }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > found) {
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO gaia_schema (version, name, applied_at_us) VALUES (?, ?, ?)")
-            .bind(version)
-            .bind(name)
-            .bind(chrono::Utc::now().timestamp_micros())
-            .execute(&mut *tx)
-            .await?;
-        tracing::info!(version, name, "applied migration");
-    }
+    migrate::apply::<sqlx::Sqlite, error::Sqlite>(&mut tx, MIGRATIONS, &SCHEMA).await?;
     Ok(tx.commit().await?)
 }
 
@@ -102,15 +86,6 @@ async fn table_exists(pool: &SqlitePool) -> Db<bool> {
 }
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Db<i64> {
-    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM gaia_schema")
-        .fetch_one(pool)
-        .await?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        }
-        .into());
-    }
-    Ok(found)
+    let found: i64 = sqlx::query_scalar(migrate::CURRENT).fetch_one(pool).await?;
+    Ok(migrate::refuse_newer(found, SCHEMA_VERSION)?)
 }
