@@ -93,9 +93,6 @@ pub enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Measure Gaia against raw SQL doing the same work.
-    #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions {
         #[arg(value_enum)]

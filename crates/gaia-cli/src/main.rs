@@ -1,7 +1,6 @@
 //! The `gaia` binary: parses the command line, loads configuration, opens the store, and runs
 //! one command. Exit codes are in [`exit`].
 
-mod bench;
 mod cli;
 mod client;
 mod cmd;
@@ -149,7 +148,6 @@ async fn run(cli: Cli) -> CliResult {
         Command::Hook(c) => cmd::hook::run(c, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,
-        Command::Bench(c) => bench::run(c, &config).await,
         Command::Completions { .. } => Ok(exit::OK),
     }
 }

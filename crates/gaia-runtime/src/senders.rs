@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 const BATCH: u32 = 20;
 /// Extra wait after the rate limits held a send back. The store times sends by its clock, but
 /// Telegram judges arrivals: a send exactly one second after another can arrive a little less
-/// than a second after it and be refused (`gaia bench outbox` saw this with 3 ms of slack on a
+/// than a second after it and be refused (`gaia-bench outbox` saw this with 3 ms of slack on a
 /// busy machine). Costs about 2 % of the overall rate.
 const PACING_SLACK: Duration = Duration::from_millis(20);
 /// Pacing waits up to this long are slept here; longer ones (a `retry_after` hold, a full

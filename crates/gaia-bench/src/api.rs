@@ -1,6 +1,6 @@
-//! `gaia bench api`: claim acquire and release over HTTP against a server running in this
+//! `gaia-bench api`: claim acquire and release over HTTP against a server running in this
 //! process, beside the same calls made in-process on the same service and beside the raw-SQL
-//! baseline of `gaia bench claims`, all in the same run and in alternating slices.
+//! baseline of `gaia-bench claims`, all in the same run and in alternating slices.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +14,13 @@ use gaia_server::AppState;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::harness::{Backend, InProcess, checked, server_options};
-use super::{
-    Done, Sample, Side, bench_error, bench_options, check_chain, measure, optional_duration,
-    pg_baseline, sqlite_baseline,
-};
-use crate::config::Config;
-use crate::exit::{self, CliError, CliResult};
+use crate::baseline::{pg_baseline, sqlite_baseline};
+use crate::claims::{Side, bench_options, check_chain, measure};
+use crate::exit::{self, BenchError, BenchResult, bench_error};
+use crate::harness::{InProcess, checked, server_options};
+use crate::sample::{Done, Sample};
+use crate::scratch::Backend;
+use crate::settings::{Settings, open_store, optional_duration};
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
@@ -52,7 +52,7 @@ pub struct ApiArgs {
 
 /// Claim calls over HTTP with an agent token; one client, so one connection pool.
 #[derive(Debug)]
-pub(super) struct HttpClaims {
+pub struct HttpClaims {
     client: reqwest::Client,
     acquire: String,
     release: String,
@@ -66,12 +66,12 @@ struct ClaimReply {
 
 impl HttpClaims {
     /// The same calls as the in-process sides: acquire with a 1 s lease, release as the agent.
-    pub(super) async fn call(
+    pub async fn call(
         &self,
         key: &ClaimKey,
         claimer: &str,
         release: bool,
-    ) -> Result<Done, CliError> {
+    ) -> Result<Done, BenchError> {
         let (url, body) = if release {
             (
                 &self.release,
@@ -127,14 +127,14 @@ struct ApiPlan {
     quiet: bool,
 }
 
-pub(super) async fn run(args: ApiArgs, config: &Config) -> CliResult {
+pub async fn run(args: ApiArgs, settings: &Settings) -> BenchResult {
     if args.clients == 0 || args.keys == 0 {
-        return Err(CliError::bad_input(
+        return Err(BenchError::bad_input(
             "--clients and --keys take positive numbers",
         ));
     }
     if args.no_sqlite && args.postgres.is_none() {
-        return Err(CliError::bad_input(
+        return Err(BenchError::bad_input(
             "--no-sqlite leaves nothing to measure without --postgres",
         ));
     }
@@ -149,12 +149,12 @@ pub(super) async fn run(args: ApiArgs, config: &Config) -> CliResult {
     let mut rows = Vec::new();
     if !args.no_sqlite {
         let backend = Backend::sqlite()?;
-        let res = bench_backend(&backend, &plan, config, &mut rows).await;
+        let res = bench_backend(&backend, &plan, settings, &mut rows).await;
         res.and(backend.finish().await)?;
     }
     if let Some(server) = &args.postgres {
         let backend = Backend::postgres(server).await?;
-        let res = bench_backend(&backend, &plan, config, &mut rows).await;
+        let res = bench_backend(&backend, &plan, settings, &mut rows).await;
         res.and(backend.finish().await)?;
     }
     report(&rows, &plan, args.json);
@@ -238,13 +238,13 @@ fn report(rows: &[Row], plan: &ApiPlan, json_out: bool) {
 async fn bench_backend(
     backend: &Backend,
     plan: &ApiPlan,
-    config: &Config,
+    settings: &Settings,
     rows: &mut Vec<Row>,
-) -> Result<(), CliError> {
+) -> Result<(), BenchError> {
     let url = backend.url();
-    let opts = bench_options(config);
+    let opts = bench_options(settings);
     // Gaia first: its migration refuses a file that already holds another application's tables.
-    let store = crate::open::open_store(&url, &opts).await?;
+    let store = open_store(&url, &opts).await?;
     let baseline = match backend {
         Backend::Sqlite { path, .. } => Side::SqliteRaw(sqlite_baseline(path, &opts).await?),
         Backend::Postgres(s) => Side::PgRaw(pg_baseline(&s.url, &opts).await?),
@@ -298,7 +298,7 @@ async fn measure_sides(
     sides: &[(&'static str, Side)],
     plan: &ApiPlan,
     rows: &mut Vec<Row>,
-) -> Result<(), CliError> {
+) -> Result<(), BenchError> {
     let keys: Arc<Vec<ClaimKey>> = Arc::new(
         (0..plan.keys)
             .map(|i| ClaimKey::new(&format!("bench-{i}"), "default"))

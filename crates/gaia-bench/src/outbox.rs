@@ -1,4 +1,4 @@
-//! `gaia bench outbox`: the outbox worker delivering to a fake Telegram Bot API in this
+//! `gaia-bench outbox`: the outbox worker delivering to a fake Telegram Bot API in this
 //! process. Without rate limits, end-to-end throughput (enqueue N messages over many chats, run
 //! the worker until the fake has received them all) beside a raw HTTP loop POSTing the same
 //! `sendMessage` calls to the same fake. With Telegram's limits, the sustained send rate over a
@@ -19,10 +19,9 @@ use gaia_testkit::fake_telegram::FakeTelegram;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::bench_error;
-use super::harness::Backend;
-use crate::config::Config;
-use crate::exit::{self, CliError, CliResult};
+use crate::exit::{self, BenchError, BenchResult, bench_error};
+use crate::scratch::Backend;
+use crate::settings::{Settings, open_store};
 
 #[derive(Debug, Args)]
 pub struct OutboxArgs {
@@ -107,7 +106,7 @@ fn send_calls(fake: &FakeTelegram) -> Vec<(Instant, i64)> {
 }
 
 /// The raw baseline: one client POSTing `sendMessage` one after another, as the worker does.
-async fn raw_loop(n: usize, chats: usize) -> Result<Arrivals, CliError> {
+async fn raw_loop(n: usize, chats: usize) -> Result<Arrivals, BenchError> {
     let fake = FakeTelegram::start().await;
     let client = reqwest::Client::new();
     let url = format!("{}/bot{}/sendMessage", fake.base_url(), fake.token());
@@ -141,16 +140,16 @@ async fn raw_loop(n: usize, chats: usize) -> Result<Arrivals, CliError> {
 /// outbox worker with `limits` until the fake has received all `n` or `window` (from the
 /// worker's start) has passed, and returns what arrived.
 async fn through_outbox(
-    config: &Config,
+    settings: &Settings,
     n: usize,
     chats: usize,
     limits: Limits,
     window: Option<Duration>,
-) -> Result<Arrivals, CliError> {
+) -> Result<Arrivals, BenchError> {
     let fake = FakeTelegram::start().await;
     let backend = Backend::sqlite()?;
     let result = async {
-        let store = crate::open::open_store(&backend.url(), &config.store_options()).await?;
+        let store = open_store(&backend.url(), &settings.store_options()).await?;
         let gaia = Gaia::new(store);
         let messages: Vec<NewMessage> = (0..n)
             .map(|i| NewMessage {
@@ -238,9 +237,9 @@ fn would_be_429s(calls: &[(Instant, i64)], limits: Limits) -> usize {
     refused
 }
 
-pub async fn run(args: OutboxArgs, config: &Config) -> CliResult {
+pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
     if args.messages == 0 || args.chats == 0 || args.paced_chats == 0 {
-        return Err(CliError::bad_input(
+        return Err(BenchError::bad_input(
             "--messages, --chats and --paced-chats must be at least 1",
         ));
     }
@@ -249,10 +248,10 @@ pub async fn run(args: OutboxArgs, config: &Config) -> CliResult {
     // Warm both paths up (connections, page cache), unmeasured.
     let warm = args.messages.min(200);
     raw_loop(warm, args.chats).await?;
-    through_outbox(config, warm, args.chats, unlimited(), None).await?;
+    through_outbox(settings, warm, args.chats, unlimited(), None).await?;
 
     let raw = raw_loop(args.messages, args.chats).await?;
-    let outbox = through_outbox(config, args.messages, args.chats, unlimited(), None).await?;
+    let outbox = through_outbox(settings, args.messages, args.chats, unlimited(), None).await?;
     let ratio = outbox.rate() / raw.rate();
     let send_ratio = outbox.send_rate() / raw.rate();
 
@@ -262,7 +261,7 @@ pub async fn run(args: OutboxArgs, config: &Config) -> CliResult {
     } else {
         // More than the window can take, so the queue never runs dry.
         let n = (limits.global_per_second as f64 * paced.as_secs_f64() * 1.2) as usize + 100;
-        let a = through_outbox(config, n, args.paced_chats, limits, Some(paced)).await?;
+        let a = through_outbox(settings, n, args.paced_chats, limits, Some(paced)).await?;
         // The first second's burst of 30 is allowed but not sustained: the rate counts from
         // one second after the first arrival to the end of the window.
         let rate = match a.calls.first() {

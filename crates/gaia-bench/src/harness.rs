@@ -1,79 +1,26 @@
-//! What the HTTP benchmarks share: the database a run uses (a temporary SQLite file or a
-//! scratch PostgreSQL database), an in-process server on an ephemeral port, a minimal
+//! What the HTTP benchmarks share: an in-process server on an ephemeral port, a minimal
 //! Server-Sent Events reader, and timing helpers.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use gaia_server::{AppState, ServerOptions};
 use tokio::net::TcpListener;
 
-use super::{Sample, Scratch, bench_error};
-use crate::exit::CliError;
-
-/// Where one backend's run keeps its data; dropped (or the database dropped) afterwards.
-#[derive(Debug)]
-pub(super) enum Backend {
-    Sqlite {
-        dir: tempfile::TempDir,
-        path: PathBuf,
-    },
-    Postgres(Scratch),
-}
-
-impl Backend {
-    pub(super) fn sqlite() -> Result<Self, CliError> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("bench.db");
-        Ok(Self::Sqlite { dir, path })
-    }
-
-    pub(super) async fn postgres(server: &str) -> Result<Self, CliError> {
-        if !(server.starts_with("postgres://") || server.starts_with("postgresql://")) {
-            return Err(CliError::bad_input(
-                "--postgres takes a postgres://USER@HOST/DB URL",
-            ));
-        }
-        Ok(Self::Postgres(Scratch::create(server).await?))
-    }
-
-    pub(super) fn name(&self) -> &'static str {
-        match self {
-            Self::Sqlite { .. } => "sqlite",
-            Self::Postgres(_) => "postgres",
-        }
-    }
-
-    pub(super) fn url(&self) -> String {
-        match self {
-            Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
-            Self::Postgres(s) => s.url.clone(),
-        }
-    }
-
-    /// Removes what the run left: the temporary directory or the scratch database.
-    pub(super) async fn finish(self) -> Result<(), CliError> {
-        match self {
-            Self::Sqlite { dir, .. } => {
-                drop(dir);
-                Ok(())
-            }
-            Self::Postgres(s) => s.drop_database().await,
-        }
-    }
-}
+use crate::exit::{BenchError, bench_error};
+use crate::sample::Sample;
+use crate::settings::schema_version;
 
 /// A server running in this process on 127.0.0.1 and an ephemeral port.
 #[derive(Debug)]
-pub(super) struct InProcess {
+pub struct InProcess {
     /// `http://127.0.0.1:PORT`
-    pub(super) base: String,
-    pub(super) state: AppState,
+    pub base: String,
+    pub state: AppState,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl InProcess {
-    pub(super) async fn start(state: AppState) -> Result<Self, CliError> {
+    pub async fn start(state: AppState) -> Result<Self, BenchError> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| bench_error("cannot listen on 127.0.0.1:0", e))?;
@@ -87,7 +34,7 @@ impl InProcess {
     }
 
     /// Ends streams and workers and waits for the server to stop.
-    pub(super) async fn stop(self) -> Result<(), CliError> {
+    pub async fn stop(self) -> Result<(), BenchError> {
         self.state.shutdown.cancel();
         let drain = self.state.opts.drain_timeout + Duration::from_secs(1);
         match tokio::time::timeout(drain, self.task).await {
@@ -100,9 +47,9 @@ impl InProcess {
 }
 
 /// Server settings for an in-process benchmark server: the defaults, with a short drain.
-pub(super) fn server_options(url: &str) -> ServerOptions {
+pub fn server_options(url: &str) -> ServerOptions {
     ServerOptions {
-        schema_version: crate::open::schema_version(url),
+        schema_version: schema_version(url),
         drain_timeout: Duration::from_secs(2),
         ..ServerOptions::default()
     }
@@ -110,18 +57,18 @@ pub(super) fn server_options(url: &str) -> ServerOptions {
 
 /// Reads an event stream frame by frame (frames end with a blank line).
 #[derive(Debug)]
-pub(super) struct SseReader {
+pub struct SseReader {
     res: reqwest::Response,
     buf: Vec<u8>,
 }
 
 impl SseReader {
     /// Opens `url` with `token`; anything but 200 is an error.
-    pub(super) async fn open(
+    pub async fn open(
         client: &reqwest::Client,
         url: &str,
         token: &str,
-    ) -> Result<Self, CliError> {
+    ) -> Result<Self, BenchError> {
         let res = client
             .get(url)
             .bearer_auth(token)
@@ -144,7 +91,7 @@ impl SseReader {
     }
 
     /// The next frame's text, or `None` when the server closed the stream.
-    pub(super) async fn next_frame(&mut self) -> Result<Option<String>, CliError> {
+    pub async fn next_frame(&mut self) -> Result<Option<String>, BenchError> {
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let frame = String::from_utf8_lossy(&self.buf[..end]).into_owned();
@@ -164,7 +111,7 @@ impl SseReader {
     }
 
     /// The next frame that carries data, parsed as JSON (comments and heartbeats skipped).
-    pub(super) async fn next_data(&mut self) -> Result<Option<serde_json::Value>, CliError> {
+    pub async fn next_data(&mut self) -> Result<Option<serde_json::Value>, BenchError> {
         while let Some(frame) = self.next_frame().await? {
             if let Some(v) = frame_data(&frame) {
                 return Ok(Some(v));
@@ -175,23 +122,23 @@ impl SseReader {
 }
 
 /// The JSON in a frame's `data:` line.
-pub(super) fn frame_data(frame: &str) -> Option<serde_json::Value> {
+pub fn frame_data(frame: &str) -> Option<serde_json::Value> {
     let line = frame.lines().find_map(|l| l.strip_prefix("data:"))?;
     serde_json::from_str(line.trim_start()).ok()
 }
 
 /// Microseconds since `start`, saturating.
-pub(super) fn micros(d: Duration) -> u32 {
+pub fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// Microseconds from `from` to `to`, 0 when `to` came first.
-pub(super) fn between(from: Instant, to: Instant) -> u32 {
+pub fn between(from: Instant, to: Instant) -> u32 {
     micros(to.saturating_duration_since(from))
 }
 
 /// A sample holding `latencies`, sorted.
-pub(super) fn sample_of(mut latencies: Vec<u32>) -> Sample {
+pub fn sample_of(mut latencies: Vec<u32>) -> Sample {
     latencies.sort_unstable();
     Sample {
         ops: latencies.len() as u64,
@@ -201,15 +148,15 @@ pub(super) fn sample_of(mut latencies: Vec<u32>) -> Sample {
 }
 
 /// `ms` with two decimals from microseconds.
-pub(super) fn ms(us: u32) -> String {
+pub fn ms(us: u32) -> String {
     format!("{:.2}", f64::from(us) / 1000.0)
 }
 
 /// Fails with the response's status and body unless it succeeded.
-pub(super) async fn checked(
+pub async fn checked(
     res: Result<reqwest::Response, reqwest::Error>,
     what: &str,
-) -> Result<reqwest::Response, CliError> {
+) -> Result<reqwest::Response, BenchError> {
     let res = res.map_err(|e| bench_error(what, e))?;
     if res.status().is_success() {
         return Ok(res);

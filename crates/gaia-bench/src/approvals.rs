@@ -1,4 +1,4 @@
-//! `gaia bench approvals`: what asking for approval costs over HTTP when the answer comes at
+//! `gaia-bench approvals`: what asking for approval costs over HTTP when the answer comes at
 //! once. A server runs in this process; each round an agent files a command request and
 //! long-polls its wait endpoint, while an automated approver follows the event stream for
 //! `approval.requested` and approves. Measures request-to-requester-returns latency and where
@@ -14,12 +14,11 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::harness::{
-    Backend, InProcess, SseReader, between, checked, ms, sample_of, server_options,
-};
-use super::{Sample, bench_error};
-use crate::config::Config;
-use crate::exit::{self, CliError, CliResult};
+use crate::exit::{self, BenchError, BenchResult, bench_error};
+use crate::harness::{InProcess, SseReader, between, checked, ms, sample_of, server_options};
+use crate::sample::Sample;
+use crate::scratch::Backend;
+use crate::settings::{Settings, open_store};
 
 #[derive(Debug, Args)]
 pub struct ApprovalsArgs {
@@ -74,14 +73,14 @@ async fn approver(
     client: reqwest::Client,
     base: String,
     token: String,
-    ready: oneshot::Sender<Result<(), CliError>>,
-    done: mpsc::UnboundedSender<Result<Approval, CliError>>,
+    ready: oneshot::Sender<Result<(), BenchError>>,
+    done: mpsc::UnboundedSender<Result<Approval, BenchError>>,
 ) {
     let url = format!("{base}/api/v1/events/stream?type=approval.requested");
     let opened = async {
         let mut r = SseReader::open(&client, &url, &token).await?;
         r.next_frame().await?;
-        Ok::<_, CliError>(r)
+        Ok::<_, BenchError>(r)
     }
     .await;
     let mut reader = match opened {
@@ -129,9 +128,9 @@ async fn round(
     client: &reqwest::Client,
     base: &str,
     token: &str,
-    done: &mut mpsc::UnboundedReceiver<Result<Approval, CliError>>,
+    done: &mut mpsc::UnboundedReceiver<Result<Approval, BenchError>>,
     rounds: &mut Rounds,
-) -> Result<(), CliError> {
+) -> Result<(), BenchError> {
     let start = Instant::now();
     let res = client
         .post(format!("{base}/api/v1/commands"))
@@ -200,26 +199,26 @@ struct Outcome {
     stages: Vec<(&'static str, Sample)>,
 }
 
-pub(super) async fn run(args: ApprovalsArgs, config: &Config) -> CliResult {
+pub async fn run(args: ApprovalsArgs, settings: &Settings) -> BenchResult {
     if args.rounds == 0 {
-        return Err(CliError::bad_input("--rounds must be at least 1"));
+        return Err(BenchError::bad_input("--rounds must be at least 1"));
     }
     if args.no_sqlite && args.postgres.is_none() {
-        return Err(CliError::bad_input(
+        return Err(BenchError::bad_input(
             "--no-sqlite leaves nothing to measure without --postgres",
         ));
     }
     let mut outcomes = Vec::new();
     if !args.no_sqlite {
         let backend = Backend::sqlite()?;
-        let res = bench_backend(&backend, &args, config).await;
+        let res = bench_backend(&backend, &args, settings).await;
         let finished = backend.finish().await;
         outcomes.push(res?);
         finished?;
     }
     if let Some(server) = &args.postgres {
         let backend = Backend::postgres(server).await?;
-        let res = bench_backend(&backend, &args, config).await;
+        let res = bench_backend(&backend, &args, settings).await;
         let finished = backend.finish().await;
         outcomes.push(res?);
         finished?;
@@ -293,10 +292,10 @@ fn report(outcomes: &[Outcome], args: &ApprovalsArgs) {
 async fn bench_backend(
     backend: &Backend,
     args: &ApprovalsArgs,
-    config: &Config,
-) -> Result<Outcome, CliError> {
+    settings: &Settings,
+) -> Result<Outcome, BenchError> {
     let url = backend.url();
-    let store = crate::open::open_store(&url, &config.store_options()).await?;
+    let store = open_store(&url, &settings.store_options()).await?;
     // The default policy asks a person for every command: each request stays pending.
     let gaia = Gaia::new(store.clone());
     let (_, agent) = gaia
@@ -329,7 +328,7 @@ async fn rounds(
     agent: &str,
     operator: &str,
     args: &ApprovalsArgs,
-) -> Result<Rounds, CliError> {
+) -> Result<Rounds, BenchError> {
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))

@@ -1,4 +1,4 @@
-//! `gaia bench sse`: a real `gaia serve` child process on its own temporary SQLite database,
+//! `gaia-bench sse`: a real `gaia serve` child process on its own temporary SQLite database,
 //! many event-stream subscribers connected from this process, and events appended over HTTP
 //! at a steady pace. Measures append-to-delivery latency per subscriber per event and the
 //! server's resident memory per connected subscriber.
@@ -15,9 +15,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::bench_error;
-use super::harness::{SseReader, checked, frame_data, micros, ms, sample_of};
-use crate::exit::{self, CliError, CliResult};
+use crate::exit::{self, BenchError, BenchResult, bench_error};
+use crate::harness::{SseReader, checked, frame_data, micros, ms, sample_of};
+use crate::settings::Settings;
 
 #[derive(Debug, Args)]
 pub struct SseArgs {
@@ -61,8 +61,7 @@ impl ServerProcess {
     /// Starts `gaia serve` on 127.0.0.1 and an ephemeral port, isolated from the caller's
     /// configuration (run in `dir`, without any GAIA_* or MONITOR_* variable), and waits for the
     /// line that names its address.
-    async fn start(dir: &Path, admin_token: &str) -> Result<Self, CliError> {
-        let exe = std::env::current_exe()?;
+    async fn start(exe: &Path, dir: &Path, admin_token: &str) -> Result<Self, BenchError> {
         let log = dir.join("serve.log");
         let stderr = std::fs::File::create(&log)?;
         let mut cmd = tokio::process::Command::new(exe);
@@ -127,7 +126,7 @@ impl ServerProcess {
     }
 
     /// Resident memory in KiB (`VmRSS` in /proc/PID/status).
-    fn rss_kib(&self) -> Result<u64, CliError> {
+    fn rss_kib(&self) -> Result<u64, BenchError> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .map_err(|e| bench_error("reading the server's memory (Linux /proc)", e))?;
         status
@@ -185,7 +184,7 @@ async fn subscriber(
     events: usize,
     clock: Instant,
     gate: Arc<Semaphore>,
-    ready: mpsc::UnboundedSender<Result<(), CliError>>,
+    ready: mpsc::UnboundedSender<Result<(), BenchError>>,
     stop: CancellationToken,
 ) -> Seen {
     let mut seen = Seen::default();
@@ -197,7 +196,7 @@ async fn subscriber(
             let mut r = SseReader::open(&client, &url, &token).await?;
             // The first frame is the server's `connected` comment: the subscription is live.
             r.next_frame().await?;
-            Ok::<_, CliError>(r)
+            Ok::<_, BenchError>(r)
         }
         .await;
         match opened {
@@ -229,9 +228,9 @@ async fn subscriber(
     seen
 }
 
-pub(super) async fn run(args: SseArgs) -> CliResult {
+pub async fn run(args: SseArgs, settings: &Settings) -> BenchResult {
     if args.subscribers == 0 || args.events == 0 || !(args.rate > 0.0 && args.rate.is_finite()) {
-        return Err(CliError::bad_input(
+        return Err(BenchError::bad_input(
             "--subscribers, --events and --rate take positive numbers",
         ));
     }
@@ -248,14 +247,14 @@ pub(super) async fn run(args: SseArgs) -> CliResult {
         }
     }
     if subscribers == 0 {
-        return Err(CliError::bad_input("the open-file limit leaves no room"));
+        return Err(BenchError::bad_input("the open-file limit leaves no room"));
     }
     let dir = tempfile::tempdir()?;
     let admin = generate(Role::Admin);
-    let mut server = ServerProcess::start(dir.path(), &admin).await?;
+    let mut server = ServerProcess::start(&settings.gaia_binary()?, dir.path(), &admin).await?;
     let res = tokio::select! {
         r = measure(&server, &admin, subscribers, &args) => r,
-        _ = tokio::signal::ctrl_c() => Err(CliError::new(exit::FAILURE, "interrupted")),
+        _ = tokio::signal::ctrl_c() => Err(BenchError::new(exit::FAILURE, "interrupted")),
     };
     server.stop().await;
     let result = res?;
@@ -273,8 +272,8 @@ struct SseResult {
     rss_connected_kib: u64,
     rss_after_events_kib: u64,
     expected: u64,
-    latencies: super::Sample,
-    append: super::Sample,
+    latencies: crate::sample::Sample,
+    append: crate::sample::Sample,
     /// CPU the server used from the first append until every subscriber finished.
     server_cpu_s: Option<f64>,
     /// CPU this process (subscribers and appender) used over the same time.
@@ -360,7 +359,7 @@ async fn append(
     base: &str,
     token: &str,
     data: serde_json::Value,
-) -> Result<(), CliError> {
+) -> Result<(), BenchError> {
     let res = client
         .post(format!("{base}/api/v1/events"))
         .bearer_auth(token)
@@ -375,7 +374,7 @@ async fn measure(
     token: &str,
     subscribers: usize,
     args: &SseArgs,
-) -> Result<SseResult, CliError> {
+) -> Result<SseResult, BenchError> {
     let base = &server.base;
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)

@@ -1,0 +1,92 @@
+//! `gaia-bench`: Gaia measured beside baselines doing the same work in the same run (raw SQL
+//! for claims, a raw HTTP loop for the outbox), and its HTTP API, event stream and approvals
+//! measured end to end. Not shipped with `gaia`: it carries the raw-SQL baselines and the test
+//! support (the fake Telegram server) that the shipped binary must not.
+//!
+//! No benchmark writes into a database of the caller's: SQLite runs in a fresh temporary file,
+//! PostgreSQL in a scratch database created on the `--postgres` server and dropped afterwards.
+//! `process` and `sse` start the `gaia` binary (see [`settings::Settings::gaia_binary`]).
+
+mod api;
+mod approvals;
+mod baseline;
+mod claims;
+mod exit;
+mod harness;
+mod outbox;
+mod process;
+mod sample;
+mod scratch;
+mod settings;
+mod sse;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::BenchResult;
+use crate::settings::{Settings, SettingsArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gaia-bench",
+    version,
+    about = "Benchmarks of Gaia beside baselines"
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Claims per second and latency, Gaia against a raw-SQL baseline, in-process.
+    Claims(claims::ClaimsArgs),
+    /// Wall time of one `gaia claim acquire` process beside sqlite3 doing the same write.
+    Process(process::ProcessArgs),
+    /// Claims over HTTP against an in-process server, beside in-process and raw-SQL baselines.
+    Api(api::ApiArgs),
+    /// Event stream fan-out: append-to-delivery latency and server memory per subscriber.
+    Sse(sse::SseArgs),
+    /// Approval round trips over HTTP with an automated approver following the stream.
+    Approvals(approvals::ApprovalsArgs),
+    /// Outbox delivery to a fake Telegram: throughput beside a raw HTTP loop, and the sustained
+    /// rate under Telegram's limits.
+    Outbox(outbox::OutboxArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gaia-bench: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("gaia-bench: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> BenchResult {
+    let settings = Settings::from_args(cli.settings)?;
+    match cli.command {
+        BenchCommand::Claims(args) => claims::run(args, &settings).await,
+        BenchCommand::Process(args) => process::run(args, &settings).await,
+        BenchCommand::Api(args) => api::run(args, &settings).await,
+        BenchCommand::Sse(args) => sse::run(args, &settings).await,
+        BenchCommand::Approvals(args) => approvals::run(args, &settings).await,
+        BenchCommand::Outbox(args) => outbox::run(args, &settings).await,
+    }
+}
