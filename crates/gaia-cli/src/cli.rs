@@ -78,7 +78,7 @@ pub enum Command {
     /// Telegram without the HTTP server.
     #[command(subcommand)]
     Telegram(TelegramCommand),
-    /// Show what the policy (gaia.toml [policy]) decides for a command.
+    /// Show what the policy (`[policy]` in gaia.toml) decides for a command.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Hooks for coding agents (reads the hook input on stdin, answers on stdout).

@@ -1,6 +1,6 @@
 //! The audit trail: who did what to which subject, with what outcome. Each record carries the
 //! hash of the one before it, so that editing, deleting or reordering any stored record is
-//! detected by [`verify`].
+//! detected by the [`Verifier`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
