@@ -1,6 +1,7 @@
-//! `gaia-bench claims`: Gaia's claim path (`Gaia::claim` through the store `gaia` would open)
-//! measured beside the raw-SQL baseline doing the same writes, in the same run, in alternating
-//! slices, on SQLite and optionally PostgreSQL. The audit chain Gaia wrote is verified after.
+//! `gaia-bench claims`: Gaia's claim path (`Gaia::apply_claim` through the store `gaia` would
+//! open) measured beside the raw-SQL baseline doing the same writes, in the same run, in
+//! alternating slices, on SQLite and optionally PostgreSQL. The audit chain Gaia wrote is
+//! verified after.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
