@@ -9,7 +9,7 @@
 //!
 //! Method names are `verb_noun`:
 //! - `get_<noun>` reads one thing by its key (`get_command`, `get_claim`, `get_metrics`);
-//!   a missing key is [`Error::NotFound`] or, for claims, the `free` state;
+//!   a missing key is [`Error::NotFound`](crate::error::Error::NotFound) or, for claims, the `free` state;
 //! - `list_<nouns>` reads many (`list_claims`, `list_commands`, `list_events_after`,
 //!   `list_audit_tail`, `list_messages`, `list_tokens`);
 //! - every state change is named by the verb it performs on its noun (`apply_claim`,
