@@ -7,6 +7,7 @@ use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
 use gaia_core::event::{Event, EventFilter, NewEvent};
 use gaia_core::store::{AuditStore, EventStore};
 use gaia_core::time::{from_micros, to_micros};
+use gaia_core::usecase::log::{Appended, LogHead, number};
 use sqlx::PgConnection;
 
 use crate::PgStore;
@@ -33,28 +34,23 @@ pub(crate) async fn append_log(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-    let (last_seq, mut audit_id, mut prev_hash) =
+    let (event_seq, audit_id, audit_hash) =
         rows::decode::<(i64, i64, String), _>("log_head", &head)?;
+    let head = LogHead {
+        event_seq,
+        audit_id,
+        audit_hash,
+    };
+    // The timestamp as stored (microseconds), so what is returned equals what is read back.
     let ts = to_micros(now);
+    let done = number(head, events, audit, from_micros(ts));
+    insert_log(conn, ts, &done).await?;
+    Ok(done.events)
+}
 
-    let committed: Vec<Event> = (last_seq + 1..)
-        .zip(events)
-        .map(|(seq, e)| Event {
-            seq,
-            ts: from_micros(ts),
-            kind: e.kind.clone(),
-            actor: e.actor.clone(),
-            subject: e.subject.clone(),
-            data: e.data.clone(),
-        })
-        .collect();
-    let mut sealed = Vec::with_capacity(audit.len());
-    for a in audit {
-        audit_id += 1;
-        let r = a.seal(audit_id, from_micros(ts), &prev_hash);
-        prev_hash.clone_from(&r.hash);
-        sealed.push(r);
-    }
+/// Writes numbered events and sealed audit records, and the new chain hash, in one statement.
+async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended) -> Db<()> {
+    let (committed, sealed) = (&done.events, &done.audit);
     // One statement for every row: the log_head lock is held from the UPDATE above until
     // commit, so each round trip saved here shortens the queue of every other writer.
     sqlx::query(
@@ -126,10 +122,10 @@ pub(crate) async fn append_log(
             .collect::<Vec<_>>(),
     )
     .bind(sealed.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
-    .bind(&prev_hash)
+    .bind(&done.head.audit_hash)
     .execute(&mut *conn)
     .await?;
-    Ok(committed)
+    Ok(())
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@ use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
 use gaia_core::event::{Event, EventFilter, NewEvent};
 use gaia_core::store::{AuditStore, EventStore};
 use gaia_core::time::{from_micros, to_micros};
+use gaia_core::usecase::log::{LogHead, number};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::SqliteStore;
@@ -41,22 +42,17 @@ pub(crate) async fn append_log_with(
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-    let (mut seq, mut audit_id, mut prev_hash) =
+    let (event_seq, audit_id, audit_hash) =
         rows::decode::<(i64, i64, String), _>("log_head", &head)?;
+    let head = LogHead {
+        event_seq,
+        audit_id,
+        audit_hash,
+    };
+    // The timestamp as stored (microseconds), so what is returned equals what is read back.
     let ts = to_micros(now);
-
-    let mut committed = Vec::with_capacity(events.len());
-    for e in events {
-        seq += 1;
-        committed.push(Event {
-            seq,
-            ts: from_micros(ts),
-            kind: e.kind.clone(),
-            actor: e.actor.clone(),
-            subject: e.subject.clone(),
-            data: e.data.clone(),
-        });
-    }
+    let done = number(head, events, audit, from_micros(ts));
+    let committed = done.events;
     for chunk in committed.chunks(ROWS_PER_INSERT) {
         batch.push("INSERT INTO events (seq, ts_us, type, actor, subject, data) ");
         batch.push_values(chunk, |mut row, e| {
@@ -69,13 +65,7 @@ pub(crate) async fn append_log_with(
         });
         batch.push("; ");
     }
-    let mut sealed = Vec::with_capacity(audit.len());
-    for a in audit {
-        audit_id += 1;
-        let r = a.seal(audit_id, from_micros(ts), &prev_hash);
-        prev_hash.clone_from(&r.hash);
-        sealed.push(r);
-    }
+    let sealed = done.audit;
     for chunk in sealed.chunks(ROWS_PER_INSERT) {
         batch.push(
             "INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash) ",
@@ -94,11 +84,11 @@ pub(crate) async fn append_log_with(
         batch.push("; ");
     }
     batch.push("UPDATE log_head SET event_seq = ");
-    batch.push_bind(seq);
+    batch.push_bind(done.head.event_seq);
     batch.push(", audit_seq = ");
-    batch.push_bind(audit_id);
+    batch.push_bind(done.head.audit_id);
     batch.push(", audit_hash = ");
-    batch.push_bind(prev_hash);
+    batch.push_bind(done.head.audit_hash);
     batch.push(" WHERE id = 1");
     batch.build().execute(&mut *conn).await?;
     Ok(committed)
