@@ -174,6 +174,33 @@ impl Ctx {
         self.json(&["cmd", "show", id], &[])
     }
 
+    /// The id of the pending request `waiter` files as `requester`, once it exists; if the
+    /// waiter exits first, the failure names what it printed.
+    fn pending_from(&self, requester: &str, waiter: Running) -> (String, Running) {
+        let mut waiter = waiter;
+        let start = Instant::now();
+        loop {
+            let list = self.json(&["cmd", "list", "--status", "pending"], &[]);
+            if let Some(r) = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["requester"] == requester)
+            {
+                return (r["id"].as_str().unwrap().to_owned(), waiter);
+            }
+            if waiter.child.try_wait().unwrap().is_some() {
+                let out = waiter.finish();
+                panic!("gaia exited before its request of {requester} appeared: {out:?}");
+            }
+            assert!(
+                start.elapsed() < CHILD_BOUND,
+                "no pending request of {requester} appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The id of the pending request of `requester`, once it exists (a waiter started it).
     fn pending_of(&self, requester: &str) -> String {
         let start = Instant::now();
@@ -980,7 +1007,7 @@ async fn run_approve_exits_with_the_command_code(db: &TestDb) {
 
     // Approved by another process: it runs here, with our stdio, and its exit code is gaia's.
     let r = run("runner-7", "echo out; echo ran >> run.txt; exit 7");
-    let id = ctx.pending_of("runner-7");
+    let (id, r) = ctx.pending_from("runner-7", r);
     ctx.json(&["cmd", "approve", &id, "--as", "op"], &[]);
     let out = r.finish();
     assert_eq!(out.code, 7, "{out:?}");
@@ -1015,14 +1042,14 @@ async fn run_approve_exits_with_the_command_code(db: &TestDb) {
 
     // Success is exit 0.
     let r = run("runner-0", "exit 0");
-    let id = ctx.pending_of("runner-0");
+    let (id, r) = ctx.pending_from("runner-0", r);
     ctx.json(&["cmd", "approve", &id, "--as", "op"], &[]);
     assert_eq!(r.finish().code, 0);
     assert_eq!(ctx.show(&id)["status"], "executed");
 
     // Denied: exit 10 with one line naming the request, and nothing runs.
     let r = run("runner-10", "touch should-not-run");
-    let id = ctx.pending_of("runner-10");
+    let (id, r) = ctx.pending_from("runner-10", r);
     ctx.json(&["cmd", "deny", &id, "--as", "op"], &[]);
     let out = r.finish();
     out.expect(10, &format!("{id} was denied"));
@@ -1051,7 +1078,7 @@ async fn run_approve_exits_with_the_command_code(db: &TestDb) {
         ],
         &[],
     );
-    let id = admin.pending_of("runner-api");
+    let (id, r) = admin.pending_from("runner-api", r);
     admin.json(&["cmd", "approve", &id, "--as", "admin"], &[]);
     let out = r.finish();
     assert_eq!(out.code, 7, "{out:?}");
