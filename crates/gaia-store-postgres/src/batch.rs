@@ -16,7 +16,7 @@ use gaia_core::StoreError;
 use gaia_core::claims::{ClaimResult, ClaimRow, Request, decide};
 use gaia_core::event::Event;
 use gaia_core::time::{Clock, from_micros, to_micros};
-use sqlx::{FromRow, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::NOW_US;
@@ -112,84 +112,23 @@ impl Writer {
 
     async fn run(&self, reqs: &[Request]) -> Db<Vec<(ClaimResult, Vec<Event>)>> {
         let mut tx = self.pool.begin().await?;
-        // Lock every key of the batch, in key order.
-        let keys: BTreeSet<String> = reqs.iter().map(|r| r.key().to_string()).collect();
-        let mut rows: BTreeMap<String, Option<ClaimRow>> = BTreeMap::new();
-        let mut now_us = i64::MIN;
-        for key in &keys {
-            let r = reqs
-                .iter()
-                .map(Request::key)
-                .find(|k| k.to_string() == *key);
-            let Some(k) = r else { continue };
-            let locked = sqlx::query(&format!(
-                "INSERT INTO claims (key, story, todolist, token, ttl_ms) VALUES ($1, $2, $3, 0, 0)
-                 ON CONFLICT (key) DO UPDATE SET key = claims.key
-                 RETURNING {COLUMNS}, {NOW_US} AS now_us"
-            ))
-            .bind(key)
-            .bind(&k.story)
-            .bind(&k.todolist)
-            .fetch_one(&mut *tx)
-            .await?;
-            now_us = now_us.max(rows::decode::<Now, _>("claims", &locked)?.now_us);
-            let row = rows::claim(&locked)?;
-            // A freshly created placeholder row means "never claimed".
-            rows.insert(
-                key.clone(),
-                (row.token > 0 || row.holder.is_some()).then_some(row),
-            );
-        }
+        let (mut rows, now_us) = lock_rows(&mut tx, reqs).await?;
         // One time for the whole batch, read after every lock is held.
         let now = match &self.clock {
             Some(c) => c.now(),
             None => from_micros(now_us),
         };
-        let mut results = Vec::with_capacity(reqs.len());
-        let mut spans = Vec::with_capacity(reqs.len());
-        let (mut events, mut audit) = (Vec::new(), Vec::new());
-        let mut dirty = BTreeSet::new();
-        for req in reqs {
-            let key = req.key().to_string();
-            let current = rows.get(&key).cloned().flatten();
-            let d = decide(current, req, now);
-            let start = events.len();
-            if let Some(new) = d.row {
-                rows.insert(key.clone(), Some(new));
-                dirty.insert(key);
-                events.extend(d.events);
-                audit.extend(d.audit);
-            }
-            spans.push(start..events.len());
-            results.push(d.result);
-        }
-        if events.is_empty() {
+        let decided = decide_all(reqs, &mut rows, now);
+        if decided.events.is_empty() {
             tx.rollback().await?;
-            return Ok(results.into_iter().map(|r| (r, vec![])).collect());
+            return Ok(decided.results.into_iter().map(|r| (r, vec![])).collect());
         }
-        for key in &dirty {
-            let Some(Some(new)) = rows.get(key) else {
-                continue;
-            };
-            let holder = new.holder.as_ref();
-            sqlx::query(
-                "UPDATE claims SET agent = $2, operator = $3, fingerprint = $4, token = $5,
-                    acquired_at_us = $6, expires_at_us = $7, ttl_ms = $8, principal = $9
-                 WHERE key = $1",
-            )
-            .bind(key)
-            .bind(holder.map(|h| h.agent.as_str()))
-            .bind(holder.map(|h| h.operator.as_str()))
-            .bind(holder.map(|h| h.fingerprint.as_str()))
-            .bind(new.token)
-            .bind(new.acquired_at.map(to_micros))
-            .bind(new.expires_at.map(to_micros))
-            .bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
-            .bind(holder.and_then(|h| h.principal.as_deref()))
-            .execute(&mut *tx)
-            .await?;
+        for key in &decided.dirty {
+            if let Some(Some(new)) = rows.get(key) {
+                write_row(&mut tx, key, new).await?;
+            }
         }
-        let committed = append_log(&mut tx, &events, &audit, now).await?;
+        let committed = append_log(&mut tx, &decided.events, &decided.audit, now).await?;
         // Announce inside the batch's own transaction: commits are already ordered by the
         // `log_head` lock, so NOTIFY adds no serialisation here, and it saves the separate
         // announcing transaction (and its flush) per batch.
@@ -204,18 +143,114 @@ impl Writer {
         if let Some(last) = committed.last() {
             self.notifications.seen(last.seq);
         }
-        Ok(results
+        Ok(decided
+            .results
             .into_iter()
-            .zip(spans)
+            .zip(decided.spans)
             .map(|(r, span)| {
-                (
-                    r,
-                    committed
-                        .get(span)
-                        .map(<[Event]>::to_vec)
-                        .unwrap_or_default(),
-                )
+                let events = committed
+                    .get(span)
+                    .map(<[Event]>::to_vec)
+                    .unwrap_or_default();
+                (r, events)
             })
             .collect())
     }
+}
+
+/// Each key's row as the batch starts (`None`: never claimed), keyed by `STORY/TODOLIST`.
+type Rows = BTreeMap<String, Option<ClaimRow>>;
+
+/// Locks every key of the batch, in key order (so concurrent batches cannot deadlock),
+/// creating placeholder rows for keys never claimed; returns the rows and the server's time
+/// read with the last lock held.
+async fn lock_rows(tx: &mut PgConnection, reqs: &[Request]) -> Db<(Rows, i64)> {
+    let keys: BTreeSet<String> = reqs.iter().map(|r| r.key().to_string()).collect();
+    let mut rows = Rows::new();
+    let mut now_us = i64::MIN;
+    for key in &keys {
+        let Some(k) = reqs
+            .iter()
+            .map(Request::key)
+            .find(|k| k.to_string() == *key)
+        else {
+            continue;
+        };
+        let locked = sqlx::query(&format!(
+            "INSERT INTO claims (key, story, todolist, token, ttl_ms) VALUES ($1, $2, $3, 0, 0)
+             ON CONFLICT (key) DO UPDATE SET key = claims.key
+             RETURNING {COLUMNS}, {NOW_US} AS now_us"
+        ))
+        .bind(key)
+        .bind(&k.story)
+        .bind(&k.todolist)
+        .fetch_one(&mut *tx)
+        .await?;
+        now_us = now_us.max(rows::decode::<Now, _>("claims", &locked)?.now_us);
+        let row = rows::claim(&locked)?;
+        // A freshly created placeholder row means "never claimed".
+        rows.insert(
+            key.clone(),
+            (row.token > 0 || row.holder.is_some()).then_some(row),
+        );
+    }
+    Ok((rows, now_us))
+}
+
+/// What deciding a batch came to: each request's result and the span of its events, the
+/// events and audit records to append, and the keys whose rows changed.
+struct Decided {
+    results: Vec<ClaimResult>,
+    spans: Vec<std::ops::Range<usize>>,
+    events: Vec<gaia_core::event::NewEvent>,
+    audit: Vec<gaia_core::audit::NewAudit>,
+    dirty: BTreeSet<String>,
+}
+
+/// Decides the requests in arrival order, each seeing the rows as the earlier ones left them.
+fn decide_all(reqs: &[Request], rows: &mut Rows, now: chrono::DateTime<chrono::Utc>) -> Decided {
+    let mut d = Decided {
+        results: Vec::with_capacity(reqs.len()),
+        spans: Vec::with_capacity(reqs.len()),
+        events: Vec::new(),
+        audit: Vec::new(),
+        dirty: BTreeSet::new(),
+    };
+    for req in reqs {
+        let key = req.key().to_string();
+        let current = rows.get(&key).cloned().flatten();
+        let decision = decide(current, req, now);
+        let start = d.events.len();
+        if let Some(new) = decision.row {
+            rows.insert(key.clone(), Some(new));
+            d.dirty.insert(key);
+            d.events.extend(decision.events);
+            d.audit.extend(decision.audit);
+        }
+        d.spans.push(start..d.events.len());
+        d.results.push(decision.result);
+    }
+    d
+}
+
+/// Writes a claim row as decided.
+async fn write_row(tx: &mut PgConnection, key: &str, new: &ClaimRow) -> Db<()> {
+    let holder = new.holder.as_ref();
+    sqlx::query(
+        "UPDATE claims SET agent = $2, operator = $3, fingerprint = $4, token = $5,
+            acquired_at_us = $6, expires_at_us = $7, ttl_ms = $8, principal = $9
+         WHERE key = $1",
+    )
+    .bind(key)
+    .bind(holder.map(|h| h.agent.as_str()))
+    .bind(holder.map(|h| h.operator.as_str()))
+    .bind(holder.map(|h| h.fingerprint.as_str()))
+    .bind(new.token)
+    .bind(new.acquired_at.map(to_micros))
+    .bind(new.expires_at.map(to_micros))
+    .bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
+    .bind(holder.and_then(|h| h.principal.as_deref()))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
