@@ -6,3 +6,4 @@
 pub mod error;
 pub mod migrate;
 pub mod rows;
+pub mod tx;

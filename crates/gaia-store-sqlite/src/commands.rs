@@ -45,6 +45,12 @@ pub(crate) async fn get(conn: &mut SqliteConnection, id: &str) -> Db<Option<Comm
     Ok(rows::maybe(found, rows::command)?)
 }
 
+/// The request `id`, locked: the write lock already excludes every other writer, so reading
+/// it inside a write transaction is locking it.
+pub(crate) async fn lock(conn: &mut SqliteConnection, id: &str) -> Db<Option<CommandRecord>> {
+    get(conn, id).await
+}
+
 /// Pending requests expired by `now_us`, oldest expiry first.
 pub(crate) async fn due(
     conn: &mut SqliteConnection,

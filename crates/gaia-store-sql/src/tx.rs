@@ -1,0 +1,132 @@
+//! The [`WriteTx`](gaia_core::tx::WriteTx) primitives every SQL backend forwards to its own
+//! SQL functions, written once. A backend writes the three methods that differ (`now`,
+//! `append`, `commit`) and [`write_tx!`](crate::write_tx) adds the rest, each calling the
+//! backend's function of the same name in its `claims`, `commands`, `outbox` and `tokens`
+//! modules with the transaction's connection (`self.tx`).
+
+/// Implements `WriteTx` for `$ty` (a struct with a `tx` field holding the transaction) with
+/// the given methods and forwarders for every other primitive.
+// `crate::` here is meant to be the calling backend: the forwarders call its SQL functions.
+#[allow(clippy::crate_in_macro_def)]
+#[macro_export]
+macro_rules! write_tx {
+    ($ty:ty { $($own:tt)* }) => {
+        #[::async_trait::async_trait]
+        impl ::gaia_core::tx::WriteTx for $ty {
+            $($own)*
+
+        async fn claim_expired(
+            &mut self,
+            now: ::chrono::DateTime<::chrono::Utc>,
+            limit: u32,
+        ) -> Result<Vec<::gaia_core::claims::ClaimRow>, ::gaia_core::StoreError> {
+            Ok(crate::claims::expired(&mut self.tx, ::gaia_core::time::to_micros(now), limit).await?)
+        }
+
+        async fn claim_mark_reported(&mut self, key: &::gaia_core::names::ClaimKey) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::claims::mark_reported(&mut self.tx, key).await?)
+        }
+
+        async fn command_lock(&mut self, id: &str) -> Result<Option<::gaia_core::commands::CommandRecord>, ::gaia_core::StoreError> {
+            Ok(crate::commands::lock(&mut self.tx, id).await?)
+        }
+
+        async fn command_due(
+            &mut self,
+            now: ::chrono::DateTime<::chrono::Utc>,
+            limit: u32,
+        ) -> Result<Vec<::gaia_core::commands::CommandRecord>, ::gaia_core::StoreError> {
+            Ok(crate::commands::due(&mut self.tx, ::gaia_core::time::to_micros(now), limit).await?)
+        }
+
+        async fn command_insert(&mut self, r: &::gaia_core::commands::CommandRecord) -> Result<bool, ::gaia_core::StoreError> {
+            Ok(crate::commands::insert(&mut self.tx, r).await?)
+        }
+
+        async fn command_update(&mut self, r: &::gaia_core::commands::CommandRecord) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::commands::update(&mut self.tx, r).await?)
+        }
+
+        async fn outbox_insert(
+            &mut self,
+            m: &::gaia_core::outbox::NewMessage,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<Option<i64>, ::gaia_core::StoreError> {
+            Ok(crate::outbox::insert(&mut self.tx, m, ::gaia_core::time::to_micros(now)).await?)
+        }
+
+        async fn outbox_lease_due(
+            &mut self,
+            now: ::chrono::DateTime<::chrono::Utc>,
+            until: ::chrono::DateTime<::chrono::Utc>,
+            limit: u32,
+        ) -> Result<Vec<::gaia_core::outbox::Leased>, ::gaia_core::StoreError> {
+            Ok(crate::outbox::lease_due(&mut self.tx, ::gaia_core::time::to_micros(now), ::gaia_core::time::to_micros(until), limit).await?)
+        }
+
+        async fn outbox_lock(&mut self, id: i64) -> Result<Option<::gaia_core::outbox::Leased>, ::gaia_core::StoreError> {
+            Ok(crate::outbox::lock(&mut self.tx, id).await?)
+        }
+
+        async fn outbox_write(&mut self, m: &::gaia_core::outbox::Message) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::outbox::write(&mut self.tx, m).await?)
+        }
+
+        async fn outbox_set_lease(
+            &mut self,
+            id: i64,
+            until: ::chrono::DateTime<::chrono::Utc>,
+            keep_later: bool,
+        ) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::outbox::set_lease(&mut self.tx, id, ::gaia_core::time::to_micros(until), keep_later).await?)
+        }
+
+        async fn outbox_defer(&mut self, id: i64, at: ::chrono::DateTime<::chrono::Utc>) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::outbox::defer(&mut self.tx, id, ::gaia_core::time::to_micros(at)).await?)
+        }
+
+        async fn pacing_lock(&mut self, key: &str) -> Result<::gaia_core::tx::PacingRow, ::gaia_core::StoreError> {
+            Ok(crate::outbox::pacing_lock(&mut self.tx, key).await?)
+        }
+
+        async fn pacing_nth_send(
+            &mut self,
+            chat: Option<&str>,
+            n: u32,
+            after: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<Option<::chrono::DateTime<::chrono::Utc>>, ::gaia_core::StoreError> {
+            Ok(crate::outbox::pacing_nth_send(&mut self.tx, chat, n, ::gaia_core::time::to_micros(after)).await?)
+        }
+
+        async fn pacing_start(&mut self, start: &::gaia_core::tx::PacingStart<'_>) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::outbox::pacing_start(&mut self.tx, start).await?)
+        }
+
+        async fn pacing_finish(
+            &mut self,
+            key: &str,
+            reserved: Option<::chrono::DateTime<::chrono::Utc>>,
+            at: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<(), ::gaia_core::StoreError> {
+            let reserved = reserved.map_or(0, ::gaia_core::time::to_micros);
+            Ok(crate::outbox::pacing_finish(&mut self.tx, key, reserved, ::gaia_core::time::to_micros(at)).await?)
+        }
+
+        async fn pacing_hold(&mut self, key: &str, until: ::chrono::DateTime<::chrono::Utc>) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::outbox::pacing_hold(&mut self.tx, key, ::gaia_core::time::to_micros(until)).await?)
+        }
+
+        async fn token_insert(&mut self, info: &::gaia_core::tokens::TokenInfo, hash: &str) -> Result<bool, ::gaia_core::StoreError> {
+            Ok(crate::tokens::insert(&mut self.tx, info, hash).await?)
+        }
+
+        async fn token_revoke(
+            &mut self,
+            name: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<Option<::gaia_core::tokens::TokenInfo>, ::gaia_core::StoreError> {
+            Ok(crate::tokens::revoke(&mut self.tx, name, ::gaia_core::time::to_micros(now)).await?)
+        }
+        }
+    };
+}
