@@ -106,12 +106,12 @@ impl SqliteStore {
             .synchronous(sync)
             .busy_timeout(opts.lock_timeout)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let pool_options = SqlitePoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .min_connections(0)
             // Waiting for a pooled connection is waiting for the store: bound it like a lock.
-            .acquire_timeout(opts.lock_timeout + opts.connect_timeout)
-            .connect_with(connect)
+            .acquire_timeout(opts.lock_timeout + opts.connect_timeout);
+        let pool = connect_waiting(pool_options, connect, opts.lock_timeout)
             .await
             .map_err(|e| open_error(path, e))?;
         let store = Self {
@@ -141,6 +141,39 @@ impl SqliteStore {
     fn now_value(&self) -> DateTime<Utc> {
         // SQLite is a local file: every process using it shares this machine's clock.
         self.clock.as_ref().map_or_else(Utc::now, |c| c.now())
+    }
+}
+
+/// Opens the pool, waiting up to `patience` while another process holds the file's lock.
+/// Processes that open a new database together race to switch it to WAL, and SQLite answers
+/// that switch with "database is locked" at once instead of calling the busy handler, so the
+/// busy timeout alone does not cover it.
+async fn connect_waiting(
+    pool: SqlitePoolOptions,
+    connect: SqliteConnectOptions,
+    patience: std::time::Duration,
+) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match pool.clone().connect_with(connect.clone()).await {
+            Err(e) if is_busy(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether SQLite refused because another connection holds a lock (`SQLITE_BUSY`/`LOCKED`).
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
     }
 }
 

@@ -36,6 +36,7 @@ backend_tests!(
     outbox_pacing_is_shared_by_senders_and_survives_reopening,
     executions_begin_once_and_finish_once,
     a_claim_belongs_to_the_token_that_took_it,
+    first_opens_race_without_failing,
 );
 
 fn opts_with(clock: &ManualClock) -> StoreOptions {
@@ -1281,4 +1282,27 @@ async fn a_claim_belongs_to_the_token_that_took_it(db: &TestDb) {
         store.claim(&direct).await.unwrap().0.outcome,
         Outcome::Released
     );
+}
+
+/// Processes that open a brand-new database at the same moment all get it (migrated once): on
+/// SQLite they race to switch the file to WAL, which SQLite refuses with "database is locked"
+/// without waiting. Several rounds of 12 opens at once, each round on a fresh database where
+/// the backend allows (SQLite).
+async fn first_opens_race_without_failing(db: &TestDb) {
+    let rounds: Vec<TestDb> = if db.is_postgres() {
+        vec![]
+    } else {
+        (0..5).map(|_| TestDb::sqlite()).collect()
+    };
+    for fresh in rounds.iter().chain(std::iter::once(db)) {
+        let opens = (0..12).map(|_| async {
+            let store = gaia_testkit::open_url(&fresh.url, &StoreOptions::default()).await;
+            store.schema_version().await.unwrap()
+        });
+        let versions: BTreeSet<i64> = futures_util::future::join_all(opens)
+            .await
+            .into_iter()
+            .collect();
+        assert_eq!(versions.len(), 1, "one schema version: {versions:?}");
+    }
 }
