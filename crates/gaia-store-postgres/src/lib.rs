@@ -130,11 +130,10 @@ impl PgStore {
         })
     }
 
-    /// Records that `events` committed, so that other nodes are told (batched, after commit).
-    pub(crate) fn announce(&self, events: &[gaia_core::event::Event]) {
-        if let Some(last) = events.last() {
-            self.notifications.committed(&self.pool, last.seq);
-        }
+    /// Records that events up to `seq` committed, so that other nodes are told (batched,
+    /// after commit).
+    pub(crate) fn announce(&self, seq: i64) {
+        self.notifications.committed(&self.pool, seq);
     }
 
     /// The newest seq known committed anywhere, updated by LISTEN.

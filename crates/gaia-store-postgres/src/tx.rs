@@ -17,8 +17,8 @@ use crate::error::boundary;
 pub(crate) struct PgTx {
     tx: Transaction<'static, Postgres>,
     store: PgStore,
-    /// The events appended, announced to other nodes once committed.
-    appended: Vec<Event>,
+    /// The newest seq appended, announced to other nodes once committed.
+    last_seq: Option<i64>,
 }
 
 #[async_trait]
@@ -27,7 +27,7 @@ impl Transact for PgStore {
         Ok(Box::new(PgTx {
             tx: boundary(async { Ok(self.pool.begin().await?) }).await?,
             store: self.clone(),
-            appended: Vec::new(),
+            last_seq: None,
         }))
     }
 }
@@ -44,7 +44,9 @@ gaia_store_sql::write_tx!(PgTx {
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError> {
         let committed = crate::log::append_log(&mut self.tx, events, audit, now).await?;
-        self.appended.extend(committed.iter().cloned());
+        if let Some(last) = committed.last() {
+            self.last_seq = Some(last.seq);
+        }
         Ok(committed)
     }
 
@@ -52,10 +54,12 @@ gaia_store_sql::write_tx!(PgTx {
         let Self {
             tx,
             store,
-            appended,
+            last_seq,
         } = *self;
         boundary(async { Ok(tx.commit().await?) }).await?;
-        store.announce(&appended);
+        if let Some(seq) = last_seq {
+            store.announce(seq);
+        }
         Ok(())
     }
 });
