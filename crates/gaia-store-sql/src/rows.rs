@@ -155,6 +155,11 @@ impl TryFrom<CommandColumns> for CommandRecord {
     }
 }
 
+/// A request's command as stored in `commands.spec` (the form [`command`] reads back).
+pub fn spec_text(spec: &gaia_core::commands::CommandSpec) -> Result<String, StoreError> {
+    serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(format!("commands.spec: {e}")))
+}
+
 /// A row of `commands`.
 pub fn command<R: Row>(row: &R) -> Result<CommandRecord, StoreError>
 where

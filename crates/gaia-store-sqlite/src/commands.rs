@@ -70,8 +70,7 @@ pub(crate) async fn due(
 
 /// Inserts a new request; `false` when its id is taken.
 pub(crate) async fn insert(conn: &mut SqliteConnection, r: &CommandRecord) -> Db<bool> {
-    let spec = serde_json::to_string(&r.spec)
-        .map_err(|e| StoreError::Corrupt(format!("command spec: {e}")))?;
+    let spec = rows::spec_text(&r.spec)?;
     let inserted = sqlx::query(
         "INSERT INTO commands (id, spec, cwd, story, todolist, reason, requester, is_test,
             test_allowed, created_at_us, expires_at_us, status, binding)
