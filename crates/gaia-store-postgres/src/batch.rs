@@ -20,11 +20,11 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::NOW_US;
-use crate::claims::COLUMNS;
 use crate::error::{Db, boundary};
 use crate::log::append_log;
 use crate::notify::Notifications;
 use gaia_store_sql::rows;
+use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
 
 /// Most claims committed in one transaction.
 const MAX_BATCH: usize = 64;

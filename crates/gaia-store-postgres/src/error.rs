@@ -2,7 +2,7 @@
 //! return [`Db`] (see [`gaia_store_sql::error`]); this is the part that knows PostgreSQL.
 
 use gaia_core::StoreError;
-use gaia_store_sql::error::Classify;
+use gaia_store_sql::error::{Classify, classify_driver};
 
 /// This backend's reading of driver errors.
 #[derive(Debug)]
@@ -30,11 +30,7 @@ impl Classify for Postgres {
                 }
                 _ => StoreError::Backend(db.message().to_owned()),
             },
-            sqlx::Error::PoolTimedOut => StoreError::LockTimeout,
-            sqlx::Error::PoolClosed => StoreError::Unavailable("the store was closed".into()),
-            sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
-            sqlx::Error::Tls(t) => StoreError::Unavailable(t.to_string()),
-            _ => StoreError::Backend(e.to_string()),
+            _ => classify_driver(e),
         }
     }
 }

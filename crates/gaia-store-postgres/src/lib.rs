@@ -19,15 +19,14 @@ mod tx;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
-use gaia_core::store::{Backend, Store, StoreOptions};
+use gaia_core::store::{Backend, StoreOptions};
 use gaia_core::time::{Clock, from_micros};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
-pub use migrate::SCHEMA_VERSION;
+pub use gaia_store_sql::migrate::SCHEMA_VERSION;
 
 use error::{Db, DbError, boundary};
 
@@ -154,8 +153,7 @@ impl PgStore {
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
+gaia_store_sql::store_sql!(store = PgStore, {
     fn backend(&self) -> Backend {
         Backend::Postgres
     }
@@ -168,43 +166,8 @@ impl Store for PgStore {
         .await
     }
 
-    async fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(migrate::current_version(&self.pool).await?)
-    }
-
-    async fn setting_get_or_init(&self, name: &str, init: &str) -> Result<String, StoreError> {
-        boundary(async {
-            sqlx::query(
-                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(init)
-            .execute(&self.pool)
-            .await?;
-            Ok(
-                sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-                    .bind(name)
-                    .fetch_one(&self.pool)
-                    .await?,
-            )
-        })
-        .await
-    }
-
-    async fn setting_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        boundary(async {
-            sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
-                .bind(name)
-                .bind(value)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn close(&self) {
         self.notifications.flush().await;
         self.pool.close().await;
     }
-}
+});

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
-use gaia_core::audit::NewAudit;
-use gaia_core::event::{Event, NewEvent};
+
+use gaia_core::event::Event;
 use gaia_core::store::{Transact, WriteTx};
 use sqlx::{Postgres, Transaction};
 
@@ -32,22 +32,18 @@ impl Transact for PgStore {
     }
 }
 
-gaia_store_sql::write_tx!(PgTx {
-    async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
-        Ok(self.store.now_in(&mut self.tx).await?)
-    }
-
-    async fn append(
-        &mut self,
-        events: &[NewEvent],
-        audit: &[NewAudit],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Event>, StoreError> {
-        let committed = crate::log::append_log(&mut self.tx, events, audit, now).await?;
+impl PgTx {
+    /// Remembers the newest seq appended, to announce once committed.
+    fn appended(&mut self, committed: &[Event]) {
         if let Some(last) = committed.last() {
             self.last_seq = Some(last.seq);
         }
-        Ok(committed)
+    }
+}
+
+gaia_store_sql::write_tx!(PgTx {
+    async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self.store.now_in(&mut self.tx).await?)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

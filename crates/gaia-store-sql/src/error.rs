@@ -43,6 +43,19 @@ impl<C> From<DbError<C>> for StoreError {
     }
 }
 
+/// What a driver error that is not the database's own answer means on every backend: the pool
+/// ran out of time or was closed, or the connection failed. A backend classifies
+/// `sqlx::Error::Database` itself and hands every other error here.
+pub fn classify_driver(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut => StoreError::LockTimeout,
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the store was closed".into()),
+        sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+        sqlx::Error::Tls(t) => StoreError::Unavailable(t.to_string()),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
 /// Runs a backend operation and hands its result to the storage traits.
 pub async fn boundary<T, C>(op: impl Future<Output = Db<T, C>>) -> Result<T, StoreError> {
     Ok(op.await?)

@@ -1,9 +1,11 @@
-//! Row mapping shared by the SQL backends (`gaia-store-sqlite`, `gaia-store-postgres`): the
-//! stored rows and their conversion to Gaia's types, and the error type their database code
-//! returns. Everything here is generic over the sqlx row type; the SQL itself, locking and the
-//! classification of driver errors stay with each backend.
+//! What the SQL backends (`gaia-store-sqlite`, `gaia-store-postgres`) share: the stored rows and
+//! their conversion to Gaia's types, the error type their database code returns, the control
+//! flow of migrations, and (in [`shared`]) the SQL of every primitive and read that the two
+//! dialects can say alike. What stays with each backend is its dialect: how it opens and locks,
+//! how it appends to the log, how it classifies driver errors, and its migrations.
 
 pub mod error;
 pub mod migrate;
 pub mod rows;
+pub mod shared;
 pub mod tx;

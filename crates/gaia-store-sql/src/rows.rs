@@ -48,6 +48,21 @@ pub fn maybe<R, T>(
     found.as_ref().map(read).transpose()
 }
 
+/// The log head read before an append (`event_seq, audit_seq, audit_hash`, in that order, the
+/// seqs being the last ones used); missing means the store is damaged.
+pub fn log_head<R: Row>(found: Option<R>) -> Result<gaia_core::usecase::log::LogHead, StoreError>
+where
+    (i64, i64, String): for<'r> FromRow<'r, R>,
+{
+    let row = found.ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
+    let (event_seq, audit_id, audit_hash) = decode::<(i64, i64, String), _>("log_head", &row)?;
+    Ok(gaia_core::usecase::log::LogHead {
+        event_seq,
+        audit_id,
+        audit_hash,
+    })
+}
+
 /// A count that cannot be negative.
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)

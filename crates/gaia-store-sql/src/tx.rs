@@ -1,8 +1,9 @@
 //! The [`WriteTx`](gaia_core::tx::WriteTx) primitives every SQL backend forwards to its own
-//! SQL functions, written once. A backend writes the three methods that differ (`now`,
-//! `append`, `commit`) and [`write_tx!`](crate::write_tx) adds the rest, each calling the
-//! backend's function of the same name in its `claims`, `commands`, `outbox` and `tokens`
-//! modules with the transaction's connection (`self.tx`).
+//! SQL functions, written once. A backend writes the two methods that differ (`now`, `commit`)
+//! and an inherent `appended(&mut self, &[Event])` that learns what an append wrote, and
+//! [`write_tx!`](crate::write_tx) adds the rest, each calling the backend's function of the
+//! same name in its `log`, `claims`, `commands`, `outbox` and `tokens` modules with the
+//! transaction's connection (`self.tx`).
 
 /// Implements `WriteTx` for `$ty` (a struct with a `tx` field holding the transaction) with
 /// the given methods and forwarders for every other primitive.
@@ -14,6 +15,17 @@ macro_rules! write_tx {
         #[::async_trait::async_trait]
         impl ::gaia_core::tx::WriteTx for $ty {
             $($own)*
+
+        async fn append(
+            &mut self,
+            events: &[::gaia_core::event::NewEvent],
+            audit: &[::gaia_core::audit::NewAudit],
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<Vec<::gaia_core::event::Event>, ::gaia_core::StoreError> {
+            let committed = crate::log::append_log(&mut self.tx, events, audit, now).await?;
+            self.appended(&committed);
+            Ok(committed)
+        }
 
         async fn claim_expired(
             &mut self,

@@ -1,20 +1,16 @@
 //! Claims on SQLite: the whole read-decide-write runs under the write lock.
 
-use async_trait::async_trait;
 use gaia_core::StoreError;
-use gaia_core::claims::{ClaimResult, ClaimRow, Request, decide};
+use gaia_core::claims::{ClaimResult, Request, decide};
 use gaia_core::event::Event;
-use gaia_core::names::ClaimKey;
-use gaia_core::store::ClaimStore;
 use gaia_core::time::to_micros;
+use gaia_store_sql::rows;
+use gaia_store_sql::shared::claims::CLAIM_COLUMNS;
 use sqlx::{QueryBuilder, SqliteConnection};
 
 use crate::SqliteStore;
 use crate::error::{Db, boundary};
 use crate::log::append_log_with;
-use gaia_store_sql::rows;
-
-const COLUMNS: &str = "story, todolist, agent, operator, fingerprint, token, acquired_at_us, expires_at_us, ttl_ms, principal";
 
 impl SqliteStore {
     async fn claim_in_tx(&self, req: &Request) -> Db<(ClaimResult, Vec<Event>)> {
@@ -22,7 +18,7 @@ impl SqliteStore {
         let mut tx = crate::begin_write(&self.pool).await?;
         // Read the time only once the write lock is held, so decisions are ordered by it.
         let now = self.now_value();
-        let current = sqlx::query(&format!("SELECT {COLUMNS} FROM claims WHERE key = ?"))
+        let current = sqlx::query(&format!("SELECT {CLAIM_COLUMNS} FROM claims WHERE key = ?"))
             .bind(key.to_string())
             .fetch_optional(&mut *tx)
             .await?;
@@ -34,7 +30,7 @@ impl SqliteStore {
         };
         let holder = new.holder.as_ref();
         // The row is written in the same round trip as the log append.
-        let mut batch = QueryBuilder::new(format!("INSERT INTO claims (key, {COLUMNS}) "));
+        let mut batch = QueryBuilder::new(format!("INSERT INTO claims (key, {CLAIM_COLUMNS}) "));
         batch.push_values([&new], |mut row, new| {
             row.push_bind(new.key.to_string())
                 .push_bind(new.key.story.clone())
@@ -62,40 +58,20 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl ClaimStore for SqliteStore {
-    async fn claim(&self, req: &Request) -> Result<(ClaimResult, Vec<Event>), StoreError> {
-        Ok(self.claim_in_tx(req).await?)
-    }
+gaia_store_sql::claims_sql!(
+    store = SqliteStore,
+    conn = SqliteConnection,
+    skip_locked = "",
+    {
+        async fn claim(&self, req: &Request) -> Result<(ClaimResult, Vec<Event>), StoreError> {
+            Ok(self.claim_in_tx(req).await?)
+        }
 
-    async fn claim_get(&self, key: &ClaimKey) -> Result<Option<ClaimRow>, StoreError> {
-        boundary(async {
-            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM claims WHERE key = ?"))
-                .bind(key.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(rows::maybe(row, rows::claim)?)
-        })
-        .await
-    }
-
-    async fn claim_list(&self) -> Result<Vec<ClaimRow>, StoreError> {
-        boundary(async {
-            let found = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM claims WHERE agent IS NOT NULL ORDER BY key"
-            ))
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows::all(&found, rows::claim)?)
-        })
-        .await
-    }
-
-    /// A look without the write lock first: usually nothing has expired.
-    async fn claim_any_expired(&self) -> Result<bool, StoreError> {
-        boundary(async {
+        /// A look without the write lock first: usually nothing has expired.
+        async fn claim_any_expired(&self) -> Result<bool, StoreError> {
+            boundary(async {
             let due: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM claims WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token",
+                "SELECT COUNT(*) FROM claims WHERE agent IS NOT NULL AND expires_at_us <= $1 AND expiry_reported_token < token",
             )
             .bind(to_micros(self.now_value()))
             .fetch_one(&self.pool)
@@ -103,31 +79,6 @@ impl ClaimStore for SqliteStore {
             Ok(due > 0)
         })
         .await
+        }
     }
-}
-
-/// Held claims expired by `now_us` whose expiry is not reported yet, oldest first.
-pub(crate) async fn expired(
-    conn: &mut SqliteConnection,
-    now_us: i64,
-    limit: u32,
-) -> Db<Vec<ClaimRow>> {
-    let found = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM claims
-         WHERE agent IS NOT NULL AND expires_at_us <= ? AND expiry_reported_token < token
-         ORDER BY expires_at_us LIMIT ?"
-    ))
-    .bind(now_us)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows::all(&found, rows::claim)?)
-}
-
-pub(crate) async fn mark_reported(conn: &mut SqliteConnection, key: &ClaimKey) -> Db<()> {
-    sqlx::query("UPDATE claims SET expiry_reported_token = token WHERE key = ?")
-        .bind(key.to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
+);

@@ -2,7 +2,7 @@
 //! return [`Db`] (see [`gaia_store_sql::error`]); this is the part that knows SQLite.
 
 use gaia_core::StoreError;
-use gaia_store_sql::error::Classify;
+use gaia_store_sql::error::{Classify, classify_driver};
 
 /// SQLITE_BUSY and SQLITE_LOCKED (primary codes): the busy timeout ran out.
 const BUSY: i64 = 5;
@@ -34,10 +34,7 @@ impl Classify for Sqlite {
                     _ => StoreError::Backend(db.message().to_owned()),
                 }
             }
-            sqlx::Error::PoolTimedOut => StoreError::LockTimeout,
-            sqlx::Error::PoolClosed => StoreError::Unavailable("the store was closed".into()),
-            sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
-            _ => StoreError::Backend(e.to_string()),
+            _ => classify_driver(e),
         }
     }
 }

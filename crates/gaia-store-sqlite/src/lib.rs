@@ -17,18 +17,17 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
-use gaia_core::store::{Backend, SqliteSync, Store, StoreOptions};
+use gaia_core::store::{Backend, SqliteSync, StoreOptions};
 use gaia_core::time::Clock;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use migrate::SCHEMA_VERSION;
+pub use gaia_store_sql::migrate::SCHEMA_VERSION;
 
-use error::{Db, boundary};
+use error::Db;
 
 /// A Gaia store in one SQLite file.
 #[derive(Clone)]
@@ -189,8 +188,7 @@ fn open_error_text(path: &Path, msg: &str) -> StoreError {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
+gaia_store_sql::store_sql!(store = SqliteStore, {
     fn backend(&self) -> Backend {
         Backend::Sqlite
     }
@@ -199,45 +197,10 @@ impl Store for SqliteStore {
         Ok(self.now_value())
     }
 
-    async fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(migrate::current_version(&self.pool).await?)
-    }
-
-    async fn setting_get_or_init(&self, name: &str, init: &str) -> Result<String, StoreError> {
-        boundary(async {
-            sqlx::query(
-                "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(init)
-            .execute(&self.pool)
-            .await?;
-            Ok(
-                sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-                    .bind(name)
-                    .fetch_one(&self.pool)
-                    .await?,
-            )
-        })
-        .await
-    }
-
-    async fn setting_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        boundary(async {
-            sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
-                .bind(name)
-                .bind(value)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn close(&self) {
         self.pool.close().await;
     }
-}
+});
 
 /// Begins a write transaction holding SQLite's write lock.
 async fn begin_write(pool: &SqlitePool) -> Db<sqlx::Transaction<'static, sqlx::Sqlite>> {

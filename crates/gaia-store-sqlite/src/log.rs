@@ -1,17 +1,15 @@
 //! The event log and the audit chain on SQLite.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
-use gaia_core::audit::{AuditRecord, ChainHead, NewAudit};
-use gaia_core::event::{Event, EventFilter, NewEvent};
-use gaia_core::store::{AuditStore, EventStore};
+use gaia_core::audit::NewAudit;
+use gaia_core::event::{Event, NewEvent};
 use gaia_core::time::{from_micros, to_micros};
-use gaia_core::usecase::log::{LogHead, number};
+use gaia_core::usecase::log::number;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::SqliteStore;
-use crate::error::{Db, boundary};
+use crate::error::Db;
 use gaia_store_sql::rows;
 
 /// Appends events and audit records inside the caller's write transaction. The caller holds
@@ -40,15 +38,8 @@ pub(crate) async fn append_log_with(
 ) -> Db<Vec<Event>> {
     let head = sqlx::query("SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1")
         .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-    let (event_seq, audit_id, audit_hash) =
-        rows::decode::<(i64, i64, String), _>("log_head", &head)?;
-    let head = LogHead {
-        event_seq,
-        audit_id,
-        audit_hash,
-    };
+        .await?;
+    let head = rows::log_head(head)?;
     // The timestamp as stored (microseconds), so what is returned equals what is read back.
     let ts = to_micros(now);
     let done = number(head, events, audit, from_micros(ts));
@@ -94,61 +85,7 @@ pub(crate) async fn append_log_with(
     Ok(committed)
 }
 
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn events_after(
-        &self,
-        since: i64,
-        filter: &EventFilter,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        boundary(async {
-            // Whole-segment prefix match: `claim` matches `claim` and `claim.*`, never `claims`.
-            let found = sqlx::query(
-                "SELECT seq, ts_us, type, actor, subject, data FROM events
-                 WHERE seq > ?1
-                   AND (?2 IS NULL OR type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '.')
-                   AND (?3 IS NULL OR subject = ?3)
-                 ORDER BY seq LIMIT ?4",
-            )
-            .bind(since)
-            .bind(filter.type_prefix.as_deref())
-            .bind(filter.subject.as_deref())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows::all(&found, rows::event)?)
-        })
-        .await
-    }
-
-    async fn events_before(
-        &self,
-        before: i64,
-        filter: &EventFilter,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        boundary(async {
-            let found = sqlx::query(
-                "SELECT * FROM (
-                    SELECT seq, ts_us, type, actor, subject, data FROM events
-                    WHERE seq < ?1
-                      AND (?2 IS NULL OR type = ?2 OR substr(type, 1, length(?2) + 1) = ?2 || '.')
-                      AND (?3 IS NULL OR subject = ?3)
-                    ORDER BY seq DESC LIMIT ?4
-                 ) newest ORDER BY seq",
-            )
-            .bind(before)
-            .bind(filter.type_prefix.as_deref())
-            .bind(filter.subject.as_deref())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows::all(&found, rows::event)?)
-        })
-        .await
-    }
-
+gaia_store_sql::log_reads_sql!(store = SqliteStore, {
     async fn wait_for_commit(
         &self,
         after: i64,
@@ -165,56 +102,4 @@ impl EventStore for SqliteStore {
             tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + STEP)).await;
         }
     }
-
-    async fn last_seq(&self) -> Result<i64, StoreError> {
-        boundary(async {
-            Ok(
-                sqlx::query_scalar("SELECT event_seq FROM log_head WHERE id = 1")
-                    .fetch_one(&self.pool)
-                    .await?,
-            )
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl AuditStore for SqliteStore {
-    async fn audit_head(&self) -> Result<ChainHead, StoreError> {
-        boundary(async {
-            let row = sqlx::query(
-                "SELECT audit_anchor_id, audit_anchor_hash, audit_seq, audit_hash FROM log_head WHERE id = 1",
-            )
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("log_head row is missing".into()))?;
-            Ok(rows::chain_head(&row)?)
-        })
-        .await
-    }
-
-    async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        boundary(async {
-            let found = sqlx::query("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?")
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-            Ok(rows::all(&found, rows::audit)?)
-        })
-        .await
-    }
-
-    async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        boundary(async {
-            let found = sqlx::query(
-                "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows::all(&found, rows::audit)?)
-        })
-        .await
-    }
-}
+});

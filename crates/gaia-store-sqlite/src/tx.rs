@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
-use gaia_core::audit::NewAudit;
-use gaia_core::event::{Event, NewEvent};
+
+use gaia_core::event::Event;
 use gaia_core::store::{Transact, WriteTx};
 use gaia_core::time::Clock;
 use sqlx::{Sqlite, Transaction};
@@ -32,18 +32,15 @@ impl Transact for SqliteStore {
     }
 }
 
+impl SqliteTx {
+    /// Nothing to remember: other processes see the file itself change.
+    #[allow(clippy::unused_self)]
+    fn appended(&mut self, _committed: &[Event]) {}
+}
+
 gaia_store_sql::write_tx!(SqliteTx {
     async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
         Ok(self.clock.as_ref().map_or_else(Utc::now, |c| c.now()))
-    }
-
-    async fn append(
-        &mut self,
-        events: &[NewEvent],
-        audit: &[NewAudit],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Event>, StoreError> {
-        Ok(crate::log::append_log(&mut self.tx, events, audit, now).await?)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
