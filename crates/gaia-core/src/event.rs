@@ -160,4 +160,22 @@ pub mod kinds {
     pub const ALERT_FIRED: &str = "alert.fired";
     pub const ALERT_RESOLVED: &str = "alert.resolved";
     pub const TELEGRAM_CONFLICT: &str = "telegram.conflict";
+    pub const STORY_CREATED: &str = "story.created";
+    pub const STORY_UPDATED: &str = "story.updated";
+    pub const STORY_CLOSED: &str = "story.closed";
+    pub const STORY_REOPENED: &str = "story.reopened";
+    pub const TODO_ADDED: &str = "todo.added";
+    pub const TODO_EDITED: &str = "todo.edited";
+    pub const TODO_STARTED: &str = "todo.started";
+    pub const TODO_DONE: &str = "todo.done";
+    pub const TODO_BLOCKED: &str = "todo.blocked";
+    pub const TODO_UNBLOCKED: &str = "todo.unblocked";
+    pub const TODO_MOVED: &str = "todo.moved";
+    pub const TODO_LIST_CREATED: &str = "todo.list_created";
+    pub const TODO_ARCHIVED: &str = "todo.archived";
+    pub const TODO_FINALIZED: &str = "todo.finalized";
+    pub const FOLLOWUP_COLLECTED: &str = "followup.collected";
+    pub const FOLLOWUP_UPDATED: &str = "followup.updated";
+    pub const FOLLOWUP_ACCEPTED: &str = "followup.accepted";
+    pub const FOLLOWUP_REJECTED: &str = "followup.rejected";
 }

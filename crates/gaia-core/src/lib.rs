@@ -5,6 +5,7 @@
 //! transports (CLI, server, bots) call [`Gaia`].
 
 pub mod audit;
+pub mod backlog;
 pub mod claims;
 pub mod commands;
 pub mod error;

@@ -328,7 +328,14 @@ pub trait TokenStore: Transact {
 /// Everything a backend provides.
 #[async_trait]
 pub trait Store:
-    EventStore + AuditStore + ClaimStore + TokenStore + CommandStore + OutboxStore + std::fmt::Debug
+    EventStore
+    + AuditStore
+    + ClaimStore
+    + TokenStore
+    + CommandStore
+    + OutboxStore
+    + BacklogStore
+    + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
 
@@ -412,4 +419,52 @@ impl Default for StoreOptions {
             sqlite_synchronous: SqliteSync::default(),
         }
     }
+}
+
+/// The backlog's reads. Its state changes are the use cases of [`crate::usecase::backlog`].
+#[async_trait]
+pub trait BacklogStore: Transact {
+    /// The story `slug`.
+    async fn story_get(&self, slug: &str) -> Result<Option<crate::backlog::Story>, StoreError>;
+
+    /// Stories (with `status`, only those), oldest first, at most `limit`.
+    async fn story_list(
+        &self,
+        status: Option<crate::backlog::StoryStatus>,
+        limit: u32,
+    ) -> Result<Vec<crate::backlog::Story>, StoreError>;
+
+    /// The todolists of `story`, the current one and the archived ones, oldest first.
+    async fn todolist_list(&self, story: &str)
+    -> Result<Vec<crate::backlog::Todolist>, StoreError>;
+
+    /// The tasks of `story`'s todolist `name`, in position order.
+    async fn task_list(
+        &self,
+        story: &str,
+        name: &str,
+    ) -> Result<Vec<crate::backlog::Task>, StoreError>;
+
+    /// Task `id`.
+    async fn task_get(&self, id: i64) -> Result<Option<crate::backlog::Task>, StoreError>;
+
+    /// Tasks of open stories' current lists that are `todo`, on a list nobody holds a live
+    /// claim on at `now`, whose every blocker is done, and (for a final task) whose list has
+    /// nothing else left: in story order, then position, at most `limit`.
+    async fn ready(
+        &self,
+        story: Option<&str>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::backlog::Task>, StoreError>;
+
+    /// Follow-ups (with `status`, only those), oldest first, at most `limit`.
+    async fn followup_list(
+        &self,
+        status: Option<crate::backlog::FollowupStatus>,
+        limit: u32,
+    ) -> Result<Vec<crate::backlog::Followup>, StoreError>;
+
+    /// Follow-up `id`.
+    async fn followup_get(&self, id: i64) -> Result<Option<crate::backlog::Followup>, StoreError>;
 }

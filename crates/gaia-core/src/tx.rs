@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::NewAudit;
+use crate::backlog::{Followup, Story, Task, Todolist};
 use crate::claims::ClaimRow;
 use crate::commands::CommandRecord;
 use crate::error::StoreError;
@@ -51,6 +52,79 @@ pub trait WriteTx: Send {
 
     /// Marks the current acquisition of `key` as reported expired.
     async fn claim_mark_reported(&mut self, key: &ClaimKey) -> Result<(), StoreError>;
+
+    /// The row of `key`, locked until the transaction ends (created empty when missing, so
+    /// that the lock holds); `None` when it was never claimed.
+    async fn claim_lock(&mut self, key: &ClaimKey) -> Result<Option<ClaimRow>, StoreError>;
+
+    /// Writes `key`'s row as [`crate::claims::decide`] left it (used by use cases that take a
+    /// claim together with another change).
+    async fn claim_write(&mut self, row: &ClaimRow) -> Result<(), StoreError>;
+
+    // --- backlog ---------------------------------------------------------------------------
+
+    /// The story `slug`, locked; `None` when there is none.
+    async fn story_lock(&mut self, slug: &str) -> Result<Option<Story>, StoreError>;
+
+    /// Inserts a story; `false` (and nothing written) when the slug is taken.
+    async fn story_insert(&mut self, story: &Story) -> Result<bool, StoreError>;
+
+    /// Writes every mutable column of an existing story.
+    async fn story_update(&mut self, story: &Story) -> Result<(), StoreError>;
+
+    /// Inserts a todolist row; `false` when the story already has one of that name.
+    async fn todolist_insert(&mut self, list: &Todolist) -> Result<bool, StoreError>;
+
+    /// Renames `story`'s todolist `from` (row and tasks) to `to`, marking it archived at `at`.
+    async fn todolist_archive(
+        &mut self,
+        story: &str,
+        from: &str,
+        to: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Marks `story`'s todolist `name` finalized at `at`.
+    async fn todolist_finalize(
+        &mut self,
+        story: &str,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The tasks of `story`'s todolist `name`, in position order.
+    async fn tasks_in(&mut self, story: &str, name: &str) -> Result<Vec<Task>, StoreError>;
+
+    /// Task `id`, locked; `None` when there is none.
+    async fn task_lock(&mut self, id: i64) -> Result<Option<Task>, StoreError>;
+
+    /// Inserts a task (its `id` is ignored) and returns the id it was given.
+    async fn task_insert(&mut self, task: &Task) -> Result<i64, StoreError>;
+
+    /// Writes every mutable column of an existing task.
+    async fn task_update(&mut self, task: &Task) -> Result<(), StoreError>;
+
+    /// Ready tasks (see [`crate::store::BacklogStore::ready`]) as `agent` sees them: lists it
+    /// holds itself count as free. Not locked: the caller locks the claim and the task.
+    async fn ready_for(
+        &mut self,
+        story: Option<&str>,
+        agent: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// The follow-up collected from `path`, locked; `None` when there is none.
+    async fn followup_lock_path(&mut self, path: &str) -> Result<Option<Followup>, StoreError>;
+
+    /// Follow-up `id`, locked; `None` when there is none.
+    async fn followup_lock(&mut self, id: i64) -> Result<Option<Followup>, StoreError>;
+
+    /// Inserts a follow-up (its `id` is ignored); `None` when its path is already collected.
+    async fn followup_insert(&mut self, f: &Followup) -> Result<Option<i64>, StoreError>;
+
+    /// Writes every mutable column of an existing follow-up.
+    async fn followup_update(&mut self, f: &Followup) -> Result<(), StoreError>;
 
     // --- commands --------------------------------------------------------------------------
 

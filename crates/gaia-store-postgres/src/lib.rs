@@ -5,6 +5,7 @@
 //! seqs gap-free and visible in order. Expiry is judged by the database server's clock, so
 //! nodes with skewed clocks still agree.
 
+mod backlog;
 mod batch;
 mod claims;
 mod commands;

@@ -25,6 +25,7 @@ macro_rules! migration_list {
             (5, "outbox", "0005_outbox.sql"),
             (6, "claim principal", "0006_claim_principal.sql"),
             (7, "outbox pacing", "0007_outbox_pacing.sql"),
+            (8, "backlog", "0008_backlog.sql"),
         )
     };
 }

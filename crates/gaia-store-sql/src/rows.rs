@@ -19,6 +19,8 @@ use gaia_core::tokens::TokenInfo;
 use gaia_core::tx::PacingRow;
 use sqlx::{FromRow, Row};
 
+pub mod backlog;
+
 /// The stored value of `table.column` cannot be read.
 fn corrupt(table: &str, column: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{table}.{column}: {detail}"))

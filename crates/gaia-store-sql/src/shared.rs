@@ -9,6 +9,7 @@
 //! The macros expand inside the backend crate: they call its `crate::error::{Db, boundary}`
 //! and expect `$store` to have a `pool` field.
 
+pub mod backlog;
 pub mod claims;
 pub mod commands;
 pub mod log;

@@ -2,7 +2,7 @@
 //! SQL functions, written once. A backend writes the two methods that differ (`now`, `commit`)
 //! and an inherent `appended(&mut self, &[Event])` that learns what an append wrote, and
 //! [`write_tx!`](crate::write_tx) adds the rest, each calling the backend's function of the
-//! same name in its `log`, `claims`, `commands`, `outbox` and `tokens` modules with the
+//! same name in its `log`, `claims`, `backlog`, `commands`, `outbox` and `tokens` modules with the
 //! transaction's connection (`self.tx`).
 
 /// Implements `WriteTx` for `$ty` (a struct with a `tx` field holding the transaction) with
@@ -37,6 +37,91 @@ macro_rules! write_tx {
 
         async fn claim_mark_reported(&mut self, key: &::gaia_core::names::ClaimKey) -> Result<(), ::gaia_core::StoreError> {
             Ok(crate::claims::mark_reported(&mut self.tx, key).await?)
+        }
+
+        async fn claim_lock(&mut self, key: &::gaia_core::names::ClaimKey) -> Result<Option<::gaia_core::claims::ClaimRow>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::claim_lock(&mut self.tx, key).await?)
+        }
+
+        async fn claim_write(&mut self, row: &::gaia_core::claims::ClaimRow) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::backlog::claim_write(&mut self.tx, row).await?)
+        }
+
+        async fn story_lock(&mut self, slug: &str) -> Result<Option<::gaia_core::backlog::Story>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::story_lock(&mut self.tx, slug).await?)
+        }
+
+        async fn story_insert(&mut self, story: &::gaia_core::backlog::Story) -> Result<bool, ::gaia_core::StoreError> {
+            Ok(crate::backlog::story_insert(&mut self.tx, story).await?)
+        }
+
+        async fn story_update(&mut self, story: &::gaia_core::backlog::Story) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::backlog::story_update(&mut self.tx, story).await?)
+        }
+
+        async fn todolist_insert(&mut self, list: &::gaia_core::backlog::Todolist) -> Result<bool, ::gaia_core::StoreError> {
+            Ok(crate::backlog::todolist_insert(&mut self.tx, list).await?)
+        }
+
+        async fn todolist_archive(
+            &mut self,
+            story: &str,
+            from: &str,
+            to: &str,
+            at: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::backlog::todolist_archive(&mut self.tx, story, from, to, ::gaia_core::time::to_micros(at)).await?)
+        }
+
+        async fn todolist_finalize(
+            &mut self,
+            story: &str,
+            name: &str,
+            at: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::backlog::todolist_finalize(&mut self.tx, story, name, ::gaia_core::time::to_micros(at)).await?)
+        }
+
+        async fn tasks_in(&mut self, story: &str, name: &str) -> Result<Vec<::gaia_core::backlog::Task>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::tasks_in(&mut self.tx, story, name).await?)
+        }
+
+        async fn task_lock(&mut self, id: i64) -> Result<Option<::gaia_core::backlog::Task>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::task_lock(&mut self.tx, id).await?)
+        }
+
+        async fn task_insert(&mut self, task: &::gaia_core::backlog::Task) -> Result<i64, ::gaia_core::StoreError> {
+            Ok(crate::backlog::task_insert(&mut self.tx, task).await?)
+        }
+
+        async fn task_update(&mut self, task: &::gaia_core::backlog::Task) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::backlog::task_update(&mut self.tx, task).await?)
+        }
+
+        async fn ready_for(
+            &mut self,
+            story: Option<&str>,
+            agent: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+            limit: u32,
+        ) -> Result<Vec<::gaia_core::backlog::Task>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::ready_for(&mut self.tx, story, Some(agent), ::gaia_core::time::to_micros(now), limit).await?)
+        }
+
+        async fn followup_lock_path(&mut self, path: &str) -> Result<Option<::gaia_core::backlog::Followup>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::followup_lock_path(&mut self.tx, path).await?)
+        }
+
+        async fn followup_lock(&mut self, id: i64) -> Result<Option<::gaia_core::backlog::Followup>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::followup_lock(&mut self.tx, id).await?)
+        }
+
+        async fn followup_insert(&mut self, f: &::gaia_core::backlog::Followup) -> Result<Option<i64>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::followup_insert(&mut self.tx, f).await?)
+        }
+
+        async fn followup_update(&mut self, f: &::gaia_core::backlog::Followup) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::backlog::followup_update(&mut self.tx, f).await?)
         }
 
         async fn command_lock(&mut self, id: &str) -> Result<Option<::gaia_core::commands::CommandRecord>, ::gaia_core::StoreError> {

@@ -4,6 +4,7 @@
 //! anything is read: a read-modify-write can never be overtaken by another connection, and a
 //! writer that cannot get the lock within the busy timeout fails with `LockTimeout`.
 
+mod backlog;
 mod claims;
 mod commands;
 mod error;

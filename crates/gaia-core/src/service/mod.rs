@@ -1,7 +1,8 @@
 //! [`Gaia`]: the use cases every transport calls. It validates input, calls the store, and
 //! after a commit mirrors the committed events to the optional NDJSON file sink.
 //!
-//! The service is split by area, one `impl Gaia` block per file: claims (`claims.rs`), events
+//! The service is split by area, one `impl Gaia` block per file: the backlog (`backlog.rs`),
+//! claims (`claims.rs`), events
 //! (`events.rs`), the audit trail (`audit.rs`), command approval requests (`commands.rs`), the
 //! notification outbox (`outbox.rs`), tokens (`tokens.rs`), metrics (`metrics.rs`), alerts
 //! (`alerts.rs`) and the command policy (`policy.rs`). This file holds the struct, its
@@ -30,6 +31,7 @@ use crate::store::Store;
 
 mod alerts;
 mod audit;
+mod backlog;
 mod claims;
 mod commands;
 mod events;

@@ -6,6 +6,7 @@
 //! A new use case goes here (one file per area); if it needs a primitive the seam lacks, add
 //! the primitive to `WriteTx` and implement it in each backend.
 
+pub mod backlog;
 pub mod claims;
 pub mod commands;
 pub mod log;

@@ -1,0 +1,217 @@
+//! The backlog: stories, todolists, tasks, ready work and follow-ups.
+
+use std::time::Duration;
+
+use super::Gaia;
+use crate::backlog::{
+    Followup, FollowupStatus, NewStory, NewTask, RuleBreak, Story, StoryStatus, Taken, Task,
+    Template, Todolist, final_rule,
+};
+use crate::claims::Holder;
+use crate::error::Error;
+use crate::usecase::backlog::{self as uc, Collected, Fenced, TaskAction};
+
+/// Most rows a list call returns.
+pub const MAX_LIST: u32 = 10_000;
+
+/// A story with its current todolist's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoryView {
+    #[serde(flatten)]
+    pub story: Story,
+    pub tasks: Vec<Task>,
+    pub lists: Vec<Todolist>,
+}
+
+impl Gaia {
+    pub async fn create_story(
+        &self,
+        new: &NewStory,
+        template: &Template,
+        actor: &str,
+    ) -> Result<Story, Error> {
+        let (story, events) =
+            uc::create_story(self.store.begin_write().await?, new, template, actor).await?;
+        self.mirror(&events);
+        Ok(story)
+    }
+
+    pub async fn set_story_status(
+        &self,
+        slug: &str,
+        status: StoryStatus,
+        actor: &str,
+    ) -> Result<Story, Error> {
+        let (story, events) =
+            uc::set_story_status(self.store.begin_write().await?, slug, status, actor).await?;
+        self.mirror(&events);
+        Ok(story)
+    }
+
+    pub async fn edit_story(&self, edit: &NewStory, actor: &str) -> Result<Story, Error> {
+        let (story, events) = uc::edit_story(self.store.begin_write().await?, edit, actor).await?;
+        self.mirror(&events);
+        Ok(story)
+    }
+
+    pub async fn get_story(&self, slug: &str) -> Result<StoryView, Error> {
+        let story = self
+            .store
+            .story_get(slug)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no story '{slug}'")))?;
+        let tasks = self.store.task_list(slug, &story.todolist).await?;
+        let lists = self.store.todolist_list(slug).await?;
+        Ok(StoryView {
+            story,
+            tasks,
+            lists,
+        })
+    }
+
+    pub async fn list_stories(&self, status: Option<StoryStatus>) -> Result<Vec<Story>, Error> {
+        Ok(self.store.story_list(status, MAX_LIST).await?)
+    }
+
+    /// The tasks of a story's todolist (its current one when `name` is `None`).
+    pub async fn list_tasks(&self, slug: &str, name: Option<&str>) -> Result<Vec<Task>, Error> {
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => self.get_story(slug).await?.story.todolist,
+        };
+        Ok(self.store.task_list(slug, &name).await?)
+    }
+
+    pub async fn get_task(&self, id: i64) -> Result<Task, Error> {
+        self.store
+            .task_get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no task {id}")))
+    }
+
+    pub async fn add_task(&self, slug: &str, new: &NewTask, actor: &str) -> Result<Task, Error> {
+        let (task, events) =
+            uc::add_task(self.store.begin_write().await?, slug, new, actor).await?;
+        self.mirror(&events);
+        Ok(task)
+    }
+
+    pub async fn edit_task(
+        &self,
+        id: i64,
+        title: &str,
+        body: &str,
+        actor: &str,
+    ) -> Result<Task, Error> {
+        let (task, events) =
+            uc::edit_task(self.store.begin_write().await?, id, title, body, actor).await?;
+        self.mirror(&events);
+        Ok(task)
+    }
+
+    pub async fn act_on_task(
+        &self,
+        id: i64,
+        action: &TaskAction,
+        fenced: Option<&Fenced>,
+        actor: &str,
+    ) -> Result<Task, Error> {
+        let (task, events) =
+            uc::act_on_task(self.store.begin_write().await?, id, action, fenced, actor).await?;
+        self.mirror(&events);
+        Ok(task)
+    }
+
+    /// Archives the current list and starts a fresh one (named `name`, or the same name).
+    pub async fn replace_list(
+        &self,
+        slug: &str,
+        name: Option<&str>,
+        template: &Template,
+        actor: &str,
+    ) -> Result<Story, Error> {
+        let (story, events) =
+            uc::replace_list(self.store.begin_write().await?, slug, name, template, actor).await?;
+        self.mirror(&events);
+        Ok(story)
+    }
+
+    pub async fn finalize_list(&self, slug: &str, actor: &str) -> Result<Story, Error> {
+        let (story, events) =
+            uc::finalize_list(self.store.begin_write().await?, slug, actor).await?;
+        self.mirror(&events);
+        Ok(story)
+    }
+
+    /// Every open story's current list that breaks the final-task rule.
+    pub async fn validate_lists(&self, slug: Option<&str>) -> Result<Vec<RuleBreak>, Error> {
+        let stories = match slug {
+            Some(s) => vec![self.get_story(s).await?.story],
+            None => self.list_stories(Some(StoryStatus::Open)).await?,
+        };
+        let mut breaks = Vec::new();
+        for story in stories {
+            let tasks = self.store.task_list(&story.slug, &story.todolist).await?;
+            breaks.extend(final_rule(&story, &tasks));
+        }
+        Ok(breaks)
+    }
+
+    /// Ready work nobody holds.
+    pub async fn list_ready(&self, story: Option<&str>, limit: u32) -> Result<Vec<Task>, Error> {
+        let now = self.store.now().await?;
+        Ok(self.store.ready(story, now, limit.min(MAX_LIST)).await?)
+    }
+
+    /// Takes the first ready task `holder` can get (see [`uc::take_ready`]).
+    pub async fn take_ready(
+        &self,
+        story: Option<&str>,
+        holder: &Holder,
+        ttl: Duration,
+        actor: &str,
+    ) -> Result<Taken, Error> {
+        let (taken, events) =
+            uc::take_ready(self.store.begin_write().await?, story, holder, ttl, actor).await?;
+        self.mirror(&events);
+        Ok(taken)
+    }
+
+    pub async fn collect_followup(
+        &self,
+        doc: &Followup,
+        actor: &str,
+    ) -> Result<(Collected, Followup), Error> {
+        let (outcome, f, events) =
+            uc::collect_followup(self.store.begin_write().await?, doc, actor).await?;
+        self.mirror(&events);
+        Ok((outcome, f))
+    }
+
+    pub async fn list_followups(
+        &self,
+        status: Option<FollowupStatus>,
+    ) -> Result<Vec<Followup>, Error> {
+        Ok(self.store.followup_list(status, MAX_LIST).await?)
+    }
+
+    pub async fn get_followup(&self, id: i64) -> Result<Followup, Error> {
+        self.store
+            .followup_get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no follow-up {id}")))
+    }
+
+    /// Accepts (no reason) or rejects (with one) follow-up `id`.
+    pub async fn triage_followup(
+        &self,
+        id: i64,
+        reject: Option<&str>,
+        actor: &str,
+    ) -> Result<Followup, Error> {
+        let (f, events) =
+            uc::triage_followup(self.store.begin_write().await?, id, reject, actor).await?;
+        self.mirror(&events);
+        Ok(f)
+    }
+}
