@@ -9,6 +9,7 @@
 
 mod api;
 mod approvals;
+mod backlog;
 mod baseline;
 mod claims;
 mod exit;
@@ -52,6 +53,9 @@ enum BenchCommand {
     Sse(sse::SseArgs),
     /// Approval round trips over HTTP with an automated approver following the stream.
     Approvals(approvals::ApprovalsArgs),
+    /// Ready work on a large backlog: `ready` latency and `ready --take` throughput with
+    /// concurrent agents, beside raw SQL doing the same reads and claim-and-update writes.
+    Backlog(backlog::BacklogArgs),
     /// Outbox delivery to a fake Telegram: throughput beside a raw HTTP loop, and the sustained
     /// rate under Telegram's limits.
     Outbox(outbox::OutboxArgs),
@@ -88,5 +92,6 @@ async fn run(cli: Cli) -> BenchResult {
         BenchCommand::Sse(args) => sse::run(args, &settings).await,
         BenchCommand::Approvals(args) => approvals::run(args, &settings).await,
         BenchCommand::Outbox(args) => outbox::run(args, &settings).await,
+        BenchCommand::Backlog(args) => backlog::run(args, &settings).await,
     }
 }

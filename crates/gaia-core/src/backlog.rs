@@ -425,7 +425,10 @@ pub struct Ready {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Taken {
     /// The agent now holds the list's claim under `token` and the task is in progress.
-    Took { task: Task, claim: Box<ClaimRow> },
+    Took {
+        task: Box<Task>,
+        claim: Box<ClaimRow>,
+    },
     /// Nothing is ready (or everything ready is held by others).
     Nothing,
 }

@@ -40,6 +40,11 @@ pub trait WriteTx: Send {
     /// Makes everything durable and visible, then tells other processes and nodes.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
+    /// Undoes everything and releases every lock now. Dropping a transaction also rolls it
+    /// back, but only once its connection is next used: a use case that ends without
+    /// committing while others may wait on its locks calls this.
+    async fn rollback(self: Box<Self>) -> Result<(), StoreError>;
+
     // --- claims ----------------------------------------------------------------------------
 
     /// Held claims whose TTL passed by `now` and whose expiry is not reported yet, oldest
@@ -56,6 +61,10 @@ pub trait WriteTx: Send {
     /// The row of `key`, locked until the transaction ends (created empty when missing, so
     /// that the lock holds); `None` when it was never claimed.
     async fn claim_lock(&mut self, key: &ClaimKey) -> Result<Option<ClaimRow>, StoreError>;
+
+    /// Like [`claim_lock`](Self::claim_lock), but without waiting: [`TryLock::Busy`] when
+    /// another transaction holds the row's lock (someone is deciding on that key right now).
+    async fn claim_try_lock(&mut self, key: &ClaimKey) -> Result<TryLock, StoreError>;
 
     /// Writes `key`'s row as [`crate::claims::decide`] left it (used by use cases that take a
     /// claim together with another change).
@@ -223,6 +232,15 @@ pub trait WriteTx: Send {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TokenInfo>, StoreError>;
+}
+
+/// What [`WriteTx::claim_try_lock`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TryLock {
+    /// Another transaction holds the row: nothing was read.
+    Busy,
+    /// The row is locked until the end; `None` when the key was never claimed.
+    Locked(Option<ClaimRow>),
 }
 
 /// A chat's stored pacing state.

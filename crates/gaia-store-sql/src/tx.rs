@@ -16,6 +16,11 @@ macro_rules! write_tx {
         impl ::gaia_core::tx::WriteTx for $ty {
             $($own)*
 
+        async fn rollback(self: Box<Self>) -> Result<(), ::gaia_core::StoreError> {
+            let this = *self;
+            Ok(crate::error::boundary(async move { Ok(this.tx.rollback().await?) }).await?)
+        }
+
         async fn append(
             &mut self,
             events: &[::gaia_core::event::NewEvent],
@@ -41,6 +46,10 @@ macro_rules! write_tx {
 
         async fn claim_lock(&mut self, key: &::gaia_core::names::ClaimKey) -> Result<Option<::gaia_core::claims::ClaimRow>, ::gaia_core::StoreError> {
             Ok(crate::backlog::claim_lock(&mut self.tx, key).await?)
+        }
+
+        async fn claim_try_lock(&mut self, key: &::gaia_core::names::ClaimKey) -> Result<::gaia_core::tx::TryLock, ::gaia_core::StoreError> {
+            Ok(crate::backlog::claim_try_lock(&mut self.tx, key).await?)
         }
 
         async fn claim_write(&mut self, row: &::gaia_core::claims::ClaimRow) -> Result<(), ::gaia_core::StoreError> {

@@ -1,5 +1,5 @@
 //! The backlog on SQLite: the shared SQL. A write transaction holds SQLite's write lock, so a
-//! locking read is a plain read.
+//! locking read is a plain read and nothing is ever locked by someone else.
 
 use sqlx::SqliteConnection;
 
@@ -8,5 +8,6 @@ use crate::SqliteStore;
 gaia_store_sql::backlog_sql!(
     store = SqliteStore,
     conn = SqliteConnection,
-    for_update = ""
+    for_update = "",
+    skip_locked = "",
 );

@@ -25,6 +25,7 @@ backend_tests!(
     stories_lists_and_the_final_task_rule,
     ready_take_never_gives_a_task_twice,
     a_taken_over_holder_cannot_touch_the_task,
+    a_holder_takes_the_next_task_of_its_own_list,
     followups_are_collected_once,
     bad_backlog_input_changes_nothing,
 );
@@ -297,6 +298,47 @@ async fn a_taken_over_holder_cannot_touch_the_task(db: &TestDb) {
         .unwrap_err();
     assert!(is_conflict(&e), "{e}");
     let _ = clock.now();
+}
+
+async fn a_holder_takes_the_next_task_of_its_own_list(db: &TestDb) {
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    gaia.create_story(&story("seq"), &Template::default(), "op")
+        .await
+        .unwrap();
+    let first = gaia.add_task("seq", &task("one"), "op").await.unwrap();
+    let second = gaia.add_task("seq", &task("two"), "op").await.unwrap();
+    let take = |agent: &'static str| {
+        let gaia = gaia.clone();
+        async move {
+            match gaia
+                .take_ready(None, &holder(agent), Duration::from_secs(60), agent)
+                .await
+                .unwrap()
+            {
+                Taken::Took { task, claim } => Some((task.id, claim.token)),
+                Taken::Nothing => None,
+            }
+        }
+    };
+    let (id, token) = take("a").await.unwrap();
+    assert_eq!(id, first.id);
+    // Another agent finds the list held; the holder gets its next task under the same claim.
+    assert_eq!(take("b").await, None);
+    let (id2, token2) = take("a").await.unwrap();
+    assert_eq!((id2, token2), (second.id, token));
+    // The final task waits until both are done.
+    assert_eq!(take("a").await, None);
+    let fence = Fenced {
+        agent: "a".into(),
+        token,
+    };
+    for id in [id, id2] {
+        gaia.act_on_task(id, &TaskAction::Done, Some(&fence), "a")
+            .await
+            .unwrap();
+    }
+    let (last, _) = take("a").await.unwrap();
+    assert!(gaia.get_task(last).await.unwrap().is_final());
 }
 
 fn doc(path: &str, body: &str) -> Followup {

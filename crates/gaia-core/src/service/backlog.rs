@@ -9,7 +9,10 @@ use crate::backlog::{
 };
 use crate::claims::Holder;
 use crate::error::Error;
-use crate::usecase::backlog::{self as uc, Collected, Fenced, TaskAction};
+use crate::usecase::backlog::{self as uc, Attempt, Collected, Fenced, TaskAction};
+
+/// Attempts at taking ready work while every ready list is busy (5 ms, 10 ms, … apart).
+const TAKE_ATTEMPTS: u32 = 6;
 
 /// Most rows a list call returns.
 pub const MAX_LIST: u32 = 10_000;
@@ -163,7 +166,9 @@ impl Gaia {
         Ok(self.store.ready(story, now, limit.min(MAX_LIST)).await?)
     }
 
-    /// Takes the first ready task `holder` can get (see [`uc::take_ready`]).
+    /// Takes the first ready task `holder` can get (see [`uc::take_ready`]). When every ready
+    /// list was being decided on by someone else at that moment, tries again a few times
+    /// before answering that nothing is free.
     pub async fn take_ready(
         &self,
         story: Option<&str>,
@@ -171,10 +176,19 @@ impl Gaia {
         ttl: Duration,
         actor: &str,
     ) -> Result<Taken, Error> {
-        let (taken, events) =
-            uc::take_ready(self.store.begin_write().await?, story, holder, ttl, actor).await?;
-        self.mirror(&events);
-        Ok(taken)
+        for attempt in 0..TAKE_ATTEMPTS {
+            match uc::take_ready(self.store.begin_write().await?, story, holder, ttl, actor).await?
+            {
+                Attempt::Done(taken, events) => {
+                    self.mirror(&events);
+                    return Ok(taken);
+                }
+                Attempt::Busy => {
+                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                }
+            }
+        }
+        Ok(Taken::Nothing)
     }
 
     pub async fn collect_followup(

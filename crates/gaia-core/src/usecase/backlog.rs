@@ -16,10 +16,12 @@ use crate::claims::{Holder, Request, decide};
 use crate::error::{Error, StoreError, ValidationError};
 use crate::event::{Event, NewEvent, kinds};
 use crate::names::ClaimKey;
-use crate::tx::WriteTx;
+use crate::tx::{TryLock, WriteTx};
 
-/// Ready tasks looked at per `take` before giving up on a busy backlog.
-const TAKE_CANDIDATES: u32 = 32;
+/// Ready tasks read per `take`: enough to reach many lists when each has many tasks.
+const TAKE_CANDIDATES: u32 = 256;
+/// Lists tried per `take` (each list's first ready task) before giving up on a busy backlog.
+const TAKE_LISTS: usize = 32;
 
 /// Who changes a task's work state: the agent and the fencing token of its claim. `None`
 /// (only for operators, on the actions that allow it) changes it without holding the claim.
@@ -540,6 +542,16 @@ pub async fn finalize_list(
     Ok((story, events))
 }
 
+/// What one attempt to take ready work came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    /// Taken, or nothing ready (see [`Taken`]), with the events committed.
+    Done(Taken, Vec<Event>),
+    /// Nothing taken, but some ready task's list was being decided on by another transaction
+    /// at that moment: worth another attempt.
+    Busy,
+}
+
 /// Takes the first ready task `holder` can get: acquires (or renews) the claim on its list
 /// and marks it in progress, in one transaction. `Nothing` when no ready task is free.
 pub async fn take_ready(
@@ -548,21 +560,34 @@ pub async fn take_ready(
     holder: &Holder,
     ttl: Duration,
     actor: &str,
-) -> Result<(Taken, Vec<Event>), Error> {
+) -> Result<Attempt, Error> {
     let now = tx.now().await?;
     let candidates = tx
         .ready_for(story, &holder.agent, now, TAKE_CANDIDATES)
         .await?;
-    for candidate in candidates {
+    let mut busy = false;
+    let mut lists = std::collections::HashSet::new();
+    // Each list's first ready task, in order: the others in a list wait behind it anyway.
+    let firsts = candidates
+        .into_iter()
+        .filter(|t| lists.insert(t.key()))
+        .take(TAKE_LISTS);
+    for candidate in firsts {
         let key = candidate.key();
         let req = Request::Acquire {
             key: key.clone(),
             holder: holder.clone(),
             ttl,
         };
-        let current = tx.claim_lock(&key).await?;
+        // A list someone is deciding on right now is left to them: waiting for their
+        // commit would only queue every agent behind the same first candidate.
+        let TryLock::Locked(current) = tx.claim_try_lock(&key).await? else {
+            busy = true;
+            continue;
+        };
         // The clock after the lock, so that decisions on this key are ordered by it.
         let now = tx.now().await?;
+        let held = current.clone();
         let decision = decide(current, &req, now);
         if !decision.result.outcome.is_success() {
             continue;
@@ -573,8 +598,15 @@ pub async fn take_ready(
         if task.status != TaskStatus::Todo || task.todolist != candidate.todolist {
             continue;
         }
-        let Some(row) = decision.row else { continue };
-        tx.claim_write(&row).await?;
+        // The agent may hold the list already (its own earlier take): the claim stays as it is.
+        let row = match (decision.row, held) {
+            (Some(row), _) => {
+                tx.claim_write(&row).await?;
+                row
+            }
+            (None, Some(row)) => row,
+            (None, None) => continue,
+        };
         task.status = TaskStatus::InProgress;
         task.worker = Some(holder.agent.clone());
         task.updated_at = now;
@@ -588,15 +620,17 @@ pub async fn take_ready(
         audit.extend(a);
         let events = tx.append(&events, &audit, now).await?;
         tx.commit().await?;
-        return Ok((
-            Taken::Took {
-                task,
-                claim: Box::new(row),
-            },
-            events,
-        ));
+        let taken = Taken::Took {
+            task: Box::new(task),
+            claim: Box::new(row),
+        };
+        return Ok(Attempt::Done(taken, events));
     }
-    Ok((Taken::Nothing, vec![]))
+    tx.rollback().await?;
+    if busy {
+        return Ok(Attempt::Busy);
+    }
+    Ok(Attempt::Done(Taken::Nothing, vec![]))
 }
 
 /// What collecting one follow-up doc did.

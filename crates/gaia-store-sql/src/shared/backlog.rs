@@ -3,35 +3,102 @@
 //!
 //! [`BacklogStore`]: gaia_core::store::BacklogStore
 
-/// The ready-work query: `$1` now (µs), `$2` story or NULL, `$3` limit, `$4` the agent whose
-/// own claims count as free, or NULL.
-pub const READY: &str = "SELECT t.* FROM tasks t
-    JOIN stories s ON s.slug = t.story AND s.todolist = t.todolist
+/// The ready-work query with the story filter `$filter`: `$1` now (µs), `$2` the story (when
+/// the filter names it), `$3` limit, `$4` the agent whose own claims count as free, or NULL.
+///
+/// Stories are walked in their order and each one's tasks looked up by index (`CROSS JOIN`
+/// keeps SQLite to that order even before it has statistics), so the query stops after `$3`
+/// rows however large the backlog.
+macro_rules! ready_sql {
+    ($filter:literal) => {
+        concat!(
+            "SELECT t.* FROM stories s
+    CROSS JOIN tasks t
     LEFT JOIN claims c ON c.key = t.story || '/' || t.todolist
-    WHERE s.status = 'open' AND t.status = 'todo'
-      AND (c.agent IS NULL OR c.expires_at_us <= $1 OR c.agent = $4)
-      AND (CAST($2 AS TEXT) IS NULL OR t.story = $2)
+    WHERE t.story = s.slug AND t.todolist = s.todolist
+      AND s.status = 'open' AND t.status = 'todo'
+      AND (c.agent IS NULL OR c.expires_at_us <= $1 OR c.agent = $4)",
+            $filter,
+            "
       AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks b ON b.id = d.blocker
                       WHERE d.task = t.id AND b.status <> 'done')
       AND (NOT t.is_final OR NOT EXISTS (
             SELECT 1 FROM tasks o WHERE o.story = t.story AND o.todolist = t.todolist
               AND o.id <> t.id AND o.status <> 'done'))
     ORDER BY s.created_at_us, s.slug, t.position
-    LIMIT $3";
+    LIMIT $3"
+        )
+    };
+}
+
+/// Ready work in every story (`$2` is bound but unused: NULL).
+pub const READY: &str = ready_sql!(" AND CAST($2 AS TEXT) IS NULL");
+
+/// Ready work in the story `$2` (found by its key, not by walking the others).
+pub const READY_IN_STORY: &str = ready_sql!(" AND s.slug = $2");
 
 /// Adds the backlog and claim-lock primitives (`backlog::*` on `$conn`) and `BacklogStore`
-/// for `$store` to the calling backend. `for_update` ends a read that locks what it returns.
+/// for `$store` to the calling backend. `for_update` ends a read that locks what it returns,
+/// `skip_locked` one that locks it unless someone else holds it.
 #[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! backlog_sql {
-    (store = $store:ty, conn = $conn:ty, for_update = $for_update:literal $(,)?) => {
-        $crate::backlog_sql!(@claims $conn);
+    (
+        store = $store:ty,
+        conn = $conn:ty,
+        for_update = $for_update:literal,
+        skip_locked = $skip_locked:literal $(,)?
+    ) => {
+        $crate::backlog_sql!(@claims $conn, $skip_locked);
         $crate::backlog_sql!(@stories $conn, $for_update);
         $crate::backlog_sql!(@tasks $conn, $for_update);
         $crate::backlog_sql!(@followups $conn, $for_update);
         $crate::backlog_sql!(@reads $store);
     };
-    (@claims $conn:ty) => {
+    (@claims $conn:ty, $skip_locked:literal) => {
+        /// The claim row of `key`, locked unless another transaction holds it.
+        pub(crate) async fn claim_try_lock(
+            conn: &mut $conn,
+            key: &::gaia_core::names::ClaimKey,
+        ) -> crate::error::Db<::gaia_core::tx::TryLock> {
+            let select = format!(
+                "SELECT {} FROM claims WHERE key = $1{}",
+                $crate::shared::claims::CLAIM_COLUMNS,
+                $skip_locked
+            );
+            let found = ::sqlx::query(&select)
+                .bind(key.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+            let found = match found {
+                Some(row) => Some(row),
+                None => {
+                    // Missing, or locked by someone else: create it if missing, then look again.
+                    ::sqlx::query(
+                        "INSERT INTO claims (key, story, todolist, token, ttl_ms)
+                         VALUES ($1, $2, $3, 0, 0) ON CONFLICT (key) DO NOTHING",
+                    )
+                    .bind(key.to_string())
+                    .bind(&key.story)
+                    .bind(&key.todolist)
+                    .execute(&mut *conn)
+                    .await?;
+                    ::sqlx::query(&select)
+                        .bind(key.to_string())
+                        .fetch_optional(&mut *conn)
+                        .await?
+                }
+            };
+            let Some(row) = found else {
+                return Ok(::gaia_core::tx::TryLock::Busy);
+            };
+            let row = $crate::rows::claim(&row)?;
+            // A placeholder row means "never claimed".
+            Ok(::gaia_core::tx::TryLock::Locked(
+                (row.token > 0 || row.holder.is_some()).then_some(row),
+            ))
+        }
+
         /// The claim row of `key`, created empty when missing and locked either way.
         pub(crate) async fn claim_lock(
             conn: &mut $conn,
@@ -297,7 +364,12 @@ macro_rules! backlog_sql {
             now_us: i64,
             limit: u32,
         ) -> crate::error::Db<Vec<::gaia_core::backlog::Task>> {
-            let found = ::sqlx::query($crate::shared::backlog::READY)
+            let sql = if story.is_some() {
+                $crate::shared::backlog::READY_IN_STORY
+            } else {
+                $crate::shared::backlog::READY
+            };
+            let found = ::sqlx::query(sql)
                 .bind(now_us)
                 .bind(story)
                 .bind(i64::from(limit))
