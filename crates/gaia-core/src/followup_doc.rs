@@ -34,6 +34,8 @@ pub struct FollowupDoc {
     pub task: String,
     pub title: String,
     pub body: String,
+    /// The line of the `Parent` header (1-based), for errors about the story.
+    pub parent_line: usize,
 }
 
 impl FollowupDoc {
@@ -134,6 +136,7 @@ pub fn parse(path: &str, content: &[u8]) -> Result<FollowupDoc, DocError> {
         task,
         title,
         body,
+        parent_line: parent_at + 1,
     })
 }
 
@@ -199,6 +202,7 @@ mod tests {
         assert_eq!(d.body, "- [ ] README explains it\n- [ ] example config");
         assert_eq!(d.hash, hash(text.as_bytes()));
         assert_eq!(d.hash.len(), 64);
+        assert_eq!(d.parent_line, 2);
         let f = d.to_followup(Utc::now());
         assert_eq!(f.status, FollowupStatus::Pending);
         assert_eq!(f.path, "doc/S-1.auth.agent-1.T3.1.extra.md");
