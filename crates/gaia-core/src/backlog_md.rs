@@ -545,23 +545,10 @@ pub fn changes(doc: &StoryDoc, story: &Story, tasks: &[Task]) -> Result<Changes,
             ),
         ));
     }
-    let mut out = Changes::default();
-    if doc.title != story.title
-        || doc.description != normalize(&story.description)
-        || doc.labels != story.labels
-    {
-        let description = if doc.description == normalize(&story.description) {
-            story.description.clone()
-        } else {
-            doc.description.clone()
-        };
-        out.story = Some(NewStory {
-            slug: story.slug.clone(),
-            title: doc.title.clone(),
-            description,
-            labels: doc.labels.clone(),
-        });
-    }
+    let mut out = Changes {
+        story: story_edit(doc, story),
+        ..Changes::default()
+    };
     for line in &doc.tasks {
         let Some(id) = line.id else {
             out.adds.push(TaskAdd {
@@ -606,6 +593,25 @@ pub fn changes(doc: &StoryDoc, story: &Story, tasks: &[Task]) -> Result<Changes,
         }
     }
     Ok(out)
+}
+
+/// The story's new fields, when the file changes any of them. A description that compares
+/// equal stays as stored.
+fn story_edit(doc: &StoryDoc, story: &Story) -> Option<NewStory> {
+    let same_description = doc.description == normalize(&story.description);
+    if doc.title == story.title && same_description && doc.labels == story.labels {
+        return None;
+    }
+    Some(NewStory {
+        slug: story.slug.clone(),
+        title: doc.title.clone(),
+        description: if same_description {
+            story.description.clone()
+        } else {
+            doc.description.clone()
+        },
+        labels: doc.labels.clone(),
+    })
 }
 
 /// Parses a todolist template: each `- [ ] title` line (at the start of a line) is a task,

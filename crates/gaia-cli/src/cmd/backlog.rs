@@ -122,6 +122,11 @@ struct Plan {
     changes: Changes,
 }
 
+/// An error about `file` at `line`.
+fn at(file: &str, line: usize, code: u8, msg: impl std::fmt::Display) -> CliError {
+    CliError::new(code, format!("{file}:{line}: {msg}"))
+}
+
 /// The changes of `doc`, checked against the store.
 async fn plan(
     client: &Client,
@@ -129,9 +134,7 @@ async fn plan(
     doc: &StoryDoc,
     fenced: Option<&Fenced>,
 ) -> CliResult<Plan> {
-    let file = &path.display().to_string();
-    let at =
-        |line: usize, code: u8, msg: String| CliError::new(code, format!("{file}:{line}: {msg}"));
+    let file = path.display().to_string();
     let view = client
         .story(&doc.slug)
         .await
@@ -142,53 +145,73 @@ async fn plan(
         } else {
             exit::BAD_INPUT
         };
-        at(e.line, code, e.message)
+        at(&file, e.line, code, e.message)
     })?;
     if let Some(c) = changes.checks.iter().find(|c| !c.done) {
         let msg = format!(
             "task #{} is done and import does not reopen tasks; check its box again",
             c.id
         );
-        return Err(at(c.line, exit::CONFLICT, msg));
+        return Err(at(&file, c.line, exit::CONFLICT, msg));
     }
-    let to_check = changes.checks.first().map(|c| c.line);
-    if let Some(line) = to_check.or_else(|| changes.adds.iter().find(|a| a.done).map(|a| a.line)) {
-        let key = view.story.key();
-        let Some(f) = fenced else {
-            let msg =
-                format!("checking a task done needs the claim on {key}: pass --agent and --token");
-            return Err(at(line, exit::BAD_INPUT, msg));
-        };
-        let r = client.inspect(&key).await?;
-        let holds = r.holder.as_ref().is_some_and(|h| h.agent == f.agent);
-        if !(r.outcome == Outcome::Held && holds && r.token == f.token) {
-            let msg = format!(
-                "{} with token {} does not hold the claim on {key}",
-                f.agent, f.token
-            );
-            return Err(at(line, exit::CONFLICT, msg));
-        }
+    let checked = changes.checks.first().map(|c| c.line);
+    if let Some(line) = checked.or_else(|| changes.adds.iter().find(|a| a.done).map(|a| a.line)) {
+        check_claim(client, &view.story, fenced)
+            .await
+            .map_err(|e| at(&file, line, e.code, e.message))?;
     }
     for add in &changes.adds {
-        for id in add
-            .task
-            .blocked_by
-            .iter()
-            .filter(|id| !view.tasks.iter().any(|t| t.id == **id))
-        {
-            let other = client.task(*id).await.ok().map(|t| t.story);
-            if other.as_deref() != Some(view.story.slug.as_str()) {
-                let msg = format!("#{id} is not a task of story '{}'", view.story.slug);
-                return Err(at(add.line, exit::BAD_INPUT, msg));
+        for id in &add.task.blocked_by {
+            if !view.tasks.iter().any(|t| t.id == *id) {
+                check_blocker(client, &view.story.slug, *id)
+                    .await
+                    .map_err(|e| at(&file, add.line, e.code, e.message))?;
             }
         }
     }
     Ok(Plan {
         path: path.to_owned(),
-        file: file.to_owned(),
+        file,
         story: view.story,
         changes,
     })
+}
+
+/// Checking a task done needs the live claim on the story's list under the given token.
+async fn check_claim(client: &Client, story: &Story, fenced: Option<&Fenced>) -> CliResult<()> {
+    let key = story.key();
+    let Some(f) = fenced else {
+        return Err(CliError::bad_input(format!(
+            "checking a task done needs the claim on {key}: pass --agent and --token"
+        )));
+    };
+    let r = client.inspect(&key).await?;
+    let holds = r.holder.as_ref().is_some_and(|h| h.agent == f.agent);
+    if r.outcome == Outcome::Held && holds && r.token == f.token {
+        return Ok(());
+    }
+    Err(CliError::new(
+        exit::CONFLICT,
+        format!(
+            "{} with token {} does not hold the claim on {key}",
+            f.agent, f.token
+        ),
+    ))
+}
+
+/// A task a new one waits for must be a task of the same story (any of its lists).
+async fn check_blocker(client: &Client, slug: &str, id: i64) -> CliResult<()> {
+    let story = match client.task(id).await {
+        Ok(t) => Some(t.story),
+        Err(e) if e.code == exit::CONFLICT => None,
+        Err(e) => return Err(e),
+    };
+    if story.as_deref() == Some(slug) {
+        return Ok(());
+    }
+    Err(CliError::bad_input(format!(
+        "#{id} is not a task of story '{slug}'"
+    )))
 }
 
 /// Applies one plan in order: the story, edited tasks, new tasks, then tasks checked done.

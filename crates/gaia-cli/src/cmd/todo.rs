@@ -137,7 +137,9 @@ pub fn fence(
         (Some(_), None) => Err(CliError::bad_input(format!(
             "--agent needs --token, {hint}"
         ))),
-        (None, Some(_)) => Err(CliError::bad_input("--token needs --agent")),
+        (None, Some(_)) => Err(CliError::bad_input(
+            "--token needs --agent: here --token is the claim's fencing token (remote mode reads the API token from $GAIA_TOKEN)",
+        )),
         (None, None) if required => Err(CliError::bad_input(format!(
             "this needs --agent and --token, {hint}"
         ))),
