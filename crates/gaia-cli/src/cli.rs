@@ -100,7 +100,7 @@ pub enum Command {
     /// Ready work (todo tasks whose blockers are done, on lists nobody holds); --take takes
     /// one with its claim.
     Ready(ReadyArgs),
-    /// Follow-up child docs (doc/<Story>.<Agent>.<Task>.extra.md): collect and triage them.
+    /// Follow-up child docs (`doc/<Story>.<Agent>.<Task>.extra.md`): collect and triage them.
     #[command(subcommand)]
     Followups(FollowupsCommand),
     /// Stories as markdown files: export them, and import the edits.

@@ -223,7 +223,7 @@ pub struct ReadyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FollowupsCommand {
-    /// Add every child doc (DIR/**/<Story>.<Agent>.<Task>.extra.md) to its story's triage
+    /// Add every child doc (`DIR/**/<Story>.<Agent>.<Task>.extra.md`) to its story's triage
     /// list, once; an edited doc updates its entry. Malformed docs are listed as FILE:LINE:
     /// MESSAGE on stderr and make the exit code 2; the others are still collected.
     Collect {
@@ -260,7 +260,7 @@ pub enum FollowupsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BacklogCommand {
-    /// Write each story with its current todolist to DIR/<slug>.md.
+    /// Write each story with its current todolist to `DIR/<slug>.md`.
     Export {
         dir: PathBuf,
         /// Only this story.
