@@ -61,14 +61,17 @@ async fn export(config: &Config, dir: &Path, story: Option<&str>, json: bool) ->
             .map(|s| s.slug)
             .collect(),
     };
+    let mut views = Vec::with_capacity(slugs.len());
+    for slug in &slugs {
+        views.push(client.story(slug).await?);
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::bad_input(format!("cannot create {}: {e}", dir.display())))?;
     let mut written = Vec::new();
-    for slug in slugs {
-        let view = client.story(&slug).await?;
-        let path = dir.join(format!("{slug}.md"));
+    for view in views {
+        let path = dir.join(format!("{}.md", view.story.slug));
         write_file(&path, &backlog_md::export(&view.story, &view.tasks))?;
-        written.push(json!({ "story": slug, "file": path.display().to_string() }));
+        written.push(json!({ "story": view.story.slug, "file": path.display().to_string() }));
     }
     if json {
         super::out_json(&Value::Array(written))?;
