@@ -1,8 +1,12 @@
-//! The command line: every command, flag and its help text.
+//! The command line: every command, flag and its help text (the backlog's in [`backlog`]).
+
+mod backlog;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use self::backlog::{BacklogCommand, FollowupsCommand, ReadyArgs, StoryCommand, TodoCommand};
 
 /// Gaia: the control plane for a team of AI coding agents with a human in the loop.
 ///
@@ -32,6 +36,8 @@ pub struct Cli {
     pub url: Option<String>,
 
     /// The API token for remote mode. Prefer $GAIA_TOKEN: arguments are visible to other users.
+    /// For `todo start|done|block|unblock|move` and `backlog import`, the fencing token of the
+    /// agent's claim instead (the API token then comes from $GAIA_TOKEN).
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
 
@@ -84,6 +90,22 @@ pub enum Command {
     /// Hooks for coding agents (reads the hook input on stdin, answers on stdout).
     #[command(subcommand)]
     Hook(HookCommand),
+    /// Stories: units of work, each with one current todolist of tasks.
+    #[command(subcommand)]
+    Story(StoryCommand),
+    /// The tasks of a story's todolist: add, work, validate the final-task rule, archive,
+    /// finalize.
+    #[command(subcommand)]
+    Todo(TodoCommand),
+    /// Ready work (todo tasks whose blockers are done, on lists nobody holds); --take takes
+    /// one with its claim.
+    Ready(ReadyArgs),
+    /// Follow-up child docs (`doc/<Story>.<Agent>.<Task>.extra.md`): collect and triage them.
+    #[command(subcommand)]
+    Followups(FollowupsCommand),
+    /// Stories as markdown files: export them, and import the edits.
+    #[command(subcommand)]
+    Backlog(BacklogCommand),
     /// Emit, follow and export events.
     #[command(subcommand)]
     Events(EventsCommand),

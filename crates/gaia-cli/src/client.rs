@@ -1,6 +1,9 @@
 //! What the commands talk to: the store directly (the default), or a Gaia server when
 //! `GAIA_URL`/`--url` is set. Both return the same core types, so every command prints the
-//! same output and exits with the same code in either mode.
+//! same output and exits with the same code in either mode. The backlog's calls are in
+//! [`backlog`].
+
+mod backlog;
 
 use std::time::Duration;
 
@@ -15,6 +18,8 @@ use gaia_core::tokens::{Role, TokenInfo};
 use crate::config::Config;
 use crate::exit::CliError;
 use crate::remote::Remote;
+
+pub use self::backlog::{StoryView, Took};
 
 #[derive(Debug)]
 pub enum Client {

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gaia_core::backlog::Template;
 use gaia_core::metrics::Threshold;
 use gaia_core::outbox::AutoRequeuePolicy;
 use gaia_core::policy::Policy;
@@ -187,6 +188,13 @@ const KEYS: &[Key] = &[
         help: "admin token for the server",
     },
     Key {
+        name: "backlog.template",
+        env: &["GAIA_BACKLOG_TEMPLATE"],
+        default: None,
+        secret: false,
+        help: "markdown file whose '- [ ] title' lines (bodies indented under them) start every new todolist; relative to gaia.toml when set there",
+    },
+    Key {
         name: "auto_requeue.max_retries",
         env: &["AUTO_REQUEUE_MAX_RETRIES"],
         default: Some("3"),
@@ -317,6 +325,8 @@ pub struct Config {
     pub remote: Option<(String, String)>,
     /// The `[policy]` rules of gaia.toml.
     pub policy: Policy,
+    /// The tasks every new todolist starts with (`backlog.template`).
+    pub backlog_template: Template,
 }
 
 /// The store settings, as [`StoreOptions`] wants them.
@@ -382,6 +392,7 @@ impl Config {
             warnings: Vec::new(),
             remote: None,
             policy: Policy::default(),
+            backlog_template: p.template()?,
         })
     }
 
@@ -552,6 +563,39 @@ impl Parser<'_> {
             api_url: self
                 .optional("telegram.api_url", http_url)?
                 .unwrap_or_else(|| DEFAULT_TELEGRAM_API_URL.to_owned()),
+        })
+    }
+
+    /// The todolist template: the default one unless `backlog.template` names a file, which
+    /// is read now (relative to the config file when set there) so that a bad one stops every
+    /// command at start.
+    fn template(&self) -> Result<Template, ConfigError> {
+        const KEY: &str = "backlog.template";
+        let Some(e) = self.0.get(KEY).filter(|e| !e.value.trim().is_empty()) else {
+            return Ok(Template::default());
+        };
+        let mut path = PathBuf::from(e.value.trim());
+        if let (Source::ConfigFile(file), true) = (&e.source, path.is_relative()) {
+            if let Some(dir) = file.parent() {
+                path = dir.join(path);
+            }
+        }
+        let text = std::fs::read_to_string(&path).map_err(|err| {
+            invalid(
+                KEY,
+                e,
+                format!("a readable markdown file ({}: {err})", path.display()),
+            )
+        })?;
+        gaia_core::backlog_md::parse_template(&text).map_err(|err| {
+            invalid(
+                KEY,
+                e,
+                format!(
+                    "a todolist template of '- [ ] title' lines ({} {err})",
+                    path.display()
+                ),
+            )
         })
     }
 
@@ -834,6 +878,45 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown setting 'database.urll'")
+        );
+    }
+
+    #[test]
+    fn the_backlog_template_is_read_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.backlog_template, Template::default());
+        std::fs::write(
+            dir.path().join("tpl.md"),
+            "# Template\n- [ ] Plan\n    - [ ] outline\n- [ ] FINAL: check\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bad.md"), "- [ ] Plan\n- [ ] Build\n").unwrap();
+        let toml_path = dir.path().join("gaia.toml");
+        std::fs::write(&toml_path, "[backlog]\ntemplate = \"tpl.md\"\n").unwrap();
+        let ov = Overrides {
+            config: Some(toml_path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&ov, &BTreeMap::new()).unwrap();
+        assert_eq!(c.backlog_template.0.len(), 2);
+        assert_eq!(c.backlog_template.0[0].body, "- [ ] outline");
+        let bad = dir.path().join("bad.md");
+        let e = env(&[("GAIA_BACKLOG_TEMPLATE", bad.to_str().unwrap())]);
+        let err = Config::load(&ov, &e).unwrap_err().to_string();
+        assert!(
+            err.starts_with("backlog.template = ") && err.contains("(from $GAIA_BACKLOG_TEMPLATE)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 2: the last task must be marked"),
+            "{err}"
+        );
+        std::fs::write(&toml_path, "[backlog]\ntemplate = \"missing.md\"\n").unwrap();
+        let err = Config::load(&ov, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(
+            err.contains("gaia.toml): expected a readable markdown file"),
+            "{err}"
         );
     }
 

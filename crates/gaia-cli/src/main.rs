@@ -105,13 +105,19 @@ fn init_logging(flag: Option<&str>, format: cli::LogFormat) {
     };
 }
 
-async fn run(cli: Cli) -> CliResult {
+async fn run(mut cli: Cli) -> CliResult {
     if let Command::Completions { shell } = cli.command {
         let mut cmd = <Cli as clap::CommandFactory>::command();
         clap_complete::generate(shell, &mut cmd, "gaia", &mut std::io::stdout());
         return Ok(exit::OK);
     }
     let env: BTreeMap<String, String> = std::env::vars().collect();
+    // For the task commands that act under a claim, --token is the claim's fencing token.
+    let fencing_token = match &cli.command {
+        Command::Todo(c) if c.takes_fencing_token() => cli.token.take(),
+        Command::Backlog(c) if c.takes_fencing_token() => cli.token.take(),
+        _ => None,
+    };
     let overrides = Overrides {
         config: cli.config,
         env_file: cli.env_file,
@@ -146,6 +152,11 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Alert(c) => cmd::metrics::alert(c, &config).await,
         Command::Hook(c) => cmd::hook::run(c, &config).await,
+        Command::Story(c) => cmd::story::run(c, &config).await,
+        Command::Todo(c) => cmd::todo::run(c, &config, fencing_token).await,
+        Command::Ready(args) => cmd::ready::run(args, &config).await,
+        Command::Followups(c) => cmd::followups::run(c, &config).await,
+        Command::Backlog(c) => cmd::backlog::run(c, &config, fencing_token).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,
         Command::Completions { .. } => Ok(exit::OK),

@@ -1,6 +1,8 @@
 //! The HTTP client of remote mode (`GAIA_URL`, `GAIA_TOKEN`): the same operations as the
 //! direct store, through the server's API, returning the same core types so that output and
-//! exit codes do not depend on the mode.
+//! exit codes do not depend on the mode. The backlog's routes are in [`backlog`].
+
+mod backlog;
 
 use std::time::Duration;
 

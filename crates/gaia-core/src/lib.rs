@@ -6,10 +6,12 @@
 
 pub mod audit;
 pub mod backlog;
+pub mod backlog_md;
 pub mod claims;
 pub mod commands;
 pub mod error;
 pub mod event;
+pub mod followup_doc;
 pub mod metrics;
 pub mod names;
 pub mod outbox;

@@ -2,15 +2,20 @@
 //! and prints the result.
 
 pub mod audit;
+pub mod backlog;
 pub mod claim;
 pub mod command;
 pub mod config;
 pub mod events;
+pub mod followups;
 pub mod hook;
 pub mod metrics;
 pub mod policy;
 pub mod queue;
+pub mod ready;
 pub mod serve;
+pub mod story;
+pub mod todo;
 pub mod token;
 
 use std::io::Write;
@@ -25,4 +30,9 @@ pub fn out(line: &str) -> std::io::Result<()> {
 /// Pretty JSON to stdout.
 pub fn out_json(v: &serde_json::Value) -> std::io::Result<()> {
     out(&serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into()))
+}
+
+/// Any serializable value as pretty JSON to stdout.
+pub fn out_serde<T: serde::Serialize>(v: &T) -> std::io::Result<()> {
+    out_json(&serde_json::to_value(v).unwrap_or_default())
 }
