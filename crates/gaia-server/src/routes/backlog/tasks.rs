@@ -220,8 +220,14 @@ async fn fence(
 }
 
 /// Refuses an agent acting under a claim another token took: the token that took a claim owns
-/// it, whatever agent name a call gives. (Operators may act for any agent.)
-async fn check_principal(state: &AppState, caller: &Caller, id: i64) -> ApiResult<()> {
+/// it, whatever agent name a call gives. (Operators may act for any agent.) Any other refusal
+/// (a stale token, another holder) is left to the fence check, which says why.
+async fn check_principal(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    fenced: &Fenced,
+) -> ApiResult<()> {
     if caller.role.allows(Role::Operator) {
         return Ok(());
     }
@@ -229,14 +235,15 @@ async fn check_principal(state: &AppState, caller: &Caller, id: i64) -> ApiResul
     let key = task.key();
     let store = state.gaia.store();
     let now = store.now().await?;
-    let row = store.claim_get(&key).await?;
-    let principal = row
-        .as_ref()
-        .filter(|r| r.is_live(now))
-        .and_then(|r| r.holder.as_ref())
-        .and_then(|h| h.principal.as_deref());
-    match principal {
-        Some(p) if p != caller.name => Err(ApiError::new(
+    let Some(row) = store.claim_get(&key).await?.filter(|r| r.is_live(now)) else {
+        return Ok(());
+    };
+    let Some(holder) = row.holder.as_ref() else {
+        return Ok(());
+    };
+    let theirs = holder.agent == fenced.agent && row.token == fenced.token;
+    match holder.principal.as_deref() {
+        Some(p) if theirs && p != caller.name => Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!("the claim on {key} was taken with another token"),
@@ -257,8 +264,8 @@ async fn act(
 ) -> ApiResult<Json<TaskBody>> {
     caller.require(state, Role::Agent, name).await?;
     let fenced = fence(state, caller, &action, name, agent, token).await?;
-    if fenced.is_some() {
-        check_principal(state, caller, id).await?;
+    if let Some(f) = &fenced {
+        check_principal(state, caller, id, f).await?;
     }
     let task = state
         .gaia
