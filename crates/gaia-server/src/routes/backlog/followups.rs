@@ -148,7 +148,8 @@ pub async fn list_followups(
 /// before the final task. A follow-up is triaged once; a closed story or a finalized list
 /// takes no new task (409).
 #[utoipa::path(post, path = "/api/v1/followups/{id}/accept", tag = "backlog",
-    params(("id" = i64, Path, description = "The follow-up's id")),
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The follow-up's id")),
     responses((status = 200, body = FollowupBody), BadRequest, Unauthorized, Forbidden,
         NotFound, Conflict, ServerErrors))]
 pub async fn accept_followup(
@@ -165,7 +166,9 @@ pub async fn accept_followup(
 
 /// Reject a pending follow-up with a reason (operator). A follow-up is triaged once.
 #[utoipa::path(post, path = "/api/v1/followups/{id}/reject", tag = "backlog",
-    params(("id" = i64, Path, description = "The follow-up's id")), request_body = RejectBody,
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The follow-up's id")),
+    request_body = RejectBody,
     responses((status = 200, body = FollowupBody), JsonBody, Unauthorized, Forbidden,
         NotFound, Conflict, ServerErrors))]
 pub async fn reject_followup(

@@ -161,7 +161,8 @@ pub async fn list_tasks(
 
 /// One task.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "backlog",
-    params(("id" = i64, Path, description = "The task's id")),
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The task's id")),
     responses((status = 200, body = TaskBody), BadRequest, Unauthorized, NotFound, ServerErrors))]
 pub async fn show_task(
     State(state): State<AppState>,
@@ -173,7 +174,9 @@ pub async fn show_task(
 
 /// Replace a task's title and body (operator).
 #[utoipa::path(put, path = "/api/v1/tasks/{id}", tag = "backlog",
-    params(("id" = i64, Path, description = "The task's id")), request_body = EditTaskBody,
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The task's id")),
+    request_body = EditTaskBody,
     responses((status = 200, body = TaskBody), JsonBody, Unauthorized, Forbidden, NotFound,
         ServerErrors))]
 pub async fn edit_task(
@@ -277,7 +280,9 @@ async fn act(
 /// Start a task (agent or operator): it is in progress with the agent as its worker. Fenced:
 /// refused (409) unless the agent holds the live claim on its todolist under `token`.
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/start", tag = "backlog",
-    params(("id" = i64, Path, description = "The task's id")), request_body = FenceBody,
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The task's id")),
+    request_body = FenceBody,
     responses((status = 200, body = TaskBody), JsonBody, Unauthorized, Forbidden, NotFound,
         Conflict, ServerErrors))]
 pub async fn start_task(
@@ -301,7 +306,9 @@ pub async fn start_task(
 
 /// Mark a task done (agent or operator). Fenced like start.
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/done", tag = "backlog",
-    params(("id" = i64, Path, description = "The task's id")), request_body = FenceBody,
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The task's id")),
+    request_body = FenceBody,
     responses((status = 200, body = TaskBody), JsonBody, Unauthorized, Forbidden, NotFound,
         Conflict, ServerErrors))]
 pub async fn done_task(
@@ -326,7 +333,9 @@ pub async fn done_task(
 /// Block a task with a reason (agents with the claim's agent and token; operators also
 /// without).
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/block", tag = "backlog",
-    params(("id" = i64, Path, description = "The task's id")), request_body = BlockBody,
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The task's id")),
+    request_body = BlockBody,
     responses((status = 200, body = TaskBody), JsonBody, Unauthorized, Forbidden, NotFound,
         Conflict, ServerErrors))]
 pub async fn block_task(
@@ -351,7 +360,8 @@ pub async fn block_task(
 /// Unblock a task: it is to do again (agents with the claim's agent and token; operators also
 /// without, and then with no body at all).
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/unblock", tag = "backlog",
-    params(("id" = i64, Path, description = "The task's id")),
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The task's id")),
     request_body = Option<UnblockBody>,
     responses((status = 200, body = TaskBody), JsonBody, Unauthorized, Forbidden, NotFound,
         Conflict, ServerErrors))]
@@ -377,7 +387,9 @@ pub async fn unblock_task(
 /// Move a task within its list (agents with the claim's agent and token; operators also
 /// without).
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/move", tag = "backlog",
-    params(("id" = i64, Path, description = "The task's id")), request_body = MoveBody,
+    params(("id" = i64, Path, minimum = 1, example = 1,
+        description = "The task's id")),
+    request_body = MoveBody,
     responses((status = 200, body = TaskBody), JsonBody, Unauthorized, Forbidden, NotFound,
         Conflict, ServerErrors))]
 pub async fn move_task(
