@@ -59,6 +59,117 @@ impl PartialSchema for Name {
 
 impl ToSchema for Name {}
 
+/// The pattern of a story slug: see [`gaia_core::backlog::check_slug`].
+pub const SLUG_PATTERN: &str = r"^[A-Za-z0-9._-]+$";
+
+/// A story's slug: the name it is addressed by.
+#[derive(Debug)]
+pub struct Slug;
+
+impl PartialSchema for Slug {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "1 to 128 letters, digits, '-', '_' and '.', e.g. checkout or S-12.auth",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(gaia_core::names::MAX_NAME_LEN))
+            .pattern(Some(SLUG_PATTERN))
+            .examples(["checkout"])
+            .into()
+    }
+}
+
+impl ToSchema for Slug {}
+
+/// The pattern of a story label: a name without commas; see
+/// [`gaia_core::backlog::check_labels`].
+pub fn label_pattern() -> String {
+    name_pattern().replace("[^/", "[^/,")
+}
+
+/// A story's label.
+#[derive(Debug)]
+pub struct Label;
+
+impl PartialSchema for Label {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A name (1 to 128 characters; no '/', no control characters, no leading or \
+                 trailing spaces) without commas.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(gaia_core::names::MAX_NAME_LEN))
+            .pattern(Some(label_pattern()))
+            .examples(["backend"])
+            .into()
+    }
+}
+
+impl ToSchema for Label {}
+
+/// Characters a title refuses anywhere: control characters (Unicode Cc).
+const TITLE_BODY: &str = r"[^\u0000-\u001f\u007f-\u009f]";
+/// ... and the characters a title needs at least one of: neither control nor white space.
+const TITLE_MARK: &str =
+    r"[^\u0000-\u001f\u007f-\u009f \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+/// The pattern of a story or task title: see [`gaia_core::backlog::check_title`].
+pub fn title_pattern() -> String {
+    format!("^{TITLE_BODY}*{TITLE_MARK}{TITLE_BODY}*$")
+}
+
+/// The title of a story or a task.
+#[derive(Debug)]
+pub struct Title;
+
+impl PartialSchema for Title {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "One line of 1 to 200 characters, not only spaces, no control characters. A \
+                 task whose title holds the word FINAL, MANDATORY or FINALIZATION is its \
+                 list's final task.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(gaia_core::backlog::MAX_TITLE_CHARS))
+            .pattern(Some(title_pattern()))
+            .examples(["Write the login form"])
+            .into()
+    }
+}
+
+impl ToSchema for Title {}
+
+/// The pattern of a description or task body: control characters other than tab and line
+/// breaks are refused; see [`gaia_core::backlog::check_body`].
+pub const TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
+
+/// A story's description or a task's body (its acceptance criteria).
+#[derive(Debug)]
+pub struct Text;
+
+impl PartialSchema for Text {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Markdown text of at most 65536 bytes of UTF-8 (so fewer characters when some \
+                 take several bytes); tabs and line breaks, but no other control characters.",
+            ))
+            .max_length(Some(gaia_core::backlog::MAX_BODY_BYTES))
+            .pattern(Some(TEXT_PATTERN))
+            .examples(["- [ ] the form validates its input"])
+            .into()
+    }
+}
+
+impl ToSchema for Text {}
+
 /// A lease length such as `90s`, `15m`, `2h` or `1h30m`.
 #[derive(Debug)]
 pub struct Ttl;

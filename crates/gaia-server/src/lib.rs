@@ -83,6 +83,9 @@ pub struct ServerOptions {
     /// Alert thresholds, and how often the checker runs.
     pub thresholds: Vec<gaia_core::metrics::Threshold>,
     pub alert_every: Duration,
+    /// The tasks every new todolist starts with (a created story's first list, and each list
+    /// that replaces an archived one).
+    pub backlog_template: gaia_core::backlog::Template,
 }
 
 impl Default for ServerOptions {
@@ -107,6 +110,7 @@ impl Default for ServerOptions {
             auto_requeue_every: None,
             thresholds: vec![],
             alert_every: Duration::from_secs(30),
+            backlog_template: gaia_core::backlog::Template::default(),
         }
     }
 }
@@ -228,7 +232,13 @@ impl ServerOptions {
         doc::CommandStatus,
         doc::OutboxStatus,
         doc::NewCommandSpec,
-        doc::WaitTimeout
+        doc::WaitTimeout,
+        doc::Slug,
+        doc::Label,
+        doc::Title,
+        doc::Text,
+        routes::backlog::wire::StoryStatusBody,
+        routes::backlog::wire::FollowupStatusBody
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -283,6 +293,41 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::queue::list))
         .routes(routes!(routes::queue::requeue))
         .routes(routes!(routes::queue::auto_requeue))
+        .routes(routes!(
+            routes::backlog::stories::list_stories,
+            routes::backlog::stories::create_story
+        ))
+        .routes(routes!(
+            routes::backlog::stories::show_story,
+            routes::backlog::stories::edit_story
+        ))
+        .routes(routes!(routes::backlog::stories::close_story))
+        .routes(routes!(routes::backlog::stories::reopen_story))
+        .routes(routes!(routes::backlog::stories::archive_list))
+        .routes(routes!(routes::backlog::stories::new_list))
+        .routes(routes!(routes::backlog::stories::finalize_list))
+        .routes(routes!(routes::backlog::stories::validate))
+        .routes(routes!(
+            routes::backlog::tasks::list_tasks,
+            routes::backlog::tasks::add_task
+        ))
+        .routes(routes!(
+            routes::backlog::tasks::show_task,
+            routes::backlog::tasks::edit_task
+        ))
+        .routes(routes!(routes::backlog::tasks::start_task))
+        .routes(routes!(routes::backlog::tasks::done_task))
+        .routes(routes!(routes::backlog::tasks::block_task))
+        .routes(routes!(routes::backlog::tasks::unblock_task))
+        .routes(routes!(routes::backlog::tasks::move_task))
+        .routes(routes!(routes::backlog::ready::list_ready))
+        .routes(routes!(routes::backlog::ready::take))
+        .routes(routes!(
+            routes::backlog::followups::list_followups,
+            routes::backlog::followups::collect_followup
+        ))
+        .routes(routes!(routes::backlog::followups::accept_followup))
+        .routes(routes!(routes::backlog::followups::reject_followup))
         .split_for_parts()
 }
 

@@ -172,6 +172,25 @@ fn names_and_limits_carry_the_core_rules() {
         schemas["CreateTokenBody"]["properties"]["name"]["$ref"],
         "#/components/schemas/Name"
     );
+    // The backlog's text rules.
+    assert_eq!(schemas["Slug"]["maxLength"], gaia_core::names::MAX_NAME_LEN);
+    assert_eq!(
+        schemas["Title"]["maxLength"],
+        gaia_core::backlog::MAX_TITLE_CHARS
+    );
+    assert_eq!(
+        schemas["Text"]["maxLength"],
+        gaia_core::backlog::MAX_BODY_BYTES
+    );
+    assert!(schemas["Label"]["pattern"].as_str().unwrap().contains(','));
+    assert_eq!(
+        schemas["CreateStoryBody"]["properties"]["slug"]["$ref"],
+        "#/components/schemas/Slug"
+    );
+    assert_eq!(
+        schemas["NewTaskBody"]["properties"]["blocked_by"]["maxItems"],
+        gaia_core::backlog::MAX_BLOCKED_BY
+    );
     let events = &doc["paths"]["/api/v1/events"]["get"]["parameters"];
     let limit = events
         .as_array()

@@ -2,6 +2,7 @@
 //! calls [`gaia_core::Gaia`], and answers with a wire type or a problem document.
 
 pub mod audit;
+pub mod backlog;
 pub mod claims;
 pub mod commands;
 pub mod events;
