@@ -334,7 +334,7 @@
     $('#bl-ready').replaceChildren(...(b.ready.length ? b.ready.map((t) => h('li', { dataset: { id: t.id } },
       h('span', { class: 'tid', text: `#${t.id}` }), ' ', h('span', { class: 'title', text: t.title }),
       h('span', { class: 'muted where', text: `${t.story} / ${t.todolist}` })))
-      : [h('li', { class: 'empty', text: 'Nothing is ready: every open task is held, blocked or waiting.' })]));
+      : [h('li', { class: 'empty', text: b.stories.length ? 'Nothing is ready: every open task is held, blocked or waiting.' : 'Nothing is ready.' })]));
     $('#bl-blocked').replaceChildren(...(b.blocked.length ? b.blocked.map((t) => h('li', { dataset: { id: t.id } },
       h('span', { class: 'tid', text: `#${t.id}` }), ' ', h('span', { class: 'title', text: t.title }),
       h('span', { class: 'muted where', text: `${t.story} / ${t.todolist}` }),
@@ -374,12 +374,12 @@
         h('label', { for: reasonId, text: `Why reject follow-up ${f.id}?` }),
         h('input', { id: reasonId, type: 'text', required: true, maxlength: 2000, placeholder: 'reason (required)', value: S.rejecting[f.id] || '',
           oninput: (ev) => { S.rejecting[f.id] = ev.target.value; ev.target.removeAttribute('aria-invalid'); } }),
-        h('button', { type: 'submit', class: 'deny' }, 'Reject'),
-        h('button', { type: 'button', class: 'cancel', onclick: () => { delete S.rejecting[f.id]; renderBacklog(); } }, 'Cancel'));
+        h('button', { type: 'submit', id: `fu-reject-${f.id}`, class: 'deny' }, 'Reject'),
+        h('button', { type: 'button', id: `fu-cancel-${f.id}`, class: 'cancel', onclick: () => { delete S.rejecting[f.id]; renderBacklog(); } }, 'Cancel'));
     } else {
       controls = h('div', { class: 'decide' },
-        h('button', { type: 'button', class: 'approve accept', onclick: accept }, 'Accept'),
-        h('button', { type: 'button', class: 'deny ask-reject', onclick: askReason }, 'Reject…'));
+        h('button', { type: 'button', id: `fu-accept-${f.id}`, class: 'approve accept', onclick: accept }, 'Accept'),
+        h('button', { type: 'button', id: `fu-ask-${f.id}`, class: 'deny ask-reject', onclick: askReason }, 'Reject…'));
     }
     return h('article', { class: 'cmd followup', dataset: { id: f.id }, 'aria-label': `follow-up ${f.id}` },
       h('header', {},
