@@ -47,6 +47,10 @@
   }
   const ago = (t) => `${span((Date.now() - ms(t)) / 1000)} ago`;
   const clock = (t) => (t ? new Date(ms(t)).toLocaleString() : '–');
+  // How long ago `t` was, kept current by the clock below.
+  function since(t) {
+    return h('span', { class: 'since', dataset: { since: t } }, span((Date.now() - ms(t)) / 1000));
+  }
   function countdown(until, prefix) {
     return h('span', { class: 'countdown', dataset: { until, prefix: prefix || '' } }, tick1(until, prefix));
   }
@@ -102,6 +106,7 @@
     document.body.classList.toggle('readonly', !canDecide());
     $$('.op').forEach((b) => { b.hidden = !canDecide(); });
     select(location.hash.slice(1) || 'overview', false);
+    refresh('backlog', true);
     S.stream.want = true;
     startStream();
   }
@@ -121,7 +126,7 @@
   });
 
   // ---- tabs ---------------------------------------------------------------------------
-  const TABS = ['overview', 'approvals', 'claims', 'outbox', 'events', 'audit', 'metrics'];
+  const TABS = ['overview', 'approvals', 'backlog', 'claims', 'outbox', 'events', 'audit', 'metrics'];
   function select(tab, focus) {
     if (!TABS.includes(tab)) tab = 'overview';
     S.tab = tab;
@@ -147,15 +152,17 @@
   });
   window.addEventListener('hashchange', () => { if (S.me) select(location.hash.slice(1), false); });
 
-  // Refetches a panel at once, then at most every 250 ms (the overview every second) while
-  // events keep coming; hidden panels are fetched when shown.
+  // Refetches a panel at once, then at most every 250 ms (the overview, and a hidden panel
+  // fetched for its badge, every second) while events keep coming; other hidden panels are
+  // fetched when shown.
   const LOADERS = {};
   const LOADED = {};
-  function refresh(tab) {
+  function refresh(tab, badge) {
     if (!S.me) return;
-    if (tab !== S.tab && tab !== 'overview') { S.stale.add(tab); return; }
+    const hidden = tab !== S.tab;
+    if (hidden && tab !== 'overview' && !badge) { S.stale.add(tab); return; }
     if (S.timers[`r-${tab}`]) return;
-    const gap = tab === 'overview' ? 1000 : 250;
+    const gap = tab === 'overview' || hidden ? 1000 : 250;
     const wait = Math.max(0, (LOADED[tab] || 0) + gap - Date.now());
     S.timers[`r-${tab}`] = setTimeout(async () => {
       S.timers[`r-${tab}`] = null;
@@ -297,6 +304,121 @@
   $('#hist-status').addEventListener('change', history_);
   $('#hist-text').addEventListener('input', history_);
 
+  // ---- backlog ------------------------------------------------------------------------
+  // One snapshot from the server: open stories with their current list, ready work, blocked
+  // tasks and follow-ups waiting for triage. A reject asks for a reason first; what is being
+  // typed and where the focus is survive the refreshes that events bring.
+  const TASK_STATUS = { todo: ['○', 'todo'], in_progress: ['◐', 'in progress'], done: ['●', 'done'], blocked: ['⊘', 'blocked'] };
+  S.rejecting = {};
+  LOADERS.backlog = async () => {
+    S.backlog = await api('GET', '/dashboard/backlog');
+    renderBacklog();
+  };
+  function renderBacklog() {
+    const b = S.backlog;
+    if (!b) return;
+    const focus = document.activeElement && document.activeElement.id
+      ? { id: document.activeElement.id, at: document.activeElement.selectionStart } : null;
+    const inProgress = b.stories.reduce((n, st) => n + (st.counts.in_progress || 0), 0);
+    $('#bl-s-stories').textContent = b.stories.length + b.more_stories;
+    $('#bl-s-progress').textContent = inProgress;
+    $('#bl-s-ready').textContent = b.ready.length;
+    $('#bl-s-blocked').textContent = b.blocked.length;
+    $('#bl-s-blocked').classList.toggle('bad', b.blocked.length > 0);
+    $('#bl-s-followups').textContent = b.followups.length;
+    $('#badge-backlog').textContent = b.followups.length || '';
+    const live = new Set(b.followups.map((f) => String(f.id)));
+    for (const id of Object.keys(S.rejecting)) if (!live.has(id)) delete S.rejecting[id];
+    $('#bl-followups').replaceChildren(...(b.followups.length ? b.followups.map(followup)
+      : [h('p', { class: 'empty', text: 'No follow-ups wait for triage.' })]));
+    $('#bl-ready').replaceChildren(...(b.ready.length ? b.ready.map((t) => h('li', { dataset: { id: t.id } },
+      h('span', { class: 'tid', text: `#${t.id}` }), ' ', h('span', { class: 'title', text: t.title }),
+      h('span', { class: 'muted where', text: `${t.story} / ${t.todolist}` })))
+      : [h('li', { class: 'empty', text: b.stories.length ? 'Nothing is ready: every open task is held, blocked or waiting.' : 'Nothing is ready.' })]));
+    $('#bl-blocked').replaceChildren(...(b.blocked.length ? b.blocked.map((t) => h('li', { dataset: { id: t.id } },
+      h('span', { class: 'tid', text: `#${t.id}` }), ' ', h('span', { class: 'title', text: t.title }),
+      h('span', { class: 'muted where', text: `${t.story} / ${t.todolist}` }),
+      t.reason ? h('span', { class: 'reason bad', text: `Blocked: ${t.reason}` }) : null,
+      t.waiting_for.length ? h('span', { class: 'reason', text: `Waits for ${t.waiting_for.map((i) => `#${i}`).join(', ')}` }) : null))
+      : [h('li', { class: 'empty', text: 'Nothing is blocked.' })]));
+    $('#bl-stories').replaceChildren(...(b.stories.length ? b.stories.map(story)
+      : [h('p', { class: 'empty', text: 'No open stories.' })]));
+    const more = [b.more_stories ? `${b.more_stories} more open stories are not shown.` : '',
+      b.closed_stories ? `${b.closed_stories} closed ${b.closed_stories === 1 ? 'story is' : 'stories are'} not shown.` : ''].filter(Boolean).join(' ');
+    $('#bl-more').textContent = more;
+    $('#bl-more').hidden = !more;
+    if (focus && !document.activeElement.id) {
+      const el = document.getElementById(focus.id);
+      if (el) { el.focus(); if (focus.at !== null && focus.at !== undefined && el.setSelectionRange) el.setSelectionRange(focus.at, focus.at); }
+    }
+  }
+  function followup(f) {
+    const reasonId = `fu-reason-${f.id}`;
+    const rejecting = Object.prototype.hasOwnProperty.call(S.rejecting, String(f.id));
+    const accept = (ev) => act(ev.currentTarget, () => api('POST', `/dashboard/backlog/followups/${f.id}/accept`),
+      (r) => `follow-up ${f.id} accepted as task #${r.task_id}`).then(() => refresh('backlog'));
+    const askReason = () => { S.rejecting[f.id] = ''; renderBacklog(); $(`#${reasonId}`).focus(); };
+    const reject = (ev) => {
+      ev.preventDefault();
+      const input = $(`#${reasonId}`);
+      const reason = input.value.trim();
+      if (!reason) { input.setAttribute('aria-invalid', 'true'); input.focus(); flash('Give a reason to reject a follow-up.', true); return; }
+      const btn = ev.currentTarget.querySelector('button.deny');
+      act(btn, () => api('POST', `/dashboard/backlog/followups/${f.id}/reject`, { reason }),
+        () => { delete S.rejecting[f.id]; return `follow-up ${f.id} rejected`; }).then(() => refresh('backlog'));
+    };
+    let controls;
+    if (!canDecide()) controls = h('p', { class: 'muted', text: 'Read-only: an operator triages.' });
+    else if (rejecting) {
+      controls = h('form', { class: 'decide reject-form', onsubmit: reject },
+        h('label', { for: reasonId, text: `Why reject follow-up ${f.id}?` }),
+        h('input', { id: reasonId, type: 'text', required: true, maxlength: 2000, placeholder: 'reason (required)', value: S.rejecting[f.id] || '',
+          oninput: (ev) => { S.rejecting[f.id] = ev.target.value; ev.target.removeAttribute('aria-invalid'); } }),
+        h('button', { type: 'submit', id: `fu-reject-${f.id}`, class: 'deny' }, 'Reject'),
+        h('button', { type: 'button', id: `fu-cancel-${f.id}`, class: 'cancel', onclick: () => { delete S.rejecting[f.id]; renderBacklog(); } }, 'Cancel'));
+    } else {
+      controls = h('div', { class: 'decide' },
+        h('button', { type: 'button', id: `fu-accept-${f.id}`, class: 'approve accept', onclick: accept }, 'Accept'),
+        h('button', { type: 'button', id: `fu-ask-${f.id}`, class: 'deny ask-reject', onclick: askReason }, 'Reject…'));
+    }
+    return h('article', { class: 'cmd followup', dataset: { id: f.id }, 'aria-label': `follow-up ${f.id}` },
+      h('header', {},
+        h('strong', { class: 'title', text: f.title }),
+        h('span', { class: 'muted', text: `#${f.id} · ${f.story} · from ${f.agent} (${f.task}) · ${ago(f.created_at)}` })),
+      f.body ? h('pre', { class: 'body', text: f.body }) : null,
+      h('p', { class: 'muted path', text: f.path }),
+      controls);
+  }
+  function story(st) {
+    const done = st.counts.done || 0, total = st.tasks.length;
+    const c = st.claim;
+    const holder = c
+      ? h('p', { class: 'holder' }, h('span', { class: 'k', text: 'Claim ' }),
+        h('strong', { text: c.agent }), h('span', { class: 'muted', text: ` (${c.operator}) · token ${c.token}` }), ' · held ',
+        c.acquired_at ? since(c.acquired_at) : '–', ' · ', c.expires_at ? countdown(c.expires_at, 'expires in ') : 'no expiry')
+      : h('p', { class: 'holder muted' }, h('span', { class: 'k', text: 'Claim ' }), 'free: nobody holds this list');
+    return h('article', { class: 'story', dataset: { slug: st.slug }, 'aria-label': `story ${st.slug}` },
+      h('header', {},
+        h('strong', { class: 'title', text: st.title }),
+        h('span', { class: 'muted', text: `${st.slug} / ${st.todolist}` }),
+        st.finalized_at ? h('span', { class: 'pill final', title: `finalized ${clock(st.finalized_at)}`, text: 'finalized' }) : null,
+        ...st.labels.map((l) => h('span', { class: 'label', text: l }))),
+      holder,
+      h('div', { class: 'progress' },
+        h('progress', { max: Math.max(total, 1), value: done, 'aria-label': `${done} of ${total} tasks done` }),
+        h('span', { class: 'muted', text: `${done}/${total} done` })),
+      h('ol', { class: 'tasks' }, ...st.tasks.map((t) => {
+        const [icon, label] = TASK_STATUS[t.status] || ['?', t.status];
+        return h('li', { class: `task st-${t.status}`, dataset: { id: t.id, status: t.status } },
+          h('span', { class: `status st-${t.status}`, title: label }, h('span', { 'aria-hidden': 'true', text: icon }), ` ${label}`),
+          h('span', { class: 'title', text: t.title }),
+          t.is_final ? h('span', { class: 'label', text: 'final' }) : null,
+          h('span', { class: 'muted', text: `#${t.id}${t.worker ? ` · ${t.worker}` : ''}` }),
+          t.reason ? h('span', { class: 'reason bad', text: `Blocked: ${t.reason}` }) : null,
+          t.waiting_for.length ? h('span', { class: 'reason', text: `Waits for ${t.waiting_for.map((i) => `#${i}`).join(', ')}` }) : null);
+      })));
+  }
+
   // ---- claims -------------------------------------------------------------------------
   LOADERS.claims = async () => {
     const claims = await api('GET', '/api/v1/claims');
@@ -417,8 +539,8 @@
   // sent on every reconnect (also after a server restart), and heartbeats are visible.
   // Which panels an event touches, by its type or its subject.
   const AFFECTS = [['approval.', ['approvals']], ['command.', ['approvals']], ['command/', ['approvals']],
-    ['claim.', ['claims']], ['claim/', ['claims']], ['notify.', ['outbox']], ['outbox/', ['outbox']],
-    ['alert.', ['metrics']]];
+    ['claim.', ['claims', 'backlog']], ['claim/', ['claims']], ['notify.', ['outbox']], ['outbox/', ['outbox']],
+    ['alert.', ['metrics']], ['story.', ['backlog']], ['todo.', ['backlog']], ['followup.', ['backlog']]];
   function onEvent(e) {
     S.stream.last = e.seq;
     if (S.paused) S.buffered.push(e); else S.events.push(e);
@@ -431,6 +553,8 @@
     for (const [prefix, tabs] of AFFECTS) {
       if (e.type.startsWith(prefix) || e.subject.startsWith(prefix)) tabs.forEach((t) => refresh(t));
     }
+    // The Backlog tab's badge counts follow-ups waiting for triage, also while it is hidden.
+    if (e.type.startsWith('followup.')) refresh('backlog', true);
     refresh('overview');
     if (S.tab === 'audit' || S.tab === 'metrics') refresh(S.tab);
   }
@@ -516,6 +640,7 @@
   // Once a second: countdowns, heartbeat age; show stale panels' data when opened.
   setInterval(() => {
     $$('.countdown').forEach((el) => { el.textContent = tick1(el.dataset.until, el.dataset.prefix); });
+    $$('.since').forEach((el) => { el.textContent = span((Date.now() - ms(el.dataset.since)) / 1000); });
     if (S.me) debugView();
     if (S.stale.has(S.tab)) refresh(S.tab);
   }, 1000);

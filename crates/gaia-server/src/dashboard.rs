@@ -1,5 +1,6 @@
 //! The dashboard: one page of hand-written HTML, CSS and JavaScript embedded in the binary
-//! (no build step, no CDN, no external fonts), and the session endpoints it logs in with.
+//! (no build step, no CDN, no external fonts), the session endpoints it logs in with, and the
+//! Backlog tab's snapshot and triage actions ([`crate::dashboard_backlog`]).
 //! These routes are for browsers and stay out of the OpenAPI document.
 
 use axum::Router;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/login", post(crate::session::login))
         .route("/dashboard/logout", post(crate::session::logout))
         .route("/dashboard/session", get(crate::session::current))
+        .merge(crate::dashboard_backlog::routes())
 }
 
 fn asset(body: &'static str, content_type: &'static str, cache: &'static str) -> Response {

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod conn;
 pub mod dashboard;
+pub mod dashboard_backlog;
 pub mod doc;
 pub mod extract;
 pub mod problem;

@@ -4,8 +4,9 @@
 //! requeues a dead message, checks that a cross-site POST with the session cookie is refused,
 //! and writes screenshots of every tab at 1280 px and 360 px for people to look at. Also: the
 //! events panel carries on without a gap across a server restart on the same address, a dead
-//! Telegram message requeued from the Outbox tab reaches the fake Bot API, and the overview's
-//! time to first render is measured and printed.
+//! Telegram message requeued from the Outbox tab reaches the fake Bot API, the overview's
+//! time to first render is measured and printed, and the Backlog tab shows stories, claims,
+//! ready and blocked work and triages follow-ups (also at 360 px), escaping every title.
 //!
 //! Without Chromium and chromedriver the test says it was skipped, unless
 //! `GAIA_REQUIRE_BROWSER=1`, under which it fails.
@@ -19,12 +20,16 @@ use std::time::{Duration, Instant};
 
 use common::{Server, options};
 use gaia_core::Gaia;
-use gaia_core::claims::Request;
+use gaia_core::backlog::{
+    Followup, FollowupStatus, NewStory, NewTask, Taken, TaskStatus, Template,
+};
+use gaia_core::claims::{Holder, Request};
 use gaia_core::commands::{CommandSpec, NewCommand, Status};
 use gaia_core::names::ClaimKey;
 use gaia_core::outbox::{Attempt, Channel, NewMessage, RetryPolicy, Target};
 use gaia_core::store::StoreOptions;
 use gaia_core::tokens::Role;
+use gaia_core::usecase::backlog::{Fenced, TaskAction};
 use gaia_server::AppState;
 use gaia_server::senders::Senders;
 use gaia_telegram::BotClient;
@@ -34,9 +39,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-const TABS: [&str; 7] = [
+const TABS: [&str; 8] = [
     "overview",
     "approvals",
+    "backlog",
     "claims",
     "outbox",
     "events",
@@ -922,6 +928,591 @@ async fn overview_time_to_first_render() {
         times[1]
     );
     assert!(times[1] < 10_000.0, "first render took {:.0} ms", times[1]);
+    drop(d);
+    server.stop().await;
+}
+
+/// A story title that would run script if it were ever put into the page as HTML.
+const SCRIPT_TITLE: &str = "<script>window.__xss = 1</script> Harden the login";
+/// A follow-up title that would run script as HTML.
+const IMG_TITLE: &str = "<img src=x onerror=\"window.__xss = 2\"> Escape avatar names";
+
+/// What [`fill_backlog`] made.
+struct Backlog {
+    done: i64,
+    in_progress: i64,
+    blocked: i64,
+    /// A task that waits for `in_progress`.
+    waiting: i64,
+    ready: i64,
+    /// Ready too: the task of the finalized list.
+    reindex: i64,
+    /// Follow-ups: to accept, to reject, and one left pending.
+    accept: i64,
+    reject: i64,
+    pending: i64,
+}
+
+fn new_story(slug: &str, title: &str) -> NewStory {
+    NewStory {
+        slug: slug.into(),
+        title: title.into(),
+        description: String::new(),
+        labels: vec!["web".into()],
+    }
+}
+
+fn new_task(title: &str, blocked_by: Vec<i64>) -> NewTask {
+    NewTask {
+        title: title.into(),
+        body: "- [ ] it works".into(),
+        blocked_by,
+    }
+}
+
+fn followup_doc(story: &str, name: &str, title: &str) -> Followup {
+    let now = chrono::Utc::now();
+    Followup {
+        id: 0,
+        path: format!("doc/{story}.agent-claude-1.T2.{name}.md"),
+        hash: format!("hash-{name}"),
+        story: story.into(),
+        agent: "agent-claude-1".into(),
+        task: "T2".into(),
+        title: title.into(),
+        body: "- [ ] <b>not bold</b>".into(),
+        status: FollowupStatus::Pending,
+        reason: None,
+        task_id: None,
+        decided_by: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Stories with tasks in every status, a held claim, a finalized list, a task waiting for
+/// another, ready work and three follow-ups waiting for triage.
+async fn fill_backlog(g: &Gaia) -> Backlog {
+    let tpl = Template::default();
+    g.create_story(&new_story("checkout-flow", "Checkout flow"), &tpl, "op")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for title in ["Build the form", "Validate cards", "Handle 3-D Secure"] {
+        ids.push(
+            g.add_task("checkout-flow", &new_task(title, vec![]), "op")
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let waiting = g
+        .add_task(
+            "checkout-flow",
+            &new_task("Show the receipt", vec![ids[1]]),
+            "op",
+        )
+        .await
+        .unwrap()
+        .id;
+    let holder = Holder {
+        agent: "agent-claude-1".into(),
+        operator: "ops".into(),
+        fingerprint: "fp".into(),
+        principal: None,
+    };
+    let Taken::Took { task, claim } = g
+        .take_ready(
+            Some("checkout-flow"),
+            &holder,
+            Duration::from_secs(900),
+            "agent-claude-1",
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("nothing ready in checkout-flow");
+    };
+    assert_eq!(task.id, ids[0]);
+    let fenced = Fenced {
+        agent: "agent-claude-1".into(),
+        token: claim.token,
+    };
+    g.act_on_task(ids[0], &TaskAction::Done, Some(&fenced), "agent-claude-1")
+        .await
+        .unwrap();
+    g.act_on_task(ids[1], &TaskAction::Start, Some(&fenced), "agent-claude-1")
+        .await
+        .unwrap();
+    g.act_on_task(
+        ids[2],
+        &TaskAction::Block("waiting for the sandbox keys".into()),
+        None,
+        "agent-claude-1",
+    )
+    .await
+    .unwrap();
+
+    g.create_story(&new_story("login-hardening", SCRIPT_TITLE), &tpl, "op")
+        .await
+        .unwrap();
+    let ready = g
+        .add_task(
+            "login-hardening",
+            &new_task("<b>Rate-limit</b> the login form", vec![]),
+            "op",
+        )
+        .await
+        .unwrap()
+        .id;
+    g.create_story(&new_story("search-index", "Search index"), &tpl, "op")
+        .await
+        .unwrap();
+    let reindex = g
+        .add_task("search-index", &new_task("Reindex products", vec![]), "op")
+        .await
+        .unwrap()
+        .id;
+    g.finalize_list("search-index", "op").await.unwrap();
+
+    let mut followups = Vec::new();
+    for (story, name, title) in [
+        (
+            "login-hardening",
+            "lockout",
+            "Lock accounts after ten failures",
+        ),
+        ("checkout-flow", "avatars", IMG_TITLE),
+        ("login-hardening", "captcha", "Consider a captcha"),
+    ] {
+        let (_, f) = g
+            .collect_followup(&followup_doc(story, name, title), "collector")
+            .await
+            .unwrap();
+        followups.push(f.id);
+    }
+    Backlog {
+        done: ids[0],
+        in_progress: ids[1],
+        blocked: ids[2],
+        waiting,
+        ready,
+        reindex,
+        accept: followups[0],
+        reject: followups[1],
+        pending: followups[2],
+    }
+}
+
+/// Logs in through the session endpoint: the cookie value and its CSRF token.
+async fn session_of(server: &Server, token: &str) -> (String, String) {
+    let res = server
+        .anon(reqwest::Method::POST, "/dashboard/login")
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let me: Value = res.json().await.unwrap();
+    (cookie, me["csrf"].as_str().unwrap().to_owned())
+}
+
+/// Waits until follow-up `id` is no longer pending.
+async fn triaged(g: &Gaia, id: i64) -> Followup {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = g.get_followup(id).await.unwrap();
+        if f.status != FollowupStatus::Pending {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "follow-up {id} was not triaged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Scrolls the Backlog tab's stories into view (for a screenshot).
+async fn stories_in_view(d: &Driver) {
+    d.js("document.querySelector('#bl-blocked-title').scrollIntoView(); return 1;")
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// Whether the page scrolls sideways (it must not at any width).
+async fn overflows(d: &Driver) -> Value {
+    d.js("const e = document.documentElement; \
+        const wide = Array.from(document.querySelectorAll('#p-backlog .story, #p-backlog .followup, #p-backlog .tasks li')) \
+          .filter((el) => el.getBoundingClientRect().right > e.clientWidth + 1).map((el) => el.className); \
+        return e.scrollWidth > e.clientWidth ? `page ${e.scrollWidth} > ${e.clientWidth}: ${wide.join(', ')}` : (wide.length ? wide.join(', ') : false);")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_tab_in_a_real_browser() {
+    let Some((chromium, chromedriver)) = browser_or_skip() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let server = Server::start(&db, options(&db)).await;
+    let g = server.gaia().clone();
+    let (_, operator) = g
+        .create_token("ops.backlog", Role::Operator, "test")
+        .await
+        .unwrap();
+    let (_, agent) = g
+        .create_token("agent.backlog", Role::Agent, "test")
+        .await
+        .unwrap();
+    let b = fill_backlog(&g).await;
+    let d = Driver::start(&chromium, &chromedriver).await;
+    d.size(1280, 900).await;
+    log_in(&d, &server.base, &operator).await;
+    d.wait_for(
+        "document.querySelector('#badge-backlog').textContent === '3'",
+        "the badge counting follow-ups to triage",
+    )
+    .await;
+    d.click("#tab-backlog").await;
+    d.js("window.__sameDocument = true; return 1;").await;
+    d.wait_for(
+        "document.querySelectorAll('#bl-stories .story').length === 3",
+        "the open stories",
+    )
+    .await;
+
+    // Stories with their tasks' statuses, the claim's holder, ready work, blocked work.
+    let story = ".story[data-slug=\"checkout-flow\"]";
+    for (id, status) in [
+        (b.done, "done"),
+        (b.in_progress, "in_progress"),
+        (b.blocked, "blocked"),
+        (b.waiting, "todo"),
+    ] {
+        assert_eq!(
+            d.js(&format!(
+                "return document.querySelector('{story} li.task[data-id=\"{id}\"]').dataset.status;"
+            ))
+            .await,
+            json!(status),
+            "task {id}"
+        );
+    }
+    let holder = d
+        .js(&format!(
+            "return document.querySelector('{story} .holder').textContent;"
+        ))
+        .await;
+    let holder = holder.as_str().unwrap();
+    assert!(
+        holder.contains("agent-claude-1")
+            && holder.contains("held")
+            && holder.contains("expires in"),
+        "{holder}"
+    );
+    assert!(
+        d.js(&format!(
+            "return document.querySelector('{story} li.task[data-id=\"{}\"]').textContent;",
+            b.in_progress
+        ))
+        .await
+        .as_str()
+        .unwrap()
+        .contains("agent-claude-1"),
+        "the worker is shown"
+    );
+    assert!(
+        d.js("return document.querySelector('.story[data-slug=\"search-index\"] .pill.final') !== null;")
+            .await
+            .as_bool()
+            .unwrap(),
+        "the finalized list is marked"
+    );
+    assert!(
+        d.js("return document.querySelector('.story[data-slug=\"login-hardening\"] .holder').textContent;")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("nobody holds"),
+    );
+    let ready = d
+        .js("return Array.from(document.querySelectorAll('#bl-ready li[data-id]')).map((li) => Number(li.dataset.id));")
+        .await;
+    assert_eq!(
+        ready,
+        json!([b.ready, b.reindex]),
+        "the first tasks of the lists nobody holds are ready, not their final ones"
+    );
+    let blocked = d
+        .js(&format!(
+            "return [document.querySelector('#bl-blocked li[data-id=\"{}\"]').textContent, \
+                     document.querySelector('#bl-blocked li[data-id=\"{}\"]').textContent];",
+            b.blocked, b.waiting
+        ))
+        .await;
+    assert!(
+        blocked[0]
+            .as_str()
+            .unwrap()
+            .contains("Blocked: waiting for the sandbox keys"),
+        "{blocked}"
+    );
+    assert!(
+        blocked[1]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Waits for #{}", b.in_progress)),
+        "{blocked}"
+    );
+
+    // Titles are text, never markup.
+    let shown = d
+        .js("return document.querySelector('.story[data-slug=\"login-hardening\"] .title').textContent;")
+        .await;
+    assert_eq!(shown, json!(SCRIPT_TITLE));
+    let shown = d
+        .js(&format!(
+            "return document.querySelector('.followup[data-id=\"{}\"] .title').textContent;",
+            b.reject
+        ))
+        .await;
+    assert_eq!(shown, json!(IMG_TITLE));
+    assert_eq!(
+        d.js("return [document.querySelectorAll('#p-backlog script, #p-backlog img, #p-backlog b').length, typeof window.__xss];")
+            .await,
+        json!([0, "undefined"]),
+        "no markup from the data was parsed"
+    );
+
+    // A task added elsewhere appears without a reload, in its story and in ready work.
+    let added = g
+        .add_task(
+            "login-hardening",
+            &new_task("Log failed logins", vec![]),
+            "agent-claude-1",
+        )
+        .await
+        .unwrap()
+        .id;
+    d.wait_for(
+        &format!(
+            "document.querySelector('.story[data-slug=\"login-hardening\"] li.task[data-id=\"{added}\"]') \
+             && document.querySelector('#bl-ready li[data-id=\"{added}\"]')"
+        ),
+        "the task added through the service",
+    )
+    .await;
+    assert_eq!(
+        d.js("return window.__sameDocument === true;").await,
+        Value::Bool(true),
+        "the page was not reloaded"
+    );
+
+    // Accept: the follow-up becomes a task of its story, shown at once.
+    d.click(&format!(
+        ".followup[data-id=\"{}\"] button.accept",
+        b.accept
+    ))
+    .await;
+    let f = triaged(&g, b.accept).await;
+    assert_eq!(f.status, FollowupStatus::Accepted);
+    assert_eq!(
+        f.decided_by.as_deref(),
+        Some("ops.backlog"),
+        "audited by name"
+    );
+    let task = f.task_id.unwrap();
+    d.wait_for(
+        &format!(
+            "!document.querySelector('.followup[data-id=\"{}\"]') \
+             && document.querySelector('.story[data-slug=\"login-hardening\"] li.task[data-id=\"{task}\"]')",
+            b.accept
+        ),
+        "the accepted follow-up leaving the list as a task",
+    )
+    .await;
+    d.wait_for(
+        "document.querySelector('#badge-backlog').textContent === '2'",
+        "the badge after accepting",
+    )
+    .await;
+
+    // A follow-up changed elsewhere is shown without a reload: one more to triage.
+    let (_, late) = g
+        .collect_followup(
+            &followup_doc("checkout-flow", "late", "Collected while watching"),
+            "collector",
+        )
+        .await
+        .unwrap();
+    d.wait_for(
+        &format!(
+            "document.querySelector('.followup[data-id=\"{}\"]')",
+            late.id
+        ),
+        "the newly collected follow-up",
+    )
+    .await;
+
+    // The dashboard's routes take the session only, its CSRF token on POST, and an operator.
+    let accept = server.url(&format!(
+        "/dashboard/backlog/followups/{}/accept",
+        b.pending
+    ));
+    let res = server
+        .client
+        .get(server.url("/dashboard/backlog"))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap();
+    common::expect_problem(res, 401, "a bearer token on a dashboard route").await;
+    let cookie = d.cookie("gaia_session").await;
+    let res = server
+        .client
+        .post(&accept)
+        .header("cookie", format!("gaia_session={cookie}"))
+        .header("origin", &server.base)
+        .send()
+        .await
+        .unwrap();
+    common::expect_problem(res, 403, "accept without a CSRF token").await;
+    let (agent_cookie, agent_csrf) = session_of(&server, &agent).await;
+    let res = server
+        .client
+        .post(&accept)
+        .header("cookie", &agent_cookie)
+        .header("x-csrf-token", &agent_csrf)
+        .header("origin", &server.base)
+        .send()
+        .await
+        .unwrap();
+    common::expect_problem(res, 403, "accept by an agent").await;
+    let res = server
+        .client
+        .get(server.url("/dashboard/backlog"))
+        .header("cookie", &agent_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "any role reads the backlog");
+    assert_eq!(
+        g.get_followup(b.pending).await.unwrap().status,
+        FollowupStatus::Pending,
+        "refused requests change nothing"
+    );
+
+    // Wide screenshot, then narrow: the page does not scroll sideways, and Reject works there.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(overflows(&d).await, Value::Bool(false), "at 1280 px");
+    d.screenshot(&dir.join("backlog-triage-1280.png")).await;
+    stories_in_view(&d).await;
+    d.screenshot(&dir.join("backlog-stories-1280.png")).await;
+    d.size(360, 780).await;
+    d.wait_for(
+        "document.documentElement.clientWidth <= 360",
+        "the narrow window",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(overflows(&d).await, Value::Bool(false), "at 360 px");
+    stories_in_view(&d).await;
+    d.screenshot(&dir.join("backlog-stories-360.png")).await;
+    d.js("window.scrollTo(0, 0); return 1;").await;
+    d.screenshot(&dir.join("backlog-triage-360.png")).await;
+
+    // Reject asks for a reason: none, nothing is sent; with one, the follow-up is rejected.
+    let card = format!(".followup[data-id=\"{}\"]", b.reject);
+    d.click(&format!("{card} button.ask-reject")).await;
+    let input = format!("#fu-reason-{}", b.reject);
+    d.wait_for(
+        &format!("document.activeElement === document.querySelector('{input}')"),
+        "the reason field, focused",
+    )
+    .await;
+    assert_eq!(
+        overflows(&d).await,
+        Value::Bool(false),
+        "the reason form at 360 px"
+    );
+    d.screenshot(&dir.join("backlog-reject-360.png")).await;
+    d.type_into(&input, "   ").await;
+    d.click(&format!("{card} form.reject-form button.deny"))
+        .await;
+    d.wait_for(
+        &format!("document.querySelector('{input}').getAttribute('aria-invalid') === 'true'"),
+        "the reason marked missing",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        g.get_followup(b.reject).await.unwrap().status,
+        FollowupStatus::Pending,
+        "no reason, no rejection"
+    );
+    d.type_into(&input, "duplicate of the avatar story").await;
+    d.click(&format!("{card} form.reject-form button.deny"))
+        .await;
+    let f = triaged(&g, b.reject).await;
+    assert_eq!(f.status, FollowupStatus::Rejected);
+    assert_eq!(
+        f.reason.as_deref().map(str::trim),
+        Some("duplicate of the avatar story")
+    );
+    assert_eq!(f.decided_by.as_deref(), Some("ops.backlog"));
+    d.wait_for(
+        &format!("!document.querySelector('{card}')"),
+        "the rejected follow-up leaving the list",
+    )
+    .await;
+
+    // A task finished elsewhere changes its status in place.
+    g.act_on_task(
+        b.in_progress,
+        &TaskAction::Done,
+        Some(&Fenced {
+            agent: "agent-claude-1".into(),
+            token: g
+                .get_claim(&ClaimKey::new("checkout-flow", "default").unwrap())
+                .await
+                .unwrap()
+                .token,
+        }),
+        "agent-claude-1",
+    )
+    .await
+    .unwrap();
+    d.wait_for(
+        &format!(
+            "document.querySelector('{story} li.task[data-id=\"{}\"]').dataset.status === 'done' \
+             && !document.querySelector('#bl-blocked li[data-id=\"{}\"]')",
+            b.in_progress, b.waiting
+        ),
+        "the finished task and the one that waited for it",
+    )
+    .await;
+    assert_eq!(
+        g.get_task(b.in_progress).await.unwrap().status,
+        TaskStatus::Done
+    );
+    assert_eq!(
+        overflows(&d).await,
+        Value::Bool(false),
+        "at 360 px, after the changes"
+    );
+    assert_eq!(
+        d.js("return [window.__sameDocument === true, typeof window.__xss];")
+            .await,
+        json!([true, "undefined"]),
+        "the same page all along, and no script from the data ran"
+    );
+    println!("screenshots: {}", dir.display());
     drop(d);
     server.stop().await;
 }

@@ -4,9 +4,11 @@
 use std::path::Path;
 
 use gaia_core::Gaia;
-use gaia_core::claims::Request;
+use gaia_core::backlog::{Followup, FollowupStatus, NewStory, NewTask, Taken, Template};
+use gaia_core::claims::{Holder, Request};
 use gaia_core::names::ClaimKey;
 use gaia_core::tokens::Role;
+use gaia_core::usecase::backlog::{Fenced, TaskAction};
 use gaia_server::{AppState, ServerOptions};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -171,10 +173,13 @@ async fn ensure_admin_token(gaia: &Gaia) -> CliResult<()> {
     Ok(())
 }
 
-/// Claims, events, pending approvals (one a test item) and a dead notification, so that a
-/// new user sees every dashboard panel at work.
+/// A backlog, claims, events, pending approvals (one a test item) and a dead notification, so
+/// that a new user sees every dashboard panel at work.
 async fn load_demo(gaia: &Gaia) -> CliResult<()> {
     let ttl = Some(std::time::Duration::from_secs(3600));
+    demo_backlog(gaia).await?;
+    // The backlog took these lists with the same holders; this renews them when the server is
+    // started again with `--demo` after they expired.
     for (story, agent) in [
         ("checkout-flow", "agent-claude-1"),
         ("search-index", "agent-codex-2"),
@@ -183,13 +188,6 @@ async fn load_demo(gaia: &Gaia) -> CliResult<()> {
         let req = Request::acquire(key, agent, Some("demo"), Some("demo-run"), ttl)?;
         gaia.apply_claim(&req).await?;
     }
-    gaia.emit_event(
-        "story.created",
-        "demo",
-        "story/checkout-flow",
-        json!({"title": "Checkout flow"}),
-    )
-    .await?;
     gaia.emit_event(
         "chat.message",
         "agent-claude-1",
@@ -206,6 +204,237 @@ async fn load_demo(gaia: &Gaia) -> CliResult<()> {
         json!({"text": "Reindexing needs a migration; asked for approval."}),
     )
     .await?;
+    Ok(())
+}
+
+/// The holder the demo's agents take their lists with (the same one `load_demo` claims with).
+fn demo_holder(agent: &str) -> Holder {
+    Holder {
+        agent: agent.into(),
+        operator: "demo".into(),
+        fingerprint: "demo-run".into(),
+        principal: None,
+    }
+}
+
+fn demo_task(title: &str, body: &str, blocked_by: Vec<i64>) -> NewTask {
+    NewTask {
+        title: title.into(),
+        body: body.into(),
+        blocked_by,
+    }
+}
+
+/// Adds the tasks `titles` (with an acceptance line each) to story `slug`; their ids in order.
+async fn demo_tasks(gaia: &Gaia, slug: &str, titles: &[&str]) -> CliResult<Vec<i64>> {
+    let mut ids = Vec::with_capacity(titles.len());
+    for title in titles {
+        let new = demo_task(title, &format!("- [ ] {}", title.to_lowercase()), vec![]);
+        ids.push(gaia.add_task(slug, &new, "demo").await?.id);
+    }
+    Ok(ids)
+}
+
+/// `agent` takes the first ready task of `slug` (and the claim on its list), finishes it, and
+/// starts the next one, `next`, under the same claim.
+async fn demo_work(gaia: &Gaia, slug: &str, agent: &str, next: i64) -> CliResult<()> {
+    let ttl = std::time::Duration::from_secs(3600);
+    let taken = gaia
+        .take_ready(Some(slug), &demo_holder(agent), ttl, agent)
+        .await?;
+    let Taken::Took { task, claim } = taken else {
+        return Err(CliError::bad_input(format!(
+            "demo: nothing ready in story '{slug}'"
+        )));
+    };
+    let fenced = Fenced {
+        agent: agent.into(),
+        token: claim.token,
+    };
+    gaia.act_on_task(task.id, &TaskAction::Done, Some(&fenced), agent)
+        .await?;
+    gaia.act_on_task(next, &TaskAction::Start, Some(&fenced), agent)
+        .await?;
+    Ok(())
+}
+
+/// A follow-up doc filed by `agent` while working on `task` of `story`.
+fn demo_followup(
+    story: &str,
+    agent: &str,
+    task: &str,
+    name: &str,
+    title: &str,
+    body: &str,
+) -> Followup {
+    let now = chrono::Utc::now();
+    Followup {
+        id: 0,
+        path: format!("doc/{story}.{agent}.{task}.{name}.md"),
+        hash: gaia_core::tokens::hash(body),
+        story: story.into(),
+        agent: agent.into(),
+        task: task.into(),
+        title: title.into(),
+        body: body.into(),
+        status: FollowupStatus::Pending,
+        reason: None,
+        task_id: None,
+        decided_by: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Four stories with tasks in every status: work done and in progress under a held claim, a
+/// finalized list with a task waiting for another, a task blocked with a reason, ready work
+/// nobody holds, and two follow-ups waiting for triage. Loaded once: left alone when its first
+/// story exists.
+async fn demo_backlog(gaia: &Gaia) -> CliResult<()> {
+    match gaia.get_story("checkout-flow").await {
+        Ok(_) => return Ok(()),
+        Err(gaia_core::error::Error::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let template = Template::default();
+    let story = |slug: &str, title: &str, description: &str, labels: &[&str]| NewStory {
+        slug: slug.into(),
+        title: title.into(),
+        description: description.into(),
+        labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+    };
+
+    // Checkout: agent-claude-1 holds the list, one task done, one in progress, one blocked.
+    gaia.create_story(
+        &story(
+            "checkout-flow",
+            "Checkout flow: pay by card",
+            "Customers pay by card without leaving the shop.",
+            &["web", "payments"],
+        ),
+        &template,
+        "demo",
+    )
+    .await?;
+    let ids = demo_tasks(
+        gaia,
+        "checkout-flow",
+        &[
+            "Build the payment form",
+            "Validate card numbers before submitting",
+            "Handle 3-D Secure redirects",
+            "Show a receipt page after payment",
+        ],
+    )
+    .await?;
+    demo_work(gaia, "checkout-flow", "agent-claude-1", ids[1]).await?;
+    gaia.act_on_task(
+        ids[2],
+        &TaskAction::Block("waiting for the payment provider's sandbox keys".into()),
+        None,
+        "agent-claude-1",
+    )
+    .await?;
+
+    // Search: agent-codex-2 holds the list; it is finalized, and the switch waits for the backfill.
+    gaia.create_story(
+        &story(
+            "search-index",
+            "Search index: move to the new schema",
+            "Reindex products under the new schema without downtime.",
+            &["search"],
+        ),
+        &template,
+        "demo",
+    )
+    .await?;
+    let ids = demo_tasks(
+        gaia,
+        "search-index",
+        &["Write the schema migration", "Backfill the new columns"],
+    )
+    .await?;
+    gaia.add_task(
+        "search-index",
+        &demo_task(
+            "Switch reads to the new index",
+            "- [ ] reads use the new index\n- [ ] the old index is dropped",
+            vec![ids[1]],
+        ),
+        "demo",
+    )
+    .await?;
+    demo_work(gaia, "search-index", "agent-codex-2", ids[1]).await?;
+    gaia.finalize_list("search-index", "demo").await?;
+
+    // Docs: nobody holds it, its tasks are ready.
+    gaia.create_story(
+        &story(
+            "onboarding-docs",
+            "Onboarding docs for new contributors",
+            "A new contributor runs the tests on day one.",
+            &["docs"],
+        ),
+        &template,
+        "demo",
+    )
+    .await?;
+    demo_tasks(
+        gaia,
+        "onboarding-docs",
+        &[
+            "Describe the local setup",
+            "Write down the release checklist",
+        ],
+    )
+    .await?;
+
+    // Rate limits: blocked on a decision, with a task that is ready meanwhile.
+    gaia.create_story(
+        &story(
+            "api-rate-limits",
+            "Rate limits on the public API",
+            "Protect the API from bursts; limits depend on the plan.",
+            &["api"],
+        ),
+        &template,
+        "demo",
+    )
+    .await?;
+    let ids = demo_tasks(
+        gaia,
+        "api-rate-limits",
+        &["Pick the limits per plan", "Answer 429 with Retry-After"],
+    )
+    .await?;
+    gaia.act_on_task(
+        ids[0],
+        &TaskAction::Block("product has not decided the limits per plan yet".into()),
+        None,
+        "demo",
+    )
+    .await?;
+
+    for doc in [
+        demo_followup(
+            "checkout-flow",
+            "agent-claude-1",
+            "T2",
+            "webhook-retries",
+            "Retry payment webhooks that time out",
+            "The provider gives up after one attempt when our endpoint is slow.\n\n- [ ] retry with backoff\n- [ ] alert after the third failure",
+        ),
+        demo_followup(
+            "onboarding-docs",
+            "agent-codex-2",
+            "T1",
+            "test-database",
+            "Explain how to start the test database",
+            "New contributors do not know the tests need PostgreSQL.\n\n- [ ] document the container command\n- [ ] mention GAIA_TEST_POSTGRES_URL",
+        ),
+    ] {
+        gaia.collect_followup(&doc, "demo").await?;
+    }
     Ok(())
 }
 
