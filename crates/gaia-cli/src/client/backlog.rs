@@ -173,7 +173,7 @@ impl Client {
         match self {
             Self::Direct(g) => match g.take_ready(story, holder, ttl, &holder.agent).await? {
                 Taken::Took { task, claim } => Ok(Some(Took {
-                    task,
+                    task: *task,
                     token: claim.token,
                     expires_at: claim.expires_at,
                 })),

@@ -128,7 +128,7 @@ pub async fn take(
     Ok(Json(match taken {
         Taken::Took { task, claim } => TakenBody {
             taken: true,
-            task: Some(TaskBody::from(&task)),
+            task: Some(TaskBody::from(&*task)),
             token: Some(claim.token),
             expires_at: claim.expires_at.map(rfc3339),
         },
