@@ -73,7 +73,18 @@ macro_rules! backlog_sql {
             let found = match found {
                 Some(row) => Some(row),
                 None => {
-                    // Missing, or locked by someone else: create it if missing, then look again.
+                    // Missing, or locked by someone else. A plain read tells which without
+                    // waiting; only a missing row is created (an insert that meets a row
+                    // another transaction is changing would wait for it, and could deadlock
+                    // with a writer that locks several keys).
+                    let exists: Option<i64> =
+                        ::sqlx::query_scalar("SELECT token FROM claims WHERE key = $1")
+                            .bind(key.to_string())
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    if exists.is_some() {
+                        return Ok(::gaia_core::tx::TryLock::Busy);
+                    }
                     ::sqlx::query(
                         "INSERT INTO claims (key, story, todolist, token, ttl_ms)
                          VALUES ($1, $2, $3, 0, 0) ON CONFLICT (key) DO NOTHING",
