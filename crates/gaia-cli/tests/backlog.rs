@@ -28,6 +28,7 @@ backend_tests!(
     followups_are_collected_once,
     export_import_export_is_byte_identical,
     bad_input_changes_nothing,
+    remote_mode_against_a_server_with_a_configured_template,
 );
 
 /// Where a child runs: a fresh working directory and the database.
@@ -851,4 +852,72 @@ async fn bad_input_changes_nothing(db: &TestDb) {
         .map(|t| t["title"].as_str().unwrap())
         .collect();
     assert_eq!(titles, ["Plan", "MANDATORY: review"]);
+}
+
+/// Remote mode end to end: `gaia serve` started with `GAIA_BACKLOG_TEMPLATE`, and the backlog
+/// commands run through its API with `GAIA_URL`/`GAIA_TOKEN` (no `--db`).
+async fn remote_mode_against_a_server_with_a_configured_template(db: &TestDb) {
+    let tpl = tempfile::tempdir().unwrap();
+    let path = tpl.path().join("TODO_TEMPLATE.md");
+    std::fs::write(
+        &path,
+        "- [ ] Read the story\n- [ ] FINAL: check every criterion\n    - [ ] tests pass\n",
+    )
+    .unwrap();
+    let server = support::Server::start(db, &[("GAIA_BACKLOG_TEMPLATE", path.to_str().unwrap())]);
+    let remote = |args: &[&str]| {
+        let mut c = support::gaia();
+        c.current_dir(tpl.path())
+            .env("GAIA_URL", &server.url)
+            .env("GAIA_TOKEN", &server.token)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let (code, stdout, stderr) = finish(c.spawn().unwrap(), &args);
+        Out {
+            code,
+            stdout,
+            stderr,
+        }
+    };
+    let out = remote(&[
+        "story",
+        "create",
+        "remote",
+        "--title",
+        "Over HTTP",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{out:?} {}", server.log());
+    let out = remote(&["todo", "list", "remote", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let titles: Vec<String> = out
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(titles, ["Read the story", "FINAL: check every criterion"]);
+    let out = remote(&["todo", "add", "remote", "--title", "Do it", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = remote(&["ready", "--take", "--agent", "a1", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let taken = out.json();
+    let token = taken["token"].as_i64().unwrap().to_string();
+    let id = taken["task"]["id"].as_i64().unwrap().to_string();
+    let out = remote(&[
+        "todo", "done", &id, "--agent", "a1", "--token", &token, "--json",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["status"], "done");
+    let stale = (token.parse::<i64>().unwrap() + 7).to_string();
+    let out = remote(&["todo", "start", &id, "--agent", "a1", "--token", &stale]);
+    assert_eq!(out.code, 3, "{out:?}");
+    let out = remote(&["todo", "validate"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = remote(&["story", "show", "nope"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
 }

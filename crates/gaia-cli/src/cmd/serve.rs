@@ -38,6 +38,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         auto_requeue: config.auto_requeue,
         auto_requeue_every: config.auto_requeue_every,
         thresholds: config.thresholds.clone(),
+        backlog_template: config.backlog_template.clone(),
         ..ServerOptions::default()
     };
     let opts = fit_connections(opts, open_files);

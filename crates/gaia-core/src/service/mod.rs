@@ -40,6 +40,7 @@ mod outbox;
 mod policy;
 mod tokens;
 
+pub use backlog::StoryView;
 pub use events::MAX_EVENT_DATA;
 
 /// Called after every commit with the newest committed seq, so that a server can wake its
