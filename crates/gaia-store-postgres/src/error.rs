@@ -4,15 +4,7 @@
 use gaia_core::StoreError;
 use gaia_store_sql::error::{Classify, classify_driver};
 
-/// This backend's reading of driver errors.
-#[derive(Debug)]
-pub(crate) enum Postgres {}
-
-/// A failure inside the backend, already classified as the [`StoreError`] it becomes.
-pub(crate) type DbError = gaia_store_sql::error::DbError<Postgres>;
-
-/// The result of a function that talks to the database.
-pub(crate) type Db<T> = Result<T, DbError>;
+gaia_store_sql::backend_errors!(Postgres);
 
 impl Classify for Postgres {
     fn classify(e: sqlx::Error) -> StoreError {
@@ -33,9 +25,4 @@ impl Classify for Postgres {
             _ => classify_driver(e),
         }
     }
-}
-
-/// Runs a backend operation and hands its result to the storage traits.
-pub(crate) async fn boundary<T>(op: impl Future<Output = Db<T>>) -> Result<T, StoreError> {
-    gaia_store_sql::error::boundary(op).await
 }

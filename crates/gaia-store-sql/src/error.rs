@@ -60,3 +60,28 @@ pub fn classify_driver(e: sqlx::Error) -> StoreError {
 pub async fn boundary<T, C>(op: impl Future<Output = Db<T, C>>) -> Result<T, StoreError> {
     Ok(op.await?)
 }
+
+/// Declares the calling backend's error plumbing: the marker type `$name` (whose
+/// [`Classify`] impl the backend writes), `DbError` and `Db<T>` for it, and `boundary`, which
+/// runs a backend operation and hands its result to the storage traits.
+#[macro_export]
+macro_rules! backend_errors {
+    ($name:ident) => {
+        /// This backend's reading of driver errors.
+        #[derive(Debug)]
+        pub(crate) enum $name {}
+
+        /// A failure inside the backend, already classified as the `StoreError` it becomes.
+        pub(crate) type DbError = $crate::error::DbError<$name>;
+
+        /// The result of a function that talks to the database.
+        pub(crate) type Db<T> = Result<T, DbError>;
+
+        /// Runs a backend operation and hands its result to the storage traits.
+        pub(crate) async fn boundary<T>(
+            op: impl Future<Output = Db<T>>,
+        ) -> Result<T, ::gaia_core::StoreError> {
+            $crate::error::boundary(op).await
+        }
+    };
+}

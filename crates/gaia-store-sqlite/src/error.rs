@@ -10,15 +10,7 @@ const LOCKED: i64 = 6;
 const NOTADB: i64 = 26;
 const CORRUPT: i64 = 11;
 
-/// This backend's reading of driver errors.
-#[derive(Debug)]
-pub(crate) enum Sqlite {}
-
-/// A failure inside the backend, already classified as the [`StoreError`] it becomes.
-pub(crate) type DbError = gaia_store_sql::error::DbError<Sqlite>;
-
-/// The result of a function that talks to the database.
-pub(crate) type Db<T> = Result<T, DbError>;
+gaia_store_sql::backend_errors!(Sqlite);
 
 impl Classify for Sqlite {
     fn classify(e: sqlx::Error) -> StoreError {
@@ -37,9 +29,4 @@ impl Classify for Sqlite {
             _ => classify_driver(e),
         }
     }
-}
-
-/// Runs a backend operation and hands its result to the storage traits.
-pub(crate) async fn boundary<T>(op: impl Future<Output = Db<T>>) -> Result<T, StoreError> {
-    gaia_store_sql::error::boundary(op).await
 }
