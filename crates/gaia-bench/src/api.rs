@@ -254,9 +254,13 @@ async fn bench_backend(
     // The injected clock makes every lease look expired at once: with the reaper on, it would
     // write a claim.expired event for every claim between acquire and release, work a server
     // with a real clock never sees. Keep it from running during the measurement.
+    let defaults = server_options(&url);
     let server_opts = gaia_server::ServerOptions {
-        reap_interval: Duration::from_secs(3600),
-        ..server_options(&url)
+        runtime: gaia_server::RuntimeOptions {
+            reap_interval: Duration::from_secs(3600),
+            ..defaults.runtime.clone()
+        },
+        ..defaults
     };
     let state = AppState::new(gaia, server_opts, None).await?;
     let server = InProcess::start(state).await?;

@@ -20,7 +20,7 @@ pub mod wire;
 pub mod workers;
 
 // The runtime's parts, under the paths the server has always offered them.
-pub use gaia_runtime::{exec, hub, senders, telegram};
+pub use gaia_runtime::{Runtime, RuntimeOptions, exec, hub, senders, telegram};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,12 +34,10 @@ use axum::response::{IntoResponse, Response};
 use gaia_core::Gaia;
 use gaia_core::tokens::hash;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::hub::EventHub;
 use crate::problem::ApiError;
 
 /// Settings of a running server.
@@ -65,25 +63,10 @@ pub struct ServerOptions {
     pub connection_reserve: usize,
     /// Heartbeat comment interval on the stream.
     pub heartbeat: Duration,
-    /// How often the hub polls the store for commits made elsewhere.
-    pub poll_interval: Duration,
-    /// How often the reaper looks for expired claims.
-    pub reap_interval: Duration,
     /// How long shutdown waits for workers and streams.
     pub drain_timeout: Duration,
-    /// Whether approved commands really run (`ALLOW_COMMAND_EXECUTION=1`); else dry runs.
-    pub allow_execution: bool,
-    /// Longest an executed command may run before its process group is killed.
-    pub exec_timeout: Duration,
-    /// Execute approved argv commands as soon as they are approved (`continue_on_approve`).
-    pub continue_on_approve: bool,
-    /// Which dead notifications the automatic requeue takes.
-    pub auto_requeue: gaia_core::outbox::AutoRequeuePolicy,
-    /// How often the automatic requeue runs (`None`: never on its own).
-    pub auto_requeue_every: Option<Duration>,
-    /// Alert thresholds, and how often the checker runs.
-    pub thresholds: Vec<gaia_core::metrics::Threshold>,
-    pub alert_every: Duration,
+    /// How the runtime's workers behave (polling, reaping, execution, requeue, alerts).
+    pub runtime: gaia_runtime::RuntimeOptions,
     /// The tasks every new todolist starts with (a created story's first list, and each list
     /// that replaces an archived one).
     pub backlog_template: gaia_core::backlog::Template,
@@ -101,41 +84,35 @@ impl Default for ServerOptions {
             max_connections: 10_000,
             connection_reserve: 16,
             heartbeat: Duration::from_secs(15),
-            poll_interval: Duration::from_millis(250),
-            reap_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(10),
-            allow_execution: false,
-            exec_timeout: Duration::from_secs(600),
-            continue_on_approve: false,
-            auto_requeue: gaia_core::outbox::AutoRequeuePolicy::default(),
-            auto_requeue_every: None,
-            thresholds: vec![],
-            alert_every: Duration::from_secs(30),
+            runtime: gaia_runtime::RuntimeOptions::default(),
             backlog_template: gaia_core::backlog::Template::default(),
         }
     }
 }
 
-/// What every handler shares.
+/// What every handler shares: the runtime (service, hub, shutdown, senders, Telegram listener;
+/// its fields read through `Deref`) and what only HTTP needs.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub gaia: Gaia,
-    pub hub: EventHub,
+    pub runtime: gaia_runtime::Runtime,
     pub opts: Arc<ServerOptions>,
     /// SHA-256 of the configured admin token (`MONITOR_ADMIN_TOKEN`), when one is configured.
     pub admin_token_hash: Option<String>,
-    /// Cancelled when the server shuts down: streams and workers end.
-    pub shutdown: CancellationToken,
     /// Signs and checks stream tickets; shared by every node through the store.
     pub tickets: Option<ticket::TicketKey>,
     /// Signs and checks dashboard sessions; derived from the same shared secret.
     pub sessions: Option<session::SessionKey>,
-    /// Delivers outbox messages; `None` leaves them queued (tests, CLI-only deployments).
-    pub senders: Option<senders::Senders>,
-    /// Takes decisions from Telegram; `None` when Telegram is not configured.
-    pub telegram: Option<telegram::Listener>,
     /// Bounds how many refusals are audited one by one (see `refusals`).
     pub refusals: Arc<refusals::RefusalGate>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = gaia_runtime::Runtime;
+
+    fn deref(&self) -> &gaia_runtime::Runtime {
+        &self.runtime
+    }
 }
 
 impl AppState {
@@ -152,70 +129,32 @@ impl AppState {
                 &gaia_core::tokens::generate(gaia_core::tokens::Role::Admin),
             )
             .await?;
-        let rt = gaia_runtime::Runtime::new(gaia, opts.runtime()).await?;
+        let runtime = gaia_runtime::Runtime::new(gaia, opts.runtime.clone()).await?;
         Ok(Self {
-            gaia: rt.gaia,
-            hub: rt.hub,
+            runtime,
             opts: Arc::new(opts),
             admin_token_hash: admin_token.map(hash),
-            shutdown: rt.shutdown,
             tickets: ticket::TicketKey::derive(&secret),
             sessions: session::SessionKey::derive(&secret),
-            senders: None,
-            telegram: None,
             refusals: Arc::default(),
         })
     }
 
-    /// Listens to Telegram for decisions from `approvers` (numeric user ids).
+    /// Listens to Telegram for decisions from `approvers` (see [`gaia_runtime::Runtime::with_telegram`]).
     pub fn with_telegram(
         mut self,
         bot: gaia_telegram::BotClient,
         approvers: Vec<i64>,
         node: String,
     ) -> Self {
-        self.telegram = Some(telegram::Listener {
-            bot,
-            gaia: self.gaia.clone(),
-            approvers,
-            node,
-        });
+        self.runtime = self.runtime.with_telegram(bot, approvers, node);
         self
     }
 
-    /// Sends outbox messages through these senders (the outbox worker runs only with them).
+    /// Sends outbox messages through these senders (see [`gaia_runtime::Runtime::with_senders`]).
     pub fn with_senders(mut self, senders: senders::Senders) -> Self {
-        self.senders = Some(senders);
+        self.runtime = self.runtime.with_senders(senders);
         self
-    }
-
-    /// The runtime this server runs: the same service, hub, shutdown and channels.
-    pub fn runtime(&self) -> gaia_runtime::Runtime {
-        gaia_runtime::Runtime {
-            gaia: self.gaia.clone(),
-            hub: self.hub.clone(),
-            opts: Arc::new(self.opts.runtime()),
-            shutdown: self.shutdown.clone(),
-            senders: self.senders.clone(),
-            telegram: self.telegram.clone(),
-        }
-    }
-}
-
-impl ServerOptions {
-    /// The options of the runtime behind the server.
-    pub fn runtime(&self) -> gaia_runtime::RuntimeOptions {
-        gaia_runtime::RuntimeOptions {
-            poll_interval: self.poll_interval,
-            reap_interval: self.reap_interval,
-            allow_execution: self.allow_execution,
-            exec_timeout: self.exec_timeout,
-            continue_on_approve: self.continue_on_approve,
-            auto_requeue: self.auto_requeue,
-            auto_requeue_every: self.auto_requeue_every,
-            thresholds: self.thresholds.clone(),
-            alert_every: self.alert_every,
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::AppState;
 
 /// Starts every worker of a running server.
 pub fn spawn(state: &AppState) -> Workers {
-    let mut workers = gaia_runtime::workers::spawn(&state.runtime());
+    let mut workers = gaia_runtime::workers::spawn(&state.runtime);
     workers.spawn(refusal_flusher(state.clone()));
     workers
 }

@@ -264,7 +264,10 @@ async fn shutdown_ends_open_streams(db: &TestDb) {
 /// exactly one `claim.expired` event.
 async fn reaper_reports_each_expiry_once(db: &TestDb) {
     let opts = ServerOptions {
-        reap_interval: Duration::from_millis(100),
+        runtime: gaia_runtime::RuntimeOptions {
+            reap_interval: Duration::from_millis(100),
+            ..options(db).runtime
+        },
         ..options(db)
     };
     let a = Server::start(db, opts.clone()).await;

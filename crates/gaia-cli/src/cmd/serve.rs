@@ -33,11 +33,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
     let opts = ServerOptions {
         schema_version: crate::open::schema_version(&config.database_url),
         default_ttl: config.default_ttl,
-        allow_execution: config.execution_allowed,
-        continue_on_approve: config.continue_on_approve,
-        auto_requeue: config.auto_requeue,
-        auto_requeue_every: config.auto_requeue_every,
-        thresholds: config.thresholds.clone(),
+        runtime: runtime_options(config),
         backlog_template: config.backlog_template.clone(),
         ..ServerOptions::default()
     };
@@ -140,7 +136,7 @@ pub async fn telegram_listen(config: &Config) -> CliResult {
     config.outbox_senders(&mut senders);
     let node = format!("{}-{}", hostname(), std::process::id());
     // The runtime alone: no HTTP transport.
-    let state = gaia_runtime::Runtime::new(gaia, gaia_runtime::RuntimeOptions::default())
+    let state = gaia_runtime::Runtime::new(gaia, runtime_options(config))
         .await?
         .with_senders(senders)
         .with_telegram(bot, config.telegram.approver_ids.clone(), node);
@@ -176,6 +172,19 @@ async fn ensure_admin_token(gaia: &Gaia) -> CliResult<()> {
 
 /// A backlog, claims, events, pending approvals (one a test item) and a dead notification, so
 /// that a new user sees every dashboard panel at work.
+/// How the runtime's workers behave, from the configuration: the same for `gaia serve` and
+/// `gaia telegram listen`.
+fn runtime_options(config: &Config) -> gaia_runtime::RuntimeOptions {
+    gaia_runtime::RuntimeOptions {
+        allow_execution: config.execution_allowed,
+        continue_on_approve: config.continue_on_approve,
+        auto_requeue: config.auto_requeue,
+        auto_requeue_every: config.auto_requeue_every,
+        thresholds: config.thresholds.clone(),
+        ..gaia_runtime::RuntimeOptions::default()
+    }
+}
+
 async fn load_demo(gaia: &Gaia) -> CliResult<()> {
     let ttl = Some(std::time::Duration::from_secs(3600));
     demo_backlog(gaia).await?;

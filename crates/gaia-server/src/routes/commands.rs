@@ -363,9 +363,9 @@ pub async fn execute(
     caller
         .require(&state, Role::Operator, "command.execute")
         .await?;
-    let really = body.execute && state.opts.allow_execution;
+    let really = body.execute && state.opts.runtime.allow_execution;
     let limits = gaia_exec::Limits {
-        timeout: state.opts.exec_timeout,
+        timeout: state.opts.runtime.exec_timeout,
         ..gaia_exec::Limits::default()
     };
     match crate::exec::execute(&state.gaia, &id(&raw)?, &caller.name, really, limits).await? {

@@ -149,7 +149,7 @@ pub async fn auto_requeue(
         .await?;
     let list = state
         .gaia
-        .auto_requeue_messages(&state.opts.auto_requeue, body.dry_run, &caller.name)
+        .auto_requeue_messages(&state.opts.runtime.auto_requeue, body.dry_run, &caller.name)
         .await?;
     Ok(Json(list.iter().map(MessageBody::from).collect()))
 }

@@ -32,7 +32,10 @@ pub fn schema_version(url: &str) -> i64 {
 pub fn options(db: &TestDb) -> ServerOptions {
     ServerOptions {
         schema_version: schema_version(&db.url),
-        poll_interval: Duration::from_millis(100),
+        runtime: gaia_runtime::RuntimeOptions {
+            poll_interval: Duration::from_millis(100),
+            ..gaia_runtime::RuntimeOptions::default()
+        },
         drain_timeout: Duration::from_secs(3),
         ..ServerOptions::default()
     }
