@@ -205,6 +205,61 @@ pub struct Followup {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Longest follow-up doc path, in characters.
+pub const MAX_PATH_CHARS: usize = 4096;
+
+/// A follow-up doc to collect: what its file says, identified by its path and compared by the
+/// hash of its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewFollowup {
+    pub path: String,
+    pub hash: String,
+    pub story: String,
+    pub agent: String,
+    pub task: String,
+    pub title: String,
+    pub body: String,
+}
+
+impl NewFollowup {
+    pub fn check(&self) -> Result<(), ValidationError> {
+        if self.path.is_empty()
+            || self.path.chars().any(char::is_control)
+            || self.path.chars().take(MAX_PATH_CHARS + 1).count() > MAX_PATH_CHARS
+        {
+            return Err(ValidationError::new(format!(
+                "path must be 1 to {MAX_PATH_CHARS} characters without control characters"
+            )));
+        }
+        check_name("hash", &self.hash)?;
+        check_slug("story", &self.story)?;
+        check_name("agent id", &self.agent)?;
+        check_name("task", &self.task)?;
+        check_title(&self.title)?;
+        check_body("body", &self.body)
+    }
+
+    /// The follow-up as first collected at `now`: pending, not triaged.
+    pub fn pending(&self, now: DateTime<Utc>) -> Followup {
+        Followup {
+            id: 0,
+            path: self.path.clone(),
+            hash: self.hash.clone(),
+            story: self.story.clone(),
+            agent: self.agent.clone(),
+            task: self.task.clone(),
+            title: self.title.clone(),
+            body: self.body.clone(),
+            status: FollowupStatus::Pending,
+            reason: None,
+            task_id: None,
+            decided_by: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// Checks a story slug: a name (see [`check_name`]) of letters, digits, `-`, `_` and `.`.
 pub fn check_slug(what: &str, slug: &str) -> Result<(), ValidationError> {
     check_name(what, slug)?;

@@ -9,12 +9,9 @@
 //! must start with `<Parent>.`; what follows is `<Agent>.<Task>`, the agent up to the first
 //! dot and the task the rest.
 
-use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::backlog::{
-    Followup, FollowupStatus, MAX_BODY_BYTES, check_body, check_slug, check_title,
-};
+use crate::backlog::{MAX_BODY_BYTES, NewFollowup, check_body, check_slug, check_title};
 use crate::names::check_name;
 
 /// How a child doc's file name ends.
@@ -39,10 +36,9 @@ pub struct FollowupDoc {
 }
 
 impl FollowupDoc {
-    /// The follow-up to collect (a new, pending one; the store assigns id and times).
-    pub fn to_followup(&self, now: DateTime<Utc>) -> Followup {
-        Followup {
-            id: 0,
+    /// The follow-up to collect.
+    pub fn to_new(&self) -> NewFollowup {
+        NewFollowup {
             path: self.path.clone(),
             hash: self.hash.clone(),
             story: self.story.clone(),
@@ -50,12 +46,6 @@ impl FollowupDoc {
             task: self.task.clone(),
             title: self.title.clone(),
             body: self.body.clone(),
-            status: FollowupStatus::Pending,
-            reason: None,
-            task_id: None,
-            decided_by: None,
-            created_at: now,
-            updated_at: now,
         }
     }
 }
@@ -203,8 +193,8 @@ mod tests {
         assert_eq!(d.hash, hash(text.as_bytes()));
         assert_eq!(d.hash.len(), 64);
         assert_eq!(d.parent_line, 2);
-        let f = d.to_followup(Utc::now());
-        assert_eq!(f.status, FollowupStatus::Pending);
+        let f = d.to_new();
+        assert!(f.check().is_ok());
         assert_eq!(f.path, "doc/S-1.auth.agent-1.T3.1.extra.md");
 
         // Without a heading the task names it; CRLF lines are read as lines.

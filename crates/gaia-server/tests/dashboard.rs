@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::{Server, options};
 use gaia_core::Gaia;
 use gaia_core::backlog::{
-    Followup, FollowupStatus, NewStory, NewTask, Taken, TaskStatus, Template,
+    Followup, FollowupStatus, NewFollowup, NewStory, NewTask, Taken, TaskStatus, Template,
 };
 use gaia_core::claims::{Holder, Request};
 use gaia_core::commands::{CommandSpec, NewCommand, Status};
@@ -970,10 +970,8 @@ fn new_task(title: &str, blocked_by: Vec<i64>) -> NewTask {
     }
 }
 
-fn followup_doc(story: &str, name: &str, title: &str) -> Followup {
-    let now = chrono::Utc::now();
-    Followup {
-        id: 0,
+fn followup_doc(story: &str, name: &str, title: &str) -> NewFollowup {
+    NewFollowup {
         path: format!("doc/{story}.agent-claude-1.T2.{name}.md"),
         hash: format!("hash-{name}"),
         story: story.into(),
@@ -981,12 +979,6 @@ fn followup_doc(story: &str, name: &str, title: &str) -> Followup {
         task: "T2".into(),
         title: title.into(),
         body: "- [ ] <b>not bold</b>".into(),
-        status: FollowupStatus::Pending,
-        reason: None,
-        task_id: None,
-        decided_by: None,
-        created_at: now,
-        updated_at: now,
     }
 }
 

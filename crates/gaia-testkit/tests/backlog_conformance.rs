@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use gaia_core::backlog::{
-    Followup, FollowupStatus, NewStory, NewTask, StoryStatus, Taken, TaskStatus, Template,
+    FollowupStatus, NewFollowup, NewStory, NewTask, StoryStatus, Taken, TaskStatus, Template,
 };
 use gaia_core::claims::{Holder, Request};
 use gaia_core::error::Error;
@@ -341,9 +341,8 @@ async fn a_holder_takes_the_next_task_of_its_own_list(db: &TestDb) {
     assert!(gaia.get_task(last).await.unwrap().is_final());
 }
 
-fn doc(path: &str, body: &str) -> Followup {
-    Followup {
-        id: 0,
+fn doc(path: &str, body: &str) -> NewFollowup {
+    NewFollowup {
         path: path.into(),
         hash: format!(
             "{:x}",
@@ -354,12 +353,6 @@ fn doc(path: &str, body: &str) -> Followup {
         task: "T3".into(),
         title: "Follow up on the docs".into(),
         body: body.into(),
-        status: FollowupStatus::Pending,
-        reason: None,
-        task_id: None,
-        decided_by: None,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
     }
 }
 

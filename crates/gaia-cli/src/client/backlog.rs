@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gaia_core::backlog::{
-    Followup, FollowupStatus, NewStory, NewTask, RuleBreak, Story, StoryStatus, Taken, Task,
-    Template, Todolist,
+    Followup, FollowupStatus, NewFollowup, NewStory, NewTask, RuleBreak, Story, StoryStatus, Taken,
+    Task, Template, Todolist,
 };
 use gaia_core::claims::Holder;
 use gaia_core::usecase::backlog::{Collected, Fenced, TaskAction};
@@ -185,7 +185,7 @@ impl Client {
 
     pub async fn collect_followup(
         &self,
-        doc: &Followup,
+        doc: &NewFollowup,
     ) -> Result<(Collected, Followup), CliError> {
         match self {
             Self::Direct(g) => Ok(g.collect_followup(doc, &cli_actor()).await?),

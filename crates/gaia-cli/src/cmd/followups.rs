@@ -143,7 +143,7 @@ type Outcome = (String, Collected, i64);
 /// Collects one doc, retrying while the store is busy. `Ok(Err(..))` is a problem of the doc
 /// (its story does not exist, or the server refused its content).
 async fn collect_one(client: &Client, doc: &FollowupDoc) -> CliResult<Result<Outcome, DocError>> {
-    let f = doc.to_followup(chrono::Utc::now());
+    let f = doc.to_new();
     let mut attempt = 1;
     loop {
         match client.collect_followup(&f).await {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use gaia_core::Gaia;
-use gaia_core::backlog::{Followup, FollowupStatus, NewStory, NewTask, Taken, Template};
+use gaia_core::backlog::{NewFollowup, NewStory, NewTask, Taken, Template};
 use gaia_core::claims::{Holder, Request};
 use gaia_core::names::ClaimKey;
 use gaia_core::tokens::Role;
@@ -276,10 +276,8 @@ fn demo_followup(
     name: &str,
     title: &str,
     body: &str,
-) -> Followup {
-    let now = chrono::Utc::now();
-    Followup {
-        id: 0,
+) -> NewFollowup {
+    NewFollowup {
         path: format!("doc/{story}.{agent}.{task}.{name}.md"),
         hash: gaia_core::tokens::hash(body),
         story: story.into(),
@@ -287,12 +285,6 @@ fn demo_followup(
         task: task.into(),
         title: title.into(),
         body: body.into(),
-        status: FollowupStatus::Pending,
-        reason: None,
-        task_id: None,
-        decided_by: None,
-        created_at: now,
-        updated_at: now,
     }
 }
 

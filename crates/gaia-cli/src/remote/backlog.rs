@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gaia_core::backlog::{
-    Followup, FollowupStatus, NewStory, NewTask, RuleBreak, Story, StoryStatus, Task,
+    Followup, FollowupStatus, NewFollowup, NewStory, NewTask, RuleBreak, Story, StoryStatus, Task,
 };
 use gaia_core::claims::Holder;
 use gaia_core::usecase::backlog::{Collected, Fenced, TaskAction};
@@ -185,7 +185,7 @@ pub mod build {
         )
     }
 
-    pub fn collect_followup(f: &Followup) -> Req {
+    pub fn collect_followup(f: &NewFollowup) -> Req {
         let body = json!({
             "path": f.path, "hash": f.hash, "story": f.story, "agent": f.agent,
             "task": f.task, "title": f.title, "body": f.body,
@@ -336,7 +336,7 @@ impl Remote {
 
     pub async fn collect_followup(
         &self,
-        doc: &Followup,
+        doc: &NewFollowup,
     ) -> Result<(Collected, Followup), CliError> {
         let b: CollectBody = self.send(build::collect_followup(doc)).await?;
         let outcome = match b.outcome.as_str() {
@@ -579,7 +579,7 @@ mod tests {
         check(&take, Method::POST, "/api/v1/ready/take", &[], body);
         let f = gaia_core::followup_doc::parse("doc/s.a.t.extra.md", b"Parent: s\ncrit\n")
             .unwrap()
-            .to_followup(chrono::Utc::now());
+            .to_new();
         let body = json!({"path": "doc/s.a.t.extra.md", "hash": f.hash, "story": "s",
             "agent": "a", "task": "t", "title": "t", "body": "crit"});
         check(

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::Gaia;
 use crate::backlog::{
-    Followup, FollowupStatus, NewStory, NewTask, RuleBreak, Story, StoryStatus, Taken, Task,
-    Template, Todolist, final_rule,
+    Followup, FollowupStatus, NewFollowup, NewStory, NewTask, RuleBreak, Story, StoryStatus, Taken,
+    Task, Template, Todolist, final_rule,
 };
 use crate::claims::Holder;
 use crate::error::Error;
@@ -193,7 +193,7 @@ impl Gaia {
 
     pub async fn collect_followup(
         &self,
-        doc: &Followup,
+        doc: &NewFollowup,
         actor: &str,
     ) -> Result<(Collected, Followup), Error> {
         let (outcome, f, events) =

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::audit::NewAudit;
 use crate::backlog::{
-    Followup, FollowupStatus, NewStory, NewTask, Story, StoryStatus, Taken, Task, TaskStatus,
-    Template, Todolist, archived_name, check_fence, has_final_marker,
+    Followup, FollowupStatus, NewFollowup, NewStory, NewTask, Story, StoryStatus, Taken, Task,
+    TaskStatus, Template, Todolist, archived_name, check_fence, has_final_marker,
 };
 use crate::claims::{Holder, Request, decide};
 use crate::error::{Error, StoreError, ValidationError};
@@ -65,6 +65,21 @@ fn change(kind: &str, actor: &str, subject: &str, data: &Value) -> (Vec<NewEvent
         vec![NewEvent::new(kind, actor, subject, data.clone())],
         vec![NewAudit::new(actor, kind, subject, "ok", data.clone())],
     )
+}
+
+/// Appends the event and audit record of one change and commits the transaction.
+async fn commit_change(
+    mut tx: Box<dyn WriteTx>,
+    kind: &str,
+    actor: &str,
+    subject: &str,
+    data: &Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Event>, Error> {
+    let (events, audit) = change(kind, actor, subject, data);
+    let events = tx.append(&events, &audit, now).await?;
+    tx.commit().await?;
+    Ok(events)
 }
 
 fn conflict(msg: impl Into<String>) -> Error {
@@ -181,14 +196,15 @@ pub async fn create_story(
         "slug": story.slug, "title": story.title, "labels": story.labels,
         "todolist": story.todolist, "tasks": tasks.len(),
     });
-    let (events, audit) = change(
+    let events = commit_change(
+        tx,
         kinds::STORY_CREATED,
         actor,
         &story_subject(&story.slug),
         &data,
-    );
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+        now,
+    )
+    .await?;
     Ok((story, events))
 }
 
@@ -212,9 +228,7 @@ pub async fn set_story_status(
         StoryStatus::Closed => kinds::STORY_CLOSED,
     };
     let data = json!({ "slug": slug, "status": status.as_str() });
-    let (events, audit) = change(kind, actor, &story_subject(slug), &data);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = commit_change(tx, kind, actor, &story_subject(slug), &data, now).await?;
     Ok((story, events))
 }
 
@@ -239,14 +253,15 @@ pub async fn edit_story(
     story.updated_at = now;
     tx.story_update(&story).await?;
     let data = json!({ "slug": story.slug, "title": story.title, "labels": story.labels });
-    let (events, audit) = change(
+    let events = commit_change(
+        tx,
         kinds::STORY_UPDATED,
         actor,
         &story_subject(&story.slug),
         &data,
-    );
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+        now,
+    )
+    .await?;
     Ok((story, events))
 }
 
@@ -294,14 +309,15 @@ pub async fn add_task(
     check_blockers(&mut tx, slug, &new.blocked_by).await?;
     let now = tx.now().await?;
     let task = add_task_in(&mut tx, &story, new, actor, now).await?;
-    let (events, audit) = change(
+    let events = commit_change(
+        tx,
         kinds::TODO_ADDED,
         actor,
         &task.key().to_string(),
         &task_data(&task),
-    );
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+        now,
+    )
+    .await?;
     Ok((task, events))
 }
 
@@ -328,14 +344,15 @@ pub async fn edit_task(
     body.clone_into(&mut task.body);
     task.updated_at = now;
     tx.task_update(&task).await?;
-    let (events, audit) = change(
+    let events = commit_change(
+        tx,
         kinds::TODO_EDITED,
         actor,
         &task.key().to_string(),
         &task_data(&task),
-    );
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+        now,
+    )
+    .await?;
     Ok((task, events))
 }
 
@@ -385,9 +402,15 @@ pub async fn act_on_task(
     if let Some(f) = fenced {
         data["token"] = json!(f.token);
     }
-    let (events, audit) = change(action.kind(), actor, &task.key().to_string(), &data);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = commit_change(
+        tx,
+        action.kind(),
+        actor,
+        &task.key().to_string(),
+        &data,
+        now,
+    )
+    .await?;
     Ok((task, events))
 }
 
@@ -536,9 +559,15 @@ pub async fn finalize_list(
     story.updated_at = now;
     tx.story_update(&story).await?;
     let data = json!({ "slug": slug, "todolist": story.todolist });
-    let (events, audit) = change(kinds::TODO_FINALIZED, actor, &story_subject(slug), &data);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = commit_change(
+        tx,
+        kinds::TODO_FINALIZED,
+        actor,
+        &story_subject(slug),
+        &data,
+        now,
+    )
+    .await?;
     Ok((story, events))
 }
 
@@ -646,17 +675,15 @@ pub enum Collected {
 /// updates its entry when its content changed; a doc seen with the same content is left alone.
 pub async fn collect_followup(
     mut tx: Box<dyn WriteTx>,
-    doc: &Followup,
+    doc: &NewFollowup,
     actor: &str,
 ) -> Result<(Collected, Followup, Vec<Event>), Error> {
+    doc.check()?;
     locked_story(&mut tx, &doc.story).await?;
     let now = tx.now().await?;
     let mut found = tx.followup_lock_path(&doc.path).await?;
     if found.is_none() {
-        let mut new = doc.clone();
-        new.status = FollowupStatus::Pending;
-        new.created_at = now;
-        new.updated_at = now;
+        let mut new = doc.pending(now);
         if let Some(id) = tx.followup_insert(&new).await? {
             new.id = id;
             return finish_collect(
@@ -697,7 +724,7 @@ pub async fn collect_followup(
 
 /// Appends the event of a collected follow-up and commits.
 async fn finish_collect(
-    mut tx: Box<dyn WriteTx>,
+    tx: Box<dyn WriteTx>,
     outcome: Collected,
     stored: Followup,
     kind: &str,
@@ -708,9 +735,7 @@ async fn finish_collect(
         "id": stored.id, "path": stored.path, "story": stored.story, "agent": stored.agent,
         "task": stored.task, "title": stored.title, "hash": stored.hash,
     });
-    let (events, audit) = change(kind, actor, &story_subject(&stored.story), &data);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = commit_change(tx, kind, actor, &story_subject(&stored.story), &data, now).await?;
     Ok((outcome, stored, events))
 }
 
@@ -766,9 +791,7 @@ pub async fn triage_followup(
         "id": f.id, "path": f.path, "story": f.story, "status": f.status.as_str(),
         "reason": f.reason, "task_id": f.task_id,
     });
-    let (events, audit) = change(kind, actor, &story_subject(&f.story), &data);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = commit_change(tx, kind, actor, &story_subject(&f.story), &data, now).await?;
     Ok((f, events))
 }
 

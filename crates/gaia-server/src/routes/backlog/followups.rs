@@ -3,14 +3,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
-use gaia_core::backlog::{Followup, FollowupStatus, check_body, check_title};
-use gaia_core::names::check_name;
+use gaia_core::backlog::NewFollowup;
 use gaia_core::tokens::Role;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::check_story;
 use super::wire::{CollectBody, FollowupBody, FollowupStatusBody};
 use crate::AppState;
 use crate::auth::Caller;
@@ -19,10 +16,10 @@ use crate::doc::{
     Unauthorized,
 };
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::problem::{ApiError, ApiResult};
+use crate::problem::ApiResult;
 
 /// Longest follow-up doc path, in characters.
-pub const MAX_PATH_CHARS: usize = 4096;
+pub use gaia_core::backlog::MAX_PATH_CHARS;
 
 /// A follow-up doc as collected: identified by its path, compared by its content hash.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -73,26 +70,9 @@ pub struct FollowupsQuery {
 }
 
 impl CollectFollowupBody {
-    /// The doc, once every field is one the store takes.
-    fn into_followup(self) -> Result<Followup, ApiError> {
-        if self.path.is_empty()
-            || self.path.chars().any(char::is_control)
-            || self.path.chars().take(MAX_PATH_CHARS + 1).count() > MAX_PATH_CHARS
-        {
-            return Err(ApiError::bad_request(format!(
-                "path must be 1 to {MAX_PATH_CHARS} characters without control characters"
-            )));
-        }
-        check_name("hash", &self.hash)?;
-        check_story(&self.story)?;
-        check_name("agent id", &self.agent)?;
-        check_name("task", &self.task)?;
-        check_title(&self.title)?;
-        check_body("body", &self.body)?;
-        // The use case sets the status and the times; these are placeholders.
-        let now = Utc::now();
-        Ok(Followup {
-            id: 0,
+    /// The doc to collect (the core checks every field before the store sees it).
+    fn into_new(self) -> NewFollowup {
+        NewFollowup {
             path: self.path,
             hash: self.hash,
             story: self.story,
@@ -100,13 +80,7 @@ impl CollectFollowupBody {
             task: self.task,
             title: self.title,
             body: self.body,
-            status: FollowupStatus::Pending,
-            reason: None,
-            task_id: None,
-            decided_by: None,
-            created_at: now,
-            updated_at: now,
-        })
+        }
     }
 }
 
@@ -124,7 +98,7 @@ pub async fn collect_followup(
     caller
         .require(&state, Role::Agent, "followup.collect")
         .await?;
-    let doc = body.into_followup()?;
+    let doc = body.into_new();
     let (outcome, f) = state.gaia.collect_followup(&doc, &caller.name).await?;
     Ok(Json(CollectBody {
         outcome: outcome.into(),
