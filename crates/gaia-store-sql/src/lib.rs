@@ -9,3 +9,8 @@ pub mod migrate;
 pub mod rows;
 pub mod shared;
 pub mod tx;
+
+/// For the macros in [`shared`], which expand in the backend crates: they reach JSON through
+/// this crate, so a backend need not depend on it for them.
+#[doc(hidden)]
+pub use serde_json;

@@ -22,7 +22,7 @@ macro_rules! commands_sql {
             conn: &mut $conn,
             r: &::gaia_core::commands::CommandRecord,
         ) -> crate::error::Db<()> {
-            let execution = r.execution.as_ref().map(::serde_json::to_string).transpose().map_err(|e| {
+            let execution = r.execution.as_ref().map($crate::serde_json::to_string).transpose().map_err(|e| {
                 ::gaia_core::StoreError::Backend(format!("cannot store an execution: {e}"))
             })?;
             ::sqlx::query(

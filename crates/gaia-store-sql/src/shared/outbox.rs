@@ -35,7 +35,7 @@ macro_rules! outbox_sql {
             .bind(&m.last_error)
             .bind(m.sent_at.map(::gaia_core::time::to_micros))
             .bind(m.dead_at.map(::gaia_core::time::to_micros))
-            .bind(m.result.as_ref().map(::serde_json::Value::to_string))
+            .bind(m.result.as_ref().map($crate::serde_json::Value::to_string))
             .bind(m.id)
             .execute(&mut *conn)
             .await?;
