@@ -104,6 +104,9 @@ pub trait WriteTx: Send {
     /// The tasks of `story`'s todolist `name`, in position order.
     async fn tasks_in(&mut self, story: &str, name: &str) -> Result<Vec<Task>, StoreError>;
 
+    /// Task `id` as committed, not locked (to learn which claim and story to lock first).
+    async fn task_get(&mut self, id: i64) -> Result<Option<Task>, StoreError>;
+
     /// Task `id`, locked; `None` when there is none.
     async fn task_lock(&mut self, id: i64) -> Result<Option<Task>, StoreError>;
 

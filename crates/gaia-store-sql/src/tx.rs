@@ -95,6 +95,10 @@ macro_rules! write_tx {
             Ok(crate::backlog::tasks_in(&mut self.tx, story, name).await?)
         }
 
+        async fn task_get(&mut self, id: i64) -> Result<Option<::gaia_core::backlog::Task>, ::gaia_core::StoreError> {
+            Ok(crate::backlog::task_get(&mut self.tx, id).await?)
+        }
+
         async fn task_lock(&mut self, id: i64) -> Result<Option<::gaia_core::backlog::Task>, ::gaia_core::StoreError> {
             Ok(crate::backlog::task_lock(&mut self.tx, id).await?)
         }

@@ -26,6 +26,7 @@ backend_tests!(
     ready_take_never_gives_a_task_twice,
     a_taken_over_holder_cannot_touch_the_task,
     a_holder_takes_the_next_task_of_its_own_list,
+    concurrent_changes_to_one_list_never_deadlock,
     followups_are_collected_once,
     bad_backlog_input_changes_nothing,
 );
@@ -339,6 +340,93 @@ async fn a_holder_takes_the_next_task_of_its_own_list(db: &TestDb) {
     }
     let (last, _) = take("a").await.unwrap();
     assert!(gaia.get_task(last).await.unwrap().is_final());
+}
+
+/// Adding tasks (story, then its final task) while others block and unblock the final task
+/// and a holder finishes tasks (claim, story, task): every change takes its locks in the same
+/// order, so none waits on another that waits on it.
+async fn concurrent_changes_to_one_list_never_deadlock(db: &TestDb) {
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    gaia.create_story(&story("busy"), &Template::default(), "op")
+        .await
+        .unwrap();
+    for i in 0..8 {
+        gaia.add_task("busy", &task(&format!("seed {i}")), "op")
+            .await
+            .unwrap();
+    }
+    let Taken::Took { claim, .. } = gaia
+        .take_ready(None, &holder("h"), Duration::from_secs(600), "h")
+        .await
+        .unwrap()
+    else {
+        panic!("nothing taken")
+    };
+    let fence = Fenced {
+        agent: "h".into(),
+        token: claim.token,
+    };
+    let final_id = gaia
+        .list_tasks("busy", None)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    let mut runs = Vec::new();
+    for w in 0..6 {
+        let (gaia, fence) = (gaia.clone(), fence.clone());
+        runs.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let res = match w % 3 {
+                    0 => gaia
+                        .add_task("busy", &task(&format!("w{w} {i}")), "op")
+                        .await
+                        .map(|_| ()),
+                    1 => {
+                        let action = if i % 2 == 0 {
+                            TaskAction::Block("waiting".into())
+                        } else {
+                            TaskAction::Unblock
+                        };
+                        match gaia.act_on_task(final_id, &action, None, "op").await {
+                            // Another worker got there first: a refusal, not a deadlock.
+                            Err(Error::Store(StoreError::Conflict(_))) => Ok(()),
+                            other => other.map(|_| ()),
+                        }
+                    }
+                    _ => {
+                        let todo = gaia.list_tasks("busy", None).await.unwrap();
+                        let Some(t) = todo
+                            .iter()
+                            .find(|t| !t.is_final() && t.status != TaskStatus::Done)
+                        else {
+                            continue;
+                        };
+                        match gaia
+                            .act_on_task(t.id, &TaskAction::Done, Some(&fence), "h")
+                            .await
+                        {
+                            Err(Error::Store(StoreError::Conflict(_))) => Ok(()),
+                            other => other.map(|_| ()),
+                        }
+                    }
+                };
+                if let Err(e) = res {
+                    panic!("worker {w} step {i}: {e}");
+                }
+            }
+        }));
+    }
+    for r in runs {
+        r.await.unwrap();
+    }
+    let tasks = gaia.list_tasks("busy", None).await.unwrap();
+    assert!(
+        tasks.last().unwrap().is_final(),
+        "the final task stayed last"
+    );
+    assert_eq!(tasks.len(), 9 + 20);
 }
 
 fn doc(path: &str, body: &str) -> NewFollowup {

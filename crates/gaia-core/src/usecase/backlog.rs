@@ -366,35 +366,38 @@ pub async fn act_on_task(
     fenced: Option<&Fenced>,
     actor: &str,
 ) -> Result<(Task, Vec<Event>), Error> {
-    // Lock order: the claim first (when fenced), then the task.
+    // Lock order in every backlog use case: the claim, then the story, then its tasks (a
+    // follow-up before its story), so that two transactions never wait on each other.
     let peek = tx
-        .task_lock(id)
+        .task_get(id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no task {id}")))?;
-    let now = tx.now().await?;
+    let key = peek.key();
     match fenced {
         Some(f) => {
-            let row = tx.claim_lock(&peek.key()).await?;
+            let row = tx.claim_lock(&key).await?;
+            // The clock after the lock, so that the fence is judged in the claim's order.
+            let now = tx.now().await?;
             check_fence(row.as_ref(), &f.agent, f.token, now)
-                .map_err(|refusal| conflict(refusal.message(&peek.key())))?;
+                .map_err(|refusal| conflict(refusal.message(&key)))?;
         }
         None if action.needs_claim() => {
             return Err(conflict(format!(
-                "{} needs the claim on {}: pass the agent and its fencing token",
-                action.kind(),
-                peek.key()
+                "{} needs the claim on {key}: pass the agent and its fencing token",
+                action.kind()
             )));
         }
         None => {}
     }
+    let story = locked_story(&mut tx, &peek.story).await?;
     let mut task = locked_task(&mut tx, id).await?;
-    let story = locked_story(&mut tx, &task.story).await?;
-    if task.todolist != story.todolist {
+    if task.todolist != story.todolist || task.key() != key {
         return Err(conflict(format!(
             "task {id} is in the archived list {}; it does not change any more",
             task.key()
         )));
     }
+    let now = tx.now().await?;
     apply_action(&mut tx, &mut task, action, fenced, now).await?;
     task.updated_at = now;
     tx.task_update(&task).await?;
@@ -679,9 +682,9 @@ pub async fn collect_followup(
     actor: &str,
 ) -> Result<(Collected, Followup, Vec<Event>), Error> {
     doc.check()?;
+    let mut found = tx.followup_lock_path(&doc.path).await?;
     locked_story(&mut tx, &doc.story).await?;
     let now = tx.now().await?;
-    let mut found = tx.followup_lock_path(&doc.path).await?;
     if found.is_none() {
         let mut new = doc.pending(now);
         if let Some(id) = tx.followup_insert(&new).await? {

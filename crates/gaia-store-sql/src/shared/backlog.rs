@@ -297,6 +297,17 @@ macro_rules! backlog_sql {
             Ok($crate::rows::all(&found, $crate::rows::backlog::task)?)
         }
 
+        pub(crate) async fn task_get(
+            conn: &mut $conn,
+            id: i64,
+        ) -> crate::error::Db<Option<::gaia_core::backlog::Task>> {
+            let found = ::sqlx::query("SELECT * FROM tasks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok($crate::rows::maybe(found, $crate::rows::backlog::task)?)
+        }
+
         pub(crate) async fn task_lock(
             conn: &mut $conn,
             id: i64,
@@ -537,11 +548,8 @@ macro_rules! backlog_sql {
                 id: i64,
             ) -> Result<Option<::gaia_core::backlog::Task>, ::gaia_core::StoreError> {
                 crate::error::boundary(async {
-                    let found = ::sqlx::query("SELECT * FROM tasks WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    Ok($crate::rows::maybe(found, $crate::rows::backlog::task)?)
+                    let mut conn = self.pool.acquire().await?;
+                    task_get(&mut conn, id).await
                 })
                 .await
             }
