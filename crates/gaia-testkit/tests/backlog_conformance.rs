@@ -578,6 +578,16 @@ async fn bad_backlog_input_changes_nothing(db: &TestDb) {
         Error::Invalid(_)
     ));
     assert!(matches!(
+        gaia.list_ready(Some("nope"), 10).await.unwrap_err(),
+        Error::NotFound(_)
+    ));
+    assert!(matches!(
+        gaia.take_ready(Some("nope"), &holder("a"), Duration::from_secs(60), "a")
+            .await
+            .unwrap_err(),
+        Error::NotFound(_)
+    ));
+    assert!(matches!(
         gaia.act_on_task(999_999, &TaskAction::Unblock, None, "op")
             .await
             .unwrap_err(),

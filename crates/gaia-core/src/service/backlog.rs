@@ -162,6 +162,7 @@ impl Gaia {
 
     /// Ready work nobody holds.
     pub async fn list_ready(&self, story: Option<&str>, limit: u32) -> Result<Vec<Task>, Error> {
+        self.check_story_exists(story).await?;
         let now = self.store.now().await?;
         Ok(self.store.ready(story, now, limit.min(MAX_LIST)).await?)
     }
@@ -176,6 +177,7 @@ impl Gaia {
         ttl: Duration,
         actor: &str,
     ) -> Result<Taken, Error> {
+        self.check_story_exists(story).await?;
         for attempt in 0..TAKE_ATTEMPTS {
             match uc::take_ready(self.store.begin_write().await?, story, holder, ttl, actor).await?
             {
@@ -227,5 +229,15 @@ impl Gaia {
             uc::triage_followup(self.store.begin_write().await?, id, reject, actor).await?;
         self.mirror(&events);
         Ok(f)
+    }
+
+    /// A story filter that names no story is a mistake, not an empty answer.
+    async fn check_story_exists(&self, story: Option<&str>) -> Result<(), Error> {
+        if let Some(slug) = story {
+            if self.store.story_get(slug).await?.is_none() {
+                return Err(Error::NotFound(format!("no story '{slug}'")));
+            }
+        }
+        Ok(())
     }
 }

@@ -17,7 +17,9 @@ use super::check_story;
 use super::wire::{TakenBody, TaskBody};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::doc::{BadRequest, Forbidden, JsonBody, Name, ServerErrors, Slug, Unauthorized};
+use crate::doc::{
+    BadRequest, Forbidden, JsonBody, Name, NotFound, ServerErrors, Slug, Unauthorized,
+};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::problem::{ApiError, ApiResult};
 
@@ -58,7 +60,8 @@ pub struct TakeBody {
 
 /// Ready tasks: to do, in an open story's list nobody holds, every task they wait for done.
 #[utoipa::path(get, path = "/api/v1/ready", tag = "backlog", params(ReadyQuery),
-    responses((status = 200, body = [TaskBody]), BadRequest, Unauthorized, ServerErrors))]
+    responses((status = 200, body = [TaskBody]), BadRequest, Unauthorized, NotFound,
+        ServerErrors))]
 pub async fn list_ready(
     State(state): State<AppState>,
     _caller: Caller,
@@ -97,7 +100,7 @@ fn lease(ttl_s: Option<u64>, default: Duration) -> ApiResult<Duration> {
 /// when nothing is ready. Pass the returned token to done (and to refresh the claim as with
 /// any claim; only the calling token refreshes or releases it).
 #[utoipa::path(post, path = "/api/v1/ready/take", tag = "backlog", request_body = TakeBody,
-    responses((status = 200, body = TakenBody), JsonBody, Unauthorized, Forbidden,
+    responses((status = 200, body = TakenBody), JsonBody, Unauthorized, Forbidden, NotFound,
         ServerErrors))]
 pub async fn take(
     State(state): State<AppState>,
