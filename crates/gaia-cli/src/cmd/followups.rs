@@ -75,7 +75,11 @@ fn find(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()>
             if depth < MAX_DEPTH {
                 find(&e.path(), depth + 1, out)?;
             }
-        } else if name.to_str().is_some_and(followup_doc::is_followup_doc) {
+        } else if name.to_str().is_some_and(followup_doc::is_followup_doc)
+            // Regular files only (a symlink counts by what it names): opening a FIFO or a
+            // device would wait or read without end.
+            && std::fs::metadata(e.path()).is_ok_and(|m| m.is_file())
+        {
             out.push(e.path());
         }
     }
