@@ -135,6 +135,22 @@ pub trait WriteTx: Send {
     /// Writes every mutable column of an existing follow-up.
     async fn followup_update(&mut self, f: &Followup) -> Result<(), StoreError>;
 
+    // --- GitHub sync ----------------------------------------------------------------------
+
+    /// The sync record of `item` in `repo`, locked; `None` when there is none.
+    async fn github_sync_lock(
+        &mut self,
+        repo: &str,
+        kind: crate::github::ItemKind,
+        item: &str,
+    ) -> Result<Option<crate::github::SyncRecord>, StoreError>;
+
+    /// Inserts the record, or writes every mutable column of the existing one.
+    async fn github_sync_write(
+        &mut self,
+        record: &crate::github::SyncRecord,
+    ) -> Result<(), StoreError>;
+
     // --- commands --------------------------------------------------------------------------
 
     /// The request `id`, locked until the transaction ends; `None` when there is none.
