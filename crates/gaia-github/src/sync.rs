@@ -1,0 +1,447 @@
+//! The sync: each desired item becomes one issue, created once and patched only when what
+//! would be pushed differs from what was last pushed (by hash).
+//!
+//! A create is crash-safe: the intent (item, repository, sync key) is committed before the
+//! POST, and the body ends with the key's marker line. Items with an intent but no issue are
+//! reconciled by listing before anything is created; an answer that leaves it unknown whether
+//! the create happened (5xx, timeout) is reconciled at once. An intent whose issue is not
+//! found is created again only after a settle window, long enough for a create still in
+//! flight (a `gh` left running by a killed sync) to have landed. Never a blind re-POST.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use gaia_core::Gaia;
+use gaia_core::github::{ItemKind, SyncRecord, content_hash, marker};
+use gaia_core::usecase::github::{Push, Pushed};
+use serde_json::{Value, json};
+
+use crate::error::GhError;
+use crate::limiter::{Limiter, Limits};
+use crate::reconcile::{self, Issue, Seen};
+use crate::runner::Gh;
+
+/// How many times one request is retried after a rate limit answer.
+const RATE_RETRIES: u32 = 3;
+
+/// An item as its issue should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub kind: ItemKind,
+    /// The story slug or the task id.
+    pub item: String,
+    pub title: String,
+    /// The body without the marker line (added here).
+    pub body: String,
+    pub labels: Vec<String>,
+    /// `Some(reason)` (`completed`, `not_planned`) when the issue should be closed.
+    pub closed: Option<String>,
+}
+
+/// How to sync.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// `owner/name`.
+    pub repo: String,
+    /// Reports what would be done; no mutating call, nothing recorded.
+    pub dry_run: bool,
+    /// Who the events and audit records name.
+    pub actor: String,
+    /// How long after an unanswered create its intent waits before being created again.
+    pub settle: Duration,
+    pub limits: Limits,
+}
+
+impl SyncOptions {
+    pub fn new(repo: &str, actor: &str) -> Self {
+        Self {
+            repo: repo.to_owned(),
+            dry_run: false,
+            actor: actor.to_owned(),
+            settle: Duration::from_secs(120),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created(i64),
+    /// An issue an interrupted earlier create made was found and linked (and updated if
+    /// needed).
+    Found(i64),
+    Updated(i64),
+    Closed(i64),
+    Unchanged(i64),
+    WouldCreate,
+    WouldUpdate(i64),
+    /// Left for a later run (a create whose outcome is not known yet).
+    Pending(String),
+    Failed(String),
+}
+
+impl Outcome {
+    /// `created`, `updated`, `closed`, `unchanged`, `pending` or `failed`.
+    pub fn bucket(&self) -> &'static str {
+        match self {
+            Self::Created(_) | Self::Found(_) | Self::WouldCreate => "created",
+            Self::Updated(_) | Self::WouldUpdate(_) => "updated",
+            Self::Closed(_) => "closed",
+            Self::Unchanged(_) => "unchanged",
+            Self::Pending(_) => "pending",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    pub fn issue(&self) -> Option<i64> {
+        match self {
+            Self::Created(n)
+            | Self::Found(n)
+            | Self::Updated(n)
+            | Self::Closed(n)
+            | Self::Unchanged(n)
+            | Self::WouldUpdate(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+/// One item's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemResult {
+    pub kind: ItemKind,
+    pub item: String,
+    pub outcome: Outcome,
+}
+
+/// Every item's result, and the API calls made.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub items: Vec<ItemResult>,
+    /// Listing pages read while reconciling.
+    pub listing_pages: u32,
+}
+
+impl Summary {
+    /// How many items ended in `bucket` (see [`Outcome::bucket`]).
+    pub fn count(&self, bucket: &str) -> usize {
+        self.items
+            .iter()
+            .filter(|r| r.outcome.bucket() == bucket)
+            .count()
+    }
+}
+
+/// A failure that stops the whole sync.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Gh(#[from] GhError),
+    #[error(transparent)]
+    Gaia(#[from] gaia_core::error::Error),
+}
+
+struct Engine<'a> {
+    gaia: &'a Gaia,
+    gh: &'a Gh,
+    opts: &'a SyncOptions,
+    limiter: Limiter,
+    viewer: String,
+    seen: Seen,
+    highest: Option<i64>,
+}
+
+/// Syncs `desired` to `opts.repo`; `progress` is told of each item as it is done.
+pub async fn sync(
+    gaia: &Gaia,
+    gh: &Gh,
+    opts: &SyncOptions,
+    desired: &[Desired],
+    progress: &mut (dyn FnMut(&ItemResult) + Send),
+) -> Result<Summary, SyncError> {
+    let user = gh.api("GET", "user", None).await?;
+    let viewer = user
+        .body
+        .get("login")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let records: HashMap<(ItemKind, String), SyncRecord> = gaia
+        .github_sync_list(&opts.repo)
+        .await?
+        .into_iter()
+        .map(|r| ((r.kind, r.item.clone()), r))
+        .collect();
+    let mut engine = Engine {
+        gaia,
+        gh,
+        opts,
+        limiter: Limiter::new(opts.limits),
+        viewer,
+        seen: Seen::default(),
+        highest: None,
+    };
+    let mut summary = Summary::default();
+    // Intents without an issue: look for what their creates made before anything is created.
+    let pending: Vec<&SyncRecord> = desired
+        .iter()
+        .filter_map(|d| records.get(&(d.kind, d.item.clone())))
+        .filter(|r| r.issue.is_none())
+        .collect();
+    if let Some(since) = pending.iter().map(|r| r.intent_at).min() {
+        let since = since - chrono::Duration::minutes(5);
+        summary.listing_pages +=
+            reconcile::list_since(gh, &opts.repo, &engine.viewer, since, &mut engine.seen).await?;
+        let unfound = pending
+            .iter()
+            .filter(|r| !engine.seen.by_key.contains_key(&r.sync_key))
+            .map(|r| r.last_seen)
+            .min();
+        if let Some(last_seen) = unfound {
+            reconcile::scan_above(gh, &opts.repo, &engine.viewer, last_seen, &mut engine.seen)
+                .await?;
+        }
+        engine.highest = Some(engine.seen.highest);
+    }
+    for d in desired {
+        let record = records.get(&(d.kind, d.item.clone()));
+        let outcome = match engine.one(d, record).await {
+            Ok(o) => o,
+            Err(SyncError::Gh(e @ (GhError::NotLoggedIn | GhError::Spawn(_)))) => {
+                return Err(e.into());
+            }
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let result = ItemResult {
+            kind: d.kind,
+            item: d.item.clone(),
+            outcome,
+        };
+        progress(&result);
+        summary.items.push(result);
+    }
+    Ok(summary)
+}
+
+/// The body pushed for `d`: its text, then the marker line.
+fn full_body(d: &Desired, key: &str) -> String {
+    if d.body.is_empty() {
+        marker(key)
+    } else {
+        format!("{}\n\n{}", d.body.trim_end(), marker(key))
+    }
+}
+
+fn state_of(d: &Desired) -> &'static str {
+    if d.closed.is_some() { "closed" } else { "open" }
+}
+
+fn hash_of(d: &Desired, body: &str) -> String {
+    content_hash(&d.title, body, &d.labels, state_of(d))
+}
+
+fn hash_of_issue(i: &Issue) -> String {
+    content_hash(&i.title, &i.body, &i.labels, &i.state)
+}
+
+impl Engine<'_> {
+    async fn one(
+        &mut self,
+        d: &Desired,
+        record: Option<&SyncRecord>,
+    ) -> Result<Outcome, SyncError> {
+        let key = record.map_or_else(
+            || gaia_core::github::sync_key(&self.opts.repo, d.kind, &d.item),
+            |r| r.sync_key.clone(),
+        );
+        let body = full_body(d, &key);
+        let hash = hash_of(d, &body);
+        match record {
+            Some(r) if r.issue.is_some() => {
+                let n = r.issue.unwrap_or_default();
+                self.update(d, n, &body, &hash, r.pushed_hash.as_deref(), false)
+                    .await
+            }
+            Some(r) => {
+                if let Some(found) = self.seen.by_key.get(&r.sync_key).cloned() {
+                    if self.opts.dry_run {
+                        return Ok(Outcome::WouldUpdate(found.number));
+                    }
+                    let was = hash_of_issue(&found);
+                    self.record(d, found.number, &was, Pushed::Found).await?;
+                    return self
+                        .update(d, found.number, &body, &hash, Some(&was), true)
+                        .await;
+                }
+                let settled = Utc::now()
+                    .signed_duration_since(r.attempt_at)
+                    .to_std()
+                    .is_ok_and(|age| age >= self.opts.settle);
+                if !settled {
+                    return Ok(Outcome::Pending(
+                        "an earlier create is not found yet; looking again after the settle window"
+                            .into(),
+                    ));
+                }
+                self.create(d, &body, &hash).await
+            }
+            None => self.create(d, &body, &hash).await,
+        }
+    }
+
+    async fn record(
+        &self,
+        d: &Desired,
+        issue: i64,
+        hash: &str,
+        what: Pushed,
+    ) -> Result<(), SyncError> {
+        let push = Push {
+            repo: &self.opts.repo,
+            kind: d.kind,
+            item: &d.item,
+            issue,
+            hash,
+            what,
+        };
+        self.gaia
+            .github_sync_record_push(&push, &self.opts.actor)
+            .await?;
+        Ok(())
+    }
+
+    /// A mutating call, paced, retried after rate limit answers.
+    async fn mutate(&mut self, method: &str, path: &str, body: &Value) -> Result<Value, GhError> {
+        let mut tries = 0;
+        loop {
+            self.limiter.acquire().await;
+            match self.gh.api(method, path, Some(body)).await {
+                Ok(r) => return Ok(r.body),
+                Err(GhError::RateLimited { retry_after, .. }) if tries < RATE_RETRIES => {
+                    tries += 1;
+                    self.limiter.hold(Instant::now() + retry_after);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn create(&mut self, d: &Desired, body: &str, hash: &str) -> Result<Outcome, SyncError> {
+        if self.opts.dry_run {
+            return Ok(Outcome::WouldCreate);
+        }
+        let highest = match self.highest {
+            Some(h) => h,
+            None => {
+                let h = reconcile::highest_number(self.gh, &self.opts.repo).await?;
+                self.highest = Some(h);
+                h
+            }
+        };
+        let intent = self
+            .gaia
+            .github_sync_intend(&self.opts.repo, d.kind, &d.item, highest)
+            .await?;
+        if let Some(n) = intent.issue {
+            // Linked meanwhile by another sync.
+            return self
+                .update(d, n, body, hash, intent.pushed_hash.as_deref(), false)
+                .await;
+        }
+        let payload = json!({"title": d.title, "body": body, "labels": d.labels});
+        let path = format!("repos/{}/issues", self.opts.repo);
+        match self.mutate("POST", &path, &payload).await {
+            Ok(v) => {
+                let n = v
+                    .get("number")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| GhError::Other {
+                        code: Some(0),
+                        status: None,
+                        message: "the created issue has no number".into(),
+                    })?;
+                self.highest = Some(highest.max(n));
+                let created_hash = content_hash(&d.title, body, &d.labels, "open");
+                self.record(d, n, &created_hash, Pushed::Created).await?;
+                if d.closed.is_some() {
+                    return self
+                        .update(d, n, body, hash, Some(&created_hash), false)
+                        .await;
+                }
+                Ok(Outcome::Created(n))
+            }
+            Err(e) if e.is_ambiguous() => {
+                // The issue may exist: look for it now, by number (listings lag).
+                let mut seen = Seen::default();
+                reconcile::scan_above(
+                    self.gh,
+                    &self.opts.repo,
+                    &self.viewer,
+                    intent.last_seen,
+                    &mut seen,
+                )
+                .await?;
+                self.highest = Some(highest.max(seen.highest));
+                match seen.by_key.get(&intent.sync_key) {
+                    Some(found) => {
+                        let was = hash_of_issue(found);
+                        let n = found.number;
+                        self.record(d, n, &was, Pushed::Found).await?;
+                        self.update(d, n, body, hash, Some(&was), true).await
+                    }
+                    None => Ok(Outcome::Pending(format!(
+                        "create unanswered ({e}); looking again after the settle window"
+                    ))),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn update(
+        &mut self,
+        d: &Desired,
+        n: i64,
+        body: &str,
+        hash: &str,
+        pushed: Option<&str>,
+        found: bool,
+    ) -> Result<Outcome, SyncError> {
+        if pushed == Some(hash) {
+            return Ok(if found {
+                Outcome::Found(n)
+            } else {
+                Outcome::Unchanged(n)
+            });
+        }
+        if self.opts.dry_run {
+            return Ok(Outcome::WouldUpdate(n));
+        }
+        let mut payload = json!({
+            "title": d.title,
+            "body": body,
+            "labels": d.labels,
+            "state": state_of(d),
+        });
+        if let Some(reason) = &d.closed {
+            payload["state_reason"] = json!(reason);
+        }
+        let path = format!("repos/{}/issues/{n}", self.opts.repo);
+        self.mutate("PATCH", &path, &payload).await?;
+        let what = if d.closed.is_some() {
+            Pushed::Closed
+        } else {
+            Pushed::Updated
+        };
+        self.record(d, n, hash, what).await?;
+        Ok(if found {
+            Outcome::Found(n)
+        } else if d.closed.is_some() {
+            Outcome::Closed(n)
+        } else {
+            Outcome::Updated(n)
+        })
+    }
+}
