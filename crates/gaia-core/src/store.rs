@@ -481,8 +481,17 @@ pub trait GithubSyncStore: Transact {
         kind: crate::github::ItemKind,
         item: &str,
         last_seen: i64,
-    ) -> Result<crate::github::SyncRecord, StoreError> {
-        crate::usecase::github::intend(self.begin_write().await?, repo, kind, item, last_seen).await
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<crate::usecase::github::Intent, StoreError> {
+        crate::usecase::github::intend(
+            self.begin_write().await?,
+            repo,
+            kind,
+            item,
+            last_seen,
+            expected,
+        )
+        .await
     }
 
     /// Records a push (see [`crate::usecase::github::record_push`]).

@@ -145,8 +145,15 @@ pub trait WriteTx: Send {
         item: &str,
     ) -> Result<Option<crate::github::SyncRecord>, StoreError>;
 
-    /// Inserts the record, or writes every mutable column of the existing one.
-    async fn github_sync_write(
+    /// Inserts a record; `false` (and nothing written) when the item already has one (a
+    /// concurrent insert of the same item waits for the other to end, then finds it).
+    async fn github_sync_insert(
+        &mut self,
+        record: &crate::github::SyncRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// Writes every mutable column of an existing record.
+    async fn github_sync_update(
         &mut self,
         record: &crate::github::SyncRecord,
     ) -> Result<(), StoreError>;

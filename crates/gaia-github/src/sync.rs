@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use gaia_core::Gaia;
 use gaia_core::github::{ItemKind, SyncRecord, content_hash, marker};
-use gaia_core::usecase::github::{Push, Pushed};
+use gaia_core::usecase::github::{Intent, Push, Pushed};
 use serde_json::{Value, json};
 
 use crate::error::GhError;
@@ -285,9 +285,9 @@ impl Engine<'_> {
                             .into(),
                     ));
                 }
-                self.create(d, &body, &hash).await
+                self.create(d, &body, &hash, Some(r.attempt_at)).await
             }
-            None => self.create(d, &body, &hash).await,
+            None => self.create(d, &body, &hash, None).await,
         }
     }
 
@@ -328,7 +328,14 @@ impl Engine<'_> {
         }
     }
 
-    async fn create(&mut self, d: &Desired, body: &str, hash: &str) -> Result<Outcome, SyncError> {
+    /// Creates `d`'s issue, for the attempt seen last (`expected`; `None`: no record).
+    async fn create(
+        &mut self,
+        d: &Desired,
+        body: &str,
+        hash: &str,
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<Outcome, SyncError> {
         if self.opts.dry_run {
             return Ok(Outcome::WouldCreate);
         }
@@ -340,15 +347,20 @@ impl Engine<'_> {
                 h
             }
         };
-        let intent = self
+        let Intent { record: intent, go } = self
             .gaia
-            .github_sync_intend(&self.opts.repo, d.kind, &d.item, highest)
+            .github_sync_intend(&self.opts.repo, d.kind, &d.item, highest, expected)
             .await?;
         if let Some(n) = intent.issue {
             // Linked meanwhile by another sync.
             return self
                 .update(d, n, body, hash, intent.pushed_hash.as_deref(), false)
                 .await;
+        }
+        if !go {
+            return Ok(Outcome::Pending(
+                "another sync is creating this issue; looking again after the settle window".into(),
+            ));
         }
         let payload = json!({"title": d.title, "body": body, "labels": d.labels});
         let path = format!("repos/{}/issues", self.opts.repo);

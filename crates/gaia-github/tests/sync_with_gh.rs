@@ -212,9 +212,10 @@ async fn an_intent_left_by_a_crash_is_found_by_listing() {
     let desired = items(3);
     // A run that recorded its intent and created the issue, then died before recording it.
     let intent = gaia
-        .github_sync_intend(REPO, desired[0].kind, &desired[0].item, 0)
+        .github_sync_intend(REPO, desired[0].kind, &desired[0].item, 0, None)
         .await
-        .unwrap();
+        .unwrap()
+        .record;
     let body = format!(
         "{}\n\n{}",
         desired[0].body,
@@ -222,7 +223,7 @@ async fn an_intent_left_by_a_crash_is_found_by_listing() {
     );
     fake.add_issue(REPO, VIEWER, &desired[0].title, &body, false);
     // Another intent whose create never left: created only after the settle window.
-    gaia.github_sync_intend(REPO, desired[1].kind, &desired[1].item, 0)
+    gaia.github_sync_intend(REPO, desired[1].kind, &desired[1].item, 0, None)
         .await
         .unwrap();
 

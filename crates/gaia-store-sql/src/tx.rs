@@ -231,8 +231,12 @@ macro_rules! write_tx {
             Ok(crate::github::sync_lock(&mut self.tx, repo, kind, item).await?)
         }
 
-        async fn github_sync_write(&mut self, record: &::gaia_core::github::SyncRecord) -> Result<(), ::gaia_core::StoreError> {
-            Ok(crate::github::sync_write(&mut self.tx, record).await?)
+        async fn github_sync_insert(&mut self, record: &::gaia_core::github::SyncRecord) -> Result<bool, ::gaia_core::StoreError> {
+            Ok(crate::github::sync_insert(&mut self.tx, record).await?)
+        }
+
+        async fn github_sync_update(&mut self, record: &::gaia_core::github::SyncRecord) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::github::sync_update(&mut self.tx, record).await?)
         }
 
         async fn token_insert(&mut self, info: &::gaia_core::tokens::TokenInfo, hash: &str) -> Result<bool, ::gaia_core::StoreError> {

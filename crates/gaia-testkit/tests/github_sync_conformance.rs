@@ -26,18 +26,31 @@ const REPO: &str = "acme/widgets";
 async fn an_intent_keeps_its_key_and_time(db: &TestDb) {
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
     let first = gaia
-        .github_sync_intend(REPO, ItemKind::Story, "auth", 41)
+        .github_sync_intend(REPO, ItemKind::Story, "auth", 41, None)
         .await
         .unwrap();
+    assert!(first.go);
+    let first = first.record;
     assert_eq!(first.sync_key, sync_key(REPO, ItemKind::Story, "auth"));
     assert_eq!(first.issue, None);
     assert_eq!(first.last_seen, 41);
     assert!(has_marker(&marker(&first.sync_key), &first.sync_key));
 
-    let again = gaia
-        .github_sync_intend(REPO, ItemKind::Story, "auth", 99)
+    // A second sync that saw no record (or an older attempt) must not create.
+    let stale = gaia
+        .github_sync_intend(REPO, ItemKind::Story, "auth", 99, None)
         .await
         .unwrap();
+    assert!(!stale.go);
+    assert_eq!(stale.record, first);
+
+    // The sync that saw this attempt may try again; the first intent's time and number stay.
+    let again = gaia
+        .github_sync_intend(REPO, ItemKind::Story, "auth", 99, Some(first.attempt_at))
+        .await
+        .unwrap();
+    assert!(again.go);
+    let again = again.record;
     assert_eq!(again.sync_key, first.sync_key);
     assert_eq!(
         again.intent_at, first.intent_at,
@@ -50,14 +63,16 @@ async fn an_intent_keeps_its_key_and_time(db: &TestDb) {
     assert!(again.attempt_at >= first.attempt_at);
 
     let task = gaia
-        .github_sync_intend(REPO, ItemKind::Task, "auth", 0)
+        .github_sync_intend(REPO, ItemKind::Task, "auth", 0, None)
         .await
-        .unwrap();
+        .unwrap()
+        .record;
     assert_ne!(task.sync_key, first.sync_key);
     let other_repo = gaia
-        .github_sync_intend("acme/other", ItemKind::Story, "auth", 0)
+        .github_sync_intend("acme/other", ItemKind::Story, "auth", 0, None)
         .await
-        .unwrap();
+        .unwrap()
+        .record;
     assert_ne!(other_repo.sync_key, first.sync_key);
 
     let listed = gaia.github_sync_list(REPO).await.unwrap();
@@ -83,7 +98,7 @@ async fn a_push_links_once_with_event_and_audit(db: &TestDb) {
             .unwrap()
             .is_none()
     );
-    gaia.github_sync_intend(REPO, ItemKind::Task, "17", 4)
+    gaia.github_sync_intend(REPO, ItemKind::Task, "17", 4, None)
         .await
         .unwrap();
     let linked = gaia
@@ -94,12 +109,13 @@ async fn a_push_links_once_with_event_and_audit(db: &TestDb) {
     assert_eq!(linked.issue, Some(5));
     assert_eq!(linked.pushed_hash.as_deref(), Some("h1"));
 
-    // A linked record is returned as it is by a later intent.
+    // A linked record is returned as it is by a later intent, which may not create.
     let again = gaia
-        .github_sync_intend(REPO, ItemKind::Task, "17", 9)
+        .github_sync_intend(REPO, ItemKind::Task, "17", 9, Some(linked.attempt_at))
         .await
         .unwrap();
-    assert_eq!(again.issue, Some(5));
+    assert!(!again.go);
+    assert_eq!(again.record.issue, Some(5));
 
     // Another issue number is refused; the same one takes the new hash.
     assert!(
@@ -151,25 +167,47 @@ async fn concurrent_intents_leave_one_record(db: &TestDb) {
     for i in 0..8 {
         let gaia = gaia.clone();
         joins.push(tokio::spawn(async move {
-            gaia.github_sync_intend(REPO, ItemKind::Story, "race", i)
+            gaia.github_sync_intend(REPO, ItemKind::Story, "race", i, None)
                 .await
                 .unwrap()
         }));
     }
     let mut keys = Vec::new();
+    let mut goes = 0;
     for j in joins {
-        keys.push(j.await.unwrap().sync_key);
+        let intent = j.await.unwrap();
+        goes += usize::from(intent.go);
+        keys.push(intent.record.sync_key);
     }
     keys.dedup();
     assert_eq!(keys.len(), 1);
+    assert_eq!(goes, 1, "exactly one sync may send the create");
     assert_eq!(gaia.github_sync_list(REPO).await.unwrap().len(), 1);
+
+    // Retries after the settle window race the same way: one goes.
+    let seen = gaia.github_sync_list(REPO).await.unwrap()[0].attempt_at;
+    let mut joins = Vec::new();
+    for i in 0..6 {
+        let gaia = gaia.clone();
+        joins.push(tokio::spawn(async move {
+            gaia.github_sync_intend(REPO, ItemKind::Story, "race", i, Some(seen))
+                .await
+                .unwrap()
+                .go
+        }));
+    }
+    let mut goes = 0;
+    for j in joins {
+        goes += usize::from(j.await.unwrap());
+    }
+    assert_eq!(goes, 1);
 }
 
 async fn bad_repositories_change_nothing(db: &TestDb) {
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
     for bad in ["acme", "acme/widgets/x", "../x", "a b/c"] {
         assert!(
-            gaia.github_sync_intend(bad, ItemKind::Story, "s", 0)
+            gaia.github_sync_intend(bad, ItemKind::Story, "s", 0, None)
                 .await
                 .is_err()
         );

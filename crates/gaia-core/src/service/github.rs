@@ -4,10 +4,12 @@
 use super::Gaia;
 use crate::error::Error;
 use crate::github::{ItemKind, SyncRecord, check_repo};
-use crate::usecase::github::Push;
+use crate::usecase::github::{Intent, Push};
+use chrono::{DateTime, Utc};
 
 impl Gaia {
-    /// Records (before creating it) the intent to create `item`'s issue in `repo`; see
+    /// Records (before creating it) the intent to create `item`'s issue in `repo`, for the
+    /// attempt the caller saw last (`expected`, `None` when it saw no record); see
     /// [`crate::usecase::github::intend`].
     pub async fn github_sync_intend(
         &self,
@@ -15,11 +17,12 @@ impl Gaia {
         kind: ItemKind,
         item: &str,
         last_seen: i64,
-    ) -> Result<SyncRecord, Error> {
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<Intent, Error> {
         check_repo(repo)?;
         Ok(self
             .store
-            .github_sync_intend(repo, kind, item, last_seen)
+            .github_sync_intend(repo, kind, item, last_seen, expected)
             .await?)
     }
 

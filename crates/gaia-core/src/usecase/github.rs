@@ -2,6 +2,7 @@
 //! link (issue number, hash of what was pushed) recorded after, each created or changed issue
 //! being an event and an audit record.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::audit::NewAudit;
@@ -11,45 +12,76 @@ use crate::github::{ItemKind, SyncRecord, sync_key};
 use crate::time::{from_micros, to_micros};
 use crate::tx::WriteTx;
 
-/// Records the intent to create `item`'s issue in `repo` and returns the record: a new one
-/// (with `last_seen`, the highest issue number the caller saw before, and a fresh intent
-/// time), or the existing one with its attempt time moved to now. A record that already has
-/// its issue is returned as it is.
+/// The intent recorded by [`intend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub record: SyncRecord,
+    /// Whether the caller may send the create: the intent is new, or the caller expected the
+    /// record's attempt time as it was (so no other sync has claimed this attempt meanwhile).
+    /// `false` also when the record already has its issue.
+    pub go: bool,
+}
+
+/// Records the intent to create `item`'s issue in `repo`: a new record (with `last_seen`,
+/// the highest issue number the caller saw before, and a fresh intent time), or, for a
+/// record without an issue whose attempt time is `expected` (the caller's reading, `None`
+/// when it saw no record), the attempt time moved to now. Anything else (another sync
+/// recorded an intent or an attempt meanwhile, or the issue is linked) is returned
+/// unchanged with `go` false: two syncs never both send a create for one attempt.
 pub async fn intend(
     mut tx: Box<dyn WriteTx>,
     repo: &str,
     kind: ItemKind,
     item: &str,
     last_seen: i64,
-) -> Result<SyncRecord, StoreError> {
+    expected: Option<DateTime<Utc>>,
+) -> Result<Intent, StoreError> {
     // Kept as stored (microseconds), so the record returned equals the one read back.
     let now = from_micros(to_micros(tx.now().await?));
-    let record = match tx.github_sync_lock(repo, kind, item).await? {
-        Some(r) if r.issue.is_some() => {
+    match tx.github_sync_lock(repo, kind, item).await? {
+        Some(r) if r.issue.is_some() || Some(r.attempt_at) != expected => {
             tx.rollback().await?;
-            return Ok(r);
+            Ok(Intent {
+                record: r,
+                go: false,
+            })
         }
-        Some(r) => SyncRecord {
-            attempt_at: now,
-            updated_at: now,
-            ..r
-        },
-        None => SyncRecord {
-            repo: repo.to_owned(),
-            kind,
-            item: item.to_owned(),
-            sync_key: sync_key(repo, kind, item),
-            issue: None,
-            pushed_hash: None,
-            intent_at: now,
-            attempt_at: now,
-            last_seen,
-            updated_at: now,
-        },
-    };
-    tx.github_sync_write(&record).await?;
-    tx.commit().await?;
-    Ok(record)
+        Some(r) => {
+            let record = SyncRecord {
+                attempt_at: now,
+                updated_at: now,
+                ..r
+            };
+            tx.github_sync_update(&record).await?;
+            tx.commit().await?;
+            Ok(Intent { record, go: true })
+        }
+        None => {
+            let record = SyncRecord {
+                repo: repo.to_owned(),
+                kind,
+                item: item.to_owned(),
+                sync_key: sync_key(repo, kind, item),
+                issue: None,
+                pushed_hash: None,
+                intent_at: now,
+                attempt_at: now,
+                last_seen,
+                updated_at: now,
+            };
+            if tx.github_sync_insert(&record).await? {
+                tx.commit().await?;
+                return Ok(Intent { record, go: true });
+            }
+            // Another sync recorded it first: its attempt, not ours.
+            let theirs = tx.github_sync_lock(repo, kind, item).await?;
+            tx.rollback().await?;
+            let record = theirs.ok_or_else(|| {
+                StoreError::Corrupt("github_sync: an inserted record is missing".into())
+            })?;
+            Ok(Intent { record, go: false })
+        }
+    }
 }
 
 /// What a push did to an issue.
@@ -115,7 +147,7 @@ pub async fn record_push(
     record.issue = Some(issue);
     record.pushed_hash = Some(hash.to_owned());
     record.updated_at = now;
-    tx.github_sync_write(&record).await?;
+    tx.github_sync_update(&record).await?;
     let subject = format!("github/{repo}#{issue}");
     let data = json!({
         "repo": repo,

@@ -3,7 +3,7 @@
 //!
 //! [`GithubSyncStore`]: gaia_core::store::GithubSyncStore
 
-/// Adds `github::{sync_lock, sync_write}` on `$conn` and `GithubSyncStore` for `$store` to
+/// Adds `github::{sync_lock, sync_insert, sync_update}` on `$conn` and `GithubSyncStore` for `$store` to
 /// the calling backend. `for_update` ends a read that locks what it returns.
 #[allow(clippy::crate_in_macro_def)]
 #[macro_export]
@@ -31,20 +31,16 @@ macro_rules! github_sql {
             )?)
         }
 
-        /// Inserts `r`, or writes every mutable column of the existing record (the sync key
-        /// and the intent's time and last seen number never change).
-        pub(crate) async fn sync_write(
+        /// Inserts `r`; `false` (and nothing written) when the item already has a record.
+        pub(crate) async fn sync_insert(
             conn: &mut $conn,
             r: &::gaia_core::github::SyncRecord,
-        ) -> crate::error::Db<()> {
-            ::sqlx::query(
+        ) -> crate::error::Db<bool> {
+            let inserted = ::sqlx::query(
                 "INSERT INTO github_sync (repo, item_kind, item, sync_key, issue, pushed_hash,
                      intent_at_us, attempt_at_us, last_seen, updated_at_us)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (repo, item_kind, item) DO UPDATE SET
-                     issue = excluded.issue, pushed_hash = excluded.pushed_hash,
-                     attempt_at_us = excluded.attempt_at_us,
-                     updated_at_us = excluded.updated_at_us",
+                 ON CONFLICT (repo, item_kind, item) DO NOTHING",
             )
             .bind(&r.repo)
             .bind(r.kind.as_str())
@@ -55,6 +51,29 @@ macro_rules! github_sql {
             .bind(::gaia_core::time::to_micros(r.intent_at))
             .bind(::gaia_core::time::to_micros(r.attempt_at))
             .bind(r.last_seen)
+            .bind(::gaia_core::time::to_micros(r.updated_at))
+            .execute(&mut *conn)
+            .await?;
+            Ok(inserted.rows_affected() == 1)
+        }
+
+        /// Writes every mutable column of an existing record (the sync key and the intent's
+        /// time and last seen number never change).
+        pub(crate) async fn sync_update(
+            conn: &mut $conn,
+            r: &::gaia_core::github::SyncRecord,
+        ) -> crate::error::Db<()> {
+            ::sqlx::query(
+                "UPDATE github_sync SET issue = $4, pushed_hash = $5, attempt_at_us = $6,
+                     updated_at_us = $7
+                 WHERE repo = $1 AND item_kind = $2 AND item = $3",
+            )
+            .bind(&r.repo)
+            .bind(r.kind.as_str())
+            .bind(&r.item)
+            .bind(r.issue)
+            .bind(r.pushed_hash.as_deref())
+            .bind(::gaia_core::time::to_micros(r.attempt_at))
             .bind(::gaia_core::time::to_micros(r.updated_at))
             .execute(&mut *conn)
             .await?;
