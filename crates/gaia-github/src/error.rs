@@ -18,7 +18,8 @@ pub enum GhError {
     /// 422: GitHub refused the content.
     #[error("422 validation failed: {0}")]
     Validation(String),
-    /// A secondary rate limit (403) or 429: wait at least `retry_after`.
+    /// A secondary rate limit (403), a 429, or (status 200) a primary budget too small to
+    /// start with: wait at least `retry_after`.
     #[error("rate limited ({status}): retry after {}s", retry_after.as_secs())]
     RateLimited { status: u16, retry_after: Duration },
     /// 5xx: the request may or may not have taken effect.

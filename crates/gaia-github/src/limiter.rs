@@ -76,6 +76,31 @@ impl Limiter {
         }
     }
 
+    /// The mutating requests of the last hour as wall-clock times (microseconds since the
+    /// epoch), to hand to the next sync through the store.
+    pub fn to_wall(&self, now: Instant, wall_now_us: i64) -> Vec<i64> {
+        self.sent
+            .iter()
+            .filter(|t| **t + HOUR > now)
+            .map(|t| wall_now_us - micros(now.saturating_duration_since(*t)))
+            .collect()
+    }
+
+    /// Counts requests an earlier sync sent (wall-clock microseconds, see
+    /// [`to_wall`](Self::to_wall)), so that a restarted sync keeps the same pace.
+    pub fn restore(&mut self, now: Instant, wall_now_us: i64, sent_us: &[i64]) {
+        let mut times: Vec<Instant> = sent_us
+            .iter()
+            .filter_map(|us| {
+                let ago = Duration::from_micros(u64::try_from(wall_now_us - us).ok()?);
+                (ago < HOUR).then(|| now.checked_sub(ago)).flatten()
+            })
+            .collect();
+        times.extend(self.sent.iter().copied());
+        times.sort();
+        self.sent = times.into();
+    }
+
     /// Sends nothing before `until` (a `Retry-After` answer).
     pub fn hold(&mut self, until: Instant) {
         self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
@@ -92,6 +117,10 @@ impl Limiter {
         }
         self.record(Instant::now());
     }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -134,6 +163,20 @@ mod tests {
         l.record(t0 + Duration::from_secs(61));
         let at = t0 + Duration::from_secs(200);
         assert_eq!(l.delay(at), Duration::from_secs(3400), "five in the hour");
+    }
+
+    #[test]
+    fn a_restarted_limiter_keeps_the_pace() {
+        let t0 = Instant::now() + Duration::from_secs(7200);
+        let wall = 1_000_000_000_000;
+        let mut l = Limiter::new(Limits::default());
+        l.record(t0 - Duration::from_millis(300));
+        let saved = l.to_wall(t0, wall);
+        assert_eq!(saved, vec![wall - 300_000]);
+        let mut fresh = Limiter::new(Limits::default());
+        fresh.restore(t0, wall, &saved);
+        fresh.restore(t0, wall, &[wall - 4_000_000_000]);
+        assert_eq!(fresh.delay(t0), Duration::from_millis(700));
     }
 
     #[test]

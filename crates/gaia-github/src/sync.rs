@@ -24,6 +24,10 @@ use crate::runner::Gh;
 
 /// How many times one request is retried after a rate limit answer.
 const RATE_RETRIES: u32 = 3;
+/// The deployment-wide setting holding the last hour's mutating requests (wall-clock
+/// microseconds), so that a sync started right after another (or after a killed one) keeps
+/// the pace.
+const PACE_SETTING: &str = "github.sync.mutations";
 
 /// An item as its issue should be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +172,7 @@ pub async fn sync(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
+    check_primary_budget(gh, desired.len()).await?;
     let records: HashMap<(ItemKind, String), SyncRecord> = gaia
         .github_sync_list(&opts.repo)
         .await?
@@ -183,6 +188,7 @@ pub async fn sync(
         seen: Seen::default(),
         highest: None,
     };
+    engine.restore_pace().await?;
     let mut summary = Summary::default();
     // Intents without an issue: look for what their creates made before anything is created.
     let pending: Vec<&SyncRecord> = desired
@@ -223,6 +229,36 @@ pub async fn sync(
         summary.items.push(result);
     }
     Ok(summary)
+}
+
+/// Reads the primary rate limit (`gh api rate_limit`, which does not count against it) and
+/// refuses to start when what is left could not cover one call per item and the listings:
+/// better to stop before than halfway.
+async fn check_primary_budget(gh: &Gh, items: usize) -> Result<(), GhError> {
+    let r = gh.api("GET", "rate_limit", None).await?;
+    let core = r
+        .body
+        .pointer("/resources/core")
+        .or_else(|| r.body.get("rate"));
+    let Some(remaining) = core
+        .and_then(|c| c.get("remaining"))
+        .and_then(Value::as_u64)
+    else {
+        return Ok(());
+    };
+    let needed = u64::try_from(items).unwrap_or(u64::MAX).saturating_add(10);
+    if remaining >= needed {
+        return Ok(());
+    }
+    let reset = core
+        .and_then(|c| c.get("reset"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let wait = u64::try_from(reset - Utc::now().timestamp()).unwrap_or(0);
+    Err(GhError::RateLimited {
+        status: 200,
+        retry_after: Duration::from_secs(wait.max(60)),
+    })
 }
 
 /// The body pushed for `d`: its text, then the marker line.
@@ -312,18 +348,48 @@ impl Engine<'_> {
         Ok(())
     }
 
+    async fn restore_pace(&mut self) -> Result<(), SyncError> {
+        let text = self
+            .gaia
+            .store()
+            .setting_get_or_init(PACE_SETTING, "[]")
+            .await
+            .map_err(gaia_core::error::Error::from)?;
+        let sent: Vec<i64> = serde_json::from_str(&text).unwrap_or_default();
+        self.limiter
+            .restore(Instant::now(), Utc::now().timestamp_micros(), &sent);
+        Ok(())
+    }
+
+    /// Waits for the limiter and records the request about to go, in the store too.
+    async fn pace(&mut self) -> Result<(), SyncError> {
+        self.limiter.acquire().await;
+        let sent = self
+            .limiter
+            .to_wall(Instant::now(), Utc::now().timestamp_micros());
+        self.gaia
+            .store()
+            .setting_set(
+                PACE_SETTING,
+                &serde_json::to_string(&sent).unwrap_or_default(),
+            )
+            .await
+            .map_err(gaia_core::error::Error::from)?;
+        Ok(())
+    }
+
     /// A mutating call, paced, retried after rate limit answers.
-    async fn mutate(&mut self, method: &str, path: &str, body: &Value) -> Result<Value, GhError> {
+    async fn mutate(&mut self, method: &str, path: &str, body: &Value) -> Result<Value, SyncError> {
         let mut tries = 0;
         loop {
-            self.limiter.acquire().await;
+            self.pace().await?;
             match self.gh.api(method, path, Some(body)).await {
                 Ok(r) => return Ok(r.body),
                 Err(GhError::RateLimited { retry_after, .. }) if tries < RATE_RETRIES => {
                     tries += 1;
                     self.limiter.hold(Instant::now() + retry_after);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -384,7 +450,7 @@ impl Engine<'_> {
                 }
                 Ok(Outcome::Created(n))
             }
-            Err(e) if e.is_ambiguous() => {
+            Err(SyncError::Gh(e)) if e.is_ambiguous() => {
                 // The issue may exist: look for it now, by number (listings lag).
                 let mut seen = Seen::default();
                 reconcile::scan_above(
@@ -408,7 +474,7 @@ impl Engine<'_> {
                     ))),
                 }
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 

@@ -243,3 +243,57 @@ async fn an_intent_left_by_a_crash_is_found_by_listing() {
     assert_one_issue_each(&gaia, &fake, &desired).await;
     fake.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_primary_budget_stops_before_anything_is_sent() {
+    if !gh_installed() {
+        return;
+    }
+    let fake = FakeGithub::start().await;
+    fake.set_rate_remaining(5);
+    let db = TestDb::sqlite();
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    let config = tempfile::tempdir().unwrap();
+    let gh = gh_for(&fake, &config, Duration::from_secs(10));
+    let err = sync(&gaia, &gh, &options(Duration::ZERO), &items(3), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            gaia_github::sync::SyncError::Gh(gaia_github::GhError::RateLimited { .. })
+        ),
+        "{err}"
+    );
+    assert!(fake.mutating_calls().is_empty());
+    assert!(gaia.github_sync_list(REPO).await.unwrap().is_empty());
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pace_carries_over_to_the_next_sync() {
+    if !gh_installed() {
+        return;
+    }
+    let fake = FakeGithub::start().await;
+    let db = TestDb::sqlite();
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    let config = tempfile::tempdir().unwrap();
+    let gh = gh_for(&fake, &config, Duration::from_secs(10));
+    let slow = SyncOptions {
+        limits: Limits {
+            spacing: Duration::from_millis(700),
+            ..Limits::default()
+        },
+        ..options(Duration::ZERO)
+    };
+    let all = items(2);
+    run(&gaia, &gh, &slow, &all[..1]).await;
+    // A new sync (a new limiter) right after: its first create still waits for the pace.
+    run(&gaia, &gh, &slow, &all).await;
+    let creates: Vec<_> = fake.calls().into_iter().filter(|c| c.is_create()).collect();
+    assert_eq!(creates.len(), 2);
+    let gap = creates[1].at.duration_since(creates[0].at);
+    assert!(gap >= Duration::from_millis(600), "{gap:?}");
+    fake.shutdown().await;
+}

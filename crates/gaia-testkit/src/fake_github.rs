@@ -169,6 +169,8 @@ struct FakeState {
     missing_repos: Vec<String>,
     /// Largest `per_page` honoured (GitHub: 100).
     max_per_page: usize,
+    /// What `GET /rate_limit` says is left of the primary budget.
+    rate_remaining: u64,
 }
 
 impl Shared {
@@ -183,6 +185,7 @@ impl FakeGithub {
         let shared = Arc::new(Shared {
             state: Mutex::new(FakeState {
                 max_per_page: 100,
+                rate_remaining: 4990,
                 ..FakeState::default()
             }),
             cancel: CancellationToken::new(),
@@ -237,6 +240,11 @@ impl FakeGithub {
     /// New issues show in listings only this long after being created.
     pub fn set_listing_lag(&self, lag: Duration) {
         self.shared.lock().listing_lag = lag;
+    }
+
+    /// What `GET /rate_limit` reports as left of the primary budget (default 4990).
+    pub fn set_rate_remaining(&self, remaining: u64) {
+        self.shared.lock().rate_remaining = remaining;
     }
 
     /// Makes `repo` (`owner/name`) answer 404.
@@ -499,7 +507,8 @@ async fn handle(
             if path.trim_matches('/') == "user" {
                 axum::Json(json!({"login": VIEWER, "id": 4242, "type": "User"})).into_response()
             } else {
-                rate_limit()
+                let remaining = sh.lock().rate_remaining;
+                rate_limit(remaining)
             }
         }
         (Ok(Some((op, repo, number))), _) => {
@@ -528,9 +537,9 @@ async fn handle(
     response
 }
 
-fn rate_limit() -> Response {
+fn rate_limit(remaining: u64) -> Response {
     let reset = Utc::now().timestamp() + 3600;
-    let core = json!({"limit": 5000, "remaining": 4990, "reset": reset, "used": 10});
+    let core = json!({"limit": 5000, "remaining": remaining, "reset": reset, "used": 5000 - remaining.min(5000)});
     axum::Json(json!({"resources": {"core": core}, "rate": core})).into_response()
 }
 
