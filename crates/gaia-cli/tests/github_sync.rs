@@ -208,6 +208,42 @@ async fn every_item_becomes_one_issue_and_a_resync_is_quiet(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(events.len(), items, "one event per created issue");
+
+    // Closed on GitHub: --pull closes the story; the task, whose list needs a claim to finish
+    // it, is reported as skipped.
+    let records = gaia.github_sync_list(REPO).await.unwrap();
+    let story = records.iter().find(|r| r.item == "story-1").unwrap();
+    let task = records
+        .iter()
+        .find(|r| r.kind == gaia_core::github::ItemKind::Task)
+        .unwrap();
+    for r in [story, task] {
+        fake.close_issue(REPO, u64::try_from(r.issue.unwrap()).unwrap(), "completed");
+    }
+    let (code, pulled, err) = run_json(sync_cmd(db, &fake, &config, &["--pull", "--json"]));
+    assert_eq!(code, 0, "{err} {pulled}");
+    let results: Vec<&str> = pulled["pulled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, vec!["closed", "skipped"], "{pulled}");
+    let s1 = gaia.get_story("story-1").await.unwrap().story;
+    assert_eq!(s1.status, gaia_core::backlog::StoryStatus::Closed);
+    let t = gaia.get_task(task.item.parse().unwrap()).await.unwrap();
+    assert_ne!(t.status, gaia_core::backlog::TaskStatus::Done);
+    // The closed story is not closed again.
+    let (code, again, err) = run_json(sync_cmd(db, &fake, &config, &["--pull", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        again["pulled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["result"] == "skipped"),
+        "{again}"
+    );
     fake.shutdown().await;
 }
 

@@ -316,6 +316,10 @@ pub struct GithubSyncArgs {
     /// Show what would be created and updated; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// First bring issue state back: an issue closed on GitHub closes its story or marks its
+    /// task done (each an event). Not with --dry-run.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub pull: bool,
     #[arg(long)]
     pub json: bool,
     /// Seconds one `gh api` call may take before it is killed.

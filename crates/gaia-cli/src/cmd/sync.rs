@@ -1,6 +1,7 @@
 //! `gaia sync github`: the backlog as GitHub issues through the user's `gh` login. Tasks are
 //! synced first (with `--tasks`), so that each story's checklist can link its tasks' issues;
-//! then the stories. One line per item as it is done (or `--json` at the end), then a summary.
+//! then the stories. With `--pull`, closed issues are first brought back (stories closed,
+//! tasks done). One line per item as it is done (or `--json` at the end), then a summary.
 //! Runs on the database directly: the sync records are its write-ahead log.
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use gaia_core::Gaia;
 use gaia_core::backlog::{Story, StoryStatus, Task, TaskStatus, check_slug};
 use gaia_core::github::{ItemKind, check_repo};
 use gaia_github::limiter::Limits;
+use gaia_github::pull::{PullResult, Pulled};
 use gaia_github::sync::{ItemResult, Outcome, SyncError};
 use gaia_github::{Desired, Gh, GhError, Summary, SyncOptions};
 use serde_json::{Value, json};
@@ -38,6 +40,19 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
             ..Limits::default()
         },
         ..SyncOptions::new(&args.repo, &crate::client::cli_actor())
+    };
+    let pulled = if args.pull {
+        let pulled = gaia_github::pull::pull(&gaia, &gh, &args.repo, &opts.actor)
+            .await
+            .map_err(sync_error)?;
+        if !args.json {
+            for p in &pulled {
+                super::out(&pulled_line(p))?;
+            }
+        }
+        pulled
+    } else {
+        Vec::new()
     };
     let stories = match &args.story {
         Some(slug) => vec![gaia.get_story(slug).await?.story],
@@ -78,8 +93,11 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
     let done = run(&gaia, &gh, &opts, &desired, &mut progress).await?;
     summary.items.extend(done.items);
     summary.listing_pages += done.listing_pages;
-    report(&args, &summary)?;
-    Ok(if summary.count("failed") > 0 {
+    report(&args, &summary, &pulled)?;
+    let pull_failed = pulled
+        .iter()
+        .any(|p| matches!(p.result, PullResult::Failed(_)));
+    Ok(if summary.count("failed") > 0 || pull_failed {
         exit::FAILURE
     } else {
         exit::OK
@@ -95,10 +113,38 @@ async fn run(
 ) -> Result<Summary, CliError> {
     gaia_github::sync(gaia, gh, opts, desired, progress)
         .await
-        .map_err(|e| match e {
-            SyncError::Gaia(e) => e.into(),
-            SyncError::Gh(e) => gh_error(&e),
-        })
+        .map_err(sync_error)
+}
+
+fn sync_error(e: SyncError) -> CliError {
+    match e {
+        SyncError::Gaia(e) => e.into(),
+        SyncError::Gh(e) => gh_error(&e),
+    }
+}
+
+fn pulled_line(p: &Pulled) -> String {
+    let what = format!("{} {} #{}", p.kind.as_str(), p.item, p.issue);
+    match &p.result {
+        PullResult::Applied(done) => format!("pulled {what}: {done}"),
+        PullResult::Skipped(why) => format!("pull skipped {what}: {why}"),
+        PullResult::Failed(why) => format!("pull failed {what}: {why}"),
+    }
+}
+
+fn pulled_json(p: &Pulled) -> Value {
+    let (result, reason) = match &p.result {
+        PullResult::Applied(done) => (*done, None),
+        PullResult::Skipped(why) => ("skipped", Some(why)),
+        PullResult::Failed(why) => ("failed", Some(why)),
+    };
+    json!({
+        "kind": p.kind.as_str(),
+        "item": p.item,
+        "issue": p.issue,
+        "result": result,
+        "reason": reason,
+    })
 }
 
 /// The exit code of a failure that stops the sync.
@@ -215,7 +261,7 @@ const BUCKETS: [&str; 6] = [
     "failed",
 ];
 
-fn report(args: &GithubSyncArgs, summary: &Summary) -> Result<(), CliError> {
+fn report(args: &GithubSyncArgs, summary: &Summary, pulled: &[Pulled]) -> Result<(), CliError> {
     if args.json {
         let counts: serde_json::Map<String, Value> = BUCKETS
             .iter()
@@ -234,11 +280,13 @@ fn report(args: &GithubSyncArgs, summary: &Summary) -> Result<(), CliError> {
                 })
             })
             .collect();
+        let pulled: Vec<Value> = pulled.iter().map(pulled_json).collect();
         super::out_json(&json!({
             "repo": args.repo,
             "dry_run": args.dry_run,
             "summary": counts,
             "items": items,
+            "pulled": pulled,
         }))?;
     } else {
         let parts: Vec<String> = BUCKETS
