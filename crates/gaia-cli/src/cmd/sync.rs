@@ -5,6 +5,7 @@
 //! Runs on the database directly: the sync records are its write-ahead log.
 
 use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use gaia_core::Gaia;
@@ -64,9 +65,16 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
         tasks.push((s, list));
     }
     let json_out = args.json;
+    let total = tasks
+        .iter()
+        .map(|(_, list)| if args.tasks { list.len() + 1 } else { 1 })
+        .sum::<usize>();
+    let mut bar = Bar::new(total, !json_out && std::io::stderr().is_terminal());
     let mut progress = move |r: &ItemResult| {
         if !json_out {
+            bar.clear();
             let _ = super::out(&item_line(r));
+            bar.step();
         }
     };
     let mut summary = Summary::default();
@@ -93,6 +101,7 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
     let done = run(&gaia, &gh, &opts, &desired, &mut progress).await?;
     summary.items.extend(done.items);
     summary.listing_pages += done.listing_pages;
+    drop(progress);
     report(&args, &summary, &pulled)?;
     let pull_failed = pulled
         .iter()
@@ -250,6 +259,52 @@ fn item_line(r: &ItemResult) -> String {
         line.push_str(&format!(": {why}"));
     }
     line
+}
+
+/// A one-line progress bar on stderr, drawn only on a terminal (piped output gets the plain
+/// lines alone).
+struct Bar {
+    done: usize,
+    total: usize,
+    on: bool,
+}
+
+impl Bar {
+    const WIDTH: usize = 30;
+
+    fn new(total: usize, on: bool) -> Self {
+        Self { done: 0, total, on }
+    }
+
+    fn step(&mut self) {
+        self.done += 1;
+        if !self.on || self.total == 0 {
+            return;
+        }
+        let filled = Self::WIDTH * self.done.min(self.total) / self.total;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r[{}{}] {}/{}",
+            "#".repeat(filled),
+            "-".repeat(Self::WIDTH - filled),
+            self.done,
+            self.total
+        );
+        let _ = err.flush();
+    }
+
+    fn clear(&self) {
+        if self.on && self.done > 0 {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 const BUCKETS: [&str; 6] = [
