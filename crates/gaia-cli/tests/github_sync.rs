@@ -297,3 +297,56 @@ async fn killed_syncs_never_duplicate(db: &TestDb) {
     assert_no_duplicates(db, &fake, items).await;
     fake.shutdown().await;
 }
+
+/// `gh` without a login (exit 4) and a missing repository stop the sync with a message that
+/// says what to do, before anything is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gh_failures_are_named() {
+    let db = TestDb::sqlite();
+    seed(&db).await;
+    let bin = tempfile::tempdir().unwrap();
+    let script = bin.path().join("gh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'To get started with GitHub CLI, please run:  gh auth login' >&2\nexit 4\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = support::gaia();
+    c.args(["--db", &db.url, "sync", "github", "--repo", REPO])
+        .env("PATH", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (code, _, err) = support::finish(c.spawn().unwrap(), &"sync without login");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("gh auth login"), "{err}");
+
+    if !gh_installed() {
+        return;
+    }
+    let fake = FakeGithub::start().await;
+    fake.set_missing("acme/gone");
+    let config = tempfile::tempdir().unwrap();
+    let mut c = support::gaia();
+    c.args(["--db", &db.url, "sync", "github", "--repo", "acme/gone"])
+        .envs(fake.gh_env())
+        .env("GH_CONFIG_DIR", config.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (code, _, err) = support::finish(c.spawn().unwrap(), &"sync to a missing repo");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    assert!(fake.mutating_calls().is_empty());
+    assert!(gaia.github_sync_list("acme/gone").await.unwrap().is_empty());
+    fake.shutdown().await;
+}

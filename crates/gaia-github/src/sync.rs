@@ -173,6 +173,9 @@ pub async fn sync(
         .unwrap_or("")
         .to_owned();
     check_primary_budget(gh, desired.len()).await?;
+    // The newest number, read before any intent: also tells at once (404/410) that the
+    // repository is missing or has issues disabled.
+    let highest = reconcile::highest_number(gh, &opts.repo).await?;
     let records: HashMap<(ItemKind, String), SyncRecord> = gaia
         .github_sync_list(&opts.repo)
         .await?
@@ -186,7 +189,7 @@ pub async fn sync(
         limiter: Limiter::new(opts.limits),
         viewer,
         seen: Seen::default(),
-        highest: None,
+        highest: Some(highest),
     };
     engine.restore_pace().await?;
     let mut summary = Summary::default();
@@ -209,7 +212,7 @@ pub async fn sync(
             reconcile::scan_above(gh, &opts.repo, &engine.viewer, last_seen, &mut engine.seen)
                 .await?;
         }
-        engine.highest = Some(engine.seen.highest);
+        engine.highest = Some(highest.max(engine.seen.highest));
     }
     for d in desired {
         let record = records.get(&(d.kind, d.item.clone()));
