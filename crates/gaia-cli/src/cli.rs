@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use self::backlog::{BacklogCommand, FollowupsCommand, ReadyArgs, StoryCommand, TodoCommand};
+pub use self::backlog::{
+    BacklogCommand, FollowupsCommand, GithubSyncArgs, ReadyArgs, StoryCommand, SyncCommand,
+    TodoCommand,
+};
 
 /// Gaia: the control plane for a team of AI coding agents with a human in the loop.
 ///
@@ -106,6 +109,9 @@ pub enum Command {
     /// Stories as markdown files: export them, and import the edits.
     #[command(subcommand)]
     Backlog(BacklogCommand),
+    /// Sync the backlog to other systems: `gaia sync github`.
+    #[command(subcommand)]
+    Sync(SyncCommand),
     /// Emit, follow and export events.
     #[command(subcommand)]
     Events(EventsCommand),

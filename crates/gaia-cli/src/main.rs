@@ -157,6 +157,7 @@ async fn run(mut cli: Cli) -> CliResult {
         Command::Ready(args) => cmd::ready::run(args, &config).await,
         Command::Followups(c) => cmd::followups::run(c, &config).await,
         Command::Backlog(c) => cmd::backlog::run(c, &config, fencing_token).await,
+        Command::Sync(cli::SyncCommand::Github(args)) => cmd::sync::github(args, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,
         Command::Completions { .. } => Ok(exit::OK),

@@ -178,4 +178,8 @@ pub mod kinds {
     pub const FOLLOWUP_UPDATED: &str = "followup.updated";
     pub const FOLLOWUP_ACCEPTED: &str = "followup.accepted";
     pub const FOLLOWUP_REJECTED: &str = "followup.rejected";
+    pub const GITHUB_ISSUE_CREATED: &str = "github.issue_created";
+    pub const GITHUB_ISSUE_LINKED: &str = "github.issue_linked";
+    pub const GITHUB_ISSUE_UPDATED: &str = "github.issue_updated";
+    pub const GITHUB_ISSUE_CLOSED: &str = "github.issue_closed";
 }

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod error;
 pub mod event;
 pub mod followup_doc;
+pub mod github;
 pub mod metrics;
 pub mod names;
 pub mod outbox;

@@ -335,6 +335,7 @@ pub trait Store:
     + CommandStore
     + OutboxStore
     + BacklogStore
+    + GithubSyncStore
     + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
@@ -467,4 +468,44 @@ pub trait BacklogStore: Transact {
 
     /// Follow-up `id`.
     async fn followup_get(&self, id: i64) -> Result<Option<crate::backlog::Followup>, StoreError>;
+}
+
+/// GitHub sync records. Their state changes are the use cases of [`crate::usecase::github`].
+#[async_trait]
+pub trait GithubSyncStore: Transact {
+    /// Records the intent to create `item`'s issue in `repo` (see
+    /// [`crate::usecase::github::intend`]).
+    async fn github_sync_intend(
+        &self,
+        repo: &str,
+        kind: crate::github::ItemKind,
+        item: &str,
+        last_seen: i64,
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<crate::usecase::github::Intent, StoreError> {
+        crate::usecase::github::intend(
+            self.begin_write().await?,
+            repo,
+            kind,
+            item,
+            last_seen,
+            expected,
+        )
+        .await
+    }
+
+    /// Records a push (see [`crate::usecase::github::record_push`]).
+    async fn github_sync_record_push(
+        &self,
+        push: &crate::usecase::github::Push<'_>,
+        actor: &str,
+    ) -> Result<Option<(crate::github::SyncRecord, Vec<Event>)>, StoreError> {
+        crate::usecase::github::record_push(self.begin_write().await?, push, actor).await
+    }
+
+    /// Every record of `repo`, stories first, then by item.
+    async fn github_sync_list(
+        &self,
+        repo: &str,
+    ) -> Result<Vec<crate::github::SyncRecord>, StoreError>;
 }

@@ -138,6 +138,29 @@ pub trait WriteTx: Send {
     /// Writes every mutable column of an existing follow-up.
     async fn followup_update(&mut self, f: &Followup) -> Result<(), StoreError>;
 
+    // --- GitHub sync ----------------------------------------------------------------------
+
+    /// The sync record of `item` in `repo`, locked; `None` when there is none.
+    async fn github_sync_lock(
+        &mut self,
+        repo: &str,
+        kind: crate::github::ItemKind,
+        item: &str,
+    ) -> Result<Option<crate::github::SyncRecord>, StoreError>;
+
+    /// Inserts a record; `false` (and nothing written) when the item already has one (a
+    /// concurrent insert of the same item waits for the other to end, then finds it).
+    async fn github_sync_insert(
+        &mut self,
+        record: &crate::github::SyncRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// Writes every mutable column of an existing record.
+    async fn github_sync_update(
+        &mut self,
+        record: &crate::github::SyncRecord,
+    ) -> Result<(), StoreError>;
+
     // --- commands --------------------------------------------------------------------------
 
     /// The request `id`, locked until the transaction ends; `None` when there is none.

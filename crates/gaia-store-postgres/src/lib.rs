@@ -10,6 +10,7 @@ mod batch;
 mod claims;
 mod commands;
 mod error;
+mod github;
 mod log;
 mod migrate;
 mod notify;

@@ -26,6 +26,7 @@ macro_rules! migration_list {
             (6, "claim principal", "0006_claim_principal.sql"),
             (7, "outbox pacing", "0007_outbox_pacing.sql"),
             (8, "backlog", "0008_backlog.sql"),
+            (9, "github sync", "0009_github_sync.sql"),
         )
     };
 }

@@ -20,6 +20,7 @@ use gaia_core::tx::PacingRow;
 use sqlx::{FromRow, Row};
 
 pub mod backlog;
+pub mod github;
 
 /// The stored value of `table.column` cannot be read.
 fn corrupt(table: &str, column: &str, detail: impl std::fmt::Display) -> StoreError {

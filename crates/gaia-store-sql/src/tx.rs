@@ -2,8 +2,8 @@
 //! SQL functions, written once. A backend writes the two methods that differ (`now`, `commit`)
 //! and an inherent `appended(&mut self, &[Event])` that learns what an append wrote, and
 //! [`write_tx!`](crate::write_tx) adds the rest, each calling the backend's function of the
-//! same name in its `log`, `claims`, `backlog`, `commands`, `outbox` and `tokens` modules with the
-//! transaction's connection (`self.tx`).
+//! same name in its `log`, `claims`, `backlog`, `commands`, `github`, `outbox` and `tokens`
+//! modules with the transaction's connection (`self.tx`).
 
 /// Implements `WriteTx` for `$ty` (a struct with a `tx` field holding the transaction) with
 /// the given methods and forwarders for every other primitive.
@@ -224,6 +224,23 @@ macro_rules! write_tx {
 
         async fn pacing_hold(&mut self, key: &str, until: ::chrono::DateTime<::chrono::Utc>) -> Result<(), ::gaia_core::StoreError> {
             Ok(crate::outbox::pacing_hold(&mut self.tx, key, ::gaia_core::time::to_micros(until)).await?)
+        }
+
+        async fn github_sync_lock(
+            &mut self,
+            repo: &str,
+            kind: ::gaia_core::github::ItemKind,
+            item: &str,
+        ) -> Result<Option<::gaia_core::github::SyncRecord>, ::gaia_core::StoreError> {
+            Ok(crate::github::sync_lock(&mut self.tx, repo, kind, item).await?)
+        }
+
+        async fn github_sync_insert(&mut self, record: &::gaia_core::github::SyncRecord) -> Result<bool, ::gaia_core::StoreError> {
+            Ok(crate::github::sync_insert(&mut self.tx, record).await?)
+        }
+
+        async fn github_sync_update(&mut self, record: &::gaia_core::github::SyncRecord) -> Result<(), ::gaia_core::StoreError> {
+            Ok(crate::github::sync_update(&mut self.tx, record).await?)
         }
 
         async fn token_insert(&mut self, info: &::gaia_core::tokens::TokenInfo, hash: &str) -> Result<bool, ::gaia_core::StoreError> {

@@ -8,6 +8,7 @@ mod backlog;
 mod claims;
 mod commands;
 mod error;
+mod github;
 mod log;
 mod migrate;
 mod outbox;

@@ -5,8 +5,10 @@
 //! its own database). Without it they print that they were skipped, unless
 //! `GAIA_REQUIRE_POSTGRES=1`, under which a missing server fails the test.
 //!
-//! [`fake_telegram`] is a fake Telegram Bot API server with fault injection.
+//! [`fake_telegram`] is a fake Telegram Bot API server with fault injection; [`fake_github`] a
+//! fake GitHub REST API (the issue endpoints) that the real `gh` CLI reaches.
 
+pub mod fake_github;
 pub mod fake_telegram;
 
 use std::sync::Arc;

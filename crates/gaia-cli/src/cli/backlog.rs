@@ -291,3 +291,48 @@ impl BacklogCommand {
         matches!(self, Self::Import { .. })
     }
 }
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Each story becomes one GitHub issue (its description and todolist as a checklist), with
+    /// --tasks each task too; labels show status, a closed story or done task closes its
+    /// issue, and an issue is patched only when its content changed. Every call goes through
+    /// `gh api` with the user's `gh` login. Exit 1 when an item failed.
+    Github(GithubSyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GithubSyncArgs {
+    /// The repository, OWNER/NAME.
+    #[arg(long, value_name = "OWNER/REPO")]
+    pub repo: String,
+    /// Only this story (and, with --tasks, its tasks).
+    #[arg(long, value_name = "S")]
+    pub story: Option<String>,
+    /// Also make each task of the stories' current todolists an issue, linked from its
+    /// story's issue.
+    #[arg(long)]
+    pub tasks: bool,
+    /// Show what would be created and updated; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// First bring issue state back: an issue closed on GitHub closes its story or marks its
+    /// task done (each an event). Not with --dry-run.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub pull: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds one `gh api` call may take before it is killed.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub gh_timeout: u64,
+    /// Seconds after an unanswered create before its item may be created again (when no
+    /// issue carrying its marker has been found by then).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub settle: u64,
+    /// Milliseconds between mutating requests (GitHub asks for at least 1000).
+    #[arg(long, default_value_t = 1000, value_name = "MS", hide = true)]
+    pub spacing_ms: u64,
+    /// The shortest wait, in seconds, after a rate limit answer (GitHub: 60).
+    #[arg(long, default_value_t = 60, value_name = "SECS", hide = true)]
+    pub min_retry_wait: u64,
+}

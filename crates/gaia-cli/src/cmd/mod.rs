@@ -15,6 +15,7 @@ pub mod queue;
 pub mod ready;
 pub mod serve;
 pub mod story;
+pub mod sync;
 pub mod todo;
 pub mod token;
 

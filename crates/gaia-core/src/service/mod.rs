@@ -35,6 +35,7 @@ mod backlog;
 mod claims;
 mod commands;
 mod events;
+mod github;
 mod metrics;
 mod outbox;
 mod policy;

@@ -9,6 +9,7 @@
 pub mod backlog;
 pub mod claims;
 pub mod commands;
+pub mod github;
 pub mod log;
 pub mod outbox;
 pub mod tokens;

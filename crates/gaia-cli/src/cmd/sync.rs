@@ -1,0 +1,355 @@
+//! `gaia sync github`: the backlog as GitHub issues through the user's `gh` login. Tasks are
+//! synced first (with `--tasks`), so that each story's checklist can link its tasks' issues;
+//! then the stories. With `--pull`, closed issues are first brought back (stories closed,
+//! tasks done). One line per item as it is done (or `--json` at the end), then a summary.
+//! Runs on the database directly: the sync records are its write-ahead log.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use gaia_core::Gaia;
+use gaia_core::backlog::{Story, StoryStatus, Task, TaskStatus, check_slug};
+use gaia_core::github::{ItemKind, check_repo};
+use gaia_github::limiter::Limits;
+use gaia_github::pull::{PullResult, Pulled};
+use gaia_github::sync::{ItemResult, Outcome, SyncError};
+use gaia_github::{Desired, Gh, GhError, Summary, SyncOptions};
+use serde_json::{Value, json};
+
+use crate::cli::GithubSyncArgs;
+use crate::config::Config;
+use crate::exit::{self, CliError, CliResult};
+
+/// `gaia sync github`.
+pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
+    check_repo(&args.repo)?;
+    if let Some(s) = &args.story {
+        check_slug("story", s)?;
+    }
+    let gaia = crate::open::gaia(config).await?;
+    let gh = Gh {
+        timeout: Duration::from_secs(args.gh_timeout.max(1)),
+        min_retry_wait: Duration::from_secs(args.min_retry_wait),
+        ..Gh::default()
+    };
+    let opts = SyncOptions {
+        dry_run: args.dry_run,
+        settle: Duration::from_secs(args.settle),
+        limits: Limits {
+            spacing: Duration::from_millis(args.spacing_ms),
+            ..Limits::default()
+        },
+        ..SyncOptions::new(&args.repo, &crate::client::cli_actor())
+    };
+    let pulled = if args.pull {
+        let pulled = gaia_github::pull::pull(&gaia, &gh, &args.repo, &opts.actor)
+            .await
+            .map_err(sync_error)?;
+        if !args.json {
+            for p in &pulled {
+                super::out(&pulled_line(p))?;
+            }
+        }
+        pulled
+    } else {
+        Vec::new()
+    };
+    let stories = match &args.story {
+        Some(slug) => vec![gaia.get_story(slug).await?.story],
+        None => gaia.list_stories(None).await?,
+    };
+    let mut tasks: Vec<(Story, Vec<Task>)> = Vec::with_capacity(stories.len());
+    for s in stories {
+        let list = gaia.list_tasks(&s.slug, None).await?;
+        tasks.push((s, list));
+    }
+    let json_out = args.json;
+    let total = tasks
+        .iter()
+        .map(|(_, list)| if args.tasks { list.len() + 1 } else { 1 })
+        .sum::<usize>();
+    let mut bar = Bar::new(total, !json_out && std::io::stderr().is_terminal());
+    let mut progress = move |r: &ItemResult| {
+        if !json_out {
+            bar.clear();
+            let _ = super::out(&item_line(r));
+            bar.step();
+        }
+    };
+    let mut summary = Summary::default();
+    if args.tasks {
+        let desired: Vec<Desired> = tasks
+            .iter()
+            .flat_map(|(s, list)| list.iter().map(move |t| task_issue(s, t)))
+            .collect();
+        let done = run(&gaia, &gh, &opts, &desired, &mut progress).await?;
+        summary.items.extend(done.items);
+        summary.listing_pages += done.listing_pages;
+    }
+    let issues: HashMap<String, i64> = gaia
+        .github_sync_list(&args.repo)
+        .await?
+        .into_iter()
+        .filter(|r| r.kind == ItemKind::Task)
+        .filter_map(|r| Some((r.item, r.issue?)))
+        .collect();
+    let desired: Vec<Desired> = tasks
+        .iter()
+        .map(|(s, list)| story_issue(s, list, &issues))
+        .collect();
+    let done = run(&gaia, &gh, &opts, &desired, &mut progress).await?;
+    summary.items.extend(done.items);
+    summary.listing_pages += done.listing_pages;
+    drop(progress);
+    report(&args, &summary, &pulled)?;
+    let pull_failed = pulled
+        .iter()
+        .any(|p| matches!(p.result, PullResult::Failed(_)));
+    Ok(if summary.count("failed") > 0 || pull_failed {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
+}
+
+async fn run(
+    gaia: &Gaia,
+    gh: &Gh,
+    opts: &SyncOptions,
+    desired: &[Desired],
+    progress: &mut (dyn FnMut(&ItemResult) + Send),
+) -> Result<Summary, CliError> {
+    gaia_github::sync(gaia, gh, opts, desired, progress)
+        .await
+        .map_err(sync_error)
+}
+
+fn sync_error(e: SyncError) -> CliError {
+    match e {
+        SyncError::Gaia(e) => e.into(),
+        SyncError::Gh(e) => gh_error(&e),
+    }
+}
+
+fn pulled_line(p: &Pulled) -> String {
+    let what = format!("{} {} #{}", p.kind.as_str(), p.item, p.issue);
+    match &p.result {
+        PullResult::Applied(done) => format!("pulled {what}: {done}"),
+        PullResult::Skipped(why) => format!("pull skipped {what}: {why}"),
+        PullResult::Failed(why) => format!("pull failed {what}: {why}"),
+    }
+}
+
+fn pulled_json(p: &Pulled) -> Value {
+    let (result, reason) = match &p.result {
+        PullResult::Applied(done) => (*done, None),
+        PullResult::Skipped(why) => ("skipped", Some(why)),
+        PullResult::Failed(why) => ("failed", Some(why)),
+    };
+    json!({
+        "kind": p.kind.as_str(),
+        "item": p.item,
+        "issue": p.issue,
+        "result": result,
+        "reason": reason,
+    })
+}
+
+/// The exit code of a failure that stops the sync.
+fn gh_error(e: &GhError) -> CliError {
+    let code = match e {
+        GhError::NotLoggedIn | GhError::Spawn(_) | GhError::NotFound { .. } => exit::BAD_INPUT,
+        GhError::Timeout(_) | GhError::Server { .. } | GhError::RateLimited { .. } => {
+            exit::UNAVAILABLE
+        }
+        GhError::Validation(_) | GhError::Other { .. } => exit::FAILURE,
+    };
+    CliError::new(code, format!("github: {e}"))
+}
+
+/// A story's issue: its description, then its current todolist as a checklist (a task that
+/// has its own issue is linked by number).
+fn story_issue(s: &Story, tasks: &[Task], issues: &HashMap<String, i64>) -> Desired {
+    let mut body = s.description.trim_end().to_owned();
+    if !body.is_empty() {
+        body.push_str("\n\n");
+    }
+    body.push_str(&format!("### Todolist `{}`\n", s.todolist));
+    for t in tasks {
+        let mark = if t.status == TaskStatus::Done {
+            "x"
+        } else {
+            " "
+        };
+        let link = issues
+            .get(&t.id.to_string())
+            .map_or_else(String::new, |n| format!(" #{n}"));
+        body.push_str(&format!("\n- [{mark}] {}{link}", one_line(&t.title)));
+    }
+    let mut labels = vec![
+        "gaia".to_owned(),
+        "gaia:story".to_owned(),
+        format!("status:{}", s.status.as_str()),
+    ];
+    labels.extend(s.labels.iter().cloned());
+    Desired {
+        kind: ItemKind::Story,
+        item: s.slug.clone(),
+        title: s.title.clone(),
+        body,
+        labels,
+        closed: (s.status == StoryStatus::Closed).then(|| "completed".to_owned()),
+    }
+}
+
+/// A task's issue: its body, the story it belongs to, its status as a label.
+fn task_issue(s: &Story, t: &Task) -> Desired {
+    let mut body = t.body.trim_end().to_owned();
+    if !body.is_empty() {
+        body.push_str("\n\n");
+    }
+    body.push_str(&format!("Story `{}`, todolist `{}`.", s.slug, t.todolist));
+    Desired {
+        kind: ItemKind::Task,
+        item: t.id.to_string(),
+        title: t.title.clone(),
+        body,
+        labels: vec![
+            "gaia".to_owned(),
+            "gaia:task".to_owned(),
+            format!("status:{}", t.status.as_str()),
+        ],
+        closed: (t.status == TaskStatus::Done).then(|| "completed".to_owned()),
+    }
+}
+
+/// A title as one checklist line.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+fn result_word(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Created(_) => "created",
+        Outcome::Found(_) => "found",
+        Outcome::Updated(_) => "updated",
+        Outcome::Closed(_) => "closed",
+        Outcome::Unchanged(_) => "unchanged",
+        Outcome::WouldCreate => "would create",
+        Outcome::WouldUpdate(_) => "would update",
+        Outcome::Pending(_) => "pending",
+        Outcome::Failed(_) => "failed",
+    }
+}
+
+fn reason(o: &Outcome) -> Option<&str> {
+    match o {
+        Outcome::Pending(r) | Outcome::Failed(r) => Some(r),
+        _ => None,
+    }
+}
+
+fn item_line(r: &ItemResult) -> String {
+    let mut line = format!("{} {} {}", result_word(&r.outcome), r.kind.as_str(), r.item);
+    if let Some(n) = r.outcome.issue() {
+        line.push_str(&format!(" #{n}"));
+    }
+    if let Some(why) = reason(&r.outcome) {
+        line.push_str(&format!(": {why}"));
+    }
+    line
+}
+
+/// A one-line progress bar on stderr, drawn only on a terminal (piped output gets the plain
+/// lines alone).
+struct Bar {
+    done: usize,
+    total: usize,
+    on: bool,
+}
+
+impl Bar {
+    const WIDTH: usize = 30;
+
+    fn new(total: usize, on: bool) -> Self {
+        Self { done: 0, total, on }
+    }
+
+    fn step(&mut self) {
+        self.done += 1;
+        if !self.on || self.total == 0 {
+            return;
+        }
+        let filled = Self::WIDTH * self.done.min(self.total) / self.total;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r[{}{}] {}/{}",
+            "#".repeat(filled),
+            "-".repeat(Self::WIDTH - filled),
+            self.done,
+            self.total
+        );
+        let _ = err.flush();
+    }
+
+    fn clear(&self) {
+        if self.on && self.done > 0 {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+const BUCKETS: [&str; 6] = [
+    "created",
+    "updated",
+    "closed",
+    "unchanged",
+    "pending",
+    "failed",
+];
+
+fn report(args: &GithubSyncArgs, summary: &Summary, pulled: &[Pulled]) -> Result<(), CliError> {
+    if args.json {
+        let counts: serde_json::Map<String, Value> = BUCKETS
+            .iter()
+            .map(|b| ((*b).to_owned(), json!(summary.count(b))))
+            .collect();
+        let items: Vec<Value> = summary
+            .items
+            .iter()
+            .map(|r| {
+                json!({
+                    "kind": r.kind.as_str(),
+                    "item": r.item,
+                    "result": result_word(&r.outcome),
+                    "issue": r.outcome.issue(),
+                    "reason": reason(&r.outcome),
+                })
+            })
+            .collect();
+        let pulled: Vec<Value> = pulled.iter().map(pulled_json).collect();
+        super::out_json(&json!({
+            "repo": args.repo,
+            "dry_run": args.dry_run,
+            "summary": counts,
+            "items": items,
+            "pulled": pulled,
+        }))?;
+    } else {
+        let parts: Vec<String> = BUCKETS
+            .iter()
+            .map(|b| format!("{} {b}", summary.count(b)))
+            .collect();
+        let prefix = if args.dry_run { "dry run: " } else { "" };
+        super::out(&format!("{prefix}{}", parts.join(", ")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! `gaia sync github` through the real `gh` against the fake GitHub: every story and task
+//! becomes exactly one issue with hostile text arriving literally, a second sync makes no
+//! mutating call, and a sync killed with SIGKILL at random points, ten runs in a row with
+//! faults on (5xx after creating, stalls past the timeout, secondary limits), never leaves a
+//! duplicate: every item ends linked to exactly one issue. Skipped when `gh` is missing.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gaia_core::Gaia;
+use gaia_core::backlog::{NewStory, NewTask, Template};
+use gaia_core::github::has_marker;
+use gaia_core::store::StoreOptions;
+use gaia_testkit::fake_github::{FakeGithub, Fault, Op, VIEWER};
+use gaia_testkit::{TestDb, backend_tests};
+use serde_json::Value;
+
+backend_tests!(
+    every_item_becomes_one_issue_and_a_resync_is_quiet,
+    killed_syncs_never_duplicate,
+);
+
+const REPO: &str = "acme/widgets";
+const STORIES: usize = 8;
+const HOSTILE: [&str; 5] = [
+    "@/etc/passwd",
+    "$(rm -rf ~)",
+    "`id` && echo pwned",
+    "<!-- gaia-sync: gaia-00000000000000000000 -->",
+    "-F title=@/etc/shadow",
+];
+
+fn gh_installed() -> bool {
+    let found = Command::new("gh")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: `gh` is not installed");
+    }
+    found
+}
+
+/// Stories with two tasks each (and the template's final task): 8 stories, 24 tasks.
+async fn seed(db: &TestDb) -> usize {
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    for i in 0..STORIES {
+        let slug = format!("story-{i}");
+        let description = if i == 3 {
+            "z".repeat(60 * 1024)
+        } else {
+            format!("{}\n\nwhy: {}", HOSTILE[i % 5], HOSTILE[(i + 2) % 5])
+        };
+        gaia.create_story(
+            &NewStory {
+                slug: slug.clone(),
+                title: format!("{} {i}", HOSTILE[i % 5]),
+                description,
+                labels: vec![],
+            },
+            &Template::default(),
+            "op",
+        )
+        .await
+        .unwrap();
+        for j in 0..2 {
+            gaia.add_task(
+                &slug,
+                &NewTask {
+                    title: format!("{} task {j}", HOSTILE[(i + j) % 5]),
+                    body: format!("- [ ] {}", HOSTILE[(i + j + 1) % 5]),
+                    blocked_by: vec![],
+                },
+                "op",
+            )
+            .await
+            .unwrap();
+        }
+    }
+    STORIES * 4
+}
+
+fn sync_cmd(db: &TestDb, fake: &FakeGithub, config: &tempfile::TempDir, extra: &[&str]) -> Command {
+    let mut c = support::gaia();
+    c.args(["--db", &db.url, "sync", "github", "--repo", REPO, "--tasks"])
+        .args(["--spacing-ms", "20", "--min-retry-wait", "1"])
+        .args(extra)
+        .envs(fake.gh_env())
+        .env("GH_CONFIG_DIR", config.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run_json(mut c: Command) -> (i32, Value, String) {
+    let child = c.spawn().unwrap();
+    let (code, out, err) = support::finish(child, &"gaia sync github");
+    let v = serde_json::from_str(&out).unwrap_or(Value::Null);
+    (code, v, err)
+}
+
+/// Every item is linked to exactly one issue of the viewer carrying its marker, and no
+/// marker is on two issues.
+async fn assert_no_duplicates(db: &TestDb, fake: &FakeGithub, items: usize) {
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    let records = gaia.github_sync_list(REPO).await.unwrap();
+    assert_eq!(records.len(), items);
+    let issues = fake.issues(REPO);
+    let mut per_key: HashMap<&str, Vec<u64>> = HashMap::new();
+    for r in &records {
+        for i in issues.iter().filter(|i| i.creator == VIEWER) {
+            if has_marker(&i.body, &r.sync_key) {
+                per_key.entry(&r.sync_key).or_default().push(i.number);
+            }
+        }
+    }
+    for r in &records {
+        let found = per_key
+            .get(r.sync_key.as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            found.len(),
+            1,
+            "{} {} has issues {found:?}",
+            r.kind.as_str(),
+            r.item
+        );
+        assert_eq!(
+            r.issue,
+            Some(i64::try_from(found[0]).unwrap()),
+            "{}",
+            r.item
+        );
+    }
+    assert_eq!(issues.len(), items, "no issue beyond one per item");
+}
+
+async fn every_item_becomes_one_issue_and_a_resync_is_quiet(db: &TestDb) {
+    if !gh_installed() {
+        return;
+    }
+    let items = seed(db).await;
+    let fake = FakeGithub::start().await;
+    fake.set_listing_lag(Duration::from_millis(500));
+    fake.add_issue(REPO, VIEWER, "a pull request", "", true);
+    let config = tempfile::tempdir().unwrap();
+
+    let (code, dry, err) = run_json(sync_cmd(db, &fake, &config, &["--dry-run", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(dry["summary"]["created"], items);
+    assert!(
+        fake.mutating_calls().is_empty(),
+        "a dry run changes nothing"
+    );
+
+    let (code, first, err) = run_json(sync_cmd(db, &fake, &config, &["--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(first["summary"]["created"], items, "{first}");
+    assert_eq!(first["summary"]["failed"], 0);
+    // The fake holds one pull request; issues are numbered after it.
+    assert_no_duplicates(db, &fake, items).await;
+    let issues = fake.issues(REPO);
+    for h in HOSTILE {
+        assert!(
+            issues.iter().any(|i| i.title.starts_with(h)),
+            "{h} arrives literally"
+        );
+    }
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.body.starts_with(&"z".repeat(60 * 1024)))
+    );
+    // The story's checklist links its tasks' issues.
+    let story0 = issues
+        .iter()
+        .find(|i| i.title.ends_with(" 0") && i.labels.iter().any(|l| l == "gaia:story"))
+        .unwrap();
+    assert!(story0.body.contains("- [ ] "), "{}", story0.body);
+    assert!(story0.body.contains(" #"), "{}", story0.body);
+
+    fake.clear_calls();
+    let (code, again, err) = run_json(sync_cmd(db, &fake, &config, &["--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again["summary"]["unchanged"], items, "{again}");
+    assert!(
+        fake.mutating_calls().is_empty(),
+        "no mutating call on a re-sync"
+    );
+
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    let events = gaia
+        .list_events_after(
+            0,
+            &gaia_core::event::EventFilter {
+                type_prefix: Some("github".into()),
+                subject: None,
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), items, "one event per created issue");
+
+    // Closed on GitHub: --pull closes the story; the task, whose list needs a claim to finish
+    // it, is reported as skipped.
+    let records = gaia.github_sync_list(REPO).await.unwrap();
+    let story = records.iter().find(|r| r.item == "story-1").unwrap();
+    let task = records
+        .iter()
+        .find(|r| r.kind == gaia_core::github::ItemKind::Task)
+        .unwrap();
+    for r in [story, task] {
+        fake.close_issue(REPO, u64::try_from(r.issue.unwrap()).unwrap(), "completed");
+    }
+    let (code, pulled, err) = run_json(sync_cmd(db, &fake, &config, &["--pull", "--json"]));
+    assert_eq!(code, 0, "{err} {pulled}");
+    let results: Vec<&str> = pulled["pulled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, vec!["closed", "skipped"], "{pulled}");
+    let s1 = gaia.get_story("story-1").await.unwrap().story;
+    assert_eq!(s1.status, gaia_core::backlog::StoryStatus::Closed);
+    let t = gaia.get_task(task.item.parse().unwrap()).await.unwrap();
+    assert_ne!(t.status, gaia_core::backlog::TaskStatus::Done);
+    // The closed story is not closed again.
+    let (code, again, err) = run_json(sync_cmd(db, &fake, &config, &["--pull", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        again["pulled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["result"] == "skipped"),
+        "{again}"
+    );
+    fake.shutdown().await;
+}
+
+async fn killed_syncs_never_duplicate(db: &TestDb) {
+    if !gh_installed() {
+        return;
+    }
+    let items = seed(db).await;
+    let fake = FakeGithub::start().await;
+    fake.set_listing_lag(Duration::from_millis(1500));
+    fake.fail_randomly(
+        Op::Create,
+        0.25,
+        vec![
+            Fault::ServerErrorAfter(502),
+            Fault::StallAfter(Duration::from_secs(3)),
+            Fault::SecondaryLimit(1),
+        ],
+    );
+    let config = tempfile::tempdir().unwrap();
+    let args = ["--gh-timeout", "1", "--settle", "2", "--json"];
+    let mut killed = 0;
+    for _ in 0..10 {
+        let mut child = sync_cmd(db, &fake, &config, &args).spawn().unwrap();
+        let delay = rand::random_range(100..1500);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        // SIGKILL, unless it already finished.
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(killed >= 3, "runs were killed mid-sync ({killed})");
+    let faults = fake.calls().iter().filter(|c| c.fault.is_some()).count();
+    assert!(faults > 0, "faults were injected");
+    fake.fail_randomly(Op::Create, 0.0, vec![]);
+    // Let the settle window pass, then sync until nothing is pending.
+    let mut last = Value::Null;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let (code, out, err) = run_json(sync_cmd(db, &fake, &config, &args));
+        assert_eq!(code, 0, "{err}");
+        last = out;
+        if last["summary"]["pending"] == 0 {
+            break;
+        }
+    }
+    assert_eq!(last["summary"]["pending"], 0, "{last}");
+    assert_eq!(last["summary"]["failed"], 0, "{last}");
+    assert_no_duplicates(db, &fake, items).await;
+    fake.shutdown().await;
+}
+
+/// `gh` without a login (exit 4) and a missing repository stop the sync with a message that
+/// says what to do, before anything is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gh_failures_are_named() {
+    let db = TestDb::sqlite();
+    seed(&db).await;
+    let bin = tempfile::tempdir().unwrap();
+    let script = bin.path().join("gh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'To get started with GitHub CLI, please run:  gh auth login' >&2\nexit 4\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = support::gaia();
+    c.args(["--db", &db.url, "sync", "github", "--repo", REPO])
+        .env("PATH", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (code, _, err) = support::finish(c.spawn().unwrap(), &"sync without login");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("gh auth login"), "{err}");
+
+    if !gh_installed() {
+        return;
+    }
+    let fake = FakeGithub::start().await;
+    fake.set_missing("acme/gone");
+    let config = tempfile::tempdir().unwrap();
+    let mut c = support::gaia();
+    c.args(["--db", &db.url, "sync", "github", "--repo", "acme/gone"])
+        .envs(fake.gh_env())
+        .env("GH_CONFIG_DIR", config.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (code, _, err) = support::finish(c.spawn().unwrap(), &"sync to a missing repo");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    assert!(fake.mutating_calls().is_empty());
+    assert!(gaia.github_sync_list("acme/gone").await.unwrap().is_empty());
+    fake.shutdown().await;
+}
