@@ -90,6 +90,8 @@ pub enum Command {
     /// Hooks for coding agents (reads the hook input on stdin, answers on stdout).
     #[command(subcommand)]
     Hook(HookCommand),
+    /// The MCP server on stdin/stdout: Gaia's tools for any MCP-capable agent.
+    Mcp(McpArgs),
     /// Stories: units of work, each with one current todolist of tasks.
     #[command(subcommand)]
     Story(StoryCommand),
@@ -476,6 +478,22 @@ pub enum PolicyCommand {
         #[arg(last = true, value_name = "ARGV")]
         argv: Vec<String>,
     },
+}
+
+/// `gaia mcp`.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The agent the tools act as (events, audit records and claims name it).
+    #[arg(
+        long,
+        env = "GAIA_AGENT",
+        default_value = "mcp-agent",
+        value_name = "NAME"
+    )]
+    pub agent: String,
+    /// The role the tools are checked against: agent or operator.
+    #[arg(long, default_value = "agent", value_name = "ROLE")]
+    pub role: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod followups;
 pub mod hook;
+pub mod mcp;
 pub mod metrics;
 pub mod policy;
 pub mod queue;
