@@ -494,6 +494,13 @@ pub struct McpArgs {
     /// The role the tools are checked against: agent or operator.
     #[arg(long, default_value = "agent", value_name = "ROLE")]
     pub role: String,
+    /// How long approval_request, approval_wait and permission_prompt wait for a decision
+    /// (keep it below the client's tool timeout, or let progress reset it).
+    #[arg(long, default_value = "50s", value_name = "DURATION")]
+    pub approval_wait: String,
+    /// How often a waiting call sends a progress notification.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub progress_every: String,
 }
 
 #[derive(Debug, Subcommand)]

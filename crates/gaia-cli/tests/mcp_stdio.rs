@@ -6,121 +6,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::Duration;
-
 use gaia_testkit::{TestDb, backend_tests};
 use serde_json::{Value, json};
+use support::mcp::Mcp;
 
 backend_tests!(
     every_tool_answers_over_stdio,
     agents_conflict_and_bad_input_changes_nothing
 );
-
-/// A running `gaia mcp` and the lines it writes.
-struct Mcp {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<Value>,
-    next_id: i64,
-    notifications: Vec<Value>,
-}
-
-impl Mcp {
-    fn start(db: &TestDb, agent: &str) -> Self {
-        let mut child = support::gaia()
-            .args(["--db", &db.url, "mcp", "--agent", agent])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.unwrap();
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout carried a non-protocol line ({e}): {line}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut mcp = Self {
-            child,
-            stdin,
-            lines,
-            next_id: 0,
-            notifications: vec![],
-        };
-        let init = mcp.request(
-            "initialize",
-            json!({
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": { "name": "test", "version": "1" },
-            }),
-        );
-        assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
-        assert!(init["result"]["capabilities"]["tools"].is_object());
-        mcp.send(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
-        mcp
-    }
-
-    fn send(&mut self, v: &Value) {
-        let mut line = serde_json::to_vec(v).unwrap();
-        line.push(b'\n');
-        self.stdin.write_all(&line).unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// Sends a request and waits (bounded) for its response, keeping notifications aside.
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no answer to {method}"));
-            if v.get("id") == Some(&json!(id)) {
-                return v;
-            }
-            self.notifications.push(v);
-        }
-    }
-
-    /// Calls a tool: its result, and whether it is an error.
-    fn call(&mut self, name: &str, arguments: Value) -> (Value, bool) {
-        let r = self.request(
-            "tools/call",
-            json!({ "name": name, "arguments": arguments }),
-        );
-        let result = &r["result"];
-        assert!(result.is_object(), "{name}: {r}");
-        let is_error = result["isError"].as_bool().unwrap_or(false);
-        let text = result["content"][0]["text"].as_str().unwrap().to_owned();
-        if is_error {
-            return (Value::String(text), true);
-        }
-        assert_eq!(
-            serde_json::from_str::<Value>(&text).unwrap(),
-            result["structuredContent"]
-        );
-        (result["structuredContent"].clone(), false)
-    }
-
-    fn close(mut self) {
-        drop(self.stdin);
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "gaia mcp exited with {status}");
-    }
-}
 
 fn cli(db: &TestDb, args: &[&str]) -> Value {
     let out = support::gaia()
@@ -153,13 +46,24 @@ async fn every_tool_answers_over_stdio(db: &TestDb) {
         "claim_release",
         "event_append",
         "events_recent",
+        "approval_request",
+        "approval_wait",
+        "permission_prompt",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
+    assert!(tools.len() <= 11, "a small tool set");
+    let bytes = serde_json::to_string(&list["result"]).unwrap().len();
+    assert!(
+        bytes / 4 <= 3000,
+        "tools/list is about {} tokens",
+        bytes / 4
+    );
     for t in tools {
         assert!(t["description"].as_str().unwrap().len() <= 120, "{t}");
         assert_eq!(t["inputSchema"]["type"], "object");
-        let read_only = ["status", "events_recent"].contains(&t["name"].as_str().unwrap());
+        let read_only =
+            ["status", "events_recent", "approval_wait"].contains(&t["name"].as_str().unwrap());
         assert_eq!(t["annotations"]["readOnlyHint"], json!(read_only), "{t}");
     }
 

@@ -82,6 +82,7 @@ pub struct Tools {
     pub gaia: Gaia,
     pub caller: Caller,
     pub default_ttl: Duration,
+    pub waits: crate::approvals::Waits,
 }
 
 #[derive(Debug, Deserialize)]

@@ -96,7 +96,6 @@ impl Session {
             .and_then(Value::as_str)
             .ok_or_else(|| RpcError::invalid_params("tools/call needs a tool name"))?;
         let arguments = params.get("arguments").cloned().unwrap_or(Value::Null);
-        let _ = &progress;
         let t = &self.tools;
         let result: ToolResult = match name {
             "status" => t.status(arguments).await,
@@ -107,6 +106,10 @@ impl Session {
             "claim_release" => t.claim_release(arguments).await,
             "event_append" => t.event_append(arguments).await,
             "events_recent" => t.events_recent(arguments).await,
+            "approval_request" => t.approval_request(arguments, &progress).await,
+            "approval_wait" => t.approval_wait(arguments, &progress).await,
+            // Claude Code reads the answer as JSON text; it is never an error result.
+            "permission_prompt" => Ok(t.permission_prompt(arguments, &progress).await),
             _ => {
                 return Err(RpcError::new(
                     INVALID_PARAMS,

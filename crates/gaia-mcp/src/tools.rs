@@ -51,7 +51,7 @@ pub fn list() -> Vec<Value> {
         }
         p
     };
-    vec![
+    let mut tools = vec![
         tool(
             "status",
             "Who you are to Gaia, live claims and ready-task count.",
@@ -130,5 +130,44 @@ pub fn list() -> Vec<Value> {
             }),
             &[],
         ),
-    ]
+        tool(
+            "approval_request",
+            "Asks a person to approve a command; waits up to ~50s, else returns pending with the id.",
+            false,
+            json!({
+                "command": s("Shell command line"),
+                "argv": { "type": "array", "items": { "type": "string" }, "description": "Or: program and arguments" },
+                "cwd": s("Working directory"),
+                "reason": s("Why, shown to the approver"),
+                "story": s("Story slug"),
+                "todolist": s("Todolist name"),
+                "agent": s("Agent acted for"),
+                "expires": s("Undecided request expires after, e.g. 30m"),
+            }),
+            &[],
+        ),
+        tool(
+            "approval_wait",
+            "Waits up to ~50s for the decision on an approval request.",
+            true,
+            json!({ "id": s("Request id"), "timeout_s": n("Seconds to wait (max 50)") }),
+            &["id"],
+        ),
+        tool(
+            "permission_prompt",
+            "Claude Code permission prompt: a Gaia approver decides; deny when undecided.",
+            false,
+            json!({
+                "tool_name": s("Tool Claude Code wants to use"),
+                "input": { "type": "object", "description": "The tool's input" },
+                "tool_use_id": s("Claude Code's tool use id"),
+            }),
+            &["tool_name", "input"],
+        ),
+    ];
+    // Claude Code may send more than it documents; the prompt must still answer.
+    if let Some(p) = tools.last_mut().and_then(|t| t.get_mut("inputSchema")) {
+        p["additionalProperties"] = json!(true);
+    }
+    tools
 }

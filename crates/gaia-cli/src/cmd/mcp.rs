@@ -1,8 +1,9 @@
 //! `gaia mcp`: the MCP server on stdin/stdout over the configured store. stdout carries only
 //! protocol messages; logs go to stderr.
 
+use gaia_core::time::parse_duration;
 use gaia_core::tokens::Role;
-use gaia_mcp::{Caller, Session, Tools};
+use gaia_mcp::{Caller, Session, Tools, Waits};
 
 use crate::cli::McpArgs;
 use crate::config::Config;
@@ -26,11 +27,16 @@ pub async fn run(args: McpArgs, config: &Config) -> CliResult {
         ));
     }
     gaia_core::names::check_name("agent", &args.agent)?;
+    let waits = Waits {
+        wait: parse_duration(&args.approval_wait)?,
+        progress_every: parse_duration(&args.progress_every)?,
+    };
     let gaia = crate::open::gaia(config).await?;
     let tools = Tools {
         gaia: gaia.clone(),
         caller: Caller::local(args.agent, role),
         default_ttl: config.default_ttl,
+        waits,
     };
     gaia_mcp::stdio::serve_std(Session::new(tools))
         .await
