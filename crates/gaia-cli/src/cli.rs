@@ -495,12 +495,14 @@ pub struct McpArgs {
     #[arg(long, default_value = "agent", value_name = "ROLE")]
     pub role: String,
     /// How long approval_request, approval_wait and permission_prompt wait for a decision
-    /// (keep it below the client's tool timeout, or let progress reset it).
-    #[arg(long, default_value = "50s", value_name = "DURATION")]
-    pub approval_wait: String,
-    /// How often a waiting call sends a progress notification.
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
-    pub progress_every: String,
+    /// (keep it below the client's tool timeout, or let progress reset it); default
+    /// `mcp.approval_wait` (50s).
+    #[arg(long, value_name = "DURATION")]
+    pub approval_wait: Option<String>,
+    /// How often a waiting call sends a progress notification; default `mcp.progress_every`
+    /// (10s).
+    #[arg(long, value_name = "DURATION")]
+    pub progress_every: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! Gaia's MCP server driven by the official SDKs, as agents' clients are: the Python `mcp`
-//! package and the TypeScript `@modelcontextprotocol/sdk` on Node each connect over stdio,
-//! list the tools and call every one (`crates/gaia-mcp/tests/clients/`). A missing SDK skips
+//! package and the TypeScript `@modelcontextprotocol/sdk` on Node each connect over stdio
+//! and over HTTP (`/mcp` on `gaia serve`), list the tools and call every one
+//! (`crates/gaia-mcp/tests/clients/`). A missing SDK skips
 //! with a message, unless `GAIA_REQUIRE_MCP_CLIENTS=1` (CI installs both) makes it a failure.
 //! `GAIA_MCP_PYTHON` names the Python that has `mcp` (default `python3`).
 
@@ -108,4 +109,65 @@ fn typescript_sdk_over_stdio_calls_every_tool() {
     ]);
     support::clean_env(&mut cmd);
     run_client(cmd, "the TypeScript client over stdio");
+}
+
+/// `gaia serve` on a seeded database with short approval waits, and an agent token for it.
+fn http_server(db: &TestDb, story: &str) -> (support::Server, String) {
+    seeded(db, story);
+    let token = cli(
+        db,
+        &[
+            "token", "create", "--role", "agent", "--name", story, "--json",
+        ],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let server = support::Server::start(
+        db,
+        &[
+            ("GAIA_MCP_APPROVAL_WAIT", "2s"),
+            ("GAIA_MCP_PROGRESS_EVERY", "1s"),
+        ],
+    );
+    (server, token)
+}
+
+#[test]
+fn python_sdk_over_http_calls_every_tool() {
+    if !available("the Python MCP SDK (pip install mcp)", has_python_sdk()) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let (server, token) = http_server(&db, "pyhttp");
+    let mut cmd = Command::new(python());
+    cmd.arg(clients_dir().join("python_client.py")).args([
+        "http",
+        &format!("{}/mcp", server.url),
+        &token,
+        "pyhttp",
+    ]);
+    support::clean_env(&mut cmd);
+    run_client(cmd, "the Python client over HTTP");
+}
+
+#[test]
+fn typescript_sdk_over_http_calls_every_tool() {
+    if !available(
+        "the TypeScript MCP SDK (npm ci in crates/gaia-mcp/tests/clients)",
+        has_node_sdk(),
+    ) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let (server, token) = http_server(&db, "tshttp");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(clients_dir()).arg("node_client.mjs").args([
+        "http",
+        &format!("{}/mcp", server.url),
+        &token,
+        "tshttp",
+    ]);
+    support::clean_env(&mut cmd);
+    run_client(cmd, "the TypeScript client over HTTP");
 }

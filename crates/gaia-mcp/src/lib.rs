@@ -6,6 +6,7 @@
 pub mod approvals;
 pub mod call;
 pub mod caller;
+pub mod inflight;
 pub mod jsonrpc;
 pub mod session;
 pub mod stdio;
@@ -14,4 +15,5 @@ pub mod tools;
 pub use approvals::Waits;
 pub use call::Tools;
 pub use caller::Caller;
+pub use inflight::InFlight;
 pub use session::{PROTOCOL_VERSIONS, Progress, Session};

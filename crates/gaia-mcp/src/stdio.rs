@@ -2,14 +2,13 @@
 //! waiting call does not hold up the others; `notifications/cancelled` drops the call it
 //! names. Only protocol messages are written to the output; logs go to stderr.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
+use crate::inflight::InFlight;
 use crate::jsonrpc::{self, Incoming, PARSE_ERROR, RpcError};
 use crate::session::{Progress, Session};
 
@@ -18,8 +17,6 @@ pub async fn serve_std(session: Session) -> std::io::Result<()> {
     let input = tokio::io::BufReader::new(tokio::io::stdin());
     serve(session, input, tokio::io::stdout()).await
 }
-
-type InFlight = Arc<Mutex<HashMap<String, AbortHandle>>>;
 
 /// Serves `session` on `input`/`output` until the input ends.
 pub async fn serve<R, W>(session: Session, input: R, mut output: W) -> std::io::Result<()>
@@ -37,7 +34,7 @@ where
         }
         Ok::<(), std::io::Error>(())
     });
-    let in_flight: InFlight = Arc::default();
+    let in_flight = Arc::new(InFlight::default());
     let mut lines = input.lines();
     while let Some(line) = lines.next_line().await? {
         if line.trim().is_empty() {
@@ -64,38 +61,23 @@ fn dispatch(
     session: &Session,
     msg: Incoming,
     tx: &mpsc::UnboundedSender<Value>,
-    in_flight: &InFlight,
+    in_flight: &Arc<InFlight>,
 ) {
     match msg {
         Incoming::Request { id, method, params } => {
-            let key = id.to_string();
             let progress = Progress::new(&params, tx.clone());
-            let (session, tx, flights) = (session.clone(), tx.clone(), in_flight.clone());
-            let done_key = key.clone();
-            // The map is locked until the handle is in it, so the task's removal comes after.
-            let mut map = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
-            let task = tokio::spawn(async move {
+            let (session, tx) = (session.clone(), tx.clone());
+            in_flight.spawn(id.to_string(), async move {
                 let response = session.respond(id, &method, params, progress).await;
                 let _ = tx.send(response);
-                flights
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&done_key);
             });
-            map.insert(key, task.abort_handle());
         }
         Incoming::Notification { method, params } => {
             if method == "notifications/cancelled"
                 && let Some(id) = params.get("requestId")
+                && in_flight.cancel(&id.to_string())
             {
-                let handle = in_flight
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&id.to_string());
-                if let Some(h) = handle {
-                    tracing::debug!(request = %id, "call cancelled by the client");
-                    h.abort();
-                }
+                tracing::debug!(request = %id, "call cancelled by the client");
             }
         }
         Incoming::Response => {}

@@ -27,9 +27,13 @@ pub async fn run(args: McpArgs, config: &Config) -> CliResult {
         ));
     }
     gaia_core::names::check_name("agent", &args.agent)?;
+    let given = |text: Option<&str>, default| text.map_or(Ok(default), parse_duration);
     let waits = Waits {
-        wait: parse_duration(&args.approval_wait)?,
-        progress_every: parse_duration(&args.progress_every)?,
+        wait: given(args.approval_wait.as_deref(), config.mcp_waits.wait)?,
+        progress_every: given(
+            args.progress_every.as_deref(),
+            config.mcp_waits.progress_every,
+        )?,
     };
     let gaia = crate::open::gaia(config).await?;
     let tools = Tools {
