@@ -92,6 +92,9 @@ pub enum Command {
     Hook(HookCommand),
     /// The MCP server on stdin/stdout: Gaia's tools for any MCP-capable agent.
     Mcp(McpArgs),
+    /// Register Gaia with a coding agent (hooks and MCP server), merging into its settings.
+    #[command(subcommand)]
+    Setup(SetupCommand),
     /// Stories: units of work, each with one current todolist of tasks.
     #[command(subcommand)]
     Story(StoryCommand),
@@ -477,6 +480,37 @@ pub enum PolicyCommand {
         /// The program and its arguments, after `--`.
         #[arg(last = true, value_name = "ARGV")]
         argv: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Writes the hook (PreToolUse and PermissionRequest, to `gaia hook claude-code`) into
+    /// `.claude/settings.json` and the MCP server into `.mcp.json`, keeping what is there.
+    ClaudeCode {
+        /// The project directory (default: the current one).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// How Claude Code runs Gaia (a name on PATH or an absolute path).
+        #[arg(long, default_value = "gaia", value_name = "CMD")]
+        command: String,
+        /// Show the changes as a diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Adds the MCP server to Codex's config.toml, with a tool timeout that fits
+    /// approval_request.
+    Codex {
+        /// Codex's configuration file (default: $CODEX_HOME/config.toml, else
+        /// ~/.codex/config.toml).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// How Codex runs Gaia (a name on PATH or an absolute path).
+        #[arg(long, default_value = "gaia", value_name = "CMD")]
+        command: String,
+        /// Show the changes as a diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod queue;
 pub mod ready;
 pub mod serve;
+pub mod setup;
 pub mod story;
 pub mod todo;
 pub mod token;
