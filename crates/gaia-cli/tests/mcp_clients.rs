@@ -11,6 +11,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use gaia_testkit::TestDb;
 use support::mcp::cli;
@@ -170,4 +171,48 @@ fn typescript_sdk_over_http_calls_every_tool() {
     ]);
     support::clean_env(&mut cmd);
     run_client(cmd, "the TypeScript client over HTTP");
+}
+
+/// A decision that takes longer than the client's timeout still reaches it, because the
+/// timeout resets on each progress notification (scaled down: a 3 s timeout, a decision after
+/// about 5 s).
+#[test]
+fn typescript_sdk_timeout_resets_on_progress() {
+    if !available(
+        "the TypeScript MCP SDK (npm ci in crates/gaia-mcp/tests/clients)",
+        has_node_sdk(),
+    ) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(clients_dir())
+        .args(["node_progress.mjs", support::GAIA, &db.url, "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    support::clean_env(&mut cmd);
+    let child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    let id = loop {
+        let list = cli(&db, &["cmd", "list", "--status", "pending", "--json"]);
+        if let Some(id) = list.get(0).and_then(|r| r["id"].as_str()) {
+            break id.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing was filed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    cli(&db, &["cmd", "approve", &id, "--as", "olga"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "approved", "{v}");
+    assert!(v["progress"].as_u64().unwrap() >= 3, "{v}");
 }
