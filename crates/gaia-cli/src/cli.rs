@@ -93,6 +93,11 @@ pub enum Command {
     /// Hooks for coding agents (reads the hook input on stdin, answers on stdout).
     #[command(subcommand)]
     Hook(HookCommand),
+    /// The MCP server on stdin/stdout: Gaia's tools for any MCP-capable agent.
+    Mcp(McpArgs),
+    /// Register Gaia with a coding agent (hooks and MCP server), merging into its settings.
+    #[command(subcommand)]
+    Setup(SetupCommand),
     /// Stories: units of work, each with one current todolist of tasks.
     #[command(subcommand)]
     Story(StoryCommand),
@@ -482,6 +487,62 @@ pub enum PolicyCommand {
         #[arg(last = true, value_name = "ARGV")]
         argv: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Writes the hook (PreToolUse and PermissionRequest, to `gaia hook claude-code`) into
+    /// `.claude/settings.json` and the MCP server into `.mcp.json`, keeping what is there.
+    ClaudeCode {
+        /// The project directory (default: the current one).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// How Claude Code runs Gaia (a name on PATH or an absolute path).
+        #[arg(long, default_value = "gaia", value_name = "CMD")]
+        command: String,
+        /// Show the changes as a diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Adds the MCP server to Codex's config.toml, with a tool timeout that fits
+    /// approval_request.
+    Codex {
+        /// Codex's configuration file (default: $CODEX_HOME/config.toml, else
+        /// ~/.codex/config.toml).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// How Codex runs Gaia (a name on PATH or an absolute path).
+        #[arg(long, default_value = "gaia", value_name = "CMD")]
+        command: String,
+        /// Show the changes as a diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `gaia mcp`.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The agent the tools act as (events, audit records and claims name it).
+    #[arg(
+        long,
+        env = "GAIA_AGENT",
+        default_value = "mcp-agent",
+        value_name = "NAME"
+    )]
+    pub agent: String,
+    /// The role the tools are checked against: agent or operator.
+    #[arg(long, default_value = "agent", value_name = "ROLE")]
+    pub role: String,
+    /// How long approval_request, approval_wait and permission_prompt wait for a decision
+    /// (keep it below the client's tool timeout, or let progress reset it); default
+    /// `mcp.approval_wait` (50s).
+    #[arg(long, value_name = "DURATION")]
+    pub approval_wait: Option<String>,
+    /// How often a waiting call sends a progress notification; default `mcp.progress_every`
+    /// (10s).
+    #[arg(long, value_name = "DURATION")]
+    pub progress_every: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

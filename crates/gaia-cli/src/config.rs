@@ -93,6 +93,20 @@ const KEYS: &[Key] = &[
         help: "lease length when --ttl is not given",
     },
     Key {
+        name: "mcp.approval_wait",
+        env: &["GAIA_MCP_APPROVAL_WAIT"],
+        default: Some("50s"),
+        secret: false,
+        help: "how long MCP approval tools wait for a decision before answering pending",
+    },
+    Key {
+        name: "mcp.progress_every",
+        env: &["GAIA_MCP_PROGRESS_EVERY"],
+        default: Some("10s"),
+        secret: false,
+        help: "how often a waiting MCP call sends a progress notification",
+    },
+    Key {
         name: "telegram.bot_token",
         env: &["GAIA_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"],
         default: None,
@@ -305,6 +319,8 @@ pub struct Config {
     pub store: StoreOptionsConfig,
     pub ndjson_path: Option<PathBuf>,
     pub default_ttl: Duration,
+    /// How long the MCP approval tools wait, and how often they report progress meanwhile.
+    pub mcp_waits: gaia_mcp::Waits,
     pub telegram: TelegramConfig,
     /// Also POST every notification here, signed with the secret when one is set.
     pub webhook_url: Option<String>,
@@ -376,6 +392,10 @@ impl Config {
             store: p.store()?,
             ndjson_path: p.optional("events.ndjson_path", |v| Ok(PathBuf::from(v)))?,
             default_ttl: p.required("claims.default_ttl", duration)?,
+            mcp_waits: gaia_mcp::Waits {
+                wait: p.required("mcp.approval_wait", duration)?,
+                progress_every: p.required("mcp.progress_every", duration)?,
+            },
             telegram: p.telegram()?,
             webhook_url: p.optional("webhook.url", http_url)?,
             webhook_secret: p.optional("webhook.secret", text)?,

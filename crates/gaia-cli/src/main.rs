@@ -152,6 +152,8 @@ async fn run(mut cli: Cli) -> CliResult {
         }
         Command::Alert(c) => cmd::metrics::alert(c, &config).await,
         Command::Hook(c) => cmd::hook::run(c, &config).await,
+        Command::Mcp(args) => cmd::mcp::run(args, &config).await,
+        Command::Setup(c) => cmd::setup::run(c).await,
         Command::Story(c) => cmd::story::run(c, &config).await,
         Command::Todo(c) => cmd::todo::run(c, &config, fencing_token).await,
         Command::Ready(args) => cmd::ready::run(args, &config).await,

@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod dashboard_backlog;
 pub mod doc;
 pub mod extract;
+pub mod mcp;
 pub mod problem;
 pub mod refusals;
 pub mod routes;
@@ -70,6 +71,8 @@ pub struct ServerOptions {
     /// The tasks every new todolist starts with (a created story's first list, and each list
     /// that replaces an archived one).
     pub backlog_template: gaia_core::backlog::Template,
+    /// How long the MCP approval tools on `/mcp` wait, and how often they report progress.
+    pub mcp_waits: gaia_mcp::Waits,
 }
 
 impl Default for ServerOptions {
@@ -87,6 +90,7 @@ impl Default for ServerOptions {
             drain_timeout: Duration::from_secs(10),
             runtime: gaia_runtime::RuntimeOptions::default(),
             backlog_template: gaia_core::backlog::Template::default(),
+            mcp_waits: gaia_mcp::Waits::default(),
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct AppState {
     pub sessions: Option<session::SessionKey>,
     /// Bounds how many refusals are audited one by one (see `refusals`).
     pub refusals: Arc<refusals::RefusalGate>,
+    /// MCP tool calls running over `/mcp`, for cancellations (see `mcp`).
+    pub mcp_calls: Arc<gaia_mcp::InFlight>,
 }
 
 impl std::ops::Deref for AppState {
@@ -137,6 +143,7 @@ impl AppState {
             tickets: ticket::TicketKey::derive(&secret),
             sessions: session::SessionKey::derive(&secret),
             refusals: Arc::default(),
+            mcp_calls: Arc::default(),
         })
     }
 
@@ -349,6 +356,7 @@ pub fn router(state: AppState) -> Router {
     let doc = axum::body::Bytes::from(serde_json::to_vec(&openapi()).unwrap_or_default());
     let timeout = state.opts.request_timeout;
     api.merge(dashboard::routes())
+        .merge(mcp::routes())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
@@ -386,7 +394,7 @@ pub const WAIT_ROUTE: &str = "/api/v1/commands/{id}/wait";
 fn time_limit(route: Option<&str>, general: Duration) -> Option<Duration> {
     match route {
         Some(sse::STREAM_PATH) => None,
-        Some(WAIT_ROUTE) => Some(doc::MAX_WAIT + general),
+        Some(WAIT_ROUTE) | Some(mcp::MCP_PATH) => Some(doc::MAX_WAIT + general),
         _ => Some(general),
     }
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use gaia_testkit::TestDb;
 
+pub mod mcp;
+
 /// The binary under test.
 pub const GAIA: &str = env!("CARGO_BIN_EXE_gaia");
 

@@ -1,0 +1,218 @@
+//! Gaia's MCP server driven by the official SDKs, as agents' clients are: the Python `mcp`
+//! package and the TypeScript `@modelcontextprotocol/sdk` on Node each connect over stdio
+//! and over HTTP (`/mcp` on `gaia serve`), list the tools and call every one
+//! (`crates/gaia-mcp/tests/clients/`). A missing SDK skips
+//! with a message, unless `GAIA_REQUIRE_MCP_CLIENTS=1` (CI installs both) makes it a failure.
+//! `GAIA_MCP_PYTHON` names the Python that has `mcp` (default `python3`).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gaia_testkit::TestDb;
+use support::mcp::cli;
+
+/// Where the client scripts and their `node_modules` are.
+fn clients_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gaia-mcp/tests/clients")
+}
+
+/// Skips (returns false) when a client is missing, or fails when clients are required.
+fn available(what: &str, ok: bool) -> bool {
+    if ok {
+        return true;
+    }
+    let msg = format!("{what} is not installed (.ci/run installs it)");
+    assert!(
+        std::env::var("GAIA_REQUIRE_MCP_CLIENTS").as_deref() != Ok("1"),
+        "{msg}"
+    );
+    eprintln!("skipped: {msg}");
+    false
+}
+
+fn python() -> String {
+    std::env::var("GAIA_MCP_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn has_python_sdk() -> bool {
+    Command::new(python())
+        .args(["-c", "import mcp.client.stdio, mcp.client.streamable_http"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn has_node_sdk() -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    node && clients_dir()
+        .join("node_modules/@modelcontextprotocol/sdk/package.json")
+        .exists()
+}
+
+/// A database with the story `story` holding one ready task.
+fn seeded(db: &TestDb, story: &str) {
+    cli(db, &["story", "create", story, "--title", story]);
+    cli(db, &["todo", "add", story, "--title", "First task"]);
+}
+
+/// Runs a client script to its end; it prints `ok` when every check held.
+fn run_client(mut cmd: Command, what: &str) {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn python_sdk_over_stdio_calls_every_tool() {
+    if !available("the Python MCP SDK (pip install mcp)", has_python_sdk()) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    seeded(&db, "py");
+    let mut cmd = Command::new(python());
+    cmd.arg(clients_dir().join("python_client.py"))
+        .args(["stdio", support::GAIA, &db.url, "py"]);
+    support::clean_env(&mut cmd);
+    run_client(cmd, "the Python client over stdio");
+}
+
+#[test]
+fn typescript_sdk_over_stdio_calls_every_tool() {
+    if !available(
+        "the TypeScript MCP SDK (npm ci in crates/gaia-mcp/tests/clients)",
+        has_node_sdk(),
+    ) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    seeded(&db, "ts");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(clients_dir()).arg("node_client.mjs").args([
+        "stdio",
+        support::GAIA,
+        &db.url,
+        "ts",
+    ]);
+    support::clean_env(&mut cmd);
+    run_client(cmd, "the TypeScript client over stdio");
+}
+
+/// `gaia serve` on a seeded database with short approval waits, and an agent token for it.
+fn http_server(db: &TestDb, story: &str) -> (support::Server, String) {
+    seeded(db, story);
+    let token = cli(
+        db,
+        &[
+            "token", "create", "--role", "agent", "--name", story, "--json",
+        ],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let server = support::Server::start(
+        db,
+        &[
+            ("GAIA_MCP_APPROVAL_WAIT", "2s"),
+            ("GAIA_MCP_PROGRESS_EVERY", "1s"),
+        ],
+    );
+    (server, token)
+}
+
+#[test]
+fn python_sdk_over_http_calls_every_tool() {
+    if !available("the Python MCP SDK (pip install mcp)", has_python_sdk()) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let (server, token) = http_server(&db, "pyhttp");
+    let mut cmd = Command::new(python());
+    cmd.arg(clients_dir().join("python_client.py")).args([
+        "http",
+        &format!("{}/mcp", server.url),
+        &token,
+        "pyhttp",
+    ]);
+    support::clean_env(&mut cmd);
+    run_client(cmd, "the Python client over HTTP");
+}
+
+#[test]
+fn typescript_sdk_over_http_calls_every_tool() {
+    if !available(
+        "the TypeScript MCP SDK (npm ci in crates/gaia-mcp/tests/clients)",
+        has_node_sdk(),
+    ) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let (server, token) = http_server(&db, "tshttp");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(clients_dir()).arg("node_client.mjs").args([
+        "http",
+        &format!("{}/mcp", server.url),
+        &token,
+        "tshttp",
+    ]);
+    support::clean_env(&mut cmd);
+    run_client(cmd, "the TypeScript client over HTTP");
+}
+
+/// A decision that takes longer than the client's timeout still reaches it, because the
+/// timeout resets on each progress notification (scaled down: a 3 s timeout, a decision after
+/// about 5 s).
+#[test]
+fn typescript_sdk_timeout_resets_on_progress() {
+    if !available(
+        "the TypeScript MCP SDK (npm ci in crates/gaia-mcp/tests/clients)",
+        has_node_sdk(),
+    ) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(clients_dir())
+        .args(["node_progress.mjs", support::GAIA, &db.url, "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    support::clean_env(&mut cmd);
+    let child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    let id = loop {
+        let list = cli(&db, &["cmd", "list", "--status", "pending", "--json"]);
+        if let Some(id) = list.get(0).and_then(|r| r["id"].as_str()) {
+            break id.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing was filed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    cli(&db, &["cmd", "approve", &id, "--as", "olga"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "approved", "{v}");
+    assert!(v["progress"].as_u64().unwrap() >= 3, "{v}");
+}
