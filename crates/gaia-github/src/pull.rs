@@ -1,8 +1,9 @@
-//! Bringing issue state back: an issue of a synced item closed on GitHub closes its story or
-//! marks its task done, through the backlog's own use cases (so each is an event and an audit
-//! record). Finishing a task needs the live claim on its list (the backlog's fence), which a
-//! sync does not hold: such a task is reported as skipped, with the reason. Only issues updated since the last pull are listed (every page, pull requests
-//! left out); the time of each pull is kept per repository as a deployment-wide setting.
+//! Bringing issue state back: an issue of a synced story closed on GitHub closes the story,
+//! through the backlog's own use case (an event and an audit record). Finishing a task needs
+//! the live claim on its list (the backlog's fence), which a sync does not hold: a task whose
+//! issue was closed is reported as skipped, with the reason. Only issues updated since the last
+//! pull are listed (every page, pull requests left out); the time of each pull is kept per
+//! repository as a deployment-wide setting.
 
 use std::collections::HashMap;
 

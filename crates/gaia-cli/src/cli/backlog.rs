@@ -316,8 +316,9 @@ pub struct GithubSyncArgs {
     /// Show what would be created and updated; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// First bring issue state back: an issue closed on GitHub closes its story or marks its
-    /// task done (each an event). Not with --dry-run.
+    /// First bring issue state back: an issue closed on GitHub closes its story (an event); a
+    /// task's closed issue is reported, since finishing a task needs its list's claim. Not with
+    /// --dry-run.
     #[arg(long, conflicts_with = "dry_run")]
     pub pull: bool,
     #[arg(long)]
