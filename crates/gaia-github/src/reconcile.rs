@@ -15,7 +15,7 @@ use crate::error::GhError;
 use crate::runner::Gh;
 
 /// How many missing numbers in a row end a scan above the last seen number.
-const SCAN_GAP: u32 = 3;
+pub const SCAN_GAP: u32 = 3;
 /// The most numbers one scan fetches.
 const SCAN_MAX: i64 = 2_000;
 
