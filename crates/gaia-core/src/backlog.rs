@@ -411,6 +411,8 @@ pub enum Fence {
     HeldBy(String),
     /// The caller holds it under a newer token than it presented: a stale holder.
     StaleToken { presented: i64, current: i64 },
+    /// The agent and token match, but another API token took the claim.
+    OtherPrincipal,
 }
 
 impl Fence {
@@ -421,15 +423,18 @@ impl Fence {
             Self::StaleToken { presented, current } => format!(
                 "fencing token {presented} is stale: {key} was acquired again (token {current})"
             ),
+            Self::OtherPrincipal => format!("the claim on {key} was taken with another token"),
         }
     }
 }
 
-/// Whether `agent`, presenting fencing `token`, holds the live claim `row` at `now`.
+/// Whether `agent`, presenting fencing `token`, holds the live claim `row` at `now`; with a
+/// `principal`, a claim taken by another API token is not the caller's either.
 pub fn check_fence(
     row: Option<&ClaimRow>,
     agent: &str,
     token: i64,
+    principal: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), Fence> {
     let Some(row) = row.filter(|r| r.is_live(now)) else {
@@ -444,6 +449,12 @@ pub fn check_fence(
             presented: token,
             current: row.token,
         });
+    }
+    let taken_by = row.holder.as_ref().and_then(|h| h.principal.as_deref());
+    if let (Some(p), Some(taken_by)) = (principal, taken_by) {
+        if p != taken_by {
+            return Err(Fence::OtherPrincipal);
+        }
     }
     Ok(())
 }

@@ -1029,6 +1029,7 @@ async fn fill_backlog(g: &Gaia) -> Backlog {
     let fenced = Fenced {
         agent: "agent-claude-1".into(),
         token: claim.token,
+        principal: None,
     };
     g.act_on_task(ids[0], &TaskAction::Done, Some(&fenced), "agent-claude-1")
         .await
@@ -1475,6 +1476,7 @@ async fn backlog_tab_in_a_real_browser() {
                 .await
                 .unwrap()
                 .token,
+            principal: None,
         }),
         "agent-claude-1",
     )

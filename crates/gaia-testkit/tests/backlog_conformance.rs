@@ -189,6 +189,7 @@ async fn ready_take_never_gives_a_task_twice(db: &TestDb) {
                 let fence = Fenced {
                     agent: agent.clone(),
                     token: claim.token,
+                    principal: None,
                 };
                 let done = gaia
                     .act_on_task(task.id, &TaskAction::Done, Some(&fence), &agent)
@@ -252,6 +253,7 @@ async fn a_taken_over_holder_cannot_touch_the_task(db: &TestDb) {
     let stale = Fenced {
         agent: "a".into(),
         token: old.token,
+        principal: None,
     };
     let seq = gaia.store().last_seq().await.unwrap();
     for action in [
@@ -278,6 +280,7 @@ async fn a_taken_over_holder_cannot_touch_the_task(db: &TestDb) {
     let fresh = Fenced {
         agent: "b".into(),
         token: b.token,
+        principal: None,
     };
     gaia.act_on_task(t1.id, &TaskAction::Done, Some(&fresh), "b")
         .await
@@ -332,6 +335,7 @@ async fn a_holder_takes_the_next_task_of_its_own_list(db: &TestDb) {
     let fence = Fenced {
         agent: "a".into(),
         token,
+        principal: None,
     };
     for id in [id, id2] {
         gaia.act_on_task(id, &TaskAction::Done, Some(&fence), "a")
@@ -365,6 +369,7 @@ async fn concurrent_changes_to_one_list_never_deadlock(db: &TestDb) {
     let fence = Fenced {
         agent: "h".into(),
         token: claim.token,
+        principal: None,
     };
     let final_id = gaia
         .list_tasks("busy", None)

@@ -261,6 +261,7 @@ async fn demo_work(gaia: &Gaia, slug: &str, agent: &str, next: i64) -> CliResult
     let fenced = Fenced {
         agent: agent.into(),
         token: claim.token,
+        principal: None,
     };
     gaia.act_on_task(task.id, &TaskAction::Done, Some(&fenced), agent)
         .await?;

@@ -132,7 +132,11 @@ pub fn fence(
                 .ok_or_else(|| {
                     CliError::bad_input(format!("--token must be {hint}, a positive whole number"))
                 })?;
-            Ok(Some(Fenced { agent, token }))
+            Ok(Some(Fenced {
+                agent,
+                token,
+                principal: None,
+            }))
         }
         (Some(_), None) => Err(CliError::bad_input(format!(
             "--agent needs --token, {hint}"

@@ -376,6 +376,7 @@ mod tests {
         Fenced {
             agent: "agent-1".into(),
             token: 7,
+            principal: None,
         }
     }
 

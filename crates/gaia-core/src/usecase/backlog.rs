@@ -29,6 +29,10 @@ const TAKE_LISTS: usize = 32;
 pub struct Fenced {
     pub agent: String,
     pub token: i64,
+    /// The API token acting, when the caller must be the one that took the claim (an agent's
+    /// token: any token could name any agent). `None` for trusted callers (direct store
+    /// access, operators acting for an agent).
+    pub principal: Option<String>,
 }
 
 /// What a task action does.
@@ -378,7 +382,7 @@ pub async fn act_on_task(
             let row = tx.claim_lock(&key).await?;
             // The clock after the lock, so that the fence is judged in the claim's order.
             let now = tx.now().await?;
-            check_fence(row.as_ref(), &f.agent, f.token, now)
+            check_fence(row.as_ref(), &f.agent, f.token, f.principal.as_deref(), now)
                 .map_err(|refusal| conflict(refusal.message(&key)))?;
         }
         None if action.needs_claim() => {

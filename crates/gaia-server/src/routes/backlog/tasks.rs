@@ -206,7 +206,14 @@ async fn fence(
     match (agent, token) {
         (Some(agent), Some(token)) => {
             check_name("agent id", &agent)?;
-            Ok(Some(Fenced { agent, token }))
+            // The token that took a claim owns it, whatever agent name a call gives;
+            // operators may act for any agent.
+            let principal = (!caller.role.allows(Role::Operator)).then(|| caller.name.clone());
+            Ok(Some(Fenced {
+                agent,
+                token,
+                principal,
+            }))
         }
         (None, None) if !action.needs_claim() => {
             // Changing a task without holding its list's claim is the operators' override.
@@ -222,39 +229,6 @@ async fn fence(
     }
 }
 
-/// Refuses an agent acting under a claim another token took: the token that took a claim owns
-/// it, whatever agent name a call gives. (Operators may act for any agent.) Any other refusal
-/// (a stale token, another holder) is left to the fence check, which says why.
-async fn check_principal(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    fenced: &Fenced,
-) -> ApiResult<()> {
-    if caller.role.allows(Role::Operator) {
-        return Ok(());
-    }
-    let task = state.gaia.get_task(id).await?;
-    let key = task.key();
-    let store = state.gaia.store();
-    let now = store.now().await?;
-    let Some(row) = store.claim_get(&key).await?.filter(|r| r.is_live(now)) else {
-        return Ok(());
-    };
-    let Some(holder) = row.holder.as_ref() else {
-        return Ok(());
-    };
-    let theirs = holder.agent == fenced.agent && row.token == fenced.token;
-    match holder.principal.as_deref() {
-        Some(p) if theirs && p != caller.name => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("the claim on {key} was taken with another token"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Applies `action` to task `id` as `caller`, fenced by `agent` and `token` when given.
 async fn act(
     state: &AppState,
@@ -267,9 +241,6 @@ async fn act(
 ) -> ApiResult<Json<TaskBody>> {
     caller.require(state, Role::Agent, name).await?;
     let fenced = fence(state, caller, &action, name, agent, token).await?;
-    if let Some(f) = &fenced {
-        check_principal(state, caller, id, f).await?;
-    }
     let task = state
         .gaia
         .act_on_task(id, &action, fenced.as_ref(), &caller.name)
