@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 use super::Gaia;
+use crate::backlog::check_slug;
 use crate::backlog::{
     Followup, FollowupStatus, NewFollowup, NewStory, NewTask, RuleBreak, Story, StoryStatus, Taken,
     Task, Template, Todolist, final_rule,
 };
 use crate::claims::Holder;
 use crate::error::Error;
+use crate::names::check_name;
 use crate::usecase::backlog::{self as uc, Attempt, Collected, Fenced, TaskAction};
 
 /// Attempts at taking ready work while every ready list is busy (5 ms, 10 ms, … apart).
@@ -178,6 +180,10 @@ impl Gaia {
         actor: &str,
     ) -> Result<Taken, Error> {
         self.check_story_exists(story).await?;
+        // Every transport builds the holder; the names are checked here, once.
+        check_name("agent id", &holder.agent)?;
+        check_name("operator", &holder.operator)?;
+        check_name("fingerprint", &holder.fingerprint)?;
         for attempt in 0..TAKE_ATTEMPTS {
             match uc::take_ready(self.store.begin_write().await?, story, holder, ttl, actor).await?
             {
@@ -234,6 +240,7 @@ impl Gaia {
     /// A story filter that names no story is a mistake, not an empty answer.
     async fn check_story_exists(&self, story: Option<&str>) -> Result<(), Error> {
         if let Some(slug) = story {
+            check_slug("story", slug)?;
             if self.store.story_get(slug).await?.is_none() {
                 return Err(Error::NotFound(format!("no story '{slug}'")));
             }
