@@ -107,6 +107,13 @@ const KEYS: &[Key] = &[
         help: "how often a waiting MCP call sends a progress notification",
     },
     Key {
+        name: "mcp.allowed_origins",
+        env: &["GAIA_MCP_ALLOWED_ORIGINS"],
+        default: None,
+        secret: false,
+        help: "origins /mcp accepts besides the server's own, e.g. https://gaia.example.com (comma-separated)",
+    },
+    Key {
         name: "telegram.bot_token",
         env: &["GAIA_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"],
         default: None,
@@ -321,6 +328,8 @@ pub struct Config {
     pub default_ttl: Duration,
     /// How long the MCP approval tools wait, and how often they report progress meanwhile.
     pub mcp_waits: gaia_mcp::Waits,
+    /// Origins `/mcp` accepts besides the server's own, each `scheme://host[:port]`.
+    pub mcp_allowed_origins: Vec<String>,
     pub telegram: TelegramConfig,
     /// Also POST every notification here, signed with the secret when one is set.
     pub webhook_url: Option<String>,
@@ -396,6 +405,9 @@ impl Config {
                 wait: p.required("mcp.approval_wait", duration)?,
                 progress_every: p.required("mcp.progress_every", duration)?,
             },
+            mcp_allowed_origins: p
+                .optional("mcp.allowed_origins", origins)?
+                .unwrap_or_default(),
             telegram: p.telegram()?,
             webhook_url: p.optional("webhook.url", http_url)?,
             webhook_secret: p.optional("webhook.secret", text)?,
@@ -720,6 +732,18 @@ fn approver_ids(v: &str) -> Result<Vec<i64>, String> {
             id.parse().map_err(|_| {
                 format!("comma-separated numeric Telegram user ids ('{id}' is not one)")
             })
+        })
+        .collect()
+}
+
+/// Comma-separated origins, each `http(s)://host[:port]` with no path.
+fn origins(v: &str) -> Result<Vec<String>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            gaia_server::mcp_origin::parse_origin(o)
+                .map_err(|e| format!("comma-separated origins like https://HOST[:PORT] ({e})"))
         })
         .collect()
 }

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use gaia_core::commands::{Action, CommandRecord, CommandSpec, NewCommand, Status, parse_id};
+use gaia_core::commands::{
+    Action, CommandRecord, CommandSpec, Decided, Decider, NewCommand, Status, parse_id,
+};
 use gaia_core::time::parse_duration;
 use gaia_core::tokens::Role;
 use serde::Deserialize;
@@ -53,6 +55,14 @@ struct RequestArgs {
 struct WaitArgs {
     id: String,
     timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideArgs {
+    id: String,
+    decision: String,
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,9 +146,7 @@ impl Tools {
 
     /// Files a request as the caller, the API's way (the policy decides first).
     async fn file(&self, new: NewCommand) -> Result<CommandRecord, ToolError> {
-        self.caller
-            .require(&self.gaia, Role::Agent, "command.request")
-            .await?;
+        self.require(Role::Agent, "command.request").await?;
         Ok(self.gaia.request_command(&new).await?)
     }
 
@@ -185,6 +193,41 @@ impl Tools {
         };
         let r = self.wait_decision(&id, wait, progress).await?;
         Ok(answer(&r))
+    }
+
+    /// Approves or denies a pending request, as an operator does through the API (the same
+    /// use case; `via` says mcp). The first decision wins; a later one is a refusal.
+    pub async fn approval_decide(&self, a: Value) -> ToolResult {
+        let a: DecideArgs = args(a)?;
+        let action = match a.decision.as_str() {
+            "approve" => "command.approve",
+            "deny" => "command.deny",
+            other => {
+                return Err(ToolError::Arguments(format!(
+                    "decision is approve or deny, not '{other}'"
+                )));
+            }
+        };
+        self.require(Role::Operator, action).await?;
+        let id = parse_id(&a.id)?;
+        let by = Decider {
+            name: self.caller.name.clone(),
+            via: "mcp".into(),
+        };
+        let reason = a.reason;
+        let change = if action == "command.approve" {
+            Action::Approve { by, reason }
+        } else {
+            Action::Deny { by, reason }
+        };
+        match self.gaia.apply_command(&id, &change).await? {
+            Decided::Done(r) => Ok(r.to_json()),
+            Decided::Refused(r) => Err(ToolError::Refused(format!(
+                "{} (status {})",
+                r.reason,
+                r.current.status.as_str()
+            ))),
+        }
     }
 
     /// Claude Code's permission prompt: allow only on an approval (by the policy or a person);

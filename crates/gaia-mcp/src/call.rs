@@ -27,6 +27,9 @@ pub enum ToolError {
     Arguments(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The action does not apply now (a request already decided, say).
+    #[error("refused: {0}")]
+    Refused(String),
     #[error(transparent)]
     Gaia(#[from] gaia_core::error::Error),
 }
@@ -83,6 +86,8 @@ pub struct Tools {
     pub caller: Caller,
     pub default_ttl: Duration,
     pub waits: crate::approvals::Waits,
+    /// Where refusals are audited (`None`: written directly).
+    pub refusals: Option<std::sync::Arc<dyn crate::caller::RefusalAudit>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +157,13 @@ struct RecentArgs {
 struct NoArgs {}
 
 impl Tools {
+    /// Refuses, audited, a caller whose role is below `needed` for `action`.
+    pub(crate) async fn require(&self, needed: Role, action: &str) -> Result<(), ToolError> {
+        self.caller
+            .require(&self.gaia, self.refusals.as_deref(), needed, action)
+            .await
+    }
+
     fn agent<'a>(&'a self, given: Option<&'a str>) -> &'a str {
         given.unwrap_or(&self.caller.name)
     }
@@ -190,9 +202,7 @@ impl Tools {
 
     pub async fn claim_acquire(&self, a: Value) -> ToolResult {
         let a: ClaimArgs = args(a)?;
-        self.caller
-            .require(&self.gaia, Role::Agent, "claim.acquire")
-            .await?;
+        self.require(Role::Agent, "claim.acquire").await?;
         let req = Request::acquire(
             key(&a.story, a.todolist.as_deref())?,
             self.agent(a.agent.as_deref()),
@@ -208,9 +218,7 @@ impl Tools {
         if a.operator.is_some() {
             return Err(ToolError::Arguments("refresh takes no operator".into()));
         }
-        self.caller
-            .require(&self.gaia, Role::Agent, "claim.refresh")
-            .await?;
+        self.require(Role::Agent, "claim.refresh").await?;
         let req = Request::refresh(
             key(&a.story, a.todolist.as_deref())?,
             self.agent(a.agent.as_deref()),
@@ -222,9 +230,7 @@ impl Tools {
 
     pub async fn claim_release(&self, a: Value) -> ToolResult {
         let a: ReleaseArgs = args(a)?;
-        self.caller
-            .require(&self.gaia, Role::Agent, "claim.release")
-            .await?;
+        self.require(Role::Agent, "claim.release").await?;
         let req = Request::release(
             key(&a.story, a.todolist.as_deref())?,
             self.agent(a.agent.as_deref()),
@@ -250,9 +256,7 @@ impl Tools {
                 .await?;
             return Ok(json!({ "tasks": tasks }));
         }
-        self.caller
-            .require(&self.gaia, Role::Agent, "todo.take")
-            .await?;
+        self.require(Role::Agent, "todo.take").await?;
         let agent = self.agent(a.agent.as_deref()).to_owned();
         gaia_core::names::check_name("agent id", &agent)?;
         let holder = Holder {
@@ -282,9 +286,7 @@ impl Tools {
 
     pub async fn backlog_followup(&self, a: Value) -> ToolResult {
         let a: FollowupArgs = args(a)?;
-        self.caller
-            .require(&self.gaia, Role::Agent, "followup.collect")
-            .await?;
+        self.require(Role::Agent, "followup.collect").await?;
         let hash = gaia_core::followup_doc::hash(format!("{}\n{}", a.title, a.body).as_bytes());
         let doc = NewFollowup {
             agent: self.agent(a.agent.as_deref()).to_owned(),
@@ -301,9 +303,7 @@ impl Tools {
 
     pub async fn event_append(&self, a: Value) -> ToolResult {
         let a: EventArgs = args(a)?;
-        self.caller
-            .require(&self.gaia, Role::Agent, "event.emit")
-            .await?;
+        self.require(Role::Agent, "event.emit").await?;
         let data = a.data.unwrap_or_else(|| json!({}));
         let event = self
             .gaia

@@ -17,6 +17,6 @@ pub mod tools;
 
 pub use approvals::Waits;
 pub use call::Tools;
-pub use caller::Caller;
+pub use caller::{Caller, RefusalAudit};
 pub use inflight::InFlight;
 pub use session::{PROTOCOL_VERSIONS, Progress, Session};

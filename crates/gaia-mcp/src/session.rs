@@ -108,6 +108,7 @@ impl Session {
             "events_recent" => t.events_recent(arguments).await,
             "approval_request" => t.approval_request(arguments, &progress).await,
             "approval_wait" => t.approval_wait(arguments, &progress).await,
+            "approval_decide" => t.approval_decide(arguments).await,
             // Claude Code reads the answer as JSON text; it is never an error result.
             "permission_prompt" => Ok(t.permission_prompt(arguments, &progress).await),
             _ => {

@@ -154,6 +154,17 @@ pub fn list() -> Vec<Value> {
             &["id"],
         ),
         tool(
+            "approval_decide",
+            "Operator only: approves or denies a pending approval request.",
+            false,
+            json!({
+                "id": s("Request id"),
+                "decision": { "type": "string", "enum": ["approve", "deny"] },
+                "reason": s("Why, recorded with the decision"),
+            }),
+            &["id", "decision"],
+        ),
+        tool(
             "permission_prompt",
             "Claude Code permission prompt: a Gaia approver decides; deny when undecided.",
             false,

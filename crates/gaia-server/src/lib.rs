@@ -11,6 +11,7 @@ pub mod dashboard_backlog;
 pub mod doc;
 pub mod extract;
 pub mod mcp;
+pub mod mcp_origin;
 pub mod problem;
 pub mod refusals;
 pub mod routes;
@@ -73,6 +74,8 @@ pub struct ServerOptions {
     pub backlog_template: gaia_core::backlog::Template,
     /// How long the MCP approval tools on `/mcp` wait, and how often they report progress.
     pub mcp_waits: gaia_mcp::Waits,
+    /// Origins `/mcp` accepts besides this server's own (see `mcp_origin`), parsed.
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -91,6 +94,7 @@ impl Default for ServerOptions {
             runtime: gaia_runtime::RuntimeOptions::default(),
             backlog_template: gaia_core::backlog::Template::default(),
             mcp_waits: gaia_mcp::Waits::default(),
+            mcp_allowed_origins: Vec::new(),
         }
     }
 }

@@ -5,9 +5,10 @@
 //! GET and DELETE answer 405.
 //!
 //! The token goes in a header (`Authorization: Bearer`, as for the API; neither the dashboard
-//! cookie nor `?token=` is taken here), and an `Origin` other than this server is refused with
-//! 403, so a web page cannot drive a local server (DNS rebinding). The tools carry the token's
-//! name and role, and claims are held by the token, as through the API.
+//! cookie nor `?token=` is taken here), and a missing `Origin`, or one that is neither this
+//! server's nor configured, is refused with 403 and audited, so a web page cannot drive a
+//! local server (DNS rebinding; see `mcp_origin`). The tools carry the token's name and role,
+//! and claims are held by the token, as through the API.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -68,10 +69,22 @@ async fn no_stream(State(state): State<AppState>, req: Request) -> Response {
 /// The Origin check, then the token: the caller, or the refusal.
 async fn check(state: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
     let headers = &parts.headers;
-    if headers.contains_key(header::ORIGIN) && !crate::session::same_origin(headers) {
-        return Err(ApiError::forbidden(
-            "the Origin is not this server; MCP clients in a browser must be served from it",
-        ));
+    if let Err(why) = crate::mcp_origin::check(headers, &state.opts.mcp_allowed_origins) {
+        let origin = match &why {
+            crate::mcp_origin::Refused::Missing => serde_json::Value::Null,
+            crate::mcp_origin::Refused::Foreign(o) => json!(o),
+        };
+        crate::refusals::record(
+            state,
+            &auth::peer(parts),
+            "anonymous",
+            "mcp.origin",
+            MCP_PATH,
+            "forbidden",
+            json!({ "method": parts.method.as_str(), "origin": origin, "via": "mcp" }),
+        )
+        .await;
+        return Err(ApiError::forbidden(why.to_string()));
     }
     if let Some(v) = headers
         .get("mcp-protocol-version")
@@ -156,6 +169,7 @@ async fn post(State(state): State<AppState>, req: Request) -> Response {
                 caller: caller.clone(),
                 default_ttl: state.opts.default_ttl,
                 waits: state.opts.mcp_waits,
+                refusals: Some(Arc::new(GateAudit(state.clone()))),
             });
             let (tx, rx) = mpsc::unbounded_channel();
             let progress = Progress::new(&params, tx.clone());
@@ -183,6 +197,26 @@ async fn post(State(state): State<AppState>, req: Request) -> Response {
                 .keep_alive(KeepAlive::default())
                 .into_response()
         }
+    }
+}
+
+/// Audits a tool's refusal as the API audits one, through the server's refusal gate.
+#[derive(Debug)]
+struct GateAudit(AppState);
+
+impl gaia_mcp::RefusalAudit for GateAudit {
+    fn record(
+        &self,
+        caller: &Caller,
+        action: &str,
+        details: Value,
+    ) -> gaia_mcp::caller::BoxFuture<()> {
+        let (state, name, action) = (self.0.clone(), caller.name.clone(), action.to_owned());
+        Box::pin(async move {
+            let source = format!("token:{name}");
+            crate::refusals::record(&state, &source, &name, &action, "", "forbidden", details)
+                .await;
+        })
     }
 }
 

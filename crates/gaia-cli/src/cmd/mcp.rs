@@ -41,6 +41,7 @@ pub async fn run(args: McpArgs, config: &Config) -> CliResult {
         caller: Caller::local(args.agent, role),
         default_ttl: config.default_ttl,
         waits,
+        refusals: None,
     };
     gaia_mcp::stdio::serve_std(Session::new(tools))
         .await

@@ -34,6 +34,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         schema_version: crate::open::schema_version(&config.database_url),
         default_ttl: config.default_ttl,
         mcp_waits: config.mcp_waits,
+        mcp_allowed_origins: config.mcp_allowed_origins.clone(),
         runtime: runtime_options(config),
         backlog_template: config.backlog_template.clone(),
         ..ServerOptions::default()
