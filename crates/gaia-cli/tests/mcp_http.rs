@@ -1,5 +1,5 @@
-//! `/mcp` on `gaia serve`: the token is required and taken from a header only, a foreign
-//! `Origin` is refused, GET answers 405, plain requests are answered as JSON and tool calls as
+//! `/mcp` on `gaia serve`: the token is required and taken from a header only, a missing or
+//! foreign `Origin` is refused (and audited) unless configured, GET answers 405, plain requests are answered as JSON and tool calls as
 //! an SSE stream carrying progress, and a cancellation posted for a waiting call frees it
 //! while its request stays. Refusals change nothing.
 
@@ -19,9 +19,13 @@ struct Mcp {
     http: Client,
     url: String,
     token: String,
+    /// This server's own origin, which every request sends unless a test says otherwise.
+    origin: String,
 }
 
 impl Mcp {
+    /// POSTs `body` with the token, this server's Origin unless `extra` names another, and
+    /// `extra`'s headers.
     fn post(&self, body: &Value, extra: &[(&str, &str)]) -> Response {
         let mut req = self
             .http
@@ -29,11 +33,47 @@ impl Mcp {
             .bearer_auth(&self.token)
             .header("accept", "application/json, text/event-stream")
             .json(body);
+        if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("origin")) {
+            req = req.header("origin", &self.origin);
+        }
         for (k, v) in extra {
             req = req.header(*k, *v);
         }
         req.send().unwrap()
     }
+}
+
+/// A database on each backend (PostgreSQL when configured).
+fn backends() -> Vec<TestDb> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    std::iter::once(TestDb::sqlite())
+        .chain(rt.block_on(TestDb::postgres()))
+        .collect()
+}
+
+/// The newest audit records, oldest first.
+fn audit(db: &TestDb) -> Vec<Value> {
+    let mut records = audit_tail(db);
+    records.sort_by_key(|r| r["id"].as_i64());
+    records
+}
+
+fn audit_tail(db: &TestDb) -> Vec<Value> {
+    let out = support::gaia()
+        .args([
+            "--db", &db.url, "audit", "tail", "--limit", "200", "--ndjson",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn rpc(id: i64, method: &str, params: Value) -> Value {
@@ -49,6 +89,10 @@ fn sse_messages(body: &str) -> Vec<Value> {
 }
 
 fn start(db: &TestDb) -> (support::Server, Mcp) {
+    start_with(db, &[])
+}
+
+fn start_with(db: &TestDb, env: &[(&str, &str)]) -> (support::Server, Mcp) {
     let token = cli(
         db,
         &[
@@ -64,14 +108,14 @@ fn start(db: &TestDb) -> (support::Server, Mcp) {
         .as_str()
         .unwrap()
         .to_owned();
-    let server = support::Server::start(
-        db,
-        &[
-            ("GAIA_MCP_APPROVAL_WAIT", "3s"),
-            ("GAIA_MCP_PROGRESS_EVERY", "1s"),
-        ],
-    );
+    let mut all = vec![
+        ("GAIA_MCP_APPROVAL_WAIT", "3s"),
+        ("GAIA_MCP_PROGRESS_EVERY", "1s"),
+    ];
+    all.extend_from_slice(env);
+    let server = support::Server::start(db, &all);
     let mcp = Mcp {
+        origin: server.url.clone(),
         http: Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -93,20 +137,33 @@ fn last_seq(db: &TestDb) -> Value {
 
 #[test]
 fn refusals_change_nothing() {
-    let db = TestDb::sqlite();
-    let (server, mcp) = start(&db);
+    for db in backends() {
+        refusals_change_nothing_on(&db);
+    }
+}
+
+fn refusals_change_nothing_on(db: &TestDb) {
+    let (_server, mcp) = start(db);
     let acquire = rpc(
         1,
         "tools/call",
         json!({ "name": "claim_acquire", "arguments": { "story": "s1" } }),
     );
-    let before = last_seq(&db);
+    let before = last_seq(db);
+    let origin = mcp.origin.as_str();
 
-    let no_token = mcp.http.post(&mcp.url).json(&acquire).send().unwrap();
+    let no_token = mcp
+        .http
+        .post(&mcp.url)
+        .header("origin", origin)
+        .json(&acquire)
+        .send()
+        .unwrap();
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
     let query_token = mcp
         .http
         .post(format!("{}?token={}", mcp.url, mcp.token))
+        .header("origin", origin)
         .json(&acquire)
         .send()
         .unwrap();
@@ -114,18 +171,52 @@ fn refusals_change_nothing() {
     let bad_token = mcp
         .http
         .post(&mcp.url)
+        .header("origin", origin)
         .bearer_auth("nope")
         .json(&acquire)
         .send()
         .unwrap();
     assert_eq!(bad_token.status(), StatusCode::UNAUTHORIZED);
+    let audited_before = audit(db).last().map_or(0, |r| r["id"].as_i64().unwrap());
+    let no_origin = mcp
+        .http
+        .post(&mcp.url)
+        .bearer_auth(&mcp.token)
+        .json(&acquire)
+        .send()
+        .unwrap();
+    assert_eq!(no_origin.status(), StatusCode::FORBIDDEN);
+    let problem: Value = no_origin.json().unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("no Origin"),
+        "{problem}"
+    );
     let foreign = mcp.post(&acquire, &[("origin", "https://evil.example")]);
     assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    // Another port of the same host is another origin.
+    let port = mcp.post(&acquire, &[("origin", "http://127.0.0.1:1")]);
+    assert_eq!(port.status(), StatusCode::FORBIDDEN);
+    let refused: Vec<Value> = audit(db)
+        .into_iter()
+        .filter(|r| r["id"].as_i64().unwrap() > audited_before && r["action"] == "mcp.origin")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        3,
+        "each Origin refusal is audited: {refused:?}"
+    );
+    assert!(refused.iter().all(|r| r["outcome"] == "forbidden"));
+    let origin_of = |r: &Value| {
+        serde_json::from_str::<Value>(r["details"].as_str().unwrap()).unwrap()["origin"].clone()
+    };
+    assert_eq!(origin_of(&refused[0]), Value::Null);
+    assert_eq!(origin_of(&refused[1]), "https://evil.example");
     let version = mcp.post(&acquire, &[("mcp-protocol-version", "1999-01-01")]);
     assert_eq!(version.status(), StatusCode::BAD_REQUEST);
     let get = mcp
         .http
         .get(&mcp.url)
+        .header("origin", origin)
         .bearer_auth(&mcp.token)
         .send()
         .unwrap();
@@ -133,21 +224,21 @@ fn refusals_change_nothing() {
     let junk = mcp
         .http
         .post(&mcp.url)
+        .header("origin", origin)
         .bearer_auth(&mcp.token)
         .body("{")
         .send()
         .unwrap();
     assert_eq!(junk.status(), StatusCode::BAD_REQUEST);
     assert_eq!(junk.json::<Value>().unwrap()["error"]["code"], -32700);
-    assert_eq!(last_seq(&db), before, "no refusal appended an event");
+    assert_eq!(last_seq(db), before, "no refusal appended an event");
     assert!(
-        cli(&db, &["claim", "inspect", "s1", "--json"])["outcome"] == "free",
+        cli(db, &["claim", "inspect", "s1", "--json"])["outcome"] == "free",
         "no refusal took the claim"
     );
 
     // The same call, as it should be sent, from this server's own origin.
-    let host = server.url.trim_start_matches("http://").to_owned();
-    let ok = mcp.post(&acquire, &[("origin", &format!("http://{host}"))]);
+    let ok = mcp.post(&acquire, &[]);
     assert_eq!(ok.status(), StatusCode::OK);
     assert!(
         ok.headers()["content-type"]
@@ -161,10 +252,55 @@ fn refusals_change_nothing() {
     assert_eq!(claim["holder"]["agent"], "web-agent");
 }
 
+/// A server reached by a name takes the origins it is configured with; a name that is not
+/// configured is refused even when Host and Origin agree (a rebound name looks just so).
+#[test]
+fn configured_origins_are_accepted() {
+    let db = TestDb::sqlite();
+    let (_server, mcp) = start_with(
+        &db,
+        &[(
+            "GAIA_MCP_ALLOWED_ORIGINS",
+            "https://gaia.example.com, http://ci.example:8080",
+        )],
+    );
+    let ping = rpc(1, "ping", json!({}));
+    for origin in ["https://gaia.example.com", "http://ci.example:8080"] {
+        let r = mcp.post(&ping, &[("origin", origin)]);
+        assert_eq!(r.status(), StatusCode::OK, "{origin}");
+    }
+    let rebound = mcp.post(
+        &ping,
+        &[
+            ("origin", "http://rebound.example"),
+            ("host", "rebound.example"),
+        ],
+    );
+    assert_eq!(rebound.status(), StatusCode::FORBIDDEN);
+
+    // A value that is not an origin stops the server at start, naming the setting.
+    let out = support::gaia()
+        .env("GAIA_MCP_ALLOWED_ORIGINS", "gaia.example.com/path")
+        .args(["--db", &db.url, "serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mcp.allowed_origins"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn json_answers_sse_progress_and_cancellation() {
-    let db = TestDb::sqlite();
-    let (_server, mcp) = start(&db);
+    for db in backends() {
+        json_answers_sse_progress_and_cancellation_on(&db);
+    }
+}
+
+fn json_answers_sse_progress_and_cancellation_on(db: &TestDb) {
+    let (_server, mcp) = start(db);
     let init = mcp.post(
         &rpc(
             1,
@@ -215,14 +351,16 @@ fn json_answers_sse_progress_and_cancellation() {
     );
     let started = Instant::now();
     let waiting = {
-        let (http, url, token, session) = (
+        let (http, url, token, session, origin) = (
             mcp.http.clone(),
             mcp.url.clone(),
             mcp.token.clone(),
             session.clone(),
+            mcp.origin.clone(),
         );
         std::thread::spawn(move || {
             http.post(url)
+                .header("origin", origin)
                 .bearer_auth(token)
                 .header("mcp-session-id", session)
                 .json(&slow)
@@ -246,7 +384,7 @@ fn json_answers_sse_progress_and_cancellation() {
         sse_messages(&body).iter().all(|m| m.get("id").is_none()),
         "a cancelled call is not answered: {body}"
     );
-    let pending = cli(&db, &["cmd", "list", "--status", "pending", "--json"]);
+    let pending = cli(db, &["cmd", "list", "--status", "pending", "--json"]);
     assert!(
         pending
             .as_array()
