@@ -1,7 +1,8 @@
 //! Gaia's MCP server driven by the official SDKs, as agents' clients are: the Python `mcp`
 //! package and the TypeScript `@modelcontextprotocol/sdk` on Node each connect over stdio
-//! and over HTTP (`/mcp` on `gaia serve`), list the tools and call every one
-//! (`crates/gaia-mcp/tests/clients/`). A missing SDK skips
+//! and over HTTP (`/mcp` on `gaia serve`), on both backends, list the tools and call every
+//! one (`crates/gaia-mcp/tests/clients/`); the operator-only `approval_decide` is refused to
+//! an agent, audited, and decides for an operator. A missing SDK skips
 //! with a message, unless `GAIA_REQUIRE_MCP_CLIENTS=1` (CI installs both) makes it a failure.
 //! `GAIA_MCP_PYTHON` names the Python that has `mcp` (default `python3`).
 
@@ -14,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gaia_testkit::TestDb;
-use support::mcp::cli;
+use serde_json::Value;
+use support::mcp::{audit, backends, cli};
 
 /// Where the client scripts and their `node_modules` are.
 fn clients_dir() -> PathBuf {
@@ -77,18 +79,40 @@ fn run_client(mut cmd: Command, what: &str) {
     );
 }
 
+/// The agent `agent` was refused `approval_decide` once, audited as the API audits a missing
+/// role; and an operator's decision went through MCP.
+fn assert_decide_refused_and_audited(db: &TestDb, agent: &str) {
+    let refused: Vec<Value> = audit(db)
+        .into_iter()
+        .filter(|r| r["action"] == "command.approve" && r["outcome"] == "forbidden")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["actor"], agent);
+    let details: Value = serde_json::from_str(refused[0]["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["needed"], "operator");
+    assert_eq!(details["via"], "mcp");
+    let approved = cli(db, &["cmd", "list", "--status", "approved", "--json"]);
+    assert_eq!(approved.as_array().unwrap().len(), 1, "{approved}");
+}
+
 #[test]
 fn python_sdk_over_stdio_calls_every_tool() {
     if !available("the Python MCP SDK (pip install mcp)", has_python_sdk()) {
         return;
     }
-    let db = TestDb::sqlite();
-    seeded(&db, "py");
-    let mut cmd = Command::new(python());
-    cmd.arg(clients_dir().join("python_client.py"))
-        .args(["stdio", support::GAIA, &db.url, "py"]);
-    support::clean_env(&mut cmd);
-    run_client(cmd, "the Python client over stdio");
+    for db in backends() {
+        seeded(&db, "py");
+        let mut cmd = Command::new(python());
+        cmd.arg(clients_dir().join("python_client.py")).args([
+            "stdio",
+            support::GAIA,
+            &db.url,
+            "py",
+        ]);
+        support::clean_env(&mut cmd);
+        run_client(cmd, "the Python client over stdio");
+        assert_decide_refused_and_audited(&db, "py-agent");
+    }
 }
 
 #[test]
@@ -99,31 +123,38 @@ fn typescript_sdk_over_stdio_calls_every_tool() {
     ) {
         return;
     }
-    let db = TestDb::sqlite();
-    seeded(&db, "ts");
-    let mut cmd = Command::new("node");
-    cmd.current_dir(clients_dir()).arg("node_client.mjs").args([
-        "stdio",
-        support::GAIA,
-        &db.url,
-        "ts",
-    ]);
-    support::clean_env(&mut cmd);
-    run_client(cmd, "the TypeScript client over stdio");
+    for db in backends() {
+        seeded(&db, "ts");
+        let mut cmd = Command::new("node");
+        cmd.current_dir(clients_dir()).arg("node_client.mjs").args([
+            "stdio",
+            support::GAIA,
+            &db.url,
+            "ts",
+        ]);
+        support::clean_env(&mut cmd);
+        run_client(cmd, "the TypeScript client over stdio");
+        assert_decide_refused_and_audited(&db, "ts-agent");
+    }
 }
 
-/// `gaia serve` on a seeded database with short approval waits, and an agent token for it.
-fn http_server(db: &TestDb, story: &str) -> (support::Server, String) {
-    seeded(db, story);
-    let token = cli(
+/// A new token of `role` named `name`.
+fn token(db: &TestDb, role: &str, name: &str) -> String {
+    cli(
         db,
-        &[
-            "token", "create", "--role", "agent", "--name", story, "--json",
-        ],
+        &["token", "create", "--role", role, "--name", name, "--json"],
     )["token"]
         .as_str()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+/// `gaia serve` on a seeded database with short approval waits, and an agent token and an
+/// operator token for it.
+fn http_server(db: &TestDb, story: &str) -> (support::Server, String, String) {
+    seeded(db, story);
+    let agent = token(db, "agent", story);
+    let operator = token(db, "operator", &format!("{story}-operator"));
     let server = support::Server::start(
         db,
         &[
@@ -131,7 +162,7 @@ fn http_server(db: &TestDb, story: &str) -> (support::Server, String) {
             ("GAIA_MCP_PROGRESS_EVERY", "1s"),
         ],
     );
-    (server, token)
+    (server, agent, operator)
 }
 
 #[test]
@@ -139,17 +170,20 @@ fn python_sdk_over_http_calls_every_tool() {
     if !available("the Python MCP SDK (pip install mcp)", has_python_sdk()) {
         return;
     }
-    let db = TestDb::sqlite();
-    let (server, token) = http_server(&db, "pyhttp");
-    let mut cmd = Command::new(python());
-    cmd.arg(clients_dir().join("python_client.py")).args([
-        "http",
-        &format!("{}/mcp", server.url),
-        &token,
-        "pyhttp",
-    ]);
-    support::clean_env(&mut cmd);
-    run_client(cmd, "the Python client over HTTP");
+    for db in backends() {
+        let (server, agent, operator) = http_server(&db, "pyhttp");
+        let mut cmd = Command::new(python());
+        cmd.arg(clients_dir().join("python_client.py")).args([
+            "http",
+            &format!("{}/mcp", server.url),
+            &agent,
+            "pyhttp",
+            &operator,
+        ]);
+        support::clean_env(&mut cmd);
+        run_client(cmd, "the Python client over HTTP");
+        assert_decide_refused_and_audited(&db, "pyhttp");
+    }
 }
 
 #[test]
@@ -160,17 +194,20 @@ fn typescript_sdk_over_http_calls_every_tool() {
     ) {
         return;
     }
-    let db = TestDb::sqlite();
-    let (server, token) = http_server(&db, "tshttp");
-    let mut cmd = Command::new("node");
-    cmd.current_dir(clients_dir()).arg("node_client.mjs").args([
-        "http",
-        &format!("{}/mcp", server.url),
-        &token,
-        "tshttp",
-    ]);
-    support::clean_env(&mut cmd);
-    run_client(cmd, "the TypeScript client over HTTP");
+    for db in backends() {
+        let (server, agent, operator) = http_server(&db, "tshttp");
+        let mut cmd = Command::new("node");
+        cmd.current_dir(clients_dir()).arg("node_client.mjs").args([
+            "http",
+            &format!("{}/mcp", server.url),
+            &agent,
+            "tshttp",
+            &operator,
+        ]);
+        support::clean_env(&mut cmd);
+        run_client(cmd, "the TypeScript client over HTTP");
+        assert_decide_refused_and_audited(&db, "tshttp");
+    }
 }
 
 /// A decision that takes longer than the client's timeout still reaches it, because the

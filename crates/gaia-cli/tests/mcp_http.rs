@@ -13,7 +13,7 @@ use gaia_testkit::TestDb;
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
-use support::mcp::cli;
+use support::mcp::{audit, backends, cli};
 
 struct Mcp {
     http: Client,
@@ -41,39 +41,6 @@ impl Mcp {
         }
         req.send().unwrap()
     }
-}
-
-/// A database on each backend (PostgreSQL when configured).
-fn backends() -> Vec<TestDb> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    std::iter::once(TestDb::sqlite())
-        .chain(rt.block_on(TestDb::postgres()))
-        .collect()
-}
-
-/// The newest audit records, oldest first.
-fn audit(db: &TestDb) -> Vec<Value> {
-    let mut records = audit_tail(db);
-    records.sort_by_key(|r| r["id"].as_i64());
-    records
-}
-
-fn audit_tail(db: &TestDb) -> Vec<Value> {
-    let out = support::gaia()
-        .args([
-            "--db", &db.url, "audit", "tail", "--limit", "200", "--ndjson",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn rpc(id: i64, method: &str, params: Value) -> Value {

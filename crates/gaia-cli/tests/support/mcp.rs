@@ -155,3 +155,36 @@ pub fn cli(db: &TestDb, args: &[&str]) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
+
+/// A database on each backend (PostgreSQL when configured).
+pub fn backends() -> Vec<TestDb> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    std::iter::once(TestDb::sqlite())
+        .chain(rt.block_on(TestDb::postgres()))
+        .collect()
+}
+
+/// The newest audit records, oldest first.
+pub fn audit(db: &TestDb) -> Vec<Value> {
+    let mut records = audit_tail(db);
+    records.sort_by_key(|r| r["id"].as_i64());
+    records
+}
+
+fn audit_tail(db: &TestDb) -> Vec<Value> {
+    let out = super::gaia()
+        .args([
+            "--db", &db.url, "audit", "tail", "--limit", "200", "--ndjson",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

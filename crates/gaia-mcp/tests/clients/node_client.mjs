@@ -1,11 +1,14 @@
 // Drives Gaia's MCP server with the official TypeScript SDK (@modelcontextprotocol/sdk).
 //
 //     node node_client.mjs stdio GAIA_BIN DB_URL STORY
-//     node node_client.mjs http URL TOKEN STORY
+//     node node_client.mjs http URL TOKEN STORY OPERATOR_TOKEN
 //
 // Connects, lists the tools and calls every one of them (the server runs with a short
 // approval wait, so the approval tools answer `pending` or deny). STORY must exist with a
-// ready task. Prints `ok` and exits 0 when every check holds.
+// ready task. `approval_decide` is refused to the agent (an error result; the request stays
+// pending) and then decides as an operator (`gaia mcp --role operator`, or OPERATOR_TOKEN
+// over HTTP). Over HTTP every request carries the server's origin in `Origin`, as the MCP
+// specification asks. Prints `ok` and exits 0 when every check holds.
 
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -13,23 +16,25 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 const TOOLS = [
-  "approval_request", "approval_wait", "backlog_followup", "backlog_ready", "claim_acquire",
+  "approval_decide", "approval_request", "approval_wait", "backlog_followup", "backlog_ready", "claim_acquire",
   "claim_refresh", "claim_release", "event_append", "events_recent", "permission_prompt",
   "status",
 ];
 const READ_ONLY = new Set(["status", "events_recent", "approval_wait"]);
 
-function transport([mode, a, b]) {
+function transport([mode, a, b, , operatorToken], operator = false) {
   if (mode === "stdio") {
+    const who = operator ? ["--agent", "ts-operator", "--role", "operator"] : ["--agent", "ts-agent"];
     return new StdioClientTransport({
       command: a,
-      args: ["--db", b, "mcp", "--agent", "ts-agent", "--approval-wait", "2s",
-        "--progress-every", "1s"],
+      args: ["--db", b, "mcp", ...who, "--approval-wait", "2s", "--progress-every", "1s"],
       stderr: "inherit",
     });
   }
-  return new StreamableHTTPClientTransport(new URL(a), {
-    requestInit: { headers: { Authorization: `Bearer ${b}` } },
+  const url = new URL(a);
+  const token = operator ? operatorToken : b;
+  return new StreamableHTTPClientTransport(url, {
+    requestInit: { headers: { Authorization: `Bearer ${token}`, Origin: url.origin } },
   });
 }
 
@@ -72,6 +77,23 @@ const req = data(await call(
 assert.equal(req.status, "pending");
 assert.ok(progress > 0, "no progress while waiting");
 assert.equal(data(await call("approval_wait", { id: req.id, timeout_s: 0 })).status, "pending");
+const refused = await call("approval_decide", { id: req.id, decision: "approve" });
+assert.equal(refused.isError, true);
+assert.match(refused.content[0].text, /operator/);
+assert.equal(data(await call("approval_wait", { id: req.id, timeout_s: 0 })).status, "pending");
+{
+  const operator = new Client({ name: "gaia-test-ts-operator", version: "1.0.0" });
+  await operator.connect(transport(process.argv.slice(2), true));
+  const decide = (args) => operator.callTool({ name: "approval_decide", arguments: args });
+  assert.equal(data(await decide({ id: req.id, decision: "approve", reason: "ok" })).status, "approved");
+  const again = await decide({ id: req.id, decision: "deny" });
+  assert.equal(again.isError, true);
+  assert.match(again.content[0].text, /refused/);
+  await operator.close();
+}
+const decided = data(await call("approval_wait", { id: req.id, timeout_s: 0 }));
+assert.equal(decided.status, "approved");
+assert.equal(decided.decided_via, "mcp");
 const prompt = await call("permission_prompt", {
   tool_name: "Bash", input: { command: "rm -rf /" }, tool_use_id: "t1",
 });
