@@ -48,11 +48,12 @@ async fn every_tool_answers_over_stdio(db: &TestDb) {
         "events_recent",
         "approval_request",
         "approval_wait",
+        "approval_decide",
         "permission_prompt",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
-    assert!(tools.len() <= 11, "a small tool set");
+    assert!(tools.len() <= 12, "a small tool set");
     let bytes = serde_json::to_string(&list["result"]).unwrap().len();
     assert!(
         bytes / 4 <= 3000,
