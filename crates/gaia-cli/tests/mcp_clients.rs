@@ -253,3 +253,92 @@ fn typescript_sdk_timeout_resets_on_progress() {
     assert_eq!(v["status"], "approved", "{v}");
     assert!(v["progress"].as_u64().unwrap() >= 3, "{v}");
 }
+
+/// The id of the one pending request in `db`, once filed.
+fn pending_id(db: &TestDb) -> String {
+    let started = Instant::now();
+    loop {
+        let list = cli(db, &["cmd", "list", "--status", "pending", "--json"]);
+        if let Some(id) = list.get(0).and_then(|r| r["id"].as_str()) {
+            return id.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing was filed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The case in real time: a person decides 75 s after the request was filed. The
+/// TypeScript client's calls time out after 60 s but the timeout resets on progress (sent
+/// every 10 s, the default), and the server waits 90 s, so the first call receives the
+/// decision. The Python client handles no progress: the server's default 50 s wait answers
+/// `pending` inside its 60 s timeout, and `approval_wait` then receives the decision. Both run
+/// at once (the TypeScript one on SQLite, the Python one on PostgreSQL when configured), so
+/// the test takes about 80 s.
+#[test]
+fn a_decision_after_75_seconds_reaches_both_kinds_of_client() {
+    if !available(
+        "the TypeScript MCP SDK (npm ci in crates/gaia-mcp/tests/clients)",
+        has_node_sdk(),
+    ) || !available("the Python MCP SDK (pip install mcp)", has_python_sdk())
+    {
+        return;
+    }
+    let ts_db = TestDb::sqlite();
+    let py_db = backends().pop().unwrap();
+    let mut ts = Command::new("node");
+    ts.current_dir(clients_dir()).args([
+        "node_progress.mjs",
+        support::GAIA,
+        &ts_db.url,
+        "60000",
+        "90s",
+        "10s",
+    ]);
+    let mut py = Command::new(python());
+    py.arg(clients_dir().join("python_pending.py"))
+        .args([support::GAIA, &py_db.url]);
+    let children: Vec<_> = [ts, py]
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            support::clean_env(&mut c);
+            c.spawn().unwrap()
+        })
+        .collect();
+    let ids = [pending_id(&ts_db), pending_id(&py_db)];
+    // Both requests were filed by now: decide 75 s later.
+    std::thread::sleep(Duration::from_secs(75));
+    for (db, id) in [&ts_db, &py_db].into_iter().zip(&ids) {
+        cli(db, &["cmd", "approve", id, "--as", "olga"]);
+    }
+    let answers: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    // The decisions did come 75 s after the requests.
+    for (db, id) in [&ts_db, &py_db].into_iter().zip(&ids) {
+        let r = cli(db, &["cmd", "show", id, "--json"]);
+        let at = |k: &str| chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap();
+        assert!(
+            at("decided_at") - at("created_at") >= chrono::TimeDelta::seconds(75),
+            "{r}"
+        );
+    }
+    let (ts, py) = (&answers[0], &answers[1]);
+    assert_eq!(ts["status"], "approved", "{ts}");
+    assert!(ts["progress"].as_u64().unwrap() >= 1, "{ts}");
+    assert_eq!(py["first"], "pending", "{py}");
+    assert_eq!(py["status"], "approved", "{py}");
+    assert!(py["waits"].as_u64().unwrap() >= 1, "{py}");
+}
