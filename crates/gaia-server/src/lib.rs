@@ -11,6 +11,7 @@ pub mod dashboard_backlog;
 pub mod doc;
 pub mod extract;
 pub mod mcp;
+pub mod mcp_doc;
 pub mod mcp_origin;
 pub mod problem;
 pub mod refusals;
@@ -189,7 +190,8 @@ impl AppState {
         doc::Title,
         doc::Text,
         routes::backlog::wire::StoryStatusBody,
-        routes::backlog::wire::FollowupStatusBody
+        routes::backlog::wire::FollowupStatusBody,
+        mcp_doc::JsonRpcMessage
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -309,6 +311,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 ),
         ),
     );
+    doc.paths
+        .paths
+        .insert(mcp::MCP_PATH.into(), mcp_doc::path_item());
     unique_operation_ids(&mut doc);
     doc
 }

@@ -59,9 +59,12 @@ async fn no_stream(State(state): State<AppState>, req: Request) -> Response {
         return e.into_response();
     }
     (
-        StatusCode::METHOD_NOT_ALLOWED,
         [(header::ALLOW, "POST")],
-        "this MCP endpoint answers POST only",
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "this MCP endpoint answers POST only",
+        ),
     )
         .into_response()
 }
@@ -130,7 +133,14 @@ async fn post(State(state): State<AppState>, req: Request) -> Response {
     let limit = state.opts.body_limit;
     let body: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => return ApiError::bad_request("the body is too large").into_response(),
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the body is larger than {limit} bytes"),
+            )
+            .into_response();
+        }
     };
     let msg = match serde_json::from_slice::<Value>(&body) {
         Ok(v) => jsonrpc::classify(v),

@@ -708,6 +708,9 @@ const KNOWN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/followups/{id}/accept"),
     ("POST", "/api/v1/followups/{id}/reject"),
     ("GET", "/api/v1/openapi.json"),
+    ("POST", "/mcp"),
+    ("GET", "/mcp"),
+    ("DELETE", "/mcp"),
 ];
 
 /// `path` with each `{param}` replaced by a plausible value (`default` for a todolist).
