@@ -5,7 +5,7 @@
 //!
 //! No benchmark writes into a database of the caller's: SQLite runs in a fresh temporary file,
 //! PostgreSQL in a scratch database created on the `--postgres` server and dropped afterwards.
-//! `process` and `sse` start the `gaia` binary (see [`settings::Settings::gaia_binary`]).
+//! `process`, `sse` and `mcp` start the `gaia` binary (see [`settings::Settings::gaia_binary`]).
 
 mod api;
 mod approvals;
@@ -14,6 +14,7 @@ mod baseline;
 mod claims;
 mod exit;
 mod harness;
+mod mcp;
 mod outbox;
 mod process;
 mod sample;
@@ -56,6 +57,8 @@ enum BenchCommand {
     /// Ready work on a large backlog: `ready` latency and `ready --take` throughput with
     /// concurrent agents, beside raw SQL doing the same reads and claim-and-update writes.
     Backlog(backlog::BacklogArgs),
+    /// A `claim_acquire` through MCP over stdio (`gaia mcp`) beside the same call in-process.
+    Mcp(mcp::McpArgs),
     /// Outbox delivery to a fake Telegram: throughput beside a raw HTTP loop, and the sustained
     /// rate under Telegram's limits.
     Outbox(outbox::OutboxArgs),
@@ -93,5 +96,6 @@ async fn run(cli: Cli) -> BenchResult {
         BenchCommand::Approvals(args) => approvals::run(args, &settings).await,
         BenchCommand::Outbox(args) => outbox::run(args, &settings).await,
         BenchCommand::Backlog(args) => backlog::run(args, &settings).await,
+        BenchCommand::Mcp(args) => mcp::run(args, &settings).await,
     }
 }
