@@ -88,7 +88,7 @@ pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), Refused> {
     else {
         return Err(Refused::Foreign(shown));
     };
-    if allowed.iter().any(|a| *a == origin) {
+    if allowed.contains(&origin) {
         return Ok(());
     }
     let authority = origin.split_once("://").map_or("", |(_, a)| a);
