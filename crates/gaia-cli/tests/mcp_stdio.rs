@@ -149,11 +149,26 @@ async fn agents_conflict_and_bad_input_changes_nothing(db: &TestDb) {
         ("events_recent", json!({ "limit": 100000 })),
         ("backlog_ready", json!({ "agent": "x" })),
         ("backlog_followup", json!({ "story": "nope" })),
+        ("approval_decide", json!({ "id": "1", "decision": "maybe" })),
+        // Operator only: alice is an agent.
+        (
+            "approval_decide",
+            json!({ "id": "1", "decision": "approve" }),
+        ),
     ] {
         let (msg, err) = alice.call(tool, args.clone());
         assert!(err, "{tool} {args} should fail: {msg}");
         assert!(!msg.as_str().unwrap().is_empty());
     }
+    let mut olga = Mcp::start_with(db, "olga", &["--role", "operator"]);
+    for args in [
+        json!({ "id": "not an id", "decision": "approve" }),
+        json!({ "id": "zzzzzz", "decision": "deny" }),
+    ] {
+        let (msg, err) = olga.call("approval_decide", args.clone());
+        assert!(err, "approval_decide {args} should fail: {msg}");
+    }
+    olga.close();
     let unknown = alice.request("tools/call", json!({ "name": "rm_rf", "arguments": {} }));
     assert_eq!(unknown["error"]["code"], -32602);
     let (status, _) = alice.call("status", json!({}));
