@@ -188,6 +188,13 @@ fn refusals_change_nothing_on(db: &TestDb) {
         .send()
         .unwrap();
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get.headers()["allow"], "POST");
+    assert!(
+        get.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
     let junk = mcp
         .http
         .post(&mcp.url)
