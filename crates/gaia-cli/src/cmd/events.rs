@@ -54,6 +54,7 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
             since,
             output,
         } => export(config, since, output.as_deref()).await,
+        EventsCommand::Import { file } => super::store_copy::import_events(&file, config).await,
     }
 }
 
