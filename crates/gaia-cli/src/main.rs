@@ -8,6 +8,7 @@ mod config;
 mod envfile;
 mod exit;
 mod open;
+mod progress;
 mod remote;
 
 use std::collections::BTreeMap;
