@@ -14,3 +14,20 @@ gaia_store_sql::dump_sql!(
     overriding = "",
     continue_identity = "",
 );
+
+impl SqliteStore {
+    /// Writes a consistent copy of the database to `path` (`VACUUM INTO`) while other
+    /// connections keep writing: it reads one snapshot, as a read transaction does. `path`
+    /// must not exist.
+    pub async fn backup_into(&self, path: &std::path::Path) -> Result<(), gaia_core::StoreError> {
+        let target = path.to_string_lossy().into_owned();
+        crate::error::boundary(async {
+            sqlx::query("VACUUM INTO $1")
+                .bind(target)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+}

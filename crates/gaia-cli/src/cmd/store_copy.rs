@@ -22,7 +22,7 @@ pub async fn run(from: &str, to: &str, config: &Config) -> CliResult {
     let opts = config.store_options();
     let source = crate::open::open_store(from, &opts).await?;
     let target = crate::open::open_store(to, &opts).await?;
-    let copied = copy(source.as_ref(), target.as_ref()).await;
+    let copied = copy_between(source.as_ref(), target.as_ref()).await;
     source.close().await;
     target.close().await;
     let rows = copied?;
@@ -34,7 +34,8 @@ pub async fn run(from: &str, to: &str, config: &Config) -> CliResult {
     Ok(exit::OK)
 }
 
-async fn copy(source: &dyn Store, target: &dyn Store) -> CliResult<u64> {
+/// Copies every row of `source` into the empty `target`, with progress; the rows copied.
+pub async fn copy_between(source: &dyn Store, target: &dyn Store) -> CliResult<u64> {
     let (from, to) = (dumpable(source)?, dumpable(target)?);
     let total: u64 = from.dump_counts().await?.iter().map(|(_, n)| n).sum();
     let mut bar = Progress::new("store copy", "rows", Some(total));
