@@ -139,7 +139,12 @@ async fn run(mut cli: Cli) -> CliResult {
             cmd::hook::config_error(&e.to_string())?;
             return Ok(exit::OK);
         }
-        Err(e) => return Err(CliError::bad_input(e)),
+        Err(e) => {
+            if let Command::Doctor(args) = &cli.command {
+                return cmd::doctor::config_failed(args, &e.to_string());
+            }
+            return Err(CliError::bad_input(e));
+        }
     };
     for w in &config.warnings {
         tracing::warn!("{w}");
