@@ -72,13 +72,14 @@ impl Progress {
         }
     }
 
-    /// Clears the bar, or writes the last plain line.
+    /// Clears the bar, or writes the last plain line after earlier ones.
     pub fn finish(&mut self) {
         let mut err = std::io::stderr().lock();
         if self.bar {
             let _ = err.write_all(b"\r\x1b[2K");
             let _ = err.flush();
-        } else if self.done != self.reported {
+        } else if self.reported > 0 && self.done != self.reported {
+            // Short work printed nothing on the way and needs no last line either.
             self.reported = self.done;
             let _ = writeln!(err, "{}", self.plain());
         }
