@@ -2,6 +2,7 @@
 //! restores into an empty store that passes `gaia audit verify` and holds a gap-free prefix of
 //! the source's events; a restore into a store that is not empty is refused and changes
 //! nothing; an existing backup file is never overwritten.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

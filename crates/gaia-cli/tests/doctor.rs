@@ -1,6 +1,7 @@
 //! `gaia doctor`: a healthy deployment (store on each backend, Telegram on the fake Bot API,
 //! a running server) passes every check; each broken part fails its own check with a fix, and
 //! the exit code is 1.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! `gaia env-run`: the env file's variables reach the command, its argv arrives unchanged, its
 //! exit code and its death by a signal pass through, and values are never printed.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! audit chain verifies, claims keep their fencing tokens (the next acquisition's is higher),
 //! and a stream reader resumes with its old `Last-Event-ID`. A store that is not empty is
 //! refused. An events export imported into an empty store exports the same bytes again.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Running under a supervisor: `gaia serve --pid-file` writes its pid, `/readyz` answers once
 //! it serves, and SIGTERM stops it cleanly (exit 0, the pid file removed).
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

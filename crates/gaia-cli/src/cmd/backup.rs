@@ -157,8 +157,9 @@ async fn pg_tool(tool: &str, url: &str, args: &[&str], file: &Path) -> CliResult
             return Err(CliError::new(
                 exit::FAILURE,
                 format!(
-                    "{tool} not found: install the PostgreSQL client tools (e.g. postgresql-client) \
-                     of the server's version or newer, and put {tool} on PATH"
+                    "{tool} not found: install the PostgreSQL client tools \
+                     (e.g. postgresql-client) of the server's version or newer, \
+                     and put {tool} on PATH"
                 ),
             ));
         }

@@ -2,8 +2,8 @@
 //! `fail` with the fix: the configuration (values, unknown variables, secrets only the owner
 //! can read), the store (reachable, schema current, the clock against PostgreSQL's, free disk
 //! for SQLite), Telegram (`getMe`, webhook state) when configured, `gh auth status` when the
-//! backlog is synced to GitHub, and the server's `/readyz` when a server URL is configured. Exit 1 on any
-//! failure. Nothing is printed that could be a secret.
+//! backlog is synced to GitHub, and the server's `/readyz` when a server URL is configured.
+//! Exit 1 on any failure. Nothing is printed that could be a secret.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -206,7 +206,8 @@ async fn store(r: &mut Report, config: &Config) -> bool {
             r.warn(
                 "store",
                 format!("no database at {} yet", path.display()),
-                "it is created on first use (e.g. `gaia serve`); check database.url if it should exist",
+                "it is created on first use (e.g. `gaia serve`); \
+                 check database.url if it should exist",
             );
             return false;
         }
@@ -304,7 +305,7 @@ fn disk(r: &mut Report, db: &Path) {
             );
         }
     };
-    let free = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
     let detail = format!("{} MiB free for {}", free >> 20, dir.display());
     let fix = "free space, or move the database (`gaia store copy`) to a larger disk";
     if free < DISK_FAIL {
