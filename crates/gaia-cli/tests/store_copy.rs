@@ -24,6 +24,9 @@ backend_tests!(
     events_export_import_round_trips
 );
 
+/// Events emitted besides the other records: over two pages of the copy.
+const LOG_ROWS: usize = 2_100;
+
 /// Telegram configured (at an address that never answers), so that approvals queue messages.
 const TELEGRAM: &[(&str, &str)] = &[
     ("TELEGRAM_BOT_TOKEN", "1:test"),
@@ -100,18 +103,16 @@ async fn deployment() -> TestDb {
             "cmd", "request", "--agent", "a1", "--reason", "why", "--", "ls", "-l",
         ],
     );
-    for i in 0..5 {
-        ok(
-            db,
-            &[
-                "events",
-                "emit",
-                "chat.message",
-                "--data",
-                &format!("{{\"i\":{i}}}"),
-            ],
-        );
+    // More events and audit records than one page of the copy holds.
+    let store = src.open(&StoreOptions::default()).await;
+    let service = gaia_core::Gaia::new(store.clone());
+    for i in 0..LOG_ROWS {
+        service
+            .emit_event("chat.message", "a1", "s1", serde_json::json!({ "i": i }))
+            .await
+            .unwrap();
     }
+    store.close().await;
     src.execute(
         "INSERT INTO settings (name, value) VALUES ('test.setting', 'v');
          INSERT INTO outbox_sends (chat, at_us) VALUES ('5', 1000), ('5', 2000);

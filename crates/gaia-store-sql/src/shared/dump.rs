@@ -13,6 +13,9 @@ pub struct Table {
     pub columns: &'static [(&'static str, Kind)],
     /// `ORDER BY` of a full, deterministic read.
     pub order: &'static str,
+    /// Whether `order` is the first column alone, an integer key: pages then continue after
+    /// the last key read instead of skipping rows, which keeps reading a long log linear.
+    pub int_key: bool,
     /// A column whose next value the database generates (continued after a load).
     pub identity: Option<&'static str>,
     /// Rows that make the table count as not empty (a `WHERE` condition): migrations seed
@@ -33,6 +36,7 @@ const fn table(
         name,
         columns,
         order,
+        int_key: false,
         identity: None,
         occupied: ANY,
         seeded: false,
@@ -58,33 +62,39 @@ pub const TABLES: &[Table] = &[
             "id",
         )
     },
-    table(
-        "events",
-        &[
-            ("seq", I),
-            ("ts_us", I),
-            ("type", T),
-            ("actor", T),
-            ("subject", T),
-            ("data", T),
-        ],
-        "seq",
-    ),
-    table(
-        "audit",
-        &[
-            ("id", I),
-            ("ts_us", I),
-            ("actor", T),
-            ("action", T),
-            ("subject", T),
-            ("outcome", T),
-            ("details", T),
-            ("prev_hash", T),
-            ("hash", T),
-        ],
-        "id",
-    ),
+    Table {
+        int_key: true,
+        ..table(
+            "events",
+            &[
+                ("seq", I),
+                ("ts_us", I),
+                ("type", T),
+                ("actor", T),
+                ("subject", T),
+                ("data", T),
+            ],
+            "seq",
+        )
+    },
+    Table {
+        int_key: true,
+        ..table(
+            "audit",
+            &[
+                ("id", I),
+                ("ts_us", I),
+                ("actor", T),
+                ("action", T),
+                ("subject", T),
+                ("outcome", T),
+                ("details", T),
+                ("prev_hash", T),
+                ("hash", T),
+            ],
+            "id",
+        )
+    },
     table(
         "claims",
         &[
@@ -142,6 +152,7 @@ pub const TABLES: &[Table] = &[
     ),
     Table {
         identity: Some("id"),
+        int_key: true,
         ..table(
             "outbox",
             &[
@@ -213,6 +224,7 @@ pub const TABLES: &[Table] = &[
     ),
     Table {
         identity: Some("id"),
+        int_key: true,
         ..table(
             "tasks",
             &[
@@ -237,6 +249,7 @@ pub const TABLES: &[Table] = &[
     table("task_deps", &[("task", I), ("blocker", I)], "task, blocker"),
     Table {
         identity: Some("id"),
+        int_key: true,
         ..table(
             "followups",
             &[
@@ -292,8 +305,9 @@ pub fn rows_per_insert(t: &Table) -> usize {
     (MAX_PARAMS / t.columns.len()).max(1)
 }
 
-/// Reads one page of `t` in key order (`$1` rows after skipping `$2`). Integers are read as
-/// `BIGINT` whatever the column's declared width, so one Rust type reads them on every engine.
+/// Reads one page of `t` in key order: `$1` rows after the key `$2` when the table has an
+/// integer key, else after skipping `$2` rows. Integers are read as `BIGINT` whatever the
+/// column's declared width, so one Rust type reads them on every engine.
 pub fn select_page(t: &Table) -> String {
     let cols: Vec<String> = t
         .columns
@@ -303,12 +317,22 @@ pub fn select_page(t: &Table) -> String {
             Kind::Text | Kind::Bool => (*c).to_owned(),
         })
         .collect();
-    format!(
-        "SELECT {} FROM {} ORDER BY {} LIMIT $1 OFFSET $2",
-        cols.join(", "),
-        t.name,
-        t.order
-    )
+    if t.int_key {
+        format!(
+            "SELECT {} FROM {} WHERE {} > $2 ORDER BY {} LIMIT $1",
+            cols.join(", "),
+            t.name,
+            t.order,
+            t.order
+        )
+    } else {
+        format!(
+            "SELECT {} FROM {} ORDER BY {} LIMIT $1 OFFSET $2",
+            cols.join(", "),
+            t.name,
+            t.order
+        )
+    }
 }
 
 /// Inserts `rows` rows into `t`; `overriding` is what the dialect says to write an identity
@@ -422,13 +446,13 @@ macro_rules! dump_sql {
         async fn read_page(
             conn: &mut <$db as ::sqlx::Database>::Connection,
             t: &$crate::shared::dump::Table,
-            offset: i64,
+            after: i64,
         ) -> crate::error::Db<Vec<::gaia_core::dump::Row>> {
             use ::gaia_core::dump::{Kind, Value};
             use ::sqlx::Row as _;
             let found = ::sqlx::query(&$crate::shared::dump::select_page(t))
                 .bind($crate::shared::dump::PAGE)
-                .bind(offset)
+                .bind(after)
                 .fetch_all(&mut *conn)
                 .await?;
             let mut rows = Vec::with_capacity(found.len());
@@ -480,17 +504,21 @@ macro_rules! dump_sql {
                 })
                 .await?;
                 for t in $crate::shared::dump::TABLES {
-                    let mut offset = 0;
+                    // After this key (an integer key) or this many rows (any other order).
+                    let mut after = if t.int_key { i64::MIN } else { 0 };
                     loop {
-                        let rows = crate::error::boundary(read_page(&mut tx, t, offset)).await?;
+                        let rows = crate::error::boundary(read_page(&mut tx, t, after)).await?;
                         let n = rows.len();
+                        after = match (t.int_key, rows.last().and_then(|r| r.first())) {
+                            (true, Some(::gaia_core::dump::Value::Int(Some(k)))) => *k,
+                            _ => after + i64::try_from(n).unwrap_or(0),
+                        };
                         if n > 0 {
                             sink.rows(t.name, rows).await?;
                         }
                         if i64::try_from(n).unwrap_or(0) < $crate::shared::dump::PAGE {
                             break;
                         }
-                        offset += $crate::shared::dump::PAGE;
                     }
                 }
                 crate::error::boundary(async { Ok(tx.rollback().await?) }).await
