@@ -161,3 +161,30 @@ async fn an_unreachable_store_and_a_bad_value_fail() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_unknown_keys_and_its_secrets() {
+    let tg = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    env_file(dir.path(), &tg, tg.token(), 0o600);
+    let toml = dir.path().join("gaia.toml");
+    std::fs::write(&toml, "[database]\nurll = \"sqlite://x.db\"\n").unwrap();
+    let (code, report) = doctor(dir.path(), "sqlite://gaia.db", &[]).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(status(&report, "config"), ["fail"], "{report}");
+    assert!(report.to_string().contains("urll"), "{report}");
+
+    // A config file holding a secret, readable by others.
+    std::fs::write(&toml, "[admin]\ntoken = \"toml-secret-0123456789\"\n").unwrap();
+    std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, report) = doctor(dir.path(), "sqlite://gaia.db", &[]).await;
+    assert_eq!(code, 1, "{report}");
+    let mut secrets = status(&report, "secrets");
+    secrets.sort_unstable();
+    assert_eq!(
+        secrets,
+        ["fail", "ok"],
+        "the toml fails, the env file passes: {report}"
+    );
+    assert!(!report.to_string().contains("toml-secret"), "{report}");
+}
