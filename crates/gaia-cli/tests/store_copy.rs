@@ -187,6 +187,13 @@ async fn a_sqlite_deployment_copies_whole(target: &TestDb) {
     assert_eq!(next["outcome"], "acquired");
     assert!(next["token"].as_i64().unwrap() > source_token, "{next}");
 
+    // Generated ids continue after the copied ones (the source has tasks 1 to 3).
+    let task = json(
+        &target.url,
+        &["todo", "add", "s1", "--title", "third", "--json"],
+    );
+    assert_eq!(task["id"], 4, "{task}");
+
     // A stream reader that had read up to the source's newest event but one resumes there.
     let server = Server::start(target, &[]);
     let (url, token) = (server.url.clone(), server.token.clone());
