@@ -1,6 +1,7 @@
 //! The command line: every command, flag and its help text (the backlog's in [`backlog`]).
 
 mod backlog;
+mod ops;
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ pub use self::backlog::{
     BacklogCommand, FollowupsCommand, GithubSyncArgs, ReadyArgs, StoryCommand, SyncCommand,
     TodoCommand,
 };
+pub use self::ops::{BackupArgs, DoctorArgs, EnvRunArgs, RestoreArgs, StoreCommand};
 
 /// Gaia: the control plane for a team of AI coding agents with a human in the loop.
 ///
@@ -126,6 +128,17 @@ pub enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a command (argv, no shell) with the env file's variables; exits as it exits.
+    EnvRun(EnvRunArgs),
+    /// Write a consistent backup of the store while it runs.
+    Backup(BackupArgs),
+    /// Restore a backup into the configured, empty store.
+    Restore(RestoreArgs),
+    /// Whole-store operations: `gaia store copy`.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Check configuration, store, clocks, disk, Telegram, gh and the server; exit 1 on a failure.
+    Doctor(DoctorArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions {
         #[arg(value_enum)]
@@ -264,6 +277,12 @@ pub enum EventsCommand {
         /// Write to this file instead of stdout.
         #[arg(long, short, value_name = "PATH")]
         output: Option<PathBuf>,
+    },
+    /// Read what `events export` wrote into an empty store, keeping every seq.
+    Import {
+        /// The NDJSON file (`-` for stdin).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
 }
 

@@ -449,6 +449,15 @@ impl Config {
             .collect()
     }
 
+    /// Where each secret setting that is set came from, for `gaia doctor`'s check that only
+    /// the owner can read them.
+    pub fn secret_sources(&self) -> Vec<(&'static str, Source)> {
+        KEYS.iter()
+            .filter(|k| k.secret)
+            .filter_map(|k| self.entries.get(k.name).map(|e| (k.name, e.source.clone())))
+            .collect()
+    }
+
     /// Applies the outbox settings to the worker's senders.
     pub fn outbox_senders(&self, senders: &mut gaia_runtime::senders::Senders) {
         senders.retry.base_delay = self.outbox.retry_base_delay;

@@ -8,6 +8,7 @@ mod config;
 mod envfile;
 mod exit;
 mod open;
+mod progress;
 mod remote;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
+    // Before the async runtime starts: the command replaces this process.
+    if let Command::EnvRun(args) = cli.command {
+        let e = cmd::env_run::run(args, cli.env_file);
+        eprintln!("gaia: {}", e.message);
+        return ExitCode::from(e.code);
+    }
     init_logging(cli.log.as_deref(), cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -132,7 +139,12 @@ async fn run(mut cli: Cli) -> CliResult {
             cmd::hook::config_error(&e.to_string())?;
             return Ok(exit::OK);
         }
-        Err(e) => return Err(CliError::bad_input(e)),
+        Err(e) => {
+            if let Command::Doctor(args) = &cli.command {
+                return cmd::doctor::config_failed(args, &e.to_string());
+            }
+            return Err(CliError::bad_input(e));
+        }
     };
     for w in &config.warnings {
         tracing::warn!("{w}");
@@ -162,6 +174,12 @@ async fn run(mut cli: Cli) -> CliResult {
         Command::Sync(cli::SyncCommand::Github(args)) => cmd::sync::github(args, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,
-        Command::Completions { .. } => Ok(exit::OK),
+        Command::Backup(args) => cmd::backup::backup(args, &config).await,
+        Command::Restore(args) => cmd::backup::restore(args, &config).await,
+        Command::Store(cli::StoreCommand::Copy { from, to }) => {
+            cmd::store_copy::run(&from, &to, &config).await
+        }
+        Command::Doctor(args) => cmd::doctor::run(args, &config).await,
+        Command::Completions { .. } | Command::EnvRun(_) => Ok(exit::OK),
     }
 }

@@ -9,6 +9,7 @@ pub mod backlog;
 pub mod backlog_md;
 pub mod claims;
 pub mod commands;
+pub mod dump;
 pub mod error;
 pub mod event;
 pub mod followup_doc;

@@ -356,6 +356,11 @@ pub trait Store:
 
     /// Closes connections; further calls fail.
     async fn close(&self);
+
+    /// The store's raw rows, for whole-store copies (`None` when the backend has none).
+    fn dump(&self) -> Option<&dyn crate::dump::Dump> {
+        None
+    }
 }
 
 /// SQLite's `synchronous` setting. `Normal` (the default) is safe against a crash of any

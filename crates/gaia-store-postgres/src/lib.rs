@@ -9,6 +9,7 @@ mod backlog;
 mod batch;
 mod claims;
 mod commands;
+mod dump;
 mod error;
 mod github;
 mod log;

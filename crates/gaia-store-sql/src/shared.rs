@@ -12,6 +12,7 @@
 pub mod backlog;
 pub mod claims;
 pub mod commands;
+pub mod dump;
 pub mod github;
 pub mod log;
 pub mod outbox;

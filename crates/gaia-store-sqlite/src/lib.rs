@@ -7,6 +7,7 @@
 mod backlog;
 mod claims;
 mod commands;
+mod dump;
 mod error;
 mod github;
 mod log;

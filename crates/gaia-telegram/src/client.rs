@@ -45,6 +45,18 @@ impl fmt::Debug for BotClient {
     }
 }
 
+/// What `getWebhookInfo` answers (the fields Gaia reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookInfo {
+    /// The webhook's URL; empty when none is set.
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub pending_update_count: i64,
+    #[serde(default)]
+    pub last_error_message: Option<String>,
+}
+
 /// The envelope of every Bot API answer.
 #[derive(Debug, Deserialize)]
 struct Envelope {
@@ -250,6 +262,13 @@ impl BotClient {
     /// `getMe`: the bot's own user; a cheap check of the token.
     pub async fn get_me(&self) -> Result<User, TelegramError> {
         self.call("getMe", Map::new(), self.request_timeout).await
+    }
+
+    /// `getWebhookInfo`: whether a webhook is set (which stops `getUpdates` from working),
+    /// and the last delivery error Telegram saw.
+    pub async fn get_webhook_info(&self) -> Result<WebhookInfo, TelegramError> {
+        self.call("getWebhookInfo", Map::new(), self.request_timeout)
+            .await
     }
 
     /// `deleteWebhook` (pending updates are kept), needed before `getUpdates` works on a bot

@@ -539,6 +539,7 @@ async fn handle_inner(sh: &Arc<Shared>, bot: &str, method: &str, body: &[u8]) ->
     }
     match lower.as_str() {
         "getme" => api_ok(bot_user()),
+        "getwebhookinfo" => api_ok(json!({"url": "", "pending_update_count": 0})),
         "deletewebhook" | "setmycommands" => api_ok(json!(true)),
         "getupdates" => get_updates(sh, &body).await,
         "sendmessage" => send_message(sh, &body),

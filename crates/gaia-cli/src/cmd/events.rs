@@ -54,6 +54,7 @@ pub async fn run(c: EventsCommand, config: &Config) -> CliResult {
             since,
             output,
         } => export(config, since, output.as_deref()).await,
+        EventsCommand::Import { file } => super::store_copy::import_events(&file, config).await,
     }
 }
 
@@ -126,6 +127,12 @@ async fn export(config: &Config, since: i64, output: Option<&std::path::Path>) -
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    let newest = gaia.last_seq().await?;
+    let mut bar = crate::progress::Progress::new(
+        "events export",
+        "events",
+        Some(u64::try_from(newest - since).unwrap_or(0)),
+    );
     let mut last = since;
     loop {
         let page = gaia
@@ -136,7 +143,9 @@ async fn export(config: &Config, since: i64, output: Option<&std::path::Path>) -
         for e in &page {
             writeln!(sink, "{}", e.to_ndjson())?;
         }
+        bar.add(page.len() as u64);
     }
+    bar.finish();
     sink.flush()?;
     Ok(exit::OK)
 }

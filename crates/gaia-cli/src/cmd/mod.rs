@@ -3,9 +3,12 @@
 
 pub mod audit;
 pub mod backlog;
+pub mod backup;
 pub mod claim;
 pub mod command;
 pub mod config;
+pub mod doctor;
+pub mod env_run;
 pub mod events;
 pub mod followups;
 pub mod hook;
@@ -16,6 +19,7 @@ pub mod queue;
 pub mod ready;
 pub mod serve;
 pub mod setup;
+pub mod store_copy;
 pub mod story;
 pub mod sync;
 pub mod todo;

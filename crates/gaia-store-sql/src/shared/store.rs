@@ -12,6 +12,10 @@ macro_rules! store_sql {
         impl ::gaia_core::store::Store for $store {
             $($own)*
 
+            fn dump(&self) -> Option<&dyn ::gaia_core::dump::Dump> {
+                Some(self)
+            }
+
             async fn schema_version(&self) -> Result<i64, ::gaia_core::StoreError> {
                 Ok(crate::migrate::current_version(&self.pool).await?)
             }
