@@ -15,6 +15,7 @@ mod log;
 mod migrate;
 mod notify;
 mod outbox;
+mod retention;
 mod tokens;
 mod tx;
 

@@ -15,5 +15,6 @@ pub mod commands;
 pub mod github;
 pub mod log;
 pub mod outbox;
+pub mod retention;
 pub mod store;
 pub mod tokens;

@@ -12,6 +12,7 @@ mod github;
 mod log;
 mod migrate;
 mod outbox;
+mod retention;
 mod tokens;
 mod tx;
 
