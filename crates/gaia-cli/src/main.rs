@@ -162,6 +162,7 @@ async fn run(mut cli: Cli) -> CliResult {
         Command::Sync(cli::SyncCommand::Github(args)) => cmd::sync::github(args, &config).await,
         Command::Events(c) => cmd::events::run(c, &config).await,
         Command::Audit(c) => cmd::audit::run(c, &config).await,
+        Command::Cleanup(args) => cmd::cleanup::run(args, &config).await,
         Command::Completions { .. } => Ok(exit::OK),
     }
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backlog;
 pub mod claim;
+pub mod cleanup;
 pub mod command;
 pub mod config;
 pub mod events;
