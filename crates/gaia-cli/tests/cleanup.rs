@@ -458,16 +458,38 @@ async fn killed_cleanup_deletes_only_what_a_verified_archive_holds(db: &TestDb) 
     let archive_dir = dir.path().join("archive");
     let mut rng = rand::rng();
     for round in 0..5 {
+        // Kill while the archive is written (first round), else while it prunes: after the
+        // progress line that starts the phase, plus a random delay.
+        let marker = if round == 0 { "archiving to" } else { "pruning" };
         let mut c = gaia_cmd(db, dir.path());
         c.args(["cleanup", "--apply", "--batch", "50"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
-        let wait = Duration::from_millis(rng.random_range(20..1500));
-        tokio::time::sleep(wait).await;
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let delay = Duration::from_millis(rng.random_range(0..400));
+        tokio::task::spawn_blocking(move || {
+            let until = Instant::now() + support::CHILD_BOUND;
+            while let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                if line.contains(marker) {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(delay).await;
         let _ = child.kill();
         let started = Instant::now();
         support::wait_bounded(&mut child, started, "killed cleanup");
+        let wait = delay;
         let now = stored(&store, &s).await;
         let archived = verified_archives(&archive_dir);
         check_nothing_lost(&s, &now, &archived);
@@ -475,7 +497,7 @@ async fn killed_cleanup_deletes_only_what_a_verified_archive_holds(db: &TestDb) 
         assert_eq!(code, 0, "round {round}: {out}");
         let open = Gaia::new(store.clone()).open_cleanup_job().await.unwrap();
         eprintln!(
-            "round {round}: killed after {wait:?}; job {:?}; {} old events still stored",
+            "round {round}: killed {wait:?} after the marker; job {:?}; {} old events still stored",
             open.map(|j| j.status),
             s.old_seqs.iter().filter(|q| now.seqs.contains(q)).count()
         );

@@ -339,6 +339,7 @@ impl Gaia {
                 ),
             });
         }
+        progress(&format!("pruning what {} holds", path.display()));
         let step = i64::from(batch);
         let mut deleted = BTreeMap::new();
         if let Some((low, high)) = contents.manifest.events {
