@@ -685,10 +685,16 @@ impl Parser<'_> {
         }
         Ok(RetentionConfig {
             keep: gaia_core::retention::Retention {
-                events: self.optional("retention.events", duration_or_off)?.flatten(),
+                events: self
+                    .optional("retention.events", duration_or_off)?
+                    .flatten(),
                 audit: self.optional("retention.audit", duration_or_off)?.flatten(),
-                outbox: self.optional("retention.outbox", duration_or_off)?.flatten(),
-                commands: self.optional("retention.commands", duration_or_off)?.flatten(),
+                outbox: self
+                    .optional("retention.outbox", duration_or_off)?
+                    .flatten(),
+                commands: self
+                    .optional("retention.commands", duration_or_off)?
+                    .flatten(),
             },
             archive_dir,
             batch: self.required("retention.batch", |v| match v.trim().parse() {
@@ -1007,7 +1013,10 @@ mod tests {
         let err = Config::load(&ov, &env(&[("GAIA_RETENTION_EVENTS", "ninety days")]))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("retention.events = \"ninety days\""), "{err}");
+        assert!(
+            err.starts_with("retention.events = \"ninety days\""),
+            "{err}"
+        );
         let err = Config::load(&ov, &env(&[("GAIA_RETENTION_BATCH", "0")]))
             .unwrap_err()
             .to_string();

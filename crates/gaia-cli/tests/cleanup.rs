@@ -117,9 +117,11 @@ async fn seed(db: &TestDb, events: usize, audit: usize) -> Seeded {
     let live = ClaimKey::new("live", "default").unwrap();
     let released = ClaimKey::new("released", "default").unwrap();
     for key in [&live, &released] {
-        gaia.apply_claim(&Request::acquire(key.clone(), "agent-a", None, None, Some(400 * DAY)).unwrap())
-            .await
-            .unwrap();
+        gaia.apply_claim(
+            &Request::acquire(key.clone(), "agent-a", None, None, Some(400 * DAY)).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     gaia.apply_claim(&Request::release(released.clone(), "agent-a", None).unwrap())
         .await
@@ -129,7 +131,8 @@ async fn seed(db: &TestDb, events: usize, audit: usize) -> Seeded {
     let old_start = now - chrono::Duration::days(199);
     let recent = now - chrono::Duration::days(1);
     let (old_events, old_audit) = (events * 3 / 4, audit * 3 / 4);
-    let stamp = |base: chrono::DateTime<Utc>, i: usize| base + chrono::Duration::microseconds(i as i64);
+    let stamp =
+        |base: chrono::DateTime<Utc>, i: usize| base + chrono::Duration::microseconds(i as i64);
     let mut ev: Vec<_> = (0..old_events).map(|i| stamp(old_start, i)).collect();
     let mut au: Vec<_> = (0..old_audit).map(|i| stamp(old_start, i)).collect();
     ev.extend((0..events - old_events - 10).map(|i| stamp(recent, i)));
@@ -154,7 +157,8 @@ async fn seed(db: &TestDb, events: usize, audit: usize) -> Seeded {
     }
     s.kept_messages.extend(ids);
     let last = store.last_seq().await.unwrap();
-    s.kept_seqs.extend(bulk.seqs.last().copied().unwrap_or(0) + 1..=last);
+    s.kept_seqs
+        .extend(bulk.seqs.last().copied().unwrap_or(0) + 1..=last);
     let last_audit = store.audit_head().await.unwrap().last_id;
     s.kept_audit
         .extend(bulk.audit_ids.last().copied().unwrap_or(0) + 1..=last_audit);
@@ -345,7 +349,10 @@ async fn cleanup_takes_exactly_the_old_rows_while_writers_run(db: &TestDb) {
     let (code, plan) = run(db, dir.path(), &["cleanup"]).await;
     assert_eq!(code, 0);
     assert!(
-        plan.contains(&format!("{} rows would be archived", s.old_seqs.len() + s.old_audit.len() + s.old_sent.len() + s.old_ended.len())),
+        plan.contains(&format!(
+            "{} rows would be archived",
+            s.old_seqs.len() + s.old_audit.len() + s.old_sent.len() + s.old_ended.len()
+        )),
         "{plan}"
     );
 
@@ -388,7 +395,12 @@ async fn cleanup_takes_exactly_the_old_rows_while_writers_run(db: &TestDb) {
                     .await
                     .unwrap();
                 for e in &page {
-                    assert_eq!(e.seq, last + 1, "the stream skipped from {last} to {}", e.seq);
+                    assert_eq!(
+                        e.seq,
+                        last + 1,
+                        "the stream skipped from {last} to {}",
+                        e.seq
+                    );
                     last = e.seq;
                 }
                 if page.is_empty() {
@@ -441,7 +453,12 @@ async fn cleanup_takes_exactly_the_old_rows_while_writers_run(db: &TestDb) {
     let (code, verify) = run(db, dir.path(), &["audit", "verify"]).await;
     assert_eq!(code, 0, "{verify}");
     let archive_arg = path.to_string_lossy().into_owned();
-    let (code, verify) = run(db, dir.path(), &["audit", "verify", "--archive", &archive_arg]).await;
+    let (code, verify) = run(
+        db,
+        dir.path(),
+        &["audit", "verify", "--archive", &archive_arg],
+    )
+    .await;
     assert_eq!(code, 0, "{verify}");
     assert!(verify.contains("the live chain continues"), "{verify}");
     // A second run finds nothing old left.
@@ -460,7 +477,11 @@ async fn killed_cleanup_deletes_only_what_a_verified_archive_holds(db: &TestDb) 
     for round in 0..5 {
         // Kill while the archive is written (first round), else while it prunes: after the
         // progress line that starts the phase, plus a random delay.
-        let marker = if round == 0 { "archiving to" } else { "pruning" };
+        let marker = if round == 0 {
+            "archiving to"
+        } else {
+            "pruning"
+        };
         let mut c = gaia_cmd(db, dir.path());
         c.args(["cleanup", "--apply", "--batch", "50"])
             .stdout(Stdio::null())
@@ -511,7 +532,13 @@ async fn killed_cleanup_deletes_only_what_a_verified_archive_holds(db: &TestDb) 
     assert!(s.old_audit.iter().all(|i| !now.audit.contains(i)));
     assert!(s.old_sent.iter().all(|i| !now.messages.contains(i)));
     assert!(s.old_ended.iter().all(|i| !now.requests.contains(i)));
-    assert!(Gaia::new(store.clone()).open_cleanup_job().await.unwrap().is_none());
+    assert!(
+        Gaia::new(store.clone())
+            .open_cleanup_job()
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(run(db, dir.path(), &["audit", "verify"]).await.0, 0);
     store.close().await;
 }

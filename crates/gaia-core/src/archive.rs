@@ -226,8 +226,8 @@ impl Writer {
         };
         let mpath = manifest_path(&self.path);
         let mpart = part_path(&mpath);
-        let text = serde_json::to_string_pretty(&manifest)
-            .map_err(|e| invalid(&mpath, e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&manifest).map_err(|e| invalid(&mpath, e.to_string()))?;
         let mut f = File::create(&mpart).map_err(io(&mpart))?;
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_all())
@@ -333,7 +333,10 @@ pub fn verify(archive: &Path) -> Result<Contents, ArchiveError> {
                 if next_seq.is_some_and(|n| n != e.seq) {
                     return Err(invalid(
                         archive,
-                        format!("event {} out of sequence (archived events are contiguous)", e.seq),
+                        format!(
+                            "event {} out of sequence (archived events are contiguous)",
+                            e.seq
+                        ),
                     ));
                 }
                 next_seq = Some(e.seq + 1);
@@ -428,8 +431,11 @@ mod tests {
         .expect("create");
         let mut prev = GENESIS_HASH.to_owned();
         for id in 1..=3 {
-            let mut r = NewAudit::new("a", "x", "s", "ok", serde_json::json!({"n": id}))
-                .seal(id, from_micros(id), &prev);
+            let mut r = NewAudit::new("a", "x", "s", "ok", serde_json::json!({"n": id})).seal(
+                id,
+                from_micros(id),
+                &prev,
+            );
             prev.clone_from(&r.hash);
             if tamper_chain && id == 2 {
                 r.outcome = "edited".into();

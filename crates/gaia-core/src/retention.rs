@@ -151,7 +151,9 @@ pub fn cutoff(now: DateTime<Utc>, keep: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(keep)
         .ok()
         .and_then(|d| now.checked_sub_signed(d))
-        .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.max(DateTime::<Utc>::UNIX_EPOCH))
+        .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| {
+            t.max(DateTime::<Utc>::UNIX_EPOCH)
+        })
 }
 
 /// Statuses of approval requests that have ended: nothing can happen to them any more.

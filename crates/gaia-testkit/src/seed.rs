@@ -22,134 +22,143 @@ pub struct Seeded {
 }
 
 impl TestDb {
-    /// Appends one event per time in `events` and one audit record per time in `audit`
-    /// (type `test.seed`, subject `seed/N`), after the log's current head, and moves the head.
-    /// Writers must not run while it seeds (it reads the head, then writes it back).
+    /// [`seed_log`] on this database.
     pub async fn seed_log(&self, events: &[DateTime<Utc>], audit: &[DateTime<Utc>]) -> Seeded {
-        let mut sql = Vec::new();
-        let head = self
-            .query_row("SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1")
-            .await;
-        let (mut seq, mut id, mut hash): (i64, i64, String) = (
-            head[0].parse().expect("seq"),
-            head[1].parse().expect("id"),
-            head[2].clone(),
-        );
-        let mut seeded = Seeded::default();
-        for chunk in events.chunks(ROWS_PER_INSERT) {
-            let mut values = Vec::with_capacity(chunk.len());
-            for ts in chunk {
-                seq += 1;
-                seeded.seqs.push(seq);
-                values.push(format!(
-                    "({seq}, {}, 'test.seed', 'seeder', 'seed/{seq}', '{{\"n\":{seq}}}')",
-                    to_micros(*ts)
-                ));
-            }
-            sql.push(format!(
-                "INSERT INTO events (seq, ts_us, type, actor, subject, data) VALUES {}",
-                values.join(",")
-            ));
-        }
-        for chunk in audit.chunks(ROWS_PER_INSERT) {
-            let mut values = Vec::with_capacity(chunk.len());
-            for ts in chunk {
-                id += 1;
-                seeded.audit_ids.push(id);
-                let r = NewAudit::new(
-                    "seeder",
-                    "test.seed",
-                    format!("seed/{id}"),
-                    "ok",
-                    serde_json::json!({"n": id}),
-                )
-                .seal(id, *ts, &hash);
-                values.push(format!(
-                    "({}, {}, '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
-                    r.id,
-                    to_micros(r.ts),
-                    r.actor,
-                    r.action,
-                    r.subject,
-                    r.outcome,
-                    r.details,
-                    r.prev_hash,
-                    r.hash
-                ));
-                hash = r.hash;
-            }
-            sql.push(format!(
-                "INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash) VALUES {}",
-                values.join(",")
+        seed_log(&self.url, events, audit).await
+    }
+
+    /// [`execute_all`] on this database.
+    pub async fn execute_all(&self, sql: &[String]) {
+        execute_all(&self.url, sql).await;
+    }
+
+    /// [`query_row`] on this database.
+    pub async fn query_row(&self, sql: &str) -> Vec<String> {
+        query_row(&self.url, sql).await
+    }
+}
+
+/// Appends one event per time in `events` and one audit record per time in `audit`
+/// (type `test.seed`, subject `seed/N`) to the store at `url`, after the log's current
+/// head, and moves the head. Writers must not run while it seeds (it reads the head, then
+/// writes it back).
+pub async fn seed_log(url: &str, events: &[DateTime<Utc>], audit: &[DateTime<Utc>]) -> Seeded {
+    let mut sql = Vec::new();
+    let head = query_row(
+        url,
+        "SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1",
+    )
+    .await;
+    let (mut seq, mut id, mut hash): (i64, i64, String) = (
+        head[0].parse().expect("seq"),
+        head[1].parse().expect("id"),
+        head[2].clone(),
+    );
+    let mut seeded = Seeded::default();
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut values = Vec::with_capacity(chunk.len());
+        for ts in chunk {
+            seq += 1;
+            seeded.seqs.push(seq);
+            values.push(format!(
+                "({seq}, {}, 'test.seed', 'seeder', 'seed/{seq}', '{{\"n\":{seq}}}')",
+                to_micros(*ts)
             ));
         }
         sql.push(format!(
+            "INSERT INTO events (seq, ts_us, type, actor, subject, data) VALUES {}",
+            values.join(",")
+        ));
+    }
+    for chunk in audit.chunks(ROWS_PER_INSERT) {
+        let mut values = Vec::with_capacity(chunk.len());
+        for ts in chunk {
+            id += 1;
+            seeded.audit_ids.push(id);
+            let r = NewAudit::new(
+                "seeder",
+                "test.seed",
+                format!("seed/{id}"),
+                "ok",
+                serde_json::json!({"n": id}),
+            )
+            .seal(id, *ts, &hash);
+            values.push(format!(
+                "({}, {}, '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+                r.id,
+                to_micros(r.ts),
+                r.actor,
+                r.action,
+                r.subject,
+                r.outcome,
+                r.details,
+                r.prev_hash,
+                r.hash
+            ));
+            hash = r.hash;
+        }
+        sql.push(format!(
+                "INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash) VALUES {}",
+                values.join(",")
+            ));
+    }
+    sql.push(format!(
             "UPDATE log_head SET event_seq = {seq}, audit_seq = {id}, audit_hash = '{hash}' WHERE id = 1"
         ));
-        self.execute_all(&sql).await;
-        seeded
-    }
+    execute_all(url, &sql).await;
+    seeded
+}
 
-    /// Runs statements valid on both dialects in one transaction on one connection.
-    pub async fn execute_all(&self, sql: &[String]) {
-        if self.is_postgres() {
-            let mut c = sqlx::PgConnection::connect(&self.url)
-                .await
-                .expect("connect");
-            let mut tx = c.begin().await.expect("begin");
-            for s in sql {
-                sqlx::raw_sql(s).execute(&mut *tx).await.expect("raw sql");
-            }
-            tx.commit().await.expect("commit");
-            let _ = c.close().await;
-        } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.url)
-                .await
-                .expect("connect");
-            let mut tx = c.begin().await.expect("begin");
-            for s in sql {
-                sqlx::raw_sql(s).execute(&mut *tx).await.expect("raw sql");
-            }
-            tx.commit().await.expect("commit");
-            let _ = c.close().await;
+/// Runs statements valid on both dialects in one transaction on one connection.
+pub async fn execute_all(url: &str, sql: &[String]) {
+    if !url.starts_with("sqlite:") {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        let mut tx = c.begin().await.expect("begin");
+        for s in sql {
+            sqlx::raw_sql(s).execute(&mut *tx).await.expect("raw sql");
         }
+        tx.commit().await.expect("commit");
+        let _ = c.close().await;
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
+        let mut tx = c.begin().await.expect("begin");
+        for s in sql {
+            sqlx::raw_sql(s).execute(&mut *tx).await.expect("raw sql");
+        }
+        tx.commit().await.expect("commit");
+        let _ = c.close().await;
     }
+}
 
-    /// The first row of `sql`, every column cast to text by the query itself
-    /// (`CAST(x AS TEXT)`), or each column read as text or integer.
-    pub async fn query_row(&self, sql: &str) -> Vec<String> {
-        use sqlx::Row;
-        fn cols<R: Row>(row: &R) -> Vec<String>
-        where
-            usize: sqlx::ColumnIndex<R>,
-            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        {
-            (0..row.len())
-                .map(|i| {
-                    row.try_get::<i64, _>(i)
-                        .map(|v| v.to_string())
-                        .or_else(|_| row.try_get::<String, _>(i))
-                        .expect("an integer or text column")
-                })
-                .collect()
-        }
-        if self.is_postgres() {
-            let mut c = sqlx::PgConnection::connect(&self.url)
-                .await
-                .expect("connect");
-            let row = sqlx::query(sql).fetch_one(&mut c).await.expect("query");
-            let out = cols(&row);
-            let _ = c.close().await;
-            out
-        } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.url)
-                .await
-                .expect("connect");
-            let row = sqlx::query(sql).fetch_one(&mut c).await.expect("query");
-            let out = cols(&row);
-            let _ = c.close().await;
-            out
-        }
+/// The first row of `sql`, each column read as an integer or as text.
+pub async fn query_row(url: &str, sql: &str) -> Vec<String> {
+    use sqlx::Row;
+    fn cols<R: Row>(row: &R) -> Vec<String>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        (0..row.len())
+            .map(|i| {
+                row.try_get::<i64, _>(i)
+                    .map(|v| v.to_string())
+                    .or_else(|_| row.try_get::<String, _>(i))
+                    .expect("an integer or text column")
+            })
+            .collect()
+    }
+    if !url.starts_with("sqlite:") {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        let row = sqlx::query(sql).fetch_one(&mut c).await.expect("query");
+        let out = cols(&row);
+        let _ = c.close().await;
+        out
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
+        let row = sqlx::query(sql).fetch_one(&mut c).await.expect("query");
+        let out = cols(&row);
+        let _ = c.close().await;
+        out
     }
 }

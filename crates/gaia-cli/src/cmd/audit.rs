@@ -36,7 +36,10 @@ pub async fn run(c: AuditCommand, config: &Config) -> CliResult {
             json,
             archive: Some(path),
         } => verify_archive(&gaia, &path, json).await,
-        AuditCommand::Verify { json, archive: None } => {
+        AuditCommand::Verify {
+            json,
+            archive: None,
+        } => {
             let report = gaia.audit_verify().await?;
             if json {
                 super::out(
@@ -94,11 +97,16 @@ async fn verify_archive(gaia: &Client, path: &std::path::Path, json: bool) -> Cl
                 |a| format!("audit records #{}..#{}", a.first, a.last),
             );
             let (joins, how) = match &check.join {
-                Join::Live => (true, "the live chain continues from its last record".to_owned()),
+                Join::Live => (
+                    true,
+                    "the live chain continues from its last record".to_owned(),
+                ),
                 Join::NoAudit => (true, "nothing to join".to_owned()),
                 Join::Earlier { anchor_id } => (
                     true,
-                    format!("an older archive: the live chain starts after #{anchor_id}, verify the archives after it"),
+                    format!(
+                        "an older archive: the live chain starts after #{anchor_id}, verify the archives after it"
+                    ),
                 ),
                 Join::Broken(reason) => (false, reason.clone()),
             };

@@ -97,7 +97,9 @@ fn print_plan(plan: &Plan, open: Option<&Job>) -> std::io::Result<()> {
         ))?;
     }
     if plan.kinds.is_empty() {
-        super::out("no retention is set: [retention] events, audit, outbox, commands in gaia.toml")?;
+        super::out(
+            "no retention is set: [retention] events, audit, outbox, commands in gaia.toml",
+        )?;
         return Ok(());
     }
     super::out(&format!(
@@ -121,7 +123,10 @@ fn print_plan(plan: &Plan, open: Option<&Job>) -> std::io::Result<()> {
             range
         ))?;
     }
-    super::out(&format!("{} rows would be archived and pruned", plan.total()))
+    super::out(&format!(
+        "{} rows would be archived and pruned",
+        plan.total()
+    ))
 }
 
 /// A cleanup failure: a store error keeps its exit code; an archive or job problem is a

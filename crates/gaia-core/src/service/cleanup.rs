@@ -347,8 +347,12 @@ impl Gaia {
             let mut from = low;
             while from <= high {
                 let to = high.min(from + step - 1);
-                n += crate::usecase::cleanup::delete_events(self.store.begin_write().await?, from, to)
-                    .await?;
+                n += crate::usecase::cleanup::delete_events(
+                    self.store.begin_write().await?,
+                    from,
+                    to,
+                )
+                .await?;
                 from = to + 1;
                 tokio::task::yield_now().await;
             }

@@ -41,10 +41,7 @@ pub async fn delete_outbox(mut tx: Box<dyn WriteTx>, ids: &[i64]) -> Result<u64,
 }
 
 /// Deletes the requests `ids` that have ended.
-pub async fn delete_commands(
-    mut tx: Box<dyn WriteTx>,
-    ids: &[String],
-) -> Result<u64, StoreError> {
+pub async fn delete_commands(mut tx: Box<dyn WriteTx>, ids: &[String]) -> Result<u64, StoreError> {
     let mut n = 0;
     for id in ids {
         n += u64::from(tx.command_delete_ended(id).await?);
