@@ -12,6 +12,7 @@ mod approvals;
 mod backlog;
 mod baseline;
 mod claims;
+mod cleanup;
 mod exit;
 mod harness;
 mod mcp;
@@ -62,6 +63,9 @@ enum BenchCommand {
     /// Outbox delivery to a fake Telegram: throughput beside a raw HTTP loop, and the sustained
     /// rate under Telegram's limits.
     Outbox(outbox::OutboxArgs),
+    /// Cleanup of a large store: rows archived and pruned per second, and concurrent claims'
+    /// p99 with cleanup running beside the same claims without it.
+    Cleanup(cleanup::CleanupArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,5 +101,6 @@ async fn run(cli: Cli) -> BenchResult {
         BenchCommand::Outbox(args) => outbox::run(args, &settings).await,
         BenchCommand::Backlog(args) => backlog::run(args, &settings).await,
         BenchCommand::Mcp(args) => mcp::run(args, &settings).await,
+        BenchCommand::Cleanup(args) => cleanup::run(args, &settings).await,
     }
 }

@@ -125,6 +125,9 @@ pub enum Command {
     /// Read and verify the hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Archive and prune records older than the retention settings ([retention] in gaia.toml);
+    /// a dry run printing the plan unless --apply.
+    Cleanup(CleanupArgs),
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -286,6 +289,19 @@ pub enum EventsCommand {
     },
 }
 
+/// `gaia cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Archive, verify the archive, then prune (without it: print the plan only).
+    #[arg(long)]
+    pub apply: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Rows per delete transaction (default: retention.batch).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: Option<u32>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Print the newest audit records.
@@ -296,10 +312,15 @@ pub enum AuditCommand {
         #[arg(long)]
         ndjson: bool,
     },
-    /// Check the hash chain. Exit 0 intact, 1 naming the first broken record.
+    /// Check the hash chain (from the anchor cleanup left). Exit 0 intact, 1 naming the first
+    /// broken record.
     Verify {
         #[arg(long)]
         json: bool,
+        /// Verify a cleanup archive instead: its digest, its rows, its audit chain on its own,
+        /// and that the live chain continues from its last record.
+        #[arg(long, value_name = "FILE")]
+        archive: Option<PathBuf>,
     },
 }
 

@@ -236,6 +236,48 @@ const KEYS: &[Key] = &[
         secret: false,
         help: "at most this many per run",
     },
+    Key {
+        name: "retention.events",
+        env: &["GAIA_RETENTION_EVENTS"],
+        default: None,
+        secret: false,
+        help: "gaia cleanup archives and prunes events older than this (e.g. 90d; unset or \"off\" keeps them)",
+    },
+    Key {
+        name: "retention.audit",
+        env: &["GAIA_RETENTION_AUDIT"],
+        default: None,
+        secret: false,
+        help: "audit records older than this are archived and pruned; the chain verifies from the last pruned one",
+    },
+    Key {
+        name: "retention.outbox",
+        env: &["GAIA_RETENTION_OUTBOX"],
+        default: None,
+        secret: false,
+        help: "delivered notifications older than this are archived and pruned",
+    },
+    Key {
+        name: "retention.commands",
+        env: &["GAIA_RETENTION_COMMANDS"],
+        default: None,
+        secret: false,
+        help: "approval requests that ended (denied, expired, cancelled, executed, failed) longer ago are archived and pruned",
+    },
+    Key {
+        name: "retention.archive_dir",
+        env: &["GAIA_RETENTION_ARCHIVE_DIR"],
+        default: Some(".gaia/archive"),
+        secret: false,
+        help: "where gaia cleanup writes its archives (relative to gaia.toml when set there)",
+    },
+    Key {
+        name: "retention.batch",
+        env: &["GAIA_RETENTION_BATCH"],
+        default: Some("1000"),
+        secret: false,
+        help: "rows per delete transaction while pruning (1 to 100000)",
+    },
 ];
 
 /// `GAIA_*` variables that are not settings but are read elsewhere; no warning for these.
@@ -352,6 +394,16 @@ pub struct Config {
     pub policy: Policy,
     /// The tasks every new todolist starts with (`backlog.template`).
     pub backlog_template: Template,
+    /// What `gaia cleanup` keeps, where it archives, and its batch size (`retention.*`).
+    pub retention: RetentionConfig,
+}
+
+/// The `retention.*` settings.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    pub keep: gaia_core::retention::Retention,
+    pub archive_dir: PathBuf,
+    pub batch: u32,
 }
 
 /// The store settings, as [`StoreOptions`] wants them.
@@ -425,6 +477,7 @@ impl Config {
             remote: None,
             policy: Policy::default(),
             backlog_template: p.template()?,
+            retention: p.retention()?,
         })
     }
 
@@ -637,6 +690,38 @@ impl Parser<'_> {
                     path.display()
                 ),
             )
+        })
+    }
+
+    fn retention(&self) -> Result<RetentionConfig, ConfigError> {
+        const DIR: &str = "retention.archive_dir";
+        let mut archive_dir = PathBuf::from(".gaia/archive");
+        if let Some(e) = self.0.get(DIR).filter(|e| !e.value.trim().is_empty()) {
+            archive_dir = PathBuf::from(e.value.trim());
+            if let (Source::ConfigFile(file), true) = (&e.source, archive_dir.is_relative()) {
+                if let Some(dir) = file.parent() {
+                    archive_dir = dir.join(archive_dir);
+                }
+            }
+        }
+        Ok(RetentionConfig {
+            keep: gaia_core::retention::Retention {
+                events: self
+                    .optional("retention.events", duration_or_off)?
+                    .flatten(),
+                audit: self.optional("retention.audit", duration_or_off)?.flatten(),
+                outbox: self
+                    .optional("retention.outbox", duration_or_off)?
+                    .flatten(),
+                commands: self
+                    .optional("retention.commands", duration_or_off)?
+                    .flatten(),
+            },
+            archive_dir,
+            batch: self.required("retention.batch", |v| match v.trim().parse() {
+                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                _ => Err("a whole number from 1 to 100000".to_owned()),
+            })?,
         })
     }
 
@@ -932,6 +1017,43 @@ mod tests {
                 .to_string()
                 .contains("unknown setting 'database.urll'")
         );
+    }
+
+    #[test]
+    fn retention_is_read_per_kind_as_ages() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.retention.keep, gaia_core::retention::Retention::default());
+        assert_eq!(c.retention.batch, 1000);
+        let toml_path = dir.path().join("gaia.toml");
+        std::fs::write(
+            &toml_path,
+            "[retention]\nevents = \"90d\"\naudit = \"365d\"\noutbox = \"off\"\narchive_dir = \"arch\"\nbatch = 50\n",
+        )
+        .unwrap();
+        let ov = Overrides {
+            config: Some(toml_path),
+            ..Overrides::default()
+        };
+        let c = Config::load(&ov, &env(&[("GAIA_RETENTION_COMMANDS", "30d")])).unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(c.retention.keep.events, Some(day * 90));
+        assert_eq!(c.retention.keep.audit, Some(day * 365));
+        assert_eq!(c.retention.keep.outbox, None);
+        assert_eq!(c.retention.keep.commands, Some(day * 30));
+        assert_eq!(c.retention.archive_dir, dir.path().join("arch"));
+        assert_eq!(c.retention.batch, 50);
+        let err = Config::load(&ov, &env(&[("GAIA_RETENTION_EVENTS", "ninety days")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("retention.events = \"ninety days\""),
+            "{err}"
+        );
+        let err = Config::load(&ov, &env(&[("GAIA_RETENTION_BATCH", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("from 1 to 100000"), "{err}");
     }
 
     #[test]

@@ -180,6 +180,7 @@ async fn run(mut cli: Cli) -> CliResult {
             cmd::store_copy::run(&from, &to, &config).await
         }
         Command::Doctor(args) => cmd::doctor::run(args, &config).await,
+        Command::Cleanup(args) => cmd::cleanup::run(args, &config).await,
         Command::Completions { .. } | Command::EnvRun(_) => Ok(exit::OK),
     }
 }

@@ -172,6 +172,11 @@ impl Verifier {
         self.first_break.is_some()
     }
 
+    /// The first break found so far.
+    pub fn first_break(&self) -> Option<&Break> {
+        self.first_break.as_ref()
+    }
+
     /// Feeds the next stored record. Returns false once a break is found.
     pub fn feed(&mut self, r: &AuditRecord) -> bool {
         if self.first_break.is_some() {

@@ -182,4 +182,5 @@ pub mod kinds {
     pub const GITHUB_ISSUE_LINKED: &str = "github.issue_linked";
     pub const GITHUB_ISSUE_UPDATED: &str = "github.issue_updated";
     pub const GITHUB_ISSUE_CLOSED: &str = "github.issue_closed";
+    pub const CLEANUP_APPLIED: &str = "cleanup.applied";
 }

@@ -4,6 +4,7 @@
 //! Nothing here speaks SQL, HTTP or a terminal: backends implement [`store::Store`], and the
 //! transports (CLI, server, bots) call [`Gaia`].
 
+pub mod archive;
 pub mod audit;
 pub mod backlog;
 pub mod backlog_md;
@@ -19,6 +20,7 @@ pub mod names;
 pub mod outbox;
 pub mod policy;
 pub mod redact;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod text;

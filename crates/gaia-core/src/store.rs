@@ -336,6 +336,7 @@ pub trait Store:
     + OutboxStore
     + BacklogStore
     + GithubSyncStore
+    + RetentionStore
     + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
@@ -513,4 +514,54 @@ pub trait GithubSyncStore: Transact {
         &self,
         repo: &str,
     ) -> Result<Vec<crate::github::SyncRecord>, StoreError>;
+}
+
+/// What `gaia cleanup` reads to plan and archive (see [`crate::retention`]); its deletions are
+/// the use cases of [`crate::usecase::cleanup`].
+#[async_trait]
+pub trait RetentionStore: Transact {
+    /// The longest prefix of the stored event log (by seq) whose every event is older than
+    /// `cutoff`: a reader resuming after any kept event finds no gap.
+    async fn retention_events(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<crate::retention::Span, StoreError>;
+
+    /// The longest prefix of the stored audit records (by id) older than `cutoff`.
+    async fn retention_audit(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<crate::retention::Span, StoreError>;
+
+    /// Delivered (`sent`) messages sent before `cutoff`.
+    async fn retention_outbox(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<crate::retention::Span, StoreError>;
+
+    /// Requests that ended ([`crate::retention::ENDED_COMMANDS`]) and were decided (or, never
+    /// decided, created) before `cutoff`.
+    async fn retention_commands(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<crate::retention::Span, StoreError>;
+
+    /// The messages [`retention_outbox`](Self::retention_outbox) selects with
+    /// `after < id <= high`, by id, at most `limit`.
+    async fn retention_outbox_page(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: i64,
+        high: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::outbox::Message>, StoreError>;
+
+    /// The requests [`retention_commands`](Self::retention_commands) selects with an id after
+    /// `after` (in the database's order of ids), at most `limit`.
+    async fn retention_command_page(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::commands::CommandRecord>, StoreError>;
 }

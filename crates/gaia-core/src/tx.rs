@@ -246,6 +246,21 @@ pub trait WriteTx: Send {
     /// Holds chat `key` until `until` (or later, if it is already held longer).
     async fn pacing_hold(&mut self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
 
+    // --- cleanup (rows already in a verified archive) ----------------------------------------
+
+    /// Deletes the events with `low <= seq <= high`; how many were stored.
+    async fn events_delete(&mut self, low: i64, high: i64) -> Result<u64, StoreError>;
+
+    /// Deletes the audit records with `low <= id <= high` and moves the chain's anchor to
+    /// record `high`, whose hash is `hash` (unless the anchor is already there or later).
+    async fn audit_prune(&mut self, low: i64, high: i64, hash: &str) -> Result<u64, StoreError>;
+
+    /// Deletes message `id` if it is delivered; whether it did.
+    async fn outbox_delete_sent(&mut self, id: i64) -> Result<bool, StoreError>;
+
+    /// Deletes request `id` if it has ended; whether it did.
+    async fn command_delete_ended(&mut self, id: &str) -> Result<bool, StoreError>;
+
     // --- tokens ----------------------------------------------------------------------------
 
     /// Inserts a token by its hash; `false` (and nothing written) when the name was ever used.

@@ -16,6 +16,7 @@ mod log;
 mod migrate;
 mod notify;
 mod outbox;
+mod retention;
 mod tokens;
 mod tx;
 

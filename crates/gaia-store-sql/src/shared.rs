@@ -16,5 +16,6 @@ pub mod dump;
 pub mod github;
 pub mod log;
 pub mod outbox;
+pub mod retention;
 pub mod store;
 pub mod tokens;

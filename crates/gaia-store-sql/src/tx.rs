@@ -2,7 +2,7 @@
 //! SQL functions, written once. A backend writes the two methods that differ (`now`, `commit`)
 //! and an inherent `appended(&mut self, &[Event])` that learns what an append wrote, and
 //! [`write_tx!`](crate::write_tx) adds the rest, each calling the backend's function of the
-//! same name in its `log`, `claims`, `backlog`, `commands`, `github`, `outbox` and `tokens`
+//! same name in its `log`, `claims`, `backlog`, `commands`, `github`, `outbox`, `retention` and `tokens`
 //! modules with the transaction's connection (`self.tx`).
 
 /// Implements `WriteTx` for `$ty` (a struct with a `tx` field holding the transaction) with
@@ -30,6 +30,22 @@ macro_rules! write_tx {
             let committed = crate::log::append_log(&mut self.tx, events, audit, now).await?;
             self.appended(&committed);
             Ok(committed)
+        }
+
+        async fn events_delete(&mut self, low: i64, high: i64) -> Result<u64, ::gaia_core::StoreError> {
+            Ok(crate::retention::events_delete(&mut self.tx, low, high).await?)
+        }
+
+        async fn audit_prune(&mut self, low: i64, high: i64, hash: &str) -> Result<u64, ::gaia_core::StoreError> {
+            Ok(crate::retention::audit_prune(&mut self.tx, low, high, hash).await?)
+        }
+
+        async fn outbox_delete_sent(&mut self, id: i64) -> Result<bool, ::gaia_core::StoreError> {
+            Ok(crate::retention::outbox_delete_sent(&mut self.tx, id).await?)
+        }
+
+        async fn command_delete_ended(&mut self, id: &str) -> Result<bool, ::gaia_core::StoreError> {
+            Ok(crate::retention::command_delete_ended(&mut self.tx, id).await?)
         }
 
         async fn claim_expired(

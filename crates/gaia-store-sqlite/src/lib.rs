@@ -13,6 +13,7 @@ mod github;
 mod log;
 mod migrate;
 mod outbox;
+mod retention;
 mod tokens;
 mod tx;
 

@@ -10,6 +10,7 @@
 
 pub mod fake_github;
 pub mod fake_telegram;
+pub mod seed;
 
 use std::sync::Arc;
 

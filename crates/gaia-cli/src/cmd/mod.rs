@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backlog;
 pub mod backup;
 pub mod claim;
+pub mod cleanup;
 pub mod command;
 pub mod config;
 pub mod doctor;

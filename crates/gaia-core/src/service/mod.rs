@@ -2,7 +2,7 @@
 //! after a commit mirrors the committed events to the optional NDJSON file sink.
 //!
 //! The service is split by area, one `impl Gaia` block per file: the backlog (`backlog.rs`),
-//! claims (`claims.rs`), events
+//! claims (`claims.rs`), cleanup: retention, archives and pruning (`cleanup.rs`), events
 //! (`events.rs`), the audit trail (`audit.rs`), command approval requests (`commands.rs`), the
 //! notification outbox (`outbox.rs`), tokens (`tokens.rs`), metrics (`metrics.rs`), alerts
 //! (`alerts.rs`) and the command policy (`policy.rs`). This file holds the struct, its
@@ -33,6 +33,7 @@ mod alerts;
 mod audit;
 mod backlog;
 mod claims;
+mod cleanup;
 mod commands;
 mod events;
 mod github;
@@ -42,6 +43,7 @@ mod policy;
 mod tokens;
 
 pub use backlog::StoryView;
+pub use cleanup::{Applied, ArchiveCheck, CleanupError, CleanupOptions, Join, Progress};
 pub use events::MAX_EVENT_DATA;
 
 /// Called after every commit with the newest committed seq, so that a server can wake its

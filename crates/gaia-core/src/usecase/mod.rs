@@ -8,6 +8,7 @@
 
 pub mod backlog;
 pub mod claims;
+pub mod cleanup;
 pub mod commands;
 pub mod github;
 pub mod log;
