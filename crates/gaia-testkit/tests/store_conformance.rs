@@ -1085,7 +1085,10 @@ async fn outbox_leases_one_message_per_chat_in_order(db: &TestDb) {
     clock.advance(Duration::from_secs(5));
     let again = b.outbox_lease(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(ids(&again), [busy[0]]);
-    assert_eq!(b.outbox_reserve(&slot_req(&again[0])).await.unwrap(), Slot::Go);
+    assert_eq!(
+        b.outbox_reserve(&slot_req(&again[0])).await.unwrap(),
+        Slot::Go
+    );
     b.outbox_record_leased(
         busy[0],
         again[0].token,
