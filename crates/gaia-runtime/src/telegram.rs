@@ -9,8 +9,9 @@
 //! handled again after a crash (before its offset was saved) meets a request that is already
 //! decided, and the decision is refused, not applied twice.
 //!
-//! One poller per deployment: it holds a Gaia claim as its leader lease, so another node does
-//! not poll; a 409 from Telegram (another poller, or a webhook) is reported and backed off.
+//! One poller per deployment: it holds a Gaia claim as its leader lease (6 s, renewed every 2 s
+//! by a heartbeat beside the long poll), so another node does not poll, and a poller that died
+//! is replaced within seconds; a 409 from Telegram (another poller, or a webhook) is reported and backed off.
 
 use std::time::Duration;
 
@@ -26,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Long-poll timeout.
 const POLL_SECS: u32 = 30;
-/// The leader lease: renewed well within its TTL.
-const LEASE_TTL: Duration = Duration::from_secs(60);
-const LEASE_RENEW: Duration = Duration::from_secs(20);
+/// The leader lease: short, so that a poller that died is replaced within seconds, and renewed
+/// by a heartbeat three times within its TTL, so that one slow renewal does not lose it.
+const LEASE_TTL: Duration = Duration::from_secs(6);
+const LEASE_RENEW: Duration = Duration::from_secs(2);
 /// Where the offset is kept.
 const OFFSET_SETTING: &str = "telegram.offset";
 
@@ -100,23 +102,57 @@ fn id_in_approval(text: &str) -> Option<String> {
 }
 
 impl Listener {
-    /// Polls until cancelled, while holding the leader lease.
+    /// Polls until cancelled, while holding the leader lease. A heartbeat renews the lease
+    /// beside the poll, so a long poll never outlives it; a lost lease stops the poll at once.
     pub async fn run(self, cancel: CancellationToken) {
         let Ok(key) = ClaimKey::new("gaia-telegram", "poller") else {
             return;
         };
-        let mut leader = false;
-        let mut renew_at = tokio::time::Instant::now();
+        let (leader, follow) = tokio::sync::watch::channel(false);
+        let stop = cancel.child_token();
+        tokio::join!(
+            self.heartbeat(&key, leader, &cancel, &stop),
+            self.poll_while_leader(follow, &stop),
+        );
+    }
+
+    /// Acquires or renews the leader lease every [`LEASE_RENEW`] and says whether it is held;
+    /// releases it when cancelled, once polling has stopped (`stop`).
+    async fn heartbeat(
+        &self,
+        key: &ClaimKey,
+        leader: tokio::sync::watch::Sender<bool>,
+        cancel: &CancellationToken,
+        stop: &CancellationToken,
+    ) {
+        let mut held = false;
         while !cancel.is_cancelled() {
-            if tokio::time::Instant::now() >= renew_at {
-                leader = self.lease(&key, leader).await;
-                renew_at = tokio::time::Instant::now() + LEASE_RENEW;
+            held = self.lease(key, held).await;
+            leader.send_replace(held);
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(LEASE_RENEW) => {}
             }
-            if !leader {
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(LEASE_RENEW) => continue,
-                }
+        }
+        stop.cancel();
+        leader.send_replace(false);
+        if held {
+            if let Ok(r) = Request::release(key.clone(), &self.node, None) {
+                let _ = self.gaia.apply_claim(&r).await;
+            }
+        }
+    }
+
+    /// Polls while `leader` says the lease is held, until `stop`.
+    async fn poll_while_leader(
+        &self,
+        mut leader: tokio::sync::watch::Receiver<bool>,
+        stop: &CancellationToken,
+    ) {
+        while !stop.is_cancelled() {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                r = leader.wait_for(|held| *held) => if r.is_err() { break },
             }
             let Some(offset) = self.read_offset().await else {
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -128,12 +164,14 @@ impl Listener {
                 &["message", "edited_message", "callback_query"],
             );
             let updates = tokio::select! {
-                () = cancel.cancelled() => break,
+                () = stop.cancelled() => break,
+                // Another node may take over: stop asking at once.
+                _ = leader.wait_for(|held| !*held) => continue,
                 r = poll => r,
             };
             let pause = match updates {
                 Ok(updates) => {
-                    self.handle_all(updates).await;
+                    self.handle_all(updates, &leader).await;
                     continue;
                 }
                 Err(TelegramError::Conflict { description }) => {
@@ -146,13 +184,8 @@ impl Listener {
                 }
             };
             tokio::select! {
-                () = cancel.cancelled() => break,
+                () = stop.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
-            }
-        }
-        if leader {
-            if let Ok(r) = Request::release(key, &self.node, None) {
-                let _ = self.gaia.apply_claim(&r).await;
             }
         }
     }
@@ -173,10 +206,19 @@ impl Listener {
         }
     }
 
-    /// Handles updates in order, saving the offset after each.
-    async fn handle_all(&self, updates: Vec<Update>) {
+    /// Handles updates in order, saving the offset after each, while the lease is held.
+    /// An update below the stored offset was handled by another poller already (this one
+    /// asked before that poller saved it): skipped.
+    async fn handle_all(&self, updates: Vec<Update>, leader: &tokio::sync::watch::Receiver<bool>) {
         for u in updates {
+            if !*leader.borrow() {
+                // The lease was lost: the next leader asks from the stored offset.
+                return;
+            }
             let id = u.update_id;
+            if self.read_offset().await.is_some_and(|next| id < next) {
+                continue;
+            }
             self.handle(u).await;
             // Saved after handling: a crash in between handles it again, which a decided
             // request refuses.
