@@ -14,10 +14,7 @@
 //!   leaves the chat alone until `retry_after` has passed;
 //! - two senders sharing one store (two nodes) under random 429s and slow answers, with a lease
 //!   shorter than their batches take: no `retry_after` broken, no per-chat or group limit
-//!   broken, and every message delivered exactly once (nothing crashed, so no duplicate);
-//! - lanes: 200 messages to one chat and one to each of 50 others, sent by two nodes started
-//!   right after the enqueue: the 50 arrive within 2 s of the enqueue (before the busy chat's third message), the busy chat's
-//!   arrive in order a second apart, once each, and no arrival breaks a limit.
+//!   broken, and every message delivered exactly once (nothing crashed, so no duplicate).
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,11 +25,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use common::options;
+use common::telegram::{
+    Node, SLACK, alert, assert_within_telegram_rules, chat_of, senders_lease, text_of,
+};
 use gaia_core::Gaia;
 use gaia_core::commands::{CommandSpec, NewCommand, Status};
 use gaia_core::event::EventFilter;
 use gaia_core::outbox::{
-    Attempt, AutoRequeuePolicy, Channel, NewMessage, RetryPolicy, Status as OutboxStatus,
+    Attempt, AutoRequeuePolicy, NewMessage, RetryPolicy, Status as OutboxStatus,
 };
 use gaia_core::store::StoreOptions;
 use gaia_core::time::ManualClock;
@@ -42,7 +42,7 @@ use gaia_server::telegram::Listener;
 use gaia_telegram::BotClient;
 use gaia_testkit::fake_telegram::{Call, FakeTelegram, Fault};
 use gaia_testkit::{TestDb, backend_tests};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 backend_tests!(
     retry_after_holds_the_chat,
@@ -51,34 +51,8 @@ backend_tests!(
     a_redelivered_approval_is_applied_once,
     a_retry_after_hold_survives_a_restart,
     two_senders_share_the_limits_and_send_once,
-    a_busy_chat_holds_up_no_other_chat,
 );
 
-/// Timer and scheduling slack allowed when comparing arrival times.
-const SLACK: Duration = Duration::from_millis(30);
-
-fn alert(chat: i64, text: &str) -> NewMessage {
-    NewMessage {
-        channel: Channel::Telegram,
-        target: chat.to_string(),
-        kind: "alert".into(),
-        payload: json!({ "text": text }),
-        dedupe_key: None,
-    }
-}
-
-fn chat_of(c: &Call) -> i64 {
-    let v = &c.body["chat_id"];
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap()
-}
-
-fn text_of(c: &Call) -> String {
-    c.body["text"].as_str().unwrap_or_default().to_owned()
-}
-
-/// A store, the outbox worker (and nothing else) delivering to the fake.
 async fn start_worker(db: &TestDb, fake: &FakeTelegram) -> AppState {
     let store = db.open(&StoreOptions::default()).await;
     let bot = BotClient::new(fake.base_url(), fake.token()).unwrap();
@@ -361,6 +335,7 @@ async fn a_redelivered_approval_is_applied_once(db: &TestDb) {
         gaia: gaia.clone(),
         approvers: vec![ALICE],
         node: "node-a".into(),
+        webhook: None,
     };
     let r = gaia
         .request_command(
@@ -421,105 +396,6 @@ async fn a_redelivered_approval_is_applied_once(db: &TestDb) {
     assert_eq!(decisions, 1);
 }
 
-/// One `gaia serve` node: its own store handle and `Senders` (its own memory), running the
-/// outbox worker against the fake.
-struct Node {
-    state: AppState,
-    workers: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    async fn start(db: &TestDb, fake: &FakeTelegram, lease: Duration) -> Self {
-        let store = db.open(&StoreOptions::default()).await;
-        // Slow answers stay well inside the HTTP timeout: a client timeout on a call that the
-        // fake then handles would be a duplicate Gaia cannot avoid (nothing tells it the
-        // message arrived), and not what these tests are about.
-        let bot = BotClient::new(fake.base_url(), fake.token())
-            .unwrap()
-            .with_request_timeout(Duration::from_secs(10));
-        let mut senders = Senders::new(Some(bot), None);
-        senders.retry.base_delay = Duration::from_millis(50);
-        senders.lease = lease;
-        let state = AppState::new(Gaia::new(store), options(db), None)
-            .await
-            .unwrap()
-            .with_senders(senders);
-        let workers = gaia_server::workers::spawn(&state);
-        let workers = tokio::spawn(workers.join());
-        Self { state, workers }
-    }
-
-    /// Stops the workers and waits for them: the process is gone.
-    async fn stop(self) {
-        self.state.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.workers)
-            .await
-            .unwrap()
-            .unwrap();
-        self.state.gaia.store().close().await;
-    }
-}
-
-/// The retry_after of a call answered with a 429.
-fn retry_after_of(c: &Call) -> Option<Duration> {
-    match c.fault {
-        Some(Fault::RetryAfter(s)) => Some(Duration::from_secs(s)),
-        _ => None,
-    }
-}
-
-/// Checks the fake's arrivals against Telegram's rules: after a 429 nothing reaches that chat
-/// before its retry_after has passed; at least 1 s between two calls to one chat; at most 20
-/// calls to a group in any minute; at most 30 calls in any second overall.
-fn assert_within_telegram_rules(calls: &[Call]) {
-    let mut chats: std::collections::BTreeMap<i64, Vec<&Call>> = Default::default();
-    for c in calls {
-        chats.entry(chat_of(c)).or_default().push(c);
-    }
-    let second = Duration::from_secs(1);
-    let minute = Duration::from_secs(60);
-    for (chat, list) in &chats {
-        for (i, c) in list.iter().enumerate() {
-            if let Some(wait) = retry_after_of(c) {
-                for later in &list[i + 1..] {
-                    let after = later.at.duration_since(c.at);
-                    assert!(
-                        after + SLACK >= wait,
-                        "chat {chat}: '{}' arrived {after:?} after a 429 asking for {wait:?}",
-                        text_of(later)
-                    );
-                }
-            }
-        }
-        for w in list.windows(2) {
-            let gap = w[1].at.duration_since(w[0].at);
-            assert!(
-                gap + SLACK >= second,
-                "chat {chat}: two calls {gap:?} apart ('{}', '{}')",
-                text_of(w[0]),
-                text_of(w[1])
-            );
-        }
-        if *chat < 0 {
-            for (i, c) in list.iter().enumerate() {
-                let in_minute = list[i..]
-                    .iter()
-                    .take_while(|u| u.at.duration_since(c.at) + SLACK < minute)
-                    .count();
-                assert!(
-                    in_minute <= 20,
-                    "group {chat}: {in_minute} calls in a minute"
-                );
-            }
-        }
-    }
-    let times: Vec<Instant> = calls.iter().map(|c| c.at).collect();
-    for w in times.windows(31) {
-        let span = w[30].duration_since(w[0]);
-        assert!(span + SLACK >= second, "31 calls within {span:?}");
-    }
-}
-
 async fn a_retry_after_hold_survives_a_restart(db: &TestDb) {
     const CHAT: i64 = 5_904;
     const N: u64 = 3;
@@ -575,10 +451,6 @@ async fn a_retry_after_hold_survives_a_restart(db: &TestDb) {
     second.stop().await;
 }
 
-fn senders_lease() -> Duration {
-    gaia_server::senders::DEFAULT_LEASE
-}
-
 async fn two_senders_share_the_limits_and_send_once(db: &TestDb) {
     const GROUP: i64 = -100_905;
     let fake = FakeTelegram::start().await;
@@ -626,86 +498,4 @@ async fn two_senders_share_the_limits_and_send_once(db: &TestDb) {
     assert!(group_calls >= 22, "{group_calls}");
     a.stop().await;
     b.stop().await;
-}
-
-async fn a_busy_chat_holds_up_no_other_chat(db: &TestDb) {
-    const BUSY: i64 = 8_000;
-    /// How many of the busy chat's messages are awaited (one a second) and checked.
-    const FIRST: usize = 8;
-    let fake = FakeTelegram::start().await;
-    let queue = Gaia::new(db.open(&StoreOptions::default()).await);
-
-    // The busy chat's 200 first, then 50 other chats, half of them groups, queued right before
-    // two nodes start (a worker learns of messages queued by another process on its next
-    // round, up to a second later: not what this test is about).
-    let mut batch: Vec<NewMessage> = (0..200)
-        .map(|i| alert(BUSY, &format!("busy {i}")))
-        .collect();
-    let others: Vec<i64> = (0..50)
-        .map(|i| {
-            if i % 2 == 0 {
-                8_100 + i
-            } else {
-                -1_008_100 - i
-            }
-        })
-        .collect();
-    batch.extend(others.iter().map(|c| alert(*c, &format!("other {c}"))));
-    let enqueued = Instant::now();
-    queue.enqueue_messages(&batch).await.unwrap();
-    let a = Node::start(db, &fake, senders_lease()).await;
-    let b = Node::start(db, &fake, senders_lease()).await;
-
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let calls = fake.calls_to("sendMessage");
-        let busy = calls.iter().filter(|c| chat_of(c) == BUSY).count();
-        if busy >= FIRST && calls.len() - busy >= others.len() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{busy} to the busy chat and {} to others",
-            calls.len() - busy
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    a.stop().await;
-    b.stop().await;
-    let calls = fake.calls_to("sendMessage");
-    assert_within_telegram_rules(&calls);
-
-    // The busy chat: in order, once each, a second apart (checked above).
-    let busy: Vec<&Call> = calls.iter().filter(|c| chat_of(c) == BUSY).collect();
-    let texts: Vec<String> = busy.iter().map(|c| text_of(c)).collect();
-    let want: Vec<String> = (0..texts.len()).map(|i| format!("busy {i}")).collect();
-    assert_eq!(texts, want, "the busy chat's messages in order, once each");
-    assert!(busy.len() >= FIRST);
-
-    // The others did not wait behind it: each arrived once, before the busy chat's third
-    // message, and within 2 s of the enqueue.
-    let third = busy[2].at;
-    let latest = others
-        .iter()
-        .filter_map(|chat| calls.iter().find(|c| chat_of(c) == *chat))
-        .map(|c| c.at.duration_since(enqueued))
-        .max()
-        .unwrap();
-    eprintln!(
-        "the last of the {} other chats arrived {latest:?} after the enqueue",
-        others.len()
-    );
-    for chat in &others {
-        let to: Vec<&Call> = calls.iter().filter(|c| chat_of(c) == *chat).collect();
-        assert_eq!(to.len(), 1, "chat {chat}: {} calls", to.len());
-        let after = to[0].at.duration_since(enqueued);
-        assert!(
-            to[0].at < third,
-            "chat {chat} arrived {after:?} after the enqueue, behind the busy chat's third"
-        );
-        assert!(
-            after <= Duration::from_secs(2),
-            "chat {chat} arrived {after:?} after the enqueue"
-        );
-    }
 }
