@@ -9,6 +9,10 @@
 //! handled again after a crash (before its offset was saved) meets a request that is already
 //! decided, and the decision is refused, not applied twice.
 //!
+//! Instead of polling, Telegram can POST updates to `gaia serve` ([`Webhook`]): the listener
+//! then only registers the webhook, and [`Listener::deliver`] handles each update once, however
+//! often Telegram delivers it.
+//!
 //! One poller per deployment: it holds a Gaia claim as its leader lease (6 s, renewed every 2 s
 //! by a heartbeat beside the long poll), so another node does not poll, and a poller that died
 //! is replaced within seconds; a 409 from Telegram (another poller, or a webhook) is reported and backed off.
@@ -34,6 +38,14 @@ const LEASE_RENEW: Duration = Duration::from_secs(2);
 /// Where the offset is kept.
 const OFFSET_SETTING: &str = "telegram.offset";
 
+/// Where the webhook was registered, kept in the store: polling deletes it first.
+const WEBHOOK_SETTING: &str = "telegram.webhook";
+/// How long a webhook delivery holds its update: a handler that dies holding it lets a
+/// redelivery take it after this.
+const UPDATE_HOLD: Duration = Duration::from_secs(60);
+/// The update kinds Gaia reads, asked for when polling and when setting the webhook.
+const ALLOWED_UPDATES: [&str; 3] = ["message", "edited_message", "callback_query"];
+
 /// Who may decide from Telegram.
 #[derive(Debug, Clone)]
 pub struct Listener {
@@ -42,6 +54,38 @@ pub struct Listener {
     pub approvers: Vec<i64>,
     /// Identifies this node in the leader lease.
     pub node: String,
+    /// Updates come to this webhook instead of being polled for.
+    pub webhook: Option<Webhook>,
+}
+
+/// Telegram's webhook mode: Telegram POSTs each update to `url` (the public address of
+/// `path` on `gaia serve`) with `secret` in the `X-Telegram-Bot-Api-Secret-Token` header.
+#[derive(Clone)]
+pub struct Webhook {
+    pub url: String,
+    /// Where `gaia serve` receives the updates (the path of `url`).
+    pub path: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of an update delivered to the webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Handled now.
+    Applied,
+    /// Handled before (Telegram delivered it again): ignored.
+    Duplicate,
+    /// Being handled by another request: Telegram is to deliver it again later.
+    Busy,
 }
 
 fn decider(u: &gaia_telegram::User) -> Decider {
@@ -104,7 +148,17 @@ fn id_in_approval(text: &str) -> Option<String> {
 impl Listener {
     /// Polls until cancelled, while holding the leader lease. A heartbeat renews the lease
     /// beside the poll, so a long poll never outlives it; a lost lease stops the poll at once.
+    ///
+    /// In webhook mode it registers the webhook instead (retrying until Telegram accepts it)
+    /// and polls nothing: `gaia serve` receives the updates. Back in polling mode, a webhook
+    /// registered before is deleted first, or Telegram would refuse `getUpdates`.
     pub async fn run(self, cancel: CancellationToken) {
+        if let Some(hook) = &self.webhook {
+            return self.register_webhook(hook, &cancel).await;
+        }
+        if !self.leave_webhook(&cancel).await {
+            return;
+        }
         let Ok(key) = ClaimKey::new("gaia-telegram", "poller") else {
             return;
         };
@@ -158,11 +212,9 @@ impl Listener {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             };
-            let poll = self.bot.get_updates(
-                (offset > 0).then_some(offset),
-                POLL_SECS,
-                &["message", "edited_message", "callback_query"],
-            );
+            let poll =
+                self.bot
+                    .get_updates((offset > 0).then_some(offset), POLL_SECS, &ALLOWED_UPDATES);
             let updates = tokio::select! {
                 () = stop.cancelled() => break,
                 // Another node may take over: stop asking at once.
@@ -188,6 +240,88 @@ impl Listener {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// `setWebhook` with the secret, retried until Telegram accepts it or `cancel`; remembers
+    /// in the store that a webhook is set.
+    async fn register_webhook(&self, hook: &Webhook, cancel: &CancellationToken) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            match self
+                .bot
+                .set_webhook(&hook.url, &hook.secret, &ALLOWED_UPDATES)
+                .await
+            {
+                Ok(()) => {
+                    if let Err(e) = self
+                        .gaia
+                        .store()
+                        .setting_set(WEBHOOK_SETTING, &hook.url)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "telegram: cannot record the webhook");
+                    }
+                    tracing::info!(url = %hook.url, "telegram: webhook set");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "telegram: setWebhook failed; retrying");
+                    pause = e.retry_after().unwrap_or(pause);
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// Deletes the webhook a webhook-mode run registered, if the store says one is set; retried
+    /// until Telegram accepts it. `false` when cancelled first.
+    async fn leave_webhook(&self, cancel: &CancellationToken) -> bool {
+        loop {
+            match self
+                .gaia
+                .store()
+                .setting_get_or_init(WEBHOOK_SETTING, "")
+                .await
+            {
+                Ok(url) if url.is_empty() => return true,
+                Ok(_) => match self.bot.delete_webhook().await {
+                    Ok(()) => {
+                        tracing::info!("telegram: webhook deleted; polling");
+                        match self.gaia.store().setting_set(WEBHOOK_SETTING, "").await {
+                            Ok(()) => return true,
+                            Err(e) => tracing::warn!(error = %e, "telegram: cannot record it"),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "telegram: deleteWebhook failed; retrying")
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "telegram: cannot read the webhook setting"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_secs(3)) => {}
+            }
+        }
+    }
+
+    /// Handles an update delivered to the webhook once: an update delivered again after it
+    /// was handled is a [`Delivery::Duplicate`], one another request is handling is
+    /// [`Delivery::Busy`].
+    pub async fn deliver(&self, u: Update) -> Result<Delivery, gaia_core::error::Error> {
+        let id = u.update_id;
+        match self.gaia.take_telegram_update(id, UPDATE_HOLD).await? {
+            gaia_core::store::UpdateTake::Done => return Ok(Delivery::Duplicate),
+            gaia_core::store::UpdateTake::Busy => return Ok(Delivery::Busy),
+            gaia_core::store::UpdateTake::Handle => {}
+        }
+        self.handle(u).await;
+        self.gaia.finish_telegram_update(id).await?;
+        Ok(Delivery::Applied)
     }
 
     /// The offset of the next update to ask for (0 before the first), kept in the store.

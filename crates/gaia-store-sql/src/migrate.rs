@@ -27,7 +27,7 @@ macro_rules! migration_list {
             (7, "outbox pacing", "0007_outbox_pacing.sql"),
             (8, "backlog", "0008_backlog.sql"),
             (9, "github sync", "0009_github_sync.sql"),
-            (12, "outbox lanes", "0012_outbox_lanes.sql"),
+            (12, "delivery", "0012_delivery.sql"),
         )
     };
 }

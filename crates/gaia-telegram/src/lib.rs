@@ -16,7 +16,9 @@ mod rate;
 mod text;
 mod types;
 
-pub use client::{BotClient, DEFAULT_BASE_URL, DEFAULT_POLL_MARGIN, DEFAULT_REQUEST_TIMEOUT};
+pub use client::{
+    BotClient, DEFAULT_BASE_URL, DEFAULT_POLL_MARGIN, DEFAULT_REQUEST_TIMEOUT, lenient_update,
+};
 pub use error::TelegramError;
 pub use rate::{Limits, RateLimits};
 pub use text::{MAX_MESSAGE_UNITS, html_escape, split_text, utf16_len};
