@@ -950,6 +950,65 @@ mod tests {
     }
 
     #[test]
+    fn telegram_webhook_mode_needs_its_url_and_secret() {
+        let load = |pairs: &[(&str, &str)]| Config::load(&Overrides::default(), &env(pairs));
+        assert!(
+            load(&[]).unwrap().telegram.webhook.is_none(),
+            "polling by default"
+        );
+        let c = load(&[
+            ("GAIA_TELEGRAM_MODE", "webhook"),
+            ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com/"),
+            ("GAIA_TELEGRAM_WEBHOOK_SECRET", "s3cret_-X"),
+        ])
+        .unwrap();
+        let hook = c.telegram.webhook.unwrap();
+        assert_eq!(hook.url, "https://gaia.example.com/telegram/webhook");
+        assert_eq!(hook.path, "/telegram/webhook");
+        assert_eq!(hook.secret, "s3cret_-X");
+        let refused = [
+            (
+                vec![("GAIA_TELEGRAM_MODE", "webhook")],
+                "expected polling, or webhook with telegram.public_url",
+            ),
+            (
+                vec![("GAIA_TELEGRAM_MODE", "push")],
+                "expected polling or webhook",
+            ),
+            (
+                vec![
+                    ("GAIA_TELEGRAM_MODE", "webhook"),
+                    ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com"),
+                    ("GAIA_TELEGRAM_WEBHOOK_SECRET", "has space"),
+                ],
+                "telegram.webhook_secret = \"[redacted]\"",
+            ),
+            (
+                vec![
+                    ("GAIA_TELEGRAM_MODE", "webhook"),
+                    ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com"),
+                    ("GAIA_TELEGRAM_WEBHOOK_SECRET", "ok"),
+                    ("GAIA_TELEGRAM_WEBHOOK_PATH", "/api/v1/telegram"),
+                ],
+                "not under /api",
+            ),
+            (
+                vec![
+                    ("GAIA_TELEGRAM_MODE", "webhook"),
+                    ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com"),
+                    ("GAIA_TELEGRAM_WEBHOOK_SECRET", "ok"),
+                    ("GAIA_TELEGRAM_WEBHOOK_PATH", "/hook/{id}"),
+                ],
+                "an absolute path",
+            ),
+        ];
+        for (pairs, want) in refused {
+            let err = load(&pairs).unwrap_err().to_string();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_setting_and_source() {
         let cases = [
             (
