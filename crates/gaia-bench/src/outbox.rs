@@ -1,7 +1,7 @@
 //! `gaia-bench outbox`: the outbox worker delivering to a fake Telegram Bot API in this
 //! process. Without rate limits, end-to-end throughput (enqueue N messages over many chats, run
-//! the worker until the fake has received them all) beside a raw HTTP loop POSTing the same
-//! `sendMessage` calls to the same fake. With Telegram's limits, the sustained send rate over a
+//! the worker until the fake has received them all) beside raw HTTP loops POSTing the same
+//! `sendMessage` calls to the same fake, as many loops at once as the worker has lanes. With Telegram's limits, the sustained send rate over a
 //! window as a share of the 30 messages/s Telegram allows, and how many of the arrivals
 //! Telegram would have refused (429), judged from the fake's arrival times.
 
@@ -38,6 +38,9 @@ pub struct OutboxArgs {
     /// message per second per chat).
     #[arg(long, default_value_t = 60, value_name = "N")]
     paced_chats: usize,
+    /// Concurrent senders on each side: the worker's lanes, and as many raw HTTP loops.
+    #[arg(long, default_value_t = gaia_server::senders::DEFAULT_LANES, value_name = "N")]
+    senders: usize,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -105,13 +108,13 @@ fn send_calls(fake: &FakeTelegram) -> Vec<(Instant, i64)> {
     calls
 }
 
-/// The raw baseline: one client POSTing `sendMessage` one after another, as the worker does.
-async fn raw_loop(n: usize, chats: usize) -> Result<Arrivals, BenchError> {
-    let fake = FakeTelegram::start().await;
-    let client = reqwest::Client::new();
-    let url = format!("{}/bot{}/sendMessage", fake.base_url(), fake.token());
-    let start = Instant::now();
-    for i in 0..n {
+/// POSTs `sendMessage` for messages `first, first + step, ...` below `n`, one after another.
+async fn raw_sender(
+    client: reqwest::Client,
+    url: String,
+    (first, step, n, chats): (usize, usize, usize, usize),
+) -> Result<(), BenchError> {
+    for i in (first..n).step_by(step) {
         let res = client
             .post(&url)
             .json(&json!({ "chat_id": chat(i, chats), "text": text(i) }))
@@ -124,6 +127,27 @@ async fn raw_loop(n: usize, chats: usize) -> Result<Arrivals, BenchError> {
         res.bytes()
             .await
             .map_err(|e| bench_error("raw sendMessage", e))?;
+    }
+    Ok(())
+}
+
+/// The raw baseline: `senders` clients at once, each POSTing its share of the `sendMessage`
+/// calls one after another, as the worker's lanes do.
+async fn raw_loop(n: usize, chats: usize, senders: usize) -> Result<Arrivals, BenchError> {
+    let fake = FakeTelegram::start().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/bot{}/sendMessage", fake.base_url(), fake.token());
+    let start = Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for first in 0..senders {
+        loops.spawn(raw_sender(
+            client.clone(),
+            url.clone(),
+            (first, senders, n, chats),
+        ));
+    }
+    while let Some(done) = loops.join_next().await {
+        done.map_err(|e| bench_error("raw sender", e))??;
     }
     let end = Instant::now();
     let calls = send_calls(&fake);
@@ -145,6 +169,7 @@ async fn through_outbox(
     chats: usize,
     limits: Limits,
     window: Option<Duration>,
+    lanes: usize,
 ) -> Result<Arrivals, BenchError> {
     let fake = FakeTelegram::start().await;
     let backend = Backend::sqlite()?;
@@ -162,7 +187,8 @@ async fn through_outbox(
             .collect();
         let bot = BotClient::new(fake.base_url(), fake.token())
             .map_err(|e| bench_error("bot client", e))?;
-        let senders = Senders::new(Some(bot), None).with_limits(limits);
+        let mut senders = Senders::new(Some(bot), None).with_limits(limits);
+        senders.lanes = lanes;
 
         let start = Instant::now();
         for chunk in messages.chunks(500) {
@@ -238,20 +264,28 @@ fn would_be_429s(calls: &[(Instant, i64)], limits: Limits) -> usize {
 }
 
 pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
-    if args.messages == 0 || args.chats == 0 || args.paced_chats == 0 {
+    if args.messages == 0 || args.chats == 0 || args.paced_chats == 0 || args.senders == 0 {
         return Err(BenchError::bad_input(
-            "--messages, --chats and --paced-chats must be at least 1",
+            "--messages, --chats, --paced-chats and --senders must be at least 1",
         ));
     }
     let paced = parse_duration(&args.paced)?;
 
     // Warm both paths up (connections, page cache), unmeasured.
     let warm = args.messages.min(200);
-    raw_loop(warm, args.chats).await?;
-    through_outbox(settings, warm, args.chats, unlimited(), None).await?;
+    raw_loop(warm, args.chats, args.senders).await?;
+    through_outbox(settings, warm, args.chats, unlimited(), None, args.senders).await?;
 
-    let raw = raw_loop(args.messages, args.chats).await?;
-    let outbox = through_outbox(settings, args.messages, args.chats, unlimited(), None).await?;
+    let raw = raw_loop(args.messages, args.chats, args.senders).await?;
+    let outbox = through_outbox(
+        settings,
+        args.messages,
+        args.chats,
+        unlimited(),
+        None,
+        args.senders,
+    )
+    .await?;
     let ratio = outbox.rate() / raw.rate();
     let send_ratio = outbox.send_rate() / raw.rate();
 
@@ -261,7 +295,15 @@ pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
     } else {
         // More than the window can take, so the queue never runs dry.
         let n = (limits.global_per_second as f64 * paced.as_secs_f64() * 1.2) as usize + 100;
-        let a = through_outbox(settings, n, args.paced_chats, limits, Some(paced)).await?;
+        let a = through_outbox(
+            settings,
+            n,
+            args.paced_chats,
+            limits,
+            Some(paced),
+            args.senders,
+        )
+        .await?;
         // The first second's burst of 30 is allowed but not sustained: the rate counts from
         // one second after the first arrival to the end of the window.
         let rate = match a.calls.first() {
@@ -294,6 +336,7 @@ pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
             json!({
                 "messages": args.messages,
                 "chats": args.chats,
+                "senders": args.senders,
                 "raw_per_s": raw.rate(),
                 "outbox_per_s": outbox.rate(),
                 "outbox_send_per_s": outbox.send_rate(),
@@ -306,11 +349,15 @@ pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
         return Ok(exit::OK);
     }
     println!(
-        "outbox -> fake Telegram, {} messages over {} chats, one sender, no rate limits",
-        args.messages, args.chats
+        "outbox -> fake Telegram, {} messages over {} chats, {} senders, no rate limits",
+        args.messages, args.chats, args.senders
     );
     println!("  {:<34} {:>10}", "side", "msgs/s");
-    println!("  {:<34} {:>10.0}", "raw HTTP sendMessage loop", raw.rate());
+    println!(
+        "  {:<34} {:>10.0}",
+        format!("raw HTTP loops ({} at once)", args.senders),
+        raw.rate()
+    );
     println!(
         "  {:<34} {:>10.0}",
         "gaia outbox, end to end",

@@ -146,6 +146,34 @@ const KEYS: &[Key] = &[
         help: "Bot API base URL",
     },
     Key {
+        name: "telegram.mode",
+        env: &["GAIA_TELEGRAM_MODE"],
+        default: Some("polling"),
+        secret: false,
+        help: "how updates arrive: polling (getUpdates) or webhook (Telegram POSTs them to gaia serve)",
+    },
+    Key {
+        name: "telegram.public_url",
+        env: &["GAIA_TELEGRAM_PUBLIC_URL"],
+        default: None,
+        secret: false,
+        help: "webhook mode: the public https:// address of gaia serve, as Telegram reaches it",
+    },
+    Key {
+        name: "telegram.webhook_path",
+        env: &["GAIA_TELEGRAM_WEBHOOK_PATH"],
+        default: Some("/telegram/webhook"),
+        secret: false,
+        help: "webhook mode: the path gaia serve receives updates on",
+    },
+    Key {
+        name: "telegram.webhook_secret",
+        env: &["GAIA_TELEGRAM_WEBHOOK_SECRET"],
+        default: None,
+        secret: true,
+        help: "webhook mode: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (1-256 of A-Z a-z 0-9 _ -)",
+    },
+    Key {
         name: "webhook.url",
         env: &["GAIA_WEBHOOK_URL"],
         default: None,
@@ -423,6 +451,25 @@ pub struct TelegramConfig {
     /// Telegram user ids allowed to decide.
     pub approver_ids: Vec<i64>,
     pub api_url: String,
+    /// Webhook mode (`telegram.mode = "webhook"`): where Telegram POSTs updates.
+    pub webhook: Option<TelegramWebhookConfig>,
+}
+
+/// Telegram's webhook: the full public URL, the path `gaia serve` receives it on, the secret.
+#[derive(Clone)]
+pub struct TelegramWebhookConfig {
+    pub url: String,
+    pub path: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for TelegramWebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramWebhookConfig")
+            .field("url", &self.url)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the outbox worker retries and leases.
@@ -657,7 +704,33 @@ impl Parser<'_> {
             api_url: self
                 .optional("telegram.api_url", http_url)?
                 .unwrap_or_else(|| DEFAULT_TELEGRAM_API_URL.to_owned()),
+            webhook: self.telegram_webhook()?,
         })
+    }
+
+    /// The webhook, in webhook mode: it needs the public URL and the secret.
+    fn telegram_webhook(&self) -> Result<Option<TelegramWebhookConfig>, ConfigError> {
+        const MODE: &str = "telegram.mode";
+        if !self.required(MODE, telegram_mode)? {
+            return Ok(None);
+        }
+        let path = self.required("telegram.webhook_path", webhook_path)?;
+        let base = self.optional("telegram.public_url", http_url)?;
+        let secret = self.optional("telegram.webhook_secret", webhook_secret)?;
+        match (base, secret, self.0.get(MODE)) {
+            (Some(base), Some(secret), _) => Ok(Some(TelegramWebhookConfig {
+                url: format!("{}{path}", base.trim_end_matches('/')),
+                path,
+                secret,
+            })),
+            (_, _, Some(e)) => Err(invalid(
+                MODE,
+                e,
+                "polling, or webhook with telegram.public_url and telegram.webhook_secret set"
+                    .to_owned(),
+            )),
+            (_, _, None) => Ok(None),
+        }
     }
 
     /// The todolist template: the default one unless `backlog.template` names a file, which
@@ -801,6 +874,47 @@ fn http_url(v: &str) -> Result<String, String> {
     match v.split_once("://") {
         Some(("http" | "https", rest)) if !rest.is_empty() => Ok(v.to_owned()),
         _ => Err("an http:// or https:// URL".to_owned()),
+    }
+}
+
+/// `telegram.mode`: whether it is `webhook` (else `polling`).
+fn telegram_mode(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "polling" => Ok(false),
+        "webhook" => Ok(true),
+        _ => Err("polling or webhook".to_owned()),
+    }
+}
+
+/// Where `gaia serve` receives Telegram's updates: an absolute path of plain segments, clear of
+/// Gaia's own routes.
+fn webhook_path(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let first = v.trim_start_matches('/').split('/').next().unwrap_or("");
+    let plain = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'));
+    if v.starts_with('/')
+        && plain
+        && !first.is_empty()
+        && !v.contains("//")
+        && !["api", "mcp", "dashboard", "assets"].contains(&first)
+    {
+        Ok(v.to_owned())
+    } else {
+        Err("an absolute path such as /telegram/webhook (letters, digits, / _ - .), not under /api, /mcp, /dashboard or /assets".to_owned())
+    }
+}
+
+/// Telegram's rule for a webhook's secret token.
+fn webhook_secret(v: &str) -> Result<String, String> {
+    if (1..=256).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(v.to_owned())
+    } else {
+        Err("1 to 256 characters of A-Z, a-z, 0-9, _ and -".to_owned())
     }
 }
 
@@ -951,6 +1065,65 @@ mod tests {
             c.warnings,
             vec!["unknown environment variable GAIA_TYPO is ignored".to_owned()]
         );
+    }
+
+    #[test]
+    fn telegram_webhook_mode_needs_its_url_and_secret() {
+        let load = |pairs: &[(&str, &str)]| Config::load(&Overrides::default(), &env(pairs));
+        assert!(
+            load(&[]).unwrap().telegram.webhook.is_none(),
+            "polling by default"
+        );
+        let c = load(&[
+            ("GAIA_TELEGRAM_MODE", "webhook"),
+            ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com/"),
+            ("GAIA_TELEGRAM_WEBHOOK_SECRET", "s3cret_-X"),
+        ])
+        .unwrap();
+        let hook = c.telegram.webhook.unwrap();
+        assert_eq!(hook.url, "https://gaia.example.com/telegram/webhook");
+        assert_eq!(hook.path, "/telegram/webhook");
+        assert_eq!(hook.secret, "s3cret_-X");
+        let refused = [
+            (
+                vec![("GAIA_TELEGRAM_MODE", "webhook")],
+                "expected polling, or webhook with telegram.public_url",
+            ),
+            (
+                vec![("GAIA_TELEGRAM_MODE", "push")],
+                "expected polling or webhook",
+            ),
+            (
+                vec![
+                    ("GAIA_TELEGRAM_MODE", "webhook"),
+                    ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com"),
+                    ("GAIA_TELEGRAM_WEBHOOK_SECRET", "has space"),
+                ],
+                "telegram.webhook_secret = \"[redacted]\"",
+            ),
+            (
+                vec![
+                    ("GAIA_TELEGRAM_MODE", "webhook"),
+                    ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com"),
+                    ("GAIA_TELEGRAM_WEBHOOK_SECRET", "ok"),
+                    ("GAIA_TELEGRAM_WEBHOOK_PATH", "/api/v1/telegram"),
+                ],
+                "not under /api",
+            ),
+            (
+                vec![
+                    ("GAIA_TELEGRAM_MODE", "webhook"),
+                    ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com"),
+                    ("GAIA_TELEGRAM_WEBHOOK_SECRET", "ok"),
+                    ("GAIA_TELEGRAM_WEBHOOK_PATH", "/hook/{id}"),
+                ],
+                "an absolute path",
+            ),
+        ];
+        for (pairs, want) in refused {
+            let err = load(&pairs).unwrap_err().to_string();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
     }
 
     #[test]

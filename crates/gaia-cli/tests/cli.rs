@@ -1700,3 +1700,25 @@ fn prototype_vars_match_the_configuration() {
     );
     assert_eq!(listed, read, "tests/support/mod.rs PROTOTYPE_VARS");
 }
+
+/// `gaia telegram listen` only polls: in webhook mode (updates arrive at `gaia serve`) it
+/// refuses to start, with exit code 2 and one line saying why.
+#[test]
+fn telegram_listen_refuses_webhook_mode() {
+    let ctx = Ctx::bare();
+    let env = [
+        (
+            "GAIA_TELEGRAM_BOT_TOKEN",
+            "424242:AAFakeTelegramTokenForTests_secret-value",
+        ),
+        ("GAIA_TELEGRAM_MODE", "webhook"),
+        ("GAIA_TELEGRAM_PUBLIC_URL", "https://gaia.example.com"),
+        ("GAIA_TELEGRAM_WEBHOOK_SECRET", "s3cret"),
+    ];
+    let out = ctx.run(&["telegram", "listen"], &env);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("webhook"), "{out:?}");
+    // Refused before opening any database.
+    assert_eq!(std::fs::read_dir(ctx.dir()).unwrap().count(), 0);
+}

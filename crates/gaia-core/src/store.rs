@@ -355,6 +355,24 @@ pub trait Store:
     /// offset).
     async fn setting_set(&self, name: &str, value: &str) -> Result<(), StoreError>;
 
+    /// Takes Telegram update `update_id` (delivered to the webhook) for handling until
+    /// `until`: [`UpdateTake::Handle`] when it is new, or an earlier taker's hold ended at or
+    /// before `now` without it being done; otherwise whether it was done or is being handled.
+    async fn telegram_update_take(
+        &self,
+        update_id: i64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<UpdateTake, StoreError>;
+
+    /// Marks update `update_id` as handled for good, and forgets updates whose hold ended
+    /// before `forget_before` (Telegram redelivers an update for a day at most).
+    async fn telegram_update_done(
+        &self,
+        update_id: i64,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     /// Closes connections; further calls fail.
     async fn close(&self);
 
@@ -362,6 +380,17 @@ pub trait Store:
     fn dump(&self) -> Option<&dyn crate::dump::Dump> {
         None
     }
+}
+
+/// What [`Store::telegram_update_take`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateTake {
+    /// This caller handles the update now.
+    Handle,
+    /// It was handled before: a redelivery, to acknowledge and ignore.
+    Done,
+    /// Another handler holds it: Telegram is to deliver it again later.
+    Busy,
 }
 
 /// SQLite's `synchronous` setting. `Normal` (the default) is safe against a crash of any

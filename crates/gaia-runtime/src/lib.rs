@@ -99,7 +99,17 @@ impl Runtime {
             gaia: self.gaia.clone(),
             approvers,
             node,
+            webhook: None,
         });
+        self
+    }
+
+    /// Takes Telegram's updates through a webhook instead of polling (see
+    /// [`telegram::Webhook`]); only with [`with_telegram`](Self::with_telegram) first.
+    pub fn with_telegram_webhook(mut self, webhook: telegram::Webhook) -> Self {
+        if let Some(listener) = &mut self.telegram {
+            listener.webhook = Some(webhook);
+        }
         self
     }
 

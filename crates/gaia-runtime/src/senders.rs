@@ -1,6 +1,10 @@
 //! Delivering outbox messages: one sender per channel, and the worker that leases due messages
 //! and records each attempt.
 //!
+//! Each chat is a lane: the store leases only a chat's oldest pending message, and the worker
+//! runs up to [`Senders::lanes`] of them at once, so chats are sent to concurrently while each
+//! chat's messages keep their order, on one node or several.
+//!
 //! - Telegram: approval messages carry Approve / Deny buttons; a decision edits the approval
 //!   message it answers (or is sent anew when that one was never delivered); Telegram's limits
 //!   (1 message/s per chat, 20/min per group, 30/s overall) pace the sends, and after a 429
@@ -31,8 +35,8 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-/// Messages leased per round.
-const BATCH: u32 = 20;
+/// Lanes (messages in flight or waiting for their chat's turn at once) per worker, by default.
+pub const DEFAULT_LANES: usize = 16;
 /// Extra wait after the rate limits held a send back. The store times sends by its clock, but
 /// Telegram judges arrivals: a send exactly one second after another can arrive a little less
 /// than a second after it and be refused (`gaia-bench outbox` saw this with 3 ms of slack on a
@@ -62,6 +66,8 @@ pub struct Senders {
     /// held are sent again once this has passed. Right before each send the lease is renewed
     /// for at least the longest the send can take.
     pub lease: Duration,
+    /// How many chats are sent to at once (one message per chat at a time, in order).
+    pub lanes: usize,
     /// Telegram's limits, applied by the store across every sender sharing it.
     pacing: Pacing,
 }
@@ -86,6 +92,7 @@ impl Senders {
                 .unwrap_or_default(),
             retry: RetryPolicy::DEFAULT,
             lease: DEFAULT_LEASE,
+            lanes: DEFAULT_LANES,
             pacing: Pacing::TELEGRAM,
         }
     }
@@ -278,8 +285,13 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     }
 }
 
-/// Sends due messages until cancelled: wakes on every commit (a new message may be due) and at
-/// least every `every`.
+/// Sends due messages until cancelled, one lane per chat: the store hands out only the head of
+/// each chat (its oldest pending message), each leased head runs in its own lane (reserve a
+/// slot, maybe wait for the chat's turn, send, record), and up to `senders.lanes` lanes run at
+/// once. A chat waiting for its turn or a `retry_after` therefore holds up only its own lane,
+/// and the next message of a chat is leased only once the one before it was recorded. Wakes on
+/// every commit (a new message may be due, or a lane's record made the next head due), when a
+/// lane ends, and at least every `every`.
 pub async fn worker(
     gaia: Gaia,
     hub: crate::hub::EventHub,
@@ -288,34 +300,60 @@ pub async fn worker(
     cancel: CancellationToken,
 ) {
     let mut wake = hub.subscribe();
+    let mut lanes = tokio::task::JoinSet::new();
+    let most = senders.lanes.max(1);
     loop {
-        loop {
-            let due = match gaia.store().outbox_lease(BATCH, senders.lease).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox: cannot lease messages");
-                    break;
+        let free = most.saturating_sub(lanes.len());
+        let mut full = false;
+        if free > 0 && !cancel.is_cancelled() {
+            let ask = u32::try_from(free).unwrap_or(u32::MAX);
+            match gaia.store().outbox_lease(ask, senders.lease).await {
+                Ok(due) => {
+                    // As many as were asked for: more may be due once lanes free up.
+                    full = due.len() == free;
+                    for leased in due {
+                        lanes.spawn(lane(
+                            gaia.clone(),
+                            hub.clone(),
+                            senders.clone(),
+                            leased,
+                            cancel.clone(),
+                        ));
+                    }
                 }
-            };
-            if due.is_empty() {
-                break;
-            }
-            for leased in &due {
-                if cancel.is_cancelled() {
-                    return;
-                }
-                match reserve(&gaia, &senders, leased, &cancel).await {
-                    Some(true) => deliver(&gaia, &hub, &senders, leased).await,
-                    Some(false) => {}
-                    None => return,
-                }
+                Err(e) => tracing::warn!(error = %e, "outbox: cannot lease messages"),
             }
         }
+        if full {
+            // Every lane is busy: the next lease is worth asking for when one ends.
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = lanes.join_next() => {}
+            }
+            continue;
+        }
         tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => break,
+            Some(_) = lanes.join_next(), if !lanes.is_empty() => {}
             _ = wake.changed() => {}
             () = tokio::time::sleep(every) => {}
         }
+    }
+    // A lane that is sending finishes and records its attempt; a waiting one gives up.
+    while lanes.join_next().await.is_some() {}
+}
+
+/// One leased message: waits for its send slot, then sends and records it. A message not
+/// sent now (its chat held or paced for long, or taken over) is back in the queue.
+async fn lane(
+    gaia: Gaia,
+    hub: crate::hub::EventHub,
+    senders: Senders,
+    leased: Leased,
+    cancel: CancellationToken,
+) {
+    if reserve(&gaia, &senders, &leased, &cancel).await == Some(true) {
+        deliver(&gaia, &hub, &senders, &leased).await;
     }
 }
 

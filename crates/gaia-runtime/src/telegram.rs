@@ -9,8 +9,13 @@
 //! handled again after a crash (before its offset was saved) meets a request that is already
 //! decided, and the decision is refused, not applied twice.
 //!
-//! One poller per deployment: it holds a Gaia claim as its leader lease, so another node does
-//! not poll; a 409 from Telegram (another poller, or a webhook) is reported and backed off.
+//! Instead of polling, Telegram can POST updates to `gaia serve` ([`Webhook`]): the listener
+//! then only registers the webhook, and [`Listener::deliver`] handles each update once, however
+//! often Telegram delivers it.
+//!
+//! One poller per deployment: it holds a Gaia claim as its leader lease (6 s, renewed every 2 s
+//! by a heartbeat beside the long poll), so another node does not poll, and a poller that died
+//! is replaced within seconds; a 409 from Telegram (another poller, or a webhook) is reported and backed off.
 
 use std::time::Duration;
 
@@ -26,11 +31,20 @@ use tokio_util::sync::CancellationToken;
 
 /// Long-poll timeout.
 const POLL_SECS: u32 = 30;
-/// The leader lease: renewed well within its TTL.
-const LEASE_TTL: Duration = Duration::from_secs(60);
-const LEASE_RENEW: Duration = Duration::from_secs(20);
+/// The leader lease: short, so that a poller that died is replaced within seconds, and renewed
+/// by a heartbeat three times within its TTL, so that one slow renewal does not lose it.
+const LEASE_TTL: Duration = Duration::from_secs(6);
+const LEASE_RENEW: Duration = Duration::from_secs(2);
 /// Where the offset is kept.
 const OFFSET_SETTING: &str = "telegram.offset";
+
+/// Where the webhook was registered, kept in the store: polling deletes it first.
+const WEBHOOK_SETTING: &str = "telegram.webhook";
+/// How long a webhook delivery holds its update: a handler that dies holding it lets a
+/// redelivery take it after this.
+const UPDATE_HOLD: Duration = Duration::from_secs(60);
+/// The update kinds Gaia reads, asked for when polling and when setting the webhook.
+const ALLOWED_UPDATES: [&str; 3] = ["message", "edited_message", "callback_query"];
 
 /// Who may decide from Telegram.
 #[derive(Debug, Clone)]
@@ -40,6 +54,38 @@ pub struct Listener {
     pub approvers: Vec<i64>,
     /// Identifies this node in the leader lease.
     pub node: String,
+    /// Updates come to this webhook instead of being polled for.
+    pub webhook: Option<Webhook>,
+}
+
+/// Telegram's webhook mode: Telegram POSTs each update to `url` (the public address of
+/// `path` on `gaia serve`) with `secret` in the `X-Telegram-Bot-Api-Secret-Token` header.
+#[derive(Clone)]
+pub struct Webhook {
+    pub url: String,
+    /// Where `gaia serve` receives the updates (the path of `url`).
+    pub path: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of an update delivered to the webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Handled now.
+    Applied,
+    /// Handled before (Telegram delivered it again): ignored.
+    Duplicate,
+    /// Being handled by another request: Telegram is to deliver it again later.
+    Busy,
 }
 
 fn decider(u: &gaia_telegram::User) -> Decider {
@@ -100,40 +146,84 @@ fn id_in_approval(text: &str) -> Option<String> {
 }
 
 impl Listener {
-    /// Polls until cancelled, while holding the leader lease.
+    /// Polls until cancelled, while holding the leader lease. A heartbeat renews the lease
+    /// beside the poll, so a long poll never outlives it; a lost lease stops the poll at once.
+    ///
+    /// In webhook mode it registers the webhook instead (retrying until Telegram accepts it)
+    /// and polls nothing: `gaia serve` receives the updates. Back in polling mode, a webhook
+    /// registered before is deleted first, or Telegram would refuse `getUpdates`.
     pub async fn run(self, cancel: CancellationToken) {
+        if let Some(hook) = &self.webhook {
+            return self.register_webhook(hook, &cancel).await;
+        }
+        if !self.leave_webhook(&cancel).await {
+            return;
+        }
         let Ok(key) = ClaimKey::new("gaia-telegram", "poller") else {
             return;
         };
-        let mut leader = false;
-        let mut renew_at = tokio::time::Instant::now();
+        let (leader, follow) = tokio::sync::watch::channel(false);
+        let stop = cancel.child_token();
+        tokio::join!(
+            self.heartbeat(&key, leader, &cancel, &stop),
+            self.poll_while_leader(follow, &stop),
+        );
+    }
+
+    /// Acquires or renews the leader lease every [`LEASE_RENEW`] and says whether it is held;
+    /// releases it when cancelled, once polling has stopped (`stop`).
+    async fn heartbeat(
+        &self,
+        key: &ClaimKey,
+        leader: tokio::sync::watch::Sender<bool>,
+        cancel: &CancellationToken,
+        stop: &CancellationToken,
+    ) {
+        let mut held = false;
         while !cancel.is_cancelled() {
-            if tokio::time::Instant::now() >= renew_at {
-                leader = self.lease(&key, leader).await;
-                renew_at = tokio::time::Instant::now() + LEASE_RENEW;
+            held = self.lease(key, held).await;
+            leader.send_replace(held);
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(LEASE_RENEW) => {}
             }
-            if !leader {
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(LEASE_RENEW) => continue,
-                }
+        }
+        stop.cancel();
+        leader.send_replace(false);
+        if held {
+            if let Ok(r) = Request::release(key.clone(), &self.node, None) {
+                let _ = self.gaia.apply_claim(&r).await;
+            }
+        }
+    }
+
+    /// Polls while `leader` says the lease is held, until `stop`.
+    async fn poll_while_leader(
+        &self,
+        mut leader: tokio::sync::watch::Receiver<bool>,
+        stop: &CancellationToken,
+    ) {
+        while !stop.is_cancelled() {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                r = leader.wait_for(|held| *held) => if r.is_err() { break },
             }
             let Some(offset) = self.read_offset().await else {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             };
-            let poll = self.bot.get_updates(
-                (offset > 0).then_some(offset),
-                POLL_SECS,
-                &["message", "edited_message", "callback_query"],
-            );
+            let poll =
+                self.bot
+                    .get_updates((offset > 0).then_some(offset), POLL_SECS, &ALLOWED_UPDATES);
             let updates = tokio::select! {
-                () = cancel.cancelled() => break,
+                () = stop.cancelled() => break,
+                // Another node may take over: stop asking at once.
+                _ = leader.wait_for(|held| !*held) => continue,
                 r = poll => r,
             };
             let pause = match updates {
                 Ok(updates) => {
-                    self.handle_all(updates).await;
+                    self.handle_all(updates, &leader).await;
                     continue;
                 }
                 Err(TelegramError::Conflict { description }) => {
@@ -146,15 +236,92 @@ impl Listener {
                 }
             };
             tokio::select! {
-                () = cancel.cancelled() => break,
+                () = stop.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
             }
         }
-        if leader {
-            if let Ok(r) = Request::release(key, &self.node, None) {
-                let _ = self.gaia.apply_claim(&r).await;
+    }
+
+    /// `setWebhook` with the secret, retried until Telegram accepts it or `cancel`; remembers
+    /// in the store that a webhook is set.
+    async fn register_webhook(&self, hook: &Webhook, cancel: &CancellationToken) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            match self
+                .bot
+                .set_webhook(&hook.url, &hook.secret, &ALLOWED_UPDATES)
+                .await
+            {
+                Ok(()) => {
+                    if let Err(e) = self
+                        .gaia
+                        .store()
+                        .setting_set(WEBHOOK_SETTING, &hook.url)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "telegram: cannot record the webhook");
+                    }
+                    tracing::info!(url = %hook.url, "telegram: webhook set");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "telegram: setWebhook failed; retrying");
+                    pause = e.retry_after().unwrap_or(pause);
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// Deletes the webhook a webhook-mode run registered, if the store says one is set; retried
+    /// until Telegram accepts it. `false` when cancelled first.
+    async fn leave_webhook(&self, cancel: &CancellationToken) -> bool {
+        loop {
+            match self
+                .gaia
+                .store()
+                .setting_get_or_init(WEBHOOK_SETTING, "")
+                .await
+            {
+                Ok(url) if url.is_empty() => return true,
+                Ok(_) => match self.bot.delete_webhook().await {
+                    Ok(()) => {
+                        tracing::info!("telegram: webhook deleted; polling");
+                        match self.gaia.store().setting_set(WEBHOOK_SETTING, "").await {
+                            Ok(()) => return true,
+                            Err(e) => tracing::warn!(error = %e, "telegram: cannot record it"),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "telegram: deleteWebhook failed; retrying")
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "telegram: cannot read the webhook setting"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_secs(3)) => {}
             }
         }
+    }
+
+    /// Handles an update delivered to the webhook once: an update delivered again after it
+    /// was handled is a [`Delivery::Duplicate`], one another request is handling is
+    /// [`Delivery::Busy`].
+    pub async fn deliver(&self, u: Update) -> Result<Delivery, gaia_core::error::Error> {
+        let id = u.update_id;
+        match self.gaia.take_telegram_update(id, UPDATE_HOLD).await? {
+            gaia_core::store::UpdateTake::Done => return Ok(Delivery::Duplicate),
+            gaia_core::store::UpdateTake::Busy => return Ok(Delivery::Busy),
+            gaia_core::store::UpdateTake::Handle => {}
+        }
+        self.handle(u).await;
+        self.gaia.finish_telegram_update(id).await?;
+        Ok(Delivery::Applied)
     }
 
     /// The offset of the next update to ask for (0 before the first), kept in the store.
@@ -173,10 +340,19 @@ impl Listener {
         }
     }
 
-    /// Handles updates in order, saving the offset after each.
-    async fn handle_all(&self, updates: Vec<Update>) {
+    /// Handles updates in order, saving the offset after each, while the lease is held.
+    /// An update below the stored offset was handled by another poller already (this one
+    /// asked before that poller saved it): skipped.
+    async fn handle_all(&self, updates: Vec<Update>, leader: &tokio::sync::watch::Receiver<bool>) {
         for u in updates {
+            if !*leader.borrow() {
+                // The lease was lost: the next leader asks from the stored offset.
+                return;
+            }
             let id = u.update_id;
+            if self.read_offset().await.is_some_and(|next| id < next) {
+                continue;
+            }
             self.handle(u).await;
             // Saved after handling: a crash in between handles it again, which a decided
             // request refuses.

@@ -18,6 +18,7 @@ pub mod refusals;
 pub mod routes;
 pub mod session;
 pub mod sse;
+pub mod telegram_hook;
 pub mod ticket;
 pub mod wire;
 pub mod workers;
@@ -160,6 +161,13 @@ impl AppState {
         node: String,
     ) -> Self {
         self.runtime = self.runtime.with_telegram(bot, approvers, node);
+        self
+    }
+
+    /// Takes Telegram's updates on a webhook route instead of polling (see
+    /// [`gaia_runtime::Runtime::with_telegram_webhook`] and [`telegram_hook`]).
+    pub fn with_telegram_webhook(mut self, webhook: gaia_runtime::telegram::Webhook) -> Self {
+        self.runtime = self.runtime.with_telegram_webhook(webhook);
         self
     }
 
@@ -366,6 +374,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.opts.request_timeout;
     api.merge(dashboard::routes())
         .merge(mcp::routes())
+        .merge(telegram_hook::routes(&state))
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {

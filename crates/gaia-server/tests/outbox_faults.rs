@@ -25,11 +25,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use common::options;
+use common::telegram::{
+    Node, SLACK, alert, assert_within_telegram_rules, chat_of, senders_lease, text_of,
+};
 use gaia_core::Gaia;
 use gaia_core::commands::{CommandSpec, NewCommand, Status};
 use gaia_core::event::EventFilter;
 use gaia_core::outbox::{
-    Attempt, AutoRequeuePolicy, Channel, NewMessage, RetryPolicy, Status as OutboxStatus,
+    Attempt, AutoRequeuePolicy, NewMessage, RetryPolicy, Status as OutboxStatus,
 };
 use gaia_core::store::StoreOptions;
 use gaia_core::time::ManualClock;
@@ -39,7 +42,7 @@ use gaia_server::telegram::Listener;
 use gaia_telegram::BotClient;
 use gaia_testkit::fake_telegram::{Call, FakeTelegram, Fault};
 use gaia_testkit::{TestDb, backend_tests};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 backend_tests!(
     retry_after_holds_the_chat,
@@ -50,31 +53,6 @@ backend_tests!(
     two_senders_share_the_limits_and_send_once,
 );
 
-/// Timer and scheduling slack allowed when comparing arrival times.
-const SLACK: Duration = Duration::from_millis(30);
-
-fn alert(chat: i64, text: &str) -> NewMessage {
-    NewMessage {
-        channel: Channel::Telegram,
-        target: chat.to_string(),
-        kind: "alert".into(),
-        payload: json!({ "text": text }),
-        dedupe_key: None,
-    }
-}
-
-fn chat_of(c: &Call) -> i64 {
-    let v = &c.body["chat_id"];
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap()
-}
-
-fn text_of(c: &Call) -> String {
-    c.body["text"].as_str().unwrap_or_default().to_owned()
-}
-
-/// A store, the outbox worker (and nothing else) delivering to the fake.
 async fn start_worker(db: &TestDb, fake: &FakeTelegram) -> AppState {
     let store = db.open(&StoreOptions::default()).await;
     let bot = BotClient::new(fake.base_url(), fake.token()).unwrap();
@@ -357,6 +335,7 @@ async fn a_redelivered_approval_is_applied_once(db: &TestDb) {
         gaia: gaia.clone(),
         approvers: vec![ALICE],
         node: "node-a".into(),
+        webhook: None,
     };
     let r = gaia
         .request_command(
@@ -417,105 +396,6 @@ async fn a_redelivered_approval_is_applied_once(db: &TestDb) {
     assert_eq!(decisions, 1);
 }
 
-/// One `gaia serve` node: its own store handle and `Senders` (its own memory), running the
-/// outbox worker against the fake.
-struct Node {
-    state: AppState,
-    workers: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    async fn start(db: &TestDb, fake: &FakeTelegram, lease: Duration) -> Self {
-        let store = db.open(&StoreOptions::default()).await;
-        // Slow answers stay well inside the HTTP timeout: a client timeout on a call that the
-        // fake then handles would be a duplicate Gaia cannot avoid (nothing tells it the
-        // message arrived), and not what these tests are about.
-        let bot = BotClient::new(fake.base_url(), fake.token())
-            .unwrap()
-            .with_request_timeout(Duration::from_secs(10));
-        let mut senders = Senders::new(Some(bot), None);
-        senders.retry.base_delay = Duration::from_millis(50);
-        senders.lease = lease;
-        let state = AppState::new(Gaia::new(store), options(db), None)
-            .await
-            .unwrap()
-            .with_senders(senders);
-        let workers = gaia_server::workers::spawn(&state);
-        let workers = tokio::spawn(workers.join());
-        Self { state, workers }
-    }
-
-    /// Stops the workers and waits for them: the process is gone.
-    async fn stop(self) {
-        self.state.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.workers)
-            .await
-            .unwrap()
-            .unwrap();
-        self.state.gaia.store().close().await;
-    }
-}
-
-/// The retry_after of a call answered with a 429.
-fn retry_after_of(c: &Call) -> Option<Duration> {
-    match c.fault {
-        Some(Fault::RetryAfter(s)) => Some(Duration::from_secs(s)),
-        _ => None,
-    }
-}
-
-/// Checks the fake's arrivals against Telegram's rules: after a 429 nothing reaches that chat
-/// before its retry_after has passed; at least 1 s between two calls to one chat; at most 20
-/// calls to a group in any minute; at most 30 calls in any second overall.
-fn assert_within_telegram_rules(calls: &[Call]) {
-    let mut chats: std::collections::BTreeMap<i64, Vec<&Call>> = Default::default();
-    for c in calls {
-        chats.entry(chat_of(c)).or_default().push(c);
-    }
-    let second = Duration::from_secs(1);
-    let minute = Duration::from_secs(60);
-    for (chat, list) in &chats {
-        for (i, c) in list.iter().enumerate() {
-            if let Some(wait) = retry_after_of(c) {
-                for later in &list[i + 1..] {
-                    let after = later.at.duration_since(c.at);
-                    assert!(
-                        after + SLACK >= wait,
-                        "chat {chat}: '{}' arrived {after:?} after a 429 asking for {wait:?}",
-                        text_of(later)
-                    );
-                }
-            }
-        }
-        for w in list.windows(2) {
-            let gap = w[1].at.duration_since(w[0].at);
-            assert!(
-                gap + SLACK >= second,
-                "chat {chat}: two calls {gap:?} apart ('{}', '{}')",
-                text_of(w[0]),
-                text_of(w[1])
-            );
-        }
-        if *chat < 0 {
-            for (i, c) in list.iter().enumerate() {
-                let in_minute = list[i..]
-                    .iter()
-                    .take_while(|u| u.at.duration_since(c.at) + SLACK < minute)
-                    .count();
-                assert!(
-                    in_minute <= 20,
-                    "group {chat}: {in_minute} calls in a minute"
-                );
-            }
-        }
-    }
-    let times: Vec<Instant> = calls.iter().map(|c| c.at).collect();
-    for w in times.windows(31) {
-        let span = w[30].duration_since(w[0]);
-        assert!(span + SLACK >= second, "31 calls within {span:?}");
-    }
-}
-
 async fn a_retry_after_hold_survives_a_restart(db: &TestDb) {
     const CHAT: i64 = 5_904;
     const N: u64 = 3;
@@ -569,10 +449,6 @@ async fn a_retry_after_hold_survives_a_restart(db: &TestDb) {
         );
     }
     second.stop().await;
-}
-
-fn senders_lease() -> Duration {
-    gaia_server::senders::DEFAULT_LEASE
 }
 
 async fn two_senders_share_the_limits_and_send_once(db: &TestDb) {

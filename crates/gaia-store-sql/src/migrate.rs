@@ -27,6 +27,7 @@ macro_rules! migration_list {
             (7, "outbox pacing", "0007_outbox_pacing.sql"),
             (8, "backlog", "0008_backlog.sql"),
             (9, "github sync", "0009_github_sync.sql"),
+            (10, "delivery", "0010_delivery.sql"),
         )
     };
 }

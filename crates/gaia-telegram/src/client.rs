@@ -282,6 +282,23 @@ impl BotClient {
         Ok(())
     }
 
+    /// `setWebhook`: Telegram POSTs each update to `url`, with `secret_token` in the
+    /// `X-Telegram-Bot-Api-Secret-Token` header (1-256 characters of `A-Z`, `a-z`, `0-9`, `_`
+    /// and `-`), and `getUpdates` stops working until [`delete_webhook`](Self::delete_webhook).
+    pub async fn set_webhook(
+        &self,
+        url: &str,
+        secret_token: &str,
+        allowed_updates: &[&str],
+    ) -> Result<(), TelegramError> {
+        let mut body = Map::new();
+        body.insert("url".into(), json!(url));
+        body.insert("secret_token".into(), json!(secret_token));
+        body.insert("allowed_updates".into(), json!(allowed_updates));
+        let _: Value = self.call("setWebhook", body, self.request_timeout).await?;
+        Ok(())
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: &str,
@@ -385,7 +402,10 @@ fn transport_error(method: &str, e: reqwest::Error) -> TelegramError {
 }
 
 /// Decodes one update; one this client cannot read keeps its id and nothing else.
-fn lenient_update(raw: Value) -> Result<Update, TelegramError> {
+/// Reads one update as [`BotClient::get_updates`] does (for updates POSTed to a webhook): an
+/// update this client cannot read comes back with only its `update_id`; one without an id is
+/// an error.
+pub fn lenient_update(raw: Value) -> Result<Update, TelegramError> {
     let update_id = raw.get("update_id").and_then(Value::as_i64);
     match serde_json::from_value::<Update>(raw) {
         Ok(u) => Ok(u),
@@ -397,7 +417,7 @@ fn lenient_update(raw: Value) -> Result<Update, TelegramError> {
                 callback_query: None,
             }),
             None => Err(TelegramError::Decode {
-                description: format!("getUpdates: update without an id: {e}"),
+                description: format!("update without an id: {e}"),
             }),
         },
     }

@@ -18,6 +18,7 @@ mod types;
 
 pub use client::{
     BotClient, DEFAULT_BASE_URL, DEFAULT_POLL_MARGIN, DEFAULT_REQUEST_TIMEOUT, WebhookInfo,
+    lenient_update,
 };
 pub use error::TelegramError;
 pub use rate::{Limits, RateLimits};

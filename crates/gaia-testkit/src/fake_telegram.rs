@@ -11,6 +11,12 @@
 //! length limit after parsing, empty texts and `callback_data` over 64 bytes; an edit that
 //! changes nothing is refused with "message is not modified"; a new `getUpdates` ends one
 //! still waiting with 409.
+//!
+//! Webhooks: `setWebhook` (with `secret_token`), `deleteWebhook` and `getWebhookInfo` work as
+//! Telegram's do. While a webhook is set, `getUpdates` is refused with 409 and the fake POSTs
+//! queued updates to the webhook one at a time, in order, with the secret in
+//! `X-Telegram-Bot-Api-Secret-Token`; an update the webhook does not answer with 2xx is
+//! delivered again shortly after. Every delivery is recorded ([`FakeTelegram::webhook_deliveries`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -140,6 +146,17 @@ struct FakeState {
     sent: Vec<SentMessage>,
     edited: Vec<EditedMessage>,
     answered: Vec<AnsweredCallback>,
+    /// The webhook set with `setWebhook`: URL and secret token.
+    webhook: Option<(String, Option<String>)>,
+    deliveries: Vec<WebhookDelivery>,
+}
+
+/// One POST of an update to the webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub update_id: i64,
+    /// The webhook's answer (0 when it could not be reached).
+    pub status: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +205,7 @@ impl FakeTelegram {
             .route("/{bot}/{method}", any(handle))
             .fallback(|| async { api_error(404, "Not Found", None) })
             .with_state(shared.clone());
+        tokio::spawn(push_to_webhook(shared.clone()));
         let cancel = shared.cancel.clone();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -298,6 +316,20 @@ impl FakeTelegram {
         } else {
             st.random_faults.insert(key, (probability.min(1.0), faults));
         }
+    }
+
+    /// The webhook's URL, while one is set.
+    pub fn webhook(&self) -> Option<String> {
+        self.shared
+            .lock()
+            .webhook
+            .as_ref()
+            .map(|(url, _)| url.clone())
+    }
+
+    /// Every delivery of an update to a webhook, in order.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        self.shared.lock().deliveries.clone()
     }
 
     /// Every call received, in order (including refused and failed ones).
@@ -539,13 +571,103 @@ async fn handle_inner(sh: &Arc<Shared>, bot: &str, method: &str, body: &[u8]) ->
     }
     match lower.as_str() {
         "getme" => api_ok(bot_user()),
-        "getwebhookinfo" => api_ok(json!({"url": "", "pending_update_count": 0})),
-        "deletewebhook" | "setmycommands" => api_ok(json!(true)),
+        "setmycommands" => api_ok(json!(true)),
+        "setwebhook" => set_webhook(sh, &body),
+        "deletewebhook" => {
+            sh.lock().webhook = None;
+            api_ok(json!(true))
+        }
+        "getwebhookinfo" => webhook_info(sh),
+        "getupdates" if sh.lock().webhook.is_some() => api_error(409, WEBHOOK_ACTIVE, None),
         "getupdates" => get_updates(sh, &body).await,
         "sendmessage" => send_message(sh, &body),
         "editmessagetext" => edit_message_text(sh, &body),
         "answercallbackquery" => answer_callback_query(sh, &body),
         _ => api_error(404, "Not Found", None),
+    }
+}
+
+const WEBHOOK_ACTIVE: &str = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
+
+fn set_webhook(sh: &Arc<Shared>, body: &Value) -> Response {
+    let url = body.get("url").and_then(Value::as_str).unwrap_or("");
+    let secret = body.get("secret_token").and_then(Value::as_str);
+    if let Some(s) = secret
+        && (s.is_empty()
+            || s.len() > 256
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        return bad_request("secret token contains unallowed characters");
+    }
+    let mut st = sh.lock();
+    if url.is_empty() {
+        // As Telegram: an empty URL removes the webhook.
+        st.webhook = None;
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        st.webhook = Some((url.to_owned(), secret.map(str::to_owned)));
+    } else {
+        return bad_request("bad webhook: An HTTPS URL must be provided for webhook");
+    }
+    api_ok(json!(true))
+}
+
+fn webhook_info(sh: &Arc<Shared>) -> Response {
+    let st = sh.lock();
+    api_ok(json!({
+        "url": st.webhook.as_ref().map_or("", |(url, _)| url.as_str()),
+        "has_custom_certificate": false,
+        "pending_update_count": st.updates.len(),
+    }))
+}
+
+/// While a webhook is set, POSTs the oldest queued update to it until it answers 2xx, then
+/// the next; until the fake stops.
+async fn push_to_webhook(sh: Arc<Shared>) {
+    let http = reqwest::Client::new();
+    loop {
+        let next = {
+            let st = sh.lock();
+            st.webhook
+                .clone()
+                .and_then(|hook| Some((hook, st.updates.front()?.clone())))
+        };
+        let Some(((url, secret), update)) = next else {
+            tokio::select! {
+                () = sh.cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(20)) => continue,
+            }
+        };
+        let update_id = update.get("update_id").and_then(Value::as_i64).unwrap_or(0);
+        let mut req = http
+            .post(&url)
+            .json(&update)
+            .timeout(Duration::from_secs(10));
+        if let Some(secret) = &secret {
+            req = req.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        let status = tokio::select! {
+            () = sh.cancel.cancelled() => return,
+            r = req.send() => r.map_or(0, |r| r.status().as_u16()),
+        };
+        {
+            let mut st = sh.lock();
+            st.deliveries.push(WebhookDelivery { update_id, status });
+            if (200..300).contains(&status) {
+                let id_of = |u: &Value| u.get("update_id").and_then(Value::as_i64);
+                if st.updates.front().and_then(id_of) == Some(update_id) {
+                    st.updates.pop_front();
+                }
+            }
+        }
+        sh.activity.notify_waiters();
+        if !(200..300).contains(&status) {
+            tokio::select! {
+                () = sh.cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
     }
 }
 

@@ -34,6 +34,7 @@ backend_tests!(
     approval_messages_commit_with_the_request,
     outbox_leases_are_fenced,
     outbox_pacing_is_shared_by_senders_and_survives_reopening,
+    outbox_leases_one_message_per_chat_in_order,
     executions_begin_once_and_finish_once,
     a_claim_belongs_to_the_token_that_took_it,
     first_opens_race_without_failing,
@@ -626,19 +627,19 @@ async fn outbox_dedupes_leases_retries_and_requeues(db: &TestDb) {
     use gaia_core::outbox::{Attempt, Channel, NewMessage, RetryPolicy, Status};
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
     let store = db.open(&opts_with(&clock)).await;
-    let msg = |key: Option<&str>| NewMessage {
+    let msg = |key: Option<&str>, chat: &str| NewMessage {
         channel: Channel::Telegram,
-        target: "-100123".into(),
+        target: chat.into(),
         kind: "approval".into(),
         payload: json!({ "text": "approve?" }),
         dedupe_key: key.map(Into::into),
     };
     let (ids, events) = store
         .outbox_enqueue(&[
-            msg(Some("approval:a")),
-            msg(Some("approval:a")),
-            msg(None),
-            msg(None),
+            msg(Some("approval:a"), "-100123"),
+            msg(Some("approval:a"), "-100123"),
+            msg(None, "-100124"),
+            msg(None, "-100125"),
         ])
         .await
         .unwrap();
@@ -1024,6 +1025,101 @@ async fn outbox_leases_are_fenced(db: &TestDb) {
     assert_eq!((m.status, m.attempts), (Status::Sent, 1));
 }
 
+/// Lanes: a lease hands out only the oldest pending message of each chat, to one node at a
+/// time; a chat's next message is due once the one before it is recorded (sent or dead), and a
+/// held chat holds back its own messages and no other chat's.
+async fn outbox_leases_one_message_per_chat_in_order(db: &TestDb) {
+    use gaia_core::outbox::{Attempt, RetryPolicy, Slot};
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 2, 3, 0, 0, 0).unwrap());
+    let a = db.open(&opts_with(&clock)).await;
+    let b = db.open(&opts_with(&clock)).await;
+    let policy = RetryPolicy::DEFAULT;
+    let ids = |list: &[gaia_core::outbox::Leased]| {
+        let mut v: Vec<i64> = list.iter().map(|l| l.message.id).collect();
+        v.sort_unstable();
+        v
+    };
+    let (busy, _) = a
+        .outbox_enqueue(&[
+            telegram_alert(71, "b1"),
+            telegram_alert(71, "b2"),
+            telegram_alert(71, "b3"),
+        ])
+        .await
+        .unwrap();
+    let (other, _) = a
+        .outbox_enqueue(&[telegram_alert(72, "o1"), telegram_alert(73, "o2")])
+        .await
+        .unwrap();
+    let la = a.outbox_lease(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(ids(&la), [busy[0], other[0], other[1]], "one head per chat");
+    assert!(
+        b.outbox_lease(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no node takes a chat's next message while its head is pending"
+    );
+    // The busy chat's head is held by a 429: its next message stays behind it.
+    let head = la.iter().find(|l| l.message.id == busy[0]).unwrap();
+    a.outbox_record_leased(
+        busy[0],
+        head.token,
+        &Attempt::RetryAfter(Duration::from_secs(5)),
+        &policy,
+        0.5,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let o3 = a
+        .outbox_enqueue(&[telegram_alert(74, "o3")])
+        .await
+        .unwrap()
+        .0[0];
+    assert_eq!(
+        ids(&b.outbox_lease(10, Duration::from_secs(30)).await.unwrap()),
+        [o3],
+        "a held chat holds up no other chat"
+    );
+    clock.advance(Duration::from_secs(5));
+    let again = b.outbox_lease(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(ids(&again), [busy[0]]);
+    assert_eq!(
+        b.outbox_reserve(&slot_req(&again[0])).await.unwrap(),
+        Slot::Go
+    );
+    b.outbox_record_leased(
+        busy[0],
+        again[0].token,
+        &Attempt::Sent {
+            result: json!({"message_id": 1}),
+        },
+        &policy,
+        0.5,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // Sent: the next one is the head now. A dead head frees its chat too.
+    let second = a.outbox_lease(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(ids(&second), [busy[1]]);
+    a.outbox_record_leased(
+        busy[1],
+        second[0].token,
+        &Attempt::Fatal("400 bad request".into()),
+        &policy,
+        0.5,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        ids(&b.outbox_lease(10, Duration::from_secs(30)).await.unwrap()),
+        [busy[2]]
+    );
+}
+
 /// The per-chat interval, a chat busy with a send in flight, the group minute, the overall
 /// second and a `retry_after` hold are judged from the store: the same for two store handles
 /// (two nodes), and still there after reopening (a restart).
@@ -1048,13 +1144,15 @@ async fn outbox_pacing_is_shared_by_senders_and_survives_reopening(db: &TestDb) 
     let p1 = enqueue(a.clone(), 42, "p1".into()).await;
     let l1 = lease_id(&a, p1).await;
     let p2 = enqueue(a.clone(), 42, "p2".into()).await;
-    let l2 = lease_id(&b, p2).await;
     assert_eq!(a.outbox_reserve(&slot_req(&l1)).await.unwrap(), Slot::Go);
-    // While A's send is in flight the chat is busy for B, even past the interval.
+    // While A's send is in flight the chat's next message goes to no node, even past the
+    // interval: a chat's messages go out in order.
     clock.advance(Duration::from_millis(1500));
-    assert_eq!(
-        b.outbox_reserve(&slot_req(&l2)).await.unwrap(),
-        Slot::Deferred(Duration::from_secs(2))
+    assert!(
+        b.outbox_lease(10, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_empty()
     );
     a.outbox_record_leased(p1, l1.token, &sent(), &policy, 0.5)
         .await
@@ -1078,6 +1176,18 @@ async fn outbox_pacing_is_shared_by_senders_and_survives_reopening(db: &TestDb) 
     let c = db.open(&opts_with(&clock)).await;
     let p3 = enqueue(c.clone(), 42, "p3".into()).await;
     clock.advance(Duration::from_secs(5));
+    assert!(
+        c.outbox_lease(10, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "p3 waits behind p2"
+    );
+    // p2 given up by hand: p3 is the chat's head, and the chat is still held.
+    c.outbox_record(p2, &Attempt::Fatal("given up".into()), &policy, 0.5)
+        .await
+        .unwrap()
+        .unwrap();
     let l3 = lease_id(&c, p3).await;
     assert_eq!(
         c.outbox_reserve(&slot_req(&l3)).await.unwrap(),
@@ -1087,12 +1197,12 @@ async fn outbox_pacing_is_shared_by_senders_and_survives_reopening(db: &TestDb) 
     let q1 = enqueue(c.clone(), 43, "q1".into()).await;
     let lq1 = lease_id(&c, q1).await;
     let q2 = enqueue(c.clone(), 43, "q2".into()).await;
-    let lq2 = lease_id(&b, q2).await;
     assert_eq!(c.outbox_reserve(&slot_req(&lq1)).await.unwrap(), Slot::Go);
     c.outbox_record_leased(q1, lq1.token, &sent(), &policy, 0.5)
         .await
         .unwrap()
         .unwrap();
+    let lq2 = lease_id(&b, q2).await;
     clock.advance(Duration::from_millis(400));
     assert_eq!(
         b.outbox_reserve(&slot_req(&lq2)).await.unwrap(),

@@ -60,6 +60,13 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         }
         let node = format!("{}-{}", hostname(), std::process::id());
         state = state.with_telegram(bot, approvers, node);
+        if let Some(hook) = &config.telegram.webhook {
+            state = state.with_telegram_webhook(gaia_runtime::telegram::Webhook {
+                url: hook.url.clone(),
+                path: hook.path.clone(),
+                secret: hook.secret.clone(),
+            });
+        }
     }
     let _pid = match &args.pid_file {
         Some(path) => Some(PidFile::write(path)?),
@@ -130,6 +137,11 @@ pub async fn telegram_listen(config: &Config) -> CliResult {
             "set TELEGRAM_BOT_TOKEN (and TELEGRAM_NOTIFY_CHAT, TELEGRAM_APPROVER_IDS)",
         ));
     };
+    if config.telegram.webhook.is_some() {
+        return Err(CliError::bad_input(
+            "telegram.mode is webhook: updates arrive at gaia serve (or set telegram.mode = polling)",
+        ));
+    }
     let bot = gaia_telegram::BotClient::new(&config.telegram.api_url, token)
         .map_err(|e| CliError::bad_input(format!("telegram: {e}")))?;
     let gaia = crate::open::gaia(config).await?;

@@ -5,7 +5,8 @@
 //! claims (`claims.rs`), cleanup: retention, archives and pruning (`cleanup.rs`), events
 //! (`events.rs`), the audit trail (`audit.rs`), command approval requests (`commands.rs`), the
 //! notification outbox (`outbox.rs`), tokens (`tokens.rs`), metrics (`metrics.rs`), alerts
-//! (`alerts.rs`) and the command policy (`policy.rs`). This file holds the struct, its
+//! (`alerts.rs`), the command policy (`policy.rs`) and the Telegram updates the webhook takes
+//! (`telegram.rs`). This file holds the struct, its
 //! builders and the commit mirror.
 //!
 //! Method names are `verb_noun`:
@@ -40,6 +41,7 @@ mod github;
 mod metrics;
 mod outbox;
 mod policy;
+mod telegram;
 mod tokens;
 
 pub use backlog::StoryView;

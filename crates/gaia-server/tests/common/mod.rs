@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod telegram;
+
 /// The admin token every test server is configured with.
 pub const ADMIN: &str = "admin-e2e-token";
 

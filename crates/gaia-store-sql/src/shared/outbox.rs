@@ -42,7 +42,9 @@ macro_rules! outbox_sql {
             Ok(())
         }
 
-        /// Leases due messages until `until_us`, each under a new token.
+        /// Leases due messages until `until_us`, each under a new token: only the head of
+        /// each chat (its oldest pending message), so that a chat's messages go out in order
+        /// whichever sender or node leases them, and one chat never takes more than one lane.
         pub(crate) async fn lease_due(
             conn: &mut $conn,
             now_us: i64,
@@ -51,10 +53,14 @@ macro_rules! outbox_sql {
         ) -> crate::error::Db<Vec<::gaia_core::outbox::Leased>> {
             let found = ::sqlx::query(concat!(
                 "UPDATE outbox SET leased_until_us = $1, lease_token = lease_token + 1
-                 WHERE id IN (SELECT id FROM outbox
-                              WHERE status = 'pending' AND next_attempt_at_us <= $2
-                                AND leased_until_us <= $2
-                              ORDER BY next_attempt_at_us, id LIMIT $3",
+                 WHERE id IN (SELECT o.id FROM outbox o
+                              WHERE o.status = 'pending' AND o.next_attempt_at_us <= $2
+                                AND o.leased_until_us <= $2
+                                AND NOT EXISTS (
+                                    SELECT 1 FROM outbox e
+                                    WHERE e.status = 'pending' AND e.channel = o.channel
+                                      AND e.target = o.target AND e.id < o.id)
+                              ORDER BY o.next_attempt_at_us, o.id LIMIT $3",
                 $skip_locked,
                 ") RETURNING *"
             ))

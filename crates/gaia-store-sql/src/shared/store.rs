@@ -1,4 +1,5 @@
-//! The [`Store`] methods every SQL backend answers the same way: settings.
+//! The [`Store`] methods every SQL backend answers the same way: settings, and the Telegram
+//! updates taken by the webhook.
 //!
 //! [`Store`]: gaia_core::store::Store
 
@@ -40,6 +41,60 @@ macro_rules! store_sql {
                             .fetch_one(&self.pool)
                             .await?,
                     )
+                })
+                .await
+            }
+
+            async fn telegram_update_take(
+                &self,
+                update_id: i64,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                until: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<::gaia_core::store::UpdateTake, ::gaia_core::StoreError> {
+                crate::error::boundary(async {
+                    let taken: Option<i64> = ::sqlx::query_scalar(
+                        "INSERT INTO telegram_updates (update_id, done, until_us) VALUES ($1, 0, $2)
+                         ON CONFLICT (update_id) DO UPDATE SET until_us = excluded.until_us
+                         WHERE telegram_updates.done = 0 AND telegram_updates.until_us <= $3
+                         RETURNING update_id",
+                    )
+                    .bind(update_id)
+                    .bind(::gaia_core::time::to_micros(until))
+                    .bind(::gaia_core::time::to_micros(now))
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if taken.is_some() {
+                        return Ok(::gaia_core::store::UpdateTake::Handle);
+                    }
+                    let done: i64 =
+                        ::sqlx::query_scalar("SELECT done FROM telegram_updates WHERE update_id = $1")
+                            .bind(update_id)
+                            .fetch_one(&self.pool)
+                            .await?;
+                    Ok(if done != 0 {
+                        ::gaia_core::store::UpdateTake::Done
+                    } else {
+                        ::gaia_core::store::UpdateTake::Busy
+                    })
+                })
+                .await
+            }
+
+            async fn telegram_update_done(
+                &self,
+                update_id: i64,
+                forget_before: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), ::gaia_core::StoreError> {
+                crate::error::boundary(async {
+                    ::sqlx::query("UPDATE telegram_updates SET done = 1 WHERE update_id = $1")
+                        .bind(update_id)
+                        .execute(&self.pool)
+                        .await?;
+                    ::sqlx::query("DELETE FROM telegram_updates WHERE until_us < $1")
+                        .bind(::gaia_core::time::to_micros(forget_before))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
                 })
                 .await
             }
