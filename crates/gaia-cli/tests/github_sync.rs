@@ -2,7 +2,9 @@
 //! becomes exactly one issue with hostile text arriving literally, a second sync makes no
 //! mutating call, and a sync killed with SIGKILL at random points, ten runs in a row with
 //! faults on (5xx after creating, stalls past the timeout, secondary limits), never leaves a
-//! duplicate: every item ends linked to exactly one issue. Skipped when `gh` is missing.
+//! duplicate: every item ends linked to exactly one issue. The scheduled sync of `gaia serve`
+//! is off by default, and of two servers on one store only the lease holder syncs, its state
+//! read alike through either. Skipped when `gh` is missing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,6 +25,7 @@ use serde_json::Value;
 backend_tests!(
     every_item_becomes_one_issue_and_a_resync_is_quiet,
     killed_syncs_never_duplicate,
+    the_scheduled_sync_runs_on_one_node_of_two,
 );
 
 const REPO: &str = "acme/widgets";
@@ -348,5 +351,124 @@ async fn gh_failures_are_named() {
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
     assert!(fake.mutating_calls().is_empty());
     assert!(gaia.github_sync_list("acme/gone").await.unwrap().is_empty());
+    fake.shutdown().await;
+}
+
+/// `GET /api/v1/github/sync` on `server`: the `state` member.
+async fn sync_state(http: &reqwest::Client, server: &support::Server) -> Value {
+    let v: Value = http
+        .get(format!("{}/api/v1/github/sync", server.url))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["state"].clone()
+}
+
+async fn the_scheduled_sync_runs_on_one_node_of_two(db: &TestDb) {
+    if !gh_installed() {
+        return;
+    }
+    const ITEMS: usize = 3;
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    for i in 0..ITEMS {
+        gaia.create_story(
+            &NewStory {
+                slug: format!("sched-{i}"),
+                title: format!("scheduled {i}"),
+                description: String::new(),
+                labels: vec![],
+            },
+            &Template::default(),
+            "op",
+        )
+        .await
+        .unwrap();
+    }
+    let fake = FakeGithub::start().await;
+    let gh_config = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = fake.gh_env();
+    env.push((
+        "GH_CONFIG_DIR".into(),
+        gh_config.path().display().to_string(),
+    ));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let http = reqwest::Client::new();
+
+    // Off by default: a server without [github] reports no state and calls nothing.
+    let plain = support::Server::start(db, &env_ref);
+    assert_eq!(sync_state(&http, &plain).await, Value::Null);
+
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("gaia.toml");
+    std::fs::write(
+        &toml,
+        format!("[github]\nenabled = true\nrepo = \"{REPO}\"\ninterval = \"1s\"\n"),
+    )
+    .unwrap();
+    let mut with_config = env_ref.clone();
+    let toml_text = toml.display().to_string();
+    with_config.push(("GAIA_CONFIG", toml_text.as_str()));
+    let a = support::Server::start(db, &with_config);
+    let b = support::Server::start(db, &with_config);
+
+    // Bounded: until the holder has run twice (the second run finds nothing to do).
+    let mut state = Value::Null;
+    for _ in 0..600 {
+        state = sync_state(&http, &b).await;
+        if state["runs"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        state["runs"].as_u64().unwrap_or(0) >= 2,
+        "{state}\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(state["repo"], REPO);
+    assert_eq!(state["counts"]["unchanged"], ITEMS, "{state}");
+    assert_eq!(state["last_error"], Value::Null, "{state}");
+    assert!(state["next_run"].is_string(), "{state}");
+    let holder = state["holder"].as_str().unwrap().to_owned();
+    // The state is the deployment's: the other node reads the same holder.
+    assert_eq!(sync_state(&http, &a).await["holder"], holder.as_str());
+
+    // One issue per story, created once, and every event names the one holder.
+    assert_eq!(fake.issues(REPO).len(), ITEMS);
+    assert_eq!(fake.calls().iter().filter(|c| c.is_create()).count(), ITEMS);
+    let events = gaia
+        .list_events_after(
+            0,
+            &gaia_core::event::EventFilter {
+                type_prefix: Some("github".into()),
+                subject: None,
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), ITEMS);
+    for e in &events {
+        assert_eq!(e.actor, format!("gaia-github@{holder}"), "{e:?}");
+    }
+    let plain_pid = plain.pid();
+    assert!(
+        !holder.ends_with(&format!("-{plain_pid}")),
+        "the plain server never syncs"
+    );
+    assert!(
+        [a.pid(), b.pid()]
+            .iter()
+            .any(|p| holder.ends_with(&format!("-{p}"))),
+        "{holder}"
+    );
+    drop((plain, a, b));
     fake.shutdown().await;
 }

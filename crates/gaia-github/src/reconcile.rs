@@ -5,7 +5,7 @@
 //! body carries the sync key's marker on a line of its own. Never the search API, whose
 //! index lags by minutes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gaia_core::github::has_marker;
@@ -16,7 +16,7 @@ use crate::runner::Gh;
 
 /// How many missing numbers in a row end a scan above the last seen number.
 pub const SCAN_GAP: u32 = 3;
-/// The most numbers one scan fetches.
+/// The most numbers one scan fetches (numbers already seen are skipped, not counted).
 const SCAN_MAX: i64 = 2_000;
 
 /// An issue as listed or fetched.
@@ -97,11 +97,14 @@ pub fn marker_keys(body: &str) -> impl Iterator<Item = &str> {
 pub struct Seen {
     pub by_key: HashMap<String, Issue>,
     pub highest: i64,
+    /// Every number seen (a scan fetches only the others).
+    pub numbers: HashSet<i64>,
 }
 
 impl Seen {
     fn add(&mut self, issue: Issue, viewer: &str) {
         self.highest = self.highest.max(issue.number);
+        self.numbers.insert(issue.number);
         if issue.is_pull || issue.creator != viewer {
             return;
         }
@@ -148,7 +151,9 @@ pub async fn list_since(
 }
 
 /// Fetches issue numbers above `last_seen` one by one until [`SCAN_GAP`] in a row are
-/// missing, into `seen`: what a lagging listing does not show yet.
+/// missing, into `seen`: what a lagging listing does not show yet. Numbers `seen` holds
+/// already (a listing read before) are not fetched again, so a scan after a listing costs
+/// one call per issue the listing missed plus the gap.
 pub async fn scan_above(
     gh: &Gh,
     repo: &str,
@@ -158,7 +163,14 @@ pub async fn scan_above(
 ) -> Result<(), GhError> {
     let mut missing = 0;
     let mut n = last_seen.max(0) + 1;
-    while missing < SCAN_GAP && n <= last_seen.max(0) + SCAN_MAX {
+    let mut fetched = 0;
+    while missing < SCAN_GAP && fetched < SCAN_MAX {
+        if seen.numbers.contains(&n) {
+            missing = 0;
+            n += 1;
+            continue;
+        }
+        fetched += 1;
         match gh
             .api("GET", &format!("repos/{repo}/issues/{n}"), None)
             .await

@@ -129,6 +129,12 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Adds another run's results to these.
+    pub fn absorb(&mut self, other: Summary) {
+        self.items.extend(other.items);
+        self.listing_pages += other.listing_pages;
+    }
+
     /// How many items ended in `bucket` (see [`Outcome::bucket`]).
     pub fn count(&self, bucket: &str) -> usize {
         self.items
@@ -137,6 +143,16 @@ impl Summary {
             .count()
     }
 }
+
+/// The outcome buckets of a summary, in the order they are reported.
+pub const BUCKETS: [&str; 6] = [
+    "created",
+    "updated",
+    "closed",
+    "unchanged",
+    "pending",
+    "failed",
+];
 
 /// A failure that stops the whole sync.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +181,35 @@ pub async fn sync(
     desired: &[Desired],
     progress: &mut (dyn FnMut(&ItemResult) + Send),
 ) -> Result<Summary, SyncError> {
+    let records: HashMap<(ItemKind, String), SyncRecord> = gaia
+        .github_sync_list(&opts.repo)
+        .await?
+        .into_iter()
+        .map(|r| ((r.kind, r.item.clone()), r))
+        .collect();
+    // An item linked to its issue whose content hashes as last pushed needs no call: when
+    // every item is such, the sync makes none at all.
+    let work = desired
+        .iter()
+        .filter(|d| !unchanged(d, records.get(&(d.kind, d.item.clone()))))
+        .count();
+    let mut summary = Summary::default();
+    if work == 0 {
+        for d in desired {
+            let n = records
+                .get(&(d.kind, d.item.clone()))
+                .and_then(|r| r.issue)
+                .unwrap_or_default();
+            let result = ItemResult {
+                kind: d.kind,
+                item: d.item.clone(),
+                outcome: Outcome::Unchanged(n),
+            };
+            progress(&result);
+            summary.items.push(result);
+        }
+        return Ok(summary);
+    }
     let user = gh.api("GET", "user", None).await?;
     let viewer = user
         .body
@@ -172,27 +217,24 @@ pub async fn sync(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    check_primary_budget(gh, desired.len()).await?;
+    check_primary_budget(gh, work).await?;
     // The newest number, read before any intent: also tells at once (404/410) that the
     // repository is missing or has issues disabled.
     let highest = reconcile::highest_number(gh, &opts.repo).await?;
-    let records: HashMap<(ItemKind, String), SyncRecord> = gaia
-        .github_sync_list(&opts.repo)
-        .await?
-        .into_iter()
-        .map(|r| ((r.kind, r.item.clone()), r))
-        .collect();
     let mut engine = Engine {
         gaia,
         gh,
         opts,
         limiter: Limiter::new(opts.limits),
         viewer,
-        seen: Seen::default(),
+        // Linked issues carry their own items' keys: a scan for a lost create skips them.
+        seen: Seen {
+            numbers: records.values().filter_map(|r| r.issue).collect(),
+            ..Seen::default()
+        },
         highest: Some(highest),
     };
     engine.restore_pace().await?;
-    let mut summary = Summary::default();
     // Intents without an issue: look for what their creates made before anything is created.
     let pending: Vec<&SyncRecord> = desired
         .iter()
@@ -279,6 +321,15 @@ fn state_of(d: &Desired) -> &'static str {
 
 fn hash_of(d: &Desired, body: &str) -> String {
     content_hash(&d.title, body, &d.labels, state_of(d))
+}
+
+/// Whether `d` is linked to its issue and hashes as what was last pushed to it.
+fn unchanged(d: &Desired, record: Option<&SyncRecord>) -> bool {
+    let Some(r) = record else {
+        return false;
+    };
+    r.issue.is_some()
+        && r.pushed_hash.as_deref() == Some(hash_of(d, &full_body(d, &r.sync_key)).as_str())
 }
 
 fn hash_of_issue(i: &Issue) -> String {
@@ -444,6 +495,7 @@ impl Engine<'_> {
                         message: "the created issue has no number".into(),
                     })?;
                 self.highest = Some(highest.max(n));
+                self.seen.numbers.insert(n);
                 let created_hash = content_hash(&d.title, body, &d.labels, "open");
                 self.record(d, n, &created_hash, Pushed::Created).await?;
                 if d.closed.is_some() {
@@ -455,19 +507,19 @@ impl Engine<'_> {
             }
             Err(SyncError::Gh(e)) if e.is_ambiguous() => {
                 // The issue may exist: look for it now, by number (listings lag).
-                let mut seen = Seen::default();
+                // Numbers already seen or linked carry other keys: only the rest is fetched.
                 reconcile::scan_above(
                     self.gh,
                     &self.opts.repo,
                     &self.viewer,
                     intent.last_seen,
-                    &mut seen,
+                    &mut self.seen,
                 )
                 .await?;
-                self.highest = Some(highest.max(seen.highest));
-                match seen.by_key.get(&intent.sync_key) {
+                self.highest = Some(highest.max(self.seen.highest));
+                match self.seen.by_key.get(&intent.sync_key).cloned() {
                     Some(found) => {
-                        let was = hash_of_issue(found);
+                        let was = hash_of_issue(&found);
                         let n = found.number;
                         self.record(d, n, &was, Pushed::Found).await?;
                         self.update(d, n, body, hash, Some(&was), true).await

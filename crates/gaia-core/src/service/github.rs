@@ -1,9 +1,9 @@
 //! GitHub sync records: the write-ahead intent before an issue is created, the pushes
-//! recorded after, and the records of a repository.
+//! recorded after, the records of a repository, and the scheduled sync's state.
 
 use super::Gaia;
 use crate::error::Error;
-use crate::github::{ItemKind, SyncRecord, check_repo};
+use crate::github::{ItemKind, SyncRecord, WORKER_STATE_SETTING, WorkerState, check_repo};
 use crate::usecase::github::{Intent, Push};
 use chrono::{DateTime, Utc};
 
@@ -47,5 +47,23 @@ impl Gaia {
     pub async fn github_sync_list(&self, repo: &str) -> Result<Vec<SyncRecord>, Error> {
         check_repo(repo)?;
         Ok(self.store.github_sync_list(repo).await?)
+    }
+
+    /// The scheduled sync's state as its lease holder last wrote it; `None` when no node has
+    /// run it (it is off by default). An unreadable value reads as none rather than failing
+    /// the page that shows it.
+    pub async fn github_worker_state(&self) -> Result<Option<WorkerState>, Error> {
+        let text = self
+            .store
+            .setting_get_or_init(WORKER_STATE_SETTING, "")
+            .await?;
+        Ok(serde_json::from_str(&text).ok())
+    }
+
+    /// Records the scheduled sync's state (written by the lease holder only).
+    pub async fn github_worker_record(&self, state: &WorkerState) -> Result<(), Error> {
+        let text = serde_json::to_string(state)
+            .map_err(|e| crate::StoreError::Corrupt(format!("github worker state: {e}")))?;
+        Ok(self.store.setting_set(WORKER_STATE_SETTING, &text).await?)
     }
 }
