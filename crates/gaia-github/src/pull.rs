@@ -78,7 +78,7 @@ pub async fn pull(gaia: &Gaia, gh: &Gh, repo: &str, actor: &str) -> Result<Vec<P
     });
     let mut pulled = Vec::new();
     while let Some(p) = path.take() {
-        let page = gh.api("GET", &p, None).await?;
+        let page = gh.get(&p).await?;
         for v in page.body.as_array().map(Vec::as_slice).unwrap_or_default() {
             let Some(issue) = Issue::from_json(v).filter(|i| !i.is_pull) else {
                 continue;

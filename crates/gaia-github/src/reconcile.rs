@@ -102,6 +102,20 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Adds what another reconcile saw (the lowest number still wins per key).
+    pub fn merge(&mut self, other: Seen) {
+        self.highest = self.highest.max(other.highest);
+        self.numbers.extend(other.numbers);
+        for (key, issue) in other.by_key {
+            match self.by_key.get(&key) {
+                Some(have) if have.number <= issue.number => {}
+                _ => {
+                    self.by_key.insert(key, issue);
+                }
+            }
+        }
+    }
+
     fn add(&mut self, issue: Issue, viewer: &str) {
         self.highest = self.highest.max(issue.number);
         self.numbers.insert(issue.number);
@@ -138,7 +152,7 @@ pub async fn list_since(
     ));
     let mut pages = 0;
     while let Some(p) = path.take() {
-        let page = gh.api("GET", &p, None).await?;
+        let page = gh.get(&p).await?;
         pages += 1;
         for v in page.body.as_array().map(Vec::as_slice).unwrap_or_default() {
             if let Some(issue) = Issue::from_json(v) {
@@ -171,10 +185,7 @@ pub async fn scan_above(
             continue;
         }
         fetched += 1;
-        match gh
-            .api("GET", &format!("repos/{repo}/issues/{n}"), None)
-            .await
-        {
+        match gh.get(&format!("repos/{repo}/issues/{n}")).await {
             Ok(r) => {
                 missing = 0;
                 if let Some(issue) = Issue::from_json(&r.body) {
@@ -192,11 +203,7 @@ pub async fn scan_above(
 /// The highest issue (or pull request) number of `repo` its listing shows now.
 pub async fn highest_number(gh: &Gh, repo: &str) -> Result<i64, GhError> {
     let r = gh
-        .api(
-            "GET",
-            &format!("repos/{repo}/issues?state=all&per_page=1"),
-            None,
-        )
+        .get(&format!("repos/{repo}/issues?state=all&per_page=1"))
         .await?;
     Ok(r.body
         .as_array()

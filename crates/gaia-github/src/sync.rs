@@ -9,7 +9,10 @@
 //! flight (a `gh` left running by a killed sync) to have landed. Never a blind re-POST.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use chrono::{DateTime, Utc};
 use gaia_core::Gaia;
@@ -55,6 +58,11 @@ pub struct SyncOptions {
     /// How long after an unanswered create its intent waits before being created again.
     pub settle: Duration,
     pub limits: Limits,
+    /// How many items are worked on at once (1, the default: GitHub asks for requests one
+    /// after another). Mutating requests still start one at a time, `limits` apart, but with
+    /// more than one a request may start while an earlier one's `gh` still runs, so their
+    /// arrivals may come closer than `limits.spacing`: for fake servers only.
+    pub concurrency: usize,
 }
 
 impl SyncOptions {
@@ -65,6 +73,7 @@ impl SyncOptions {
             actor: actor.to_owned(),
             settle: Duration::from_secs(120),
             limits: Limits::default(),
+            concurrency: 1,
         }
     }
 }
@@ -163,14 +172,17 @@ pub enum SyncError {
     Gaia(#[from] gaia_core::error::Error),
 }
 
+/// What a sync shares between the items it works on at once: the pace (held while waiting
+/// for a slot, so requests leave one at a time), what reconciling saw, and the highest
+/// issue number known.
 struct Engine<'a> {
     gaia: &'a Gaia,
     gh: &'a Gh,
     opts: &'a SyncOptions,
-    limiter: Limiter,
+    limiter: tokio::sync::Mutex<Limiter>,
     viewer: String,
-    seen: Seen,
-    highest: Option<i64>,
+    seen: Mutex<Seen>,
+    highest: Mutex<Option<i64>>,
 }
 
 /// Syncs `desired` to `opts.repo`; `progress` is told of each item as it is done.
@@ -210,31 +222,28 @@ pub async fn sync(
         }
         return Ok(summary);
     }
-    let user = gh.api("GET", "user", None).await?;
-    let viewer = user
+    // Three independent reads, at once: who the viewer is, whether the primary budget covers
+    // the work, and the newest number, read before any intent (which also tells at once,
+    // 404/410, that the repository is missing or has issues disabled).
+    let (user, budget, highest) = tokio::join!(
+        gh.get("user"),
+        check_primary_budget(gh, work),
+        reconcile::highest_number(gh, &opts.repo),
+    );
+    let viewer = user?
         .body
         .get("login")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    check_primary_budget(gh, work).await?;
-    // The newest number, read before any intent: also tells at once (404/410) that the
-    // repository is missing or has issues disabled.
-    let highest = reconcile::highest_number(gh, &opts.repo).await?;
-    let mut engine = Engine {
-        gaia,
-        gh,
-        opts,
-        limiter: Limiter::new(opts.limits),
-        viewer,
-        // Linked issues carry their own items' keys: a scan for a lost create skips them.
-        seen: Seen {
-            numbers: records.values().filter_map(|r| r.issue).collect(),
-            ..Seen::default()
-        },
-        highest: Some(highest),
+    budget?;
+    let highest = highest?;
+    // Linked issues carry their own items' keys: a scan for a lost create skips them.
+    let mut seen = Seen {
+        numbers: records.values().filter_map(|r| r.issue).collect(),
+        ..Seen::default()
     };
-    engine.restore_pace().await?;
+    let mut highest = highest;
     // Intents without an issue: look for what their creates made before anything is created.
     let pending: Vec<&SyncRecord> = desired
         .iter()
@@ -244,21 +253,45 @@ pub async fn sync(
     if let Some(since) = pending.iter().map(|r| r.intent_at).min() {
         let since = since - chrono::Duration::minutes(5);
         summary.listing_pages +=
-            reconcile::list_since(gh, &opts.repo, &engine.viewer, since, &mut engine.seen).await?;
+            reconcile::list_since(gh, &opts.repo, &viewer, since, &mut seen).await?;
         let unfound = pending
             .iter()
-            .filter(|r| !engine.seen.by_key.contains_key(&r.sync_key))
+            .filter(|r| !seen.by_key.contains_key(&r.sync_key))
             .map(|r| r.last_seen)
             .min();
         if let Some(last_seen) = unfound {
-            reconcile::scan_above(gh, &opts.repo, &engine.viewer, last_seen, &mut engine.seen)
-                .await?;
+            reconcile::scan_above(gh, &opts.repo, &viewer, last_seen, &mut seen).await?;
         }
-        engine.highest = Some(highest.max(engine.seen.highest));
+        highest = highest.max(seen.highest);
     }
-    for d in desired {
-        let record = records.get(&(d.kind, d.item.clone()));
-        let outcome = match engine.one(d, record).await {
+    let engine = Engine {
+        gaia,
+        gh,
+        opts,
+        limiter: tokio::sync::Mutex::new(Limiter::new(opts.limits)),
+        viewer,
+        seen: Mutex::new(seen),
+        highest: Mutex::new(Some(highest)),
+    };
+    engine.restore_pace().await?;
+    // Items in order, a few at once; results reported in order.
+    let engine = &engine;
+    // Boxed with their lifetime named, so the sync stays a `Send` future a worker can spawn.
+    type ItemFuture<'f> = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = (&'f Desired, Result<Outcome, SyncError>)> + Send + 'f,
+        >,
+    >;
+    let items: Vec<ItemFuture<'_>> = desired
+        .iter()
+        .map(|d| {
+            let record = records.get(&(d.kind, d.item.clone()));
+            Box::pin(async move { (d, engine.one(d, record).await) }) as ItemFuture<'_>
+        })
+        .collect();
+    let mut results = futures_util::stream::iter(items).buffered(opts.concurrency.max(1));
+    while let Some((d, outcome)) = results.next().await {
+        let outcome = match outcome {
             Ok(o) => o,
             Err(SyncError::Gh(e @ (GhError::NotLoggedIn | GhError::Spawn(_)))) => {
                 return Err(e.into());
@@ -280,7 +313,7 @@ pub async fn sync(
 /// refuses to start when what is left could not cover one call per item and the listings:
 /// better to stop before than halfway.
 async fn check_primary_budget(gh: &Gh, items: usize) -> Result<(), GhError> {
-    let r = gh.api("GET", "rate_limit", None).await?;
+    let r = gh.get("rate_limit").await?;
     let core = r
         .body
         .pointer("/resources/core")
@@ -304,6 +337,11 @@ async fn check_primary_budget(gh: &Gh, items: usize) -> Result<(), GhError> {
         status: 200,
         retry_after: Duration::from_secs(wait.max(60)),
     })
+}
+
+/// Locks shared state; a panic elsewhere leaves it usable (it only ever grows).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The body pushed for `d`: its text, then the marker line.
@@ -337,11 +375,7 @@ fn hash_of_issue(i: &Issue) -> String {
 }
 
 impl Engine<'_> {
-    async fn one(
-        &mut self,
-        d: &Desired,
-        record: Option<&SyncRecord>,
-    ) -> Result<Outcome, SyncError> {
+    async fn one(&self, d: &Desired, record: Option<&SyncRecord>) -> Result<Outcome, SyncError> {
         let key = record.map_or_else(
             || gaia_core::github::sync_key(&self.opts.repo, d.kind, &d.item),
             |r| r.sync_key.clone(),
@@ -355,7 +389,8 @@ impl Engine<'_> {
                     .await
             }
             Some(r) => {
-                if let Some(found) = self.seen.by_key.get(&r.sync_key).cloned() {
+                let found = lock(&self.seen).by_key.get(&r.sync_key).cloned();
+                if let Some(found) = found {
                     if self.opts.dry_run {
                         return Ok(Outcome::WouldUpdate(found.number));
                     }
@@ -381,6 +416,11 @@ impl Engine<'_> {
         }
     }
 
+    fn raise_highest(&self, n: i64) {
+        let mut h = lock(&self.highest);
+        *h = Some(h.map_or(n, |h| h.max(n)));
+    }
+
     async fn record(
         &self,
         d: &Desired,
@@ -402,7 +442,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    async fn restore_pace(&mut self) -> Result<(), SyncError> {
+    async fn restore_pace(&self) -> Result<(), SyncError> {
         let text = self
             .gaia
             .store()
@@ -411,16 +451,18 @@ impl Engine<'_> {
             .map_err(gaia_core::error::Error::from)?;
         let sent: Vec<i64> = serde_json::from_str(&text).unwrap_or_default();
         self.limiter
+            .lock()
+            .await
             .restore(Instant::now(), Utc::now().timestamp_micros(), &sent);
         Ok(())
     }
 
     /// Waits for the limiter and records the request about to go, in the store too.
-    async fn pace(&mut self) -> Result<(), SyncError> {
-        self.limiter.acquire().await;
-        let sent = self
-            .limiter
-            .to_wall(Instant::now(), Utc::now().timestamp_micros());
+    async fn pace(&self) -> Result<(), SyncError> {
+        // Held until the request is counted and saved: requests leave one at a time.
+        let mut limiter = self.limiter.lock().await;
+        limiter.acquire().await;
+        let sent = limiter.to_wall(Instant::now(), Utc::now().timestamp_micros());
         self.gaia
             .store()
             .setting_set(
@@ -433,7 +475,7 @@ impl Engine<'_> {
     }
 
     /// A mutating call, paced, retried after rate limit answers.
-    async fn mutate(&mut self, method: &str, path: &str, body: &Value) -> Result<Value, SyncError> {
+    async fn mutate(&self, method: &str, path: &str, body: &Value) -> Result<Value, SyncError> {
         let mut tries = 0;
         loop {
             self.pace().await?;
@@ -441,7 +483,7 @@ impl Engine<'_> {
                 Ok(r) => return Ok(r.body),
                 Err(GhError::RateLimited { retry_after, .. }) if tries < RATE_RETRIES => {
                     tries += 1;
-                    self.limiter.hold(Instant::now() + retry_after);
+                    self.limiter.lock().await.hold(Instant::now() + retry_after);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -450,7 +492,7 @@ impl Engine<'_> {
 
     /// Creates `d`'s issue, for the attempt seen last (`expected`; `None`: no record).
     async fn create(
-        &mut self,
+        &self,
         d: &Desired,
         body: &str,
         hash: &str,
@@ -459,11 +501,12 @@ impl Engine<'_> {
         if self.opts.dry_run {
             return Ok(Outcome::WouldCreate);
         }
-        let highest = match self.highest {
+        let known = *lock(&self.highest);
+        let highest = match known {
             Some(h) => h,
             None => {
                 let h = reconcile::highest_number(self.gh, &self.opts.repo).await?;
-                self.highest = Some(h);
+                self.raise_highest(h);
                 h
             }
         };
@@ -494,8 +537,8 @@ impl Engine<'_> {
                         status: None,
                         message: "the created issue has no number".into(),
                     })?;
-                self.highest = Some(highest.max(n));
-                self.seen.numbers.insert(n);
+                self.raise_highest(n);
+                lock(&self.seen).numbers.insert(n);
                 let created_hash = content_hash(&d.title, body, &d.labels, "open");
                 self.record(d, n, &created_hash, Pushed::Created).await?;
                 if d.closed.is_some() {
@@ -508,16 +551,26 @@ impl Engine<'_> {
             Err(SyncError::Gh(e)) if e.is_ambiguous() => {
                 // The issue may exist: look for it now, by number (listings lag).
                 // Numbers already seen or linked carry other keys: only the rest is fetched.
+                let mut seen = Seen {
+                    numbers: lock(&self.seen).numbers.clone(),
+                    ..Seen::default()
+                };
                 reconcile::scan_above(
                     self.gh,
                     &self.opts.repo,
                     &self.viewer,
                     intent.last_seen,
-                    &mut self.seen,
+                    &mut seen,
                 )
                 .await?;
-                self.highest = Some(highest.max(self.seen.highest));
-                match self.seen.by_key.get(&intent.sync_key).cloned() {
+                self.raise_highest(seen.highest);
+                // Looked up after merging: a scan for another item may have fetched it.
+                let found = {
+                    let mut shared = lock(&self.seen);
+                    shared.merge(seen);
+                    shared.by_key.get(&intent.sync_key).cloned()
+                };
+                match found {
                     Some(found) => {
                         let was = hash_of_issue(&found);
                         let n = found.number;
@@ -534,7 +587,7 @@ impl Engine<'_> {
     }
 
     async fn update(
-        &mut self,
+        &self,
         d: &Desired,
         n: i64,
         body: &str,

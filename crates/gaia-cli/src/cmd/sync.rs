@@ -35,8 +35,10 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
     let opts = SyncOptions {
         dry_run: args.dry_run,
         settle: Duration::from_secs(args.settle),
+        concurrency: usize::from(args.parallel),
         limits: Limits {
             spacing: Duration::from_millis(args.spacing_ms),
+            window_scale: args.limit_scale,
             ..Limits::default()
         },
         ..SyncOptions::new(&args.repo, &crate::client::cli_actor())
