@@ -225,41 +225,93 @@ async fn every_item_becomes_one_issue_and_a_resync_is_quiet(db: &TestDb) {
         .unwrap();
     assert_eq!(events.len(), items, "one event per created issue");
 
-    // Closed on GitHub: --pull closes the story; the task, whose list needs a claim to finish
-    // it, is reported as skipped.
+    // Closed on GitHub: --pull closes the story and finishes the task (taking its list's
+    // claim for that moment); a task whose list another agent holds is left, with the reason.
     let records = gaia.github_sync_list(REPO).await.unwrap();
     let story = records.iter().find(|r| r.item == "story-1").unwrap();
-    let task = records
+    let mut tasks = Vec::new();
+    for r in records
         .iter()
-        .find(|r| r.kind == gaia_core::github::ItemKind::Task)
-        .unwrap();
-    for r in [story, task] {
+        .filter(|r| r.kind == gaia_core::github::ItemKind::Task)
+    {
+        let t = gaia.get_task(r.item.parse().unwrap()).await.unwrap();
+        tasks.push((r, t.story));
+    }
+    let task = tasks[0].0;
+    let t = gaia.get_task(task.item.parse().unwrap()).await.unwrap();
+    let held = tasks
+        .iter()
+        .find(|(_, story)| *story != t.story && story != "story-1")
+        .unwrap()
+        .0;
+    let held_task = gaia.get_task(held.item.parse().unwrap()).await.unwrap();
+    let req = gaia_core::claims::Request::acquire(
+        held_task.key(),
+        "agent-x",
+        None,
+        None,
+        Some(Duration::from_secs(600)),
+    )
+    .unwrap();
+    gaia.apply_claim(&req).await.unwrap();
+    for r in [story, task, held] {
         fake.close_issue(REPO, u64::try_from(r.issue.unwrap()).unwrap(), "completed");
     }
     let (code, pulled, err) = run_json(sync_cmd(db, &fake, &config, &["--pull", "--json"]));
     assert_eq!(code, 0, "{err} {pulled}");
-    let results: Vec<&str> = pulled["pulled"]
+    let results: Vec<(&str, &str)> = pulled["pulled"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["result"].as_str().unwrap())
+        .map(|p| (p["item"].as_str().unwrap(), p["result"].as_str().unwrap()))
         .collect();
-    assert_eq!(results, vec!["closed", "skipped"], "{pulled}");
+    assert_eq!(results.len(), 3, "{pulled}");
+    assert!(results.contains(&("story-1", "closed")), "{pulled}");
+    assert!(results.contains(&(task.item.as_str(), "done")), "{pulled}");
+    assert!(
+        results.contains(&(held.item.as_str(), "skipped")),
+        "{pulled}"
+    );
+    assert!(
+        pulled.to_string().contains("agent-x"),
+        "names the holder: {pulled}"
+    );
     let s1 = gaia.get_story("story-1").await.unwrap().story;
     assert_eq!(s1.status, gaia_core::backlog::StoryStatus::Closed);
     let t = gaia.get_task(task.item.parse().unwrap()).await.unwrap();
-    assert_ne!(t.status, gaia_core::backlog::TaskStatus::Done);
-    // The closed story is not closed again.
+    assert_eq!(t.status, gaia_core::backlog::TaskStatus::Done);
+    assert_ne!(
+        gaia.get_task(held.item.parse().unwrap())
+            .await
+            .unwrap()
+            .status,
+        gaia_core::backlog::TaskStatus::Done
+    );
+    // The pull let the claim it took go again.
+    let claim = gaia.get_claim(&t.key()).await.unwrap();
+    assert!(claim.holder.is_none(), "{claim:?}");
+    // Story-1 was closed with its tasks undone: its issue says not planned.
+    let issue = |n: Option<i64>| {
+        fake.issues(REPO)
+            .into_iter()
+            .find(|i| Some(i64::try_from(i.number).unwrap()) == n)
+            .unwrap()
+    };
+    assert_eq!(
+        issue(story.issue).state_reason.as_deref(),
+        Some("not_planned")
+    );
+    assert_eq!(issue(task.issue).state_reason.as_deref(), Some("completed"));
+    // Nothing is pulled twice.
     let (code, again, err) = run_json(sync_cmd(db, &fake, &config, &["--pull", "--json"]));
     assert_eq!(code, 0, "{err}");
-    assert!(
-        again["pulled"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["result"] == "skipped"),
-        "{again}"
-    );
+    let again: Vec<&Value> = again["pulled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["result"] != "skipped")
+        .collect();
+    assert!(again.is_empty(), "{again:?}");
     fake.shutdown().await;
 }
 

@@ -197,3 +197,97 @@ fn reason(done: bool) -> &'static str {
 fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn story(status: StoryStatus) -> Story {
+        Story {
+            slug: "auth".into(),
+            title: "Auth".into(),
+            description: "why".into(),
+            status,
+            labels: vec![],
+            created_by: "op".into(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            todolist: "main-2".into(),
+            finalized_at: None,
+        }
+    }
+
+    fn task(id: i64, todolist: &str, status: TaskStatus) -> Task {
+        Task {
+            id,
+            story: "auth".into(),
+            todolist: todolist.into(),
+            title: format!("task {id}"),
+            body: String::new(),
+            status,
+            reason: None,
+            worker: None,
+            position: id,
+            blocked_by: vec![],
+            created_by: "op".into(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_story_closed_with_its_tasks_done_is_completed_else_not_planned() {
+        let none = HashMap::new();
+        let done = [
+            task(1, "main-2", TaskStatus::Done),
+            // An archived list's unfinished task does not hold the story back.
+            task(2, "main-1", TaskStatus::Todo),
+        ];
+        assert_eq!(
+            story_issue(&story(StoryStatus::Open), &done, &none).closed,
+            None
+        );
+        let closed = story_issue(&story(StoryStatus::Closed), &done, &none);
+        assert_eq!(closed.closed.as_deref(), Some("completed"));
+        assert!(
+            !closed.body.contains("task 2"),
+            "the checklist is the current list"
+        );
+        let undone = [
+            task(1, "main-2", TaskStatus::Done),
+            task(3, "main-2", TaskStatus::Blocked),
+        ];
+        let closed = story_issue(&story(StoryStatus::Closed), &undone, &none);
+        assert_eq!(closed.closed.as_deref(), Some("not_planned"));
+    }
+
+    #[test]
+    fn an_abandoned_task_is_not_planned_and_a_done_one_completed() {
+        let open = story(StoryStatus::Open);
+        let closed = story(StoryStatus::Closed);
+        let reason = |s: &Story, t: &Task| task_issue(s, t).closed;
+        assert_eq!(
+            reason(&open, &task(1, "main-2", TaskStatus::InProgress)),
+            None
+        );
+        assert_eq!(
+            reason(&open, &task(1, "main-2", TaskStatus::Done)).as_deref(),
+            Some("completed")
+        );
+        assert_eq!(
+            reason(&open, &task(2, "main-1", TaskStatus::Todo)).as_deref(),
+            Some("not_planned"),
+            "left in an archived list"
+        );
+        assert_eq!(
+            reason(&closed, &task(3, "main-2", TaskStatus::Todo)).as_deref(),
+            Some("not_planned"),
+            "its story closed without it"
+        );
+        assert_eq!(
+            reason(&closed, &task(4, "main-1", TaskStatus::Done)).as_deref(),
+            Some("completed")
+        );
+    }
+}

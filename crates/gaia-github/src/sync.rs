@@ -345,7 +345,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The body pushed for `d`: its text, then the marker line.
-fn full_body(d: &Desired, key: &str) -> String {
+pub fn full_body(d: &Desired, key: &str) -> String {
     if d.body.is_empty() {
         marker(key)
     } else {
@@ -361,13 +361,18 @@ fn hash_of(d: &Desired, body: &str) -> String {
     content_hash(&d.title, body, &d.labels, state_of(d))
 }
 
+/// The hash a sync records after pushing `d` with sync key `key` (see
+/// [`gaia_core::github::content_hash`]).
+pub fn pushed_hash(d: &Desired, key: &str) -> String {
+    hash_of(d, &full_body(d, key))
+}
+
 /// Whether `d` is linked to its issue and hashes as what was last pushed to it.
 fn unchanged(d: &Desired, record: Option<&SyncRecord>) -> bool {
     let Some(r) = record else {
         return false;
     };
-    r.issue.is_some()
-        && r.pushed_hash.as_deref() == Some(hash_of(d, &full_body(d, &r.sync_key)).as_str())
+    r.issue.is_some() && r.pushed_hash.as_deref() == Some(pushed_hash(d, &r.sync_key).as_str())
 }
 
 fn hash_of_issue(i: &Issue) -> String {

@@ -1,11 +1,20 @@
 //! GitHub sync records: the write-ahead intent before an issue is created, the pushes
-//! recorded after, the records of a repository, and the scheduled sync's state.
+//! recorded after, the records of a repository, the scheduled sync's state, and a task
+//! finished because its issue was closed on GitHub.
 
 use super::Gaia;
+use crate::backlog::Task;
+use crate::claims::{Outcome, Request};
 use crate::error::Error;
+use crate::error::StoreError;
 use crate::github::{ItemKind, SyncRecord, WORKER_STATE_SETTING, WorkerState, check_repo};
+use crate::usecase::backlog::{Fenced, TaskAction};
 use crate::usecase::github::{Intent, Push};
 use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// How long the claim a pull takes to finish a task may live if the pull dies holding it.
+const FINISH_CLAIM_TTL: Duration = Duration::from_secs(60);
 
 impl Gaia {
     /// Records (before creating it) the intent to create `item`'s issue in `repo`, for the
@@ -65,5 +74,54 @@ impl Gaia {
         let text = serde_json::to_string(state)
             .map_err(|e| crate::StoreError::Corrupt(format!("github worker state: {e}")))?;
         Ok(self.store.setting_set(WORKER_STATE_SETTING, &text).await?)
+    }
+
+    /// Finishes task `id` because its issue was closed on GitHub. Finishing needs the live
+    /// claim on the task's list (the backlog's fence), so `agent` (the sync's own name) takes
+    /// it for that moment, finishes the task under it (an event, `actor` named) and lets it go
+    /// again. A list another agent holds is left alone: a `Conflict` naming the holder.
+    pub async fn github_finish_task(
+        &self,
+        id: i64,
+        agent: &str,
+        actor: &str,
+    ) -> Result<Task, Error> {
+        let task = self.get_task(id).await?;
+        let key = task.key();
+        let req = Request::acquire(
+            key.clone(),
+            agent,
+            Some("gaia"),
+            Some("github-pull"),
+            Some(FINISH_CLAIM_TTL),
+        )?;
+        let claim = self.apply_claim(&req).await?;
+        match claim.outcome {
+            Outcome::Acquired | Outcome::TakenOver | Outcome::AlreadyHeld => {}
+            _ => {
+                let holder = claim
+                    .holder
+                    .map_or_else(|| "another agent".to_owned(), |h| h.agent);
+                return Err(StoreError::Conflict(format!(
+                    "task {id}: its list {key} is claimed by {holder}; finish it there"
+                ))
+                .into());
+            }
+        }
+        let fenced = Fenced {
+            agent: agent.to_owned(),
+            token: claim.token,
+            principal: None,
+        };
+        let done = self
+            .act_on_task(id, &TaskAction::Done, Some(&fenced), actor)
+            .await;
+        if claim.outcome != Outcome::AlreadyHeld {
+            let release = Request::release(key, agent, Some("github-pull"))?;
+            if let Err(e) = self.apply_claim(&release).await {
+                tracing::warn!(error = %e, task = id, "github pull: the list's claim expires on its own");
+            }
+        }
+        done
     }
 }
