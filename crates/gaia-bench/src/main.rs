@@ -13,6 +13,7 @@ mod backlog;
 mod baseline;
 mod claims;
 mod exit;
+mod github;
 mod harness;
 mod outbox;
 mod process;
@@ -59,6 +60,9 @@ enum BenchCommand {
     /// Outbox delivery to a fake Telegram: throughput beside a raw HTTP loop, and the sustained
     /// rate under Telegram's limits.
     Outbox(outbox::OutboxArgs),
+    /// GitHub sync against a fake GitHub through `gh`: the rate of new items under the
+    /// secondary limits (clock scaled), and the API calls of a re-sync with nothing changed.
+    Github(github::GithubArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,5 +97,6 @@ async fn run(cli: Cli) -> BenchResult {
         BenchCommand::Approvals(args) => approvals::run(args, &settings).await,
         BenchCommand::Outbox(args) => outbox::run(args, &settings).await,
         BenchCommand::Backlog(args) => backlog::run(args, &settings).await,
+        BenchCommand::Github(args) => github::run(args, &settings).await,
     }
 }
