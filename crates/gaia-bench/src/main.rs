@@ -14,6 +14,7 @@ mod baseline;
 mod claims;
 mod cleanup;
 mod exit;
+mod github;
 mod harness;
 mod mcp;
 mod outbox;
@@ -66,6 +67,9 @@ enum BenchCommand {
     /// Cleanup of a large store: rows archived and pruned per second, and concurrent claims'
     /// p99 with cleanup running beside the same claims without it.
     Cleanup(cleanup::CleanupArgs),
+    /// GitHub sync against a fake GitHub through `gh`: the rate of new items under the
+    /// secondary limits (clock scaled), and the API calls of a re-sync with nothing changed.
+    Github(github::GithubArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,5 +106,6 @@ async fn run(cli: Cli) -> BenchResult {
         BenchCommand::Backlog(args) => backlog::run(args, &settings).await,
         BenchCommand::Mcp(args) => mcp::run(args, &settings).await,
         BenchCommand::Cleanup(args) => cleanup::run(args, &settings).await,
+        BenchCommand::Github(args) => github::run(args, &settings).await,
     }
 }

@@ -306,6 +306,41 @@ const KEYS: &[Key] = &[
         secret: false,
         help: "rows per delete transaction while pruning (1 to 100000)",
     },
+    Key {
+        name: "github.enabled",
+        env: &["GAIA_GITHUB_ENABLED"],
+        default: Some("false"),
+        secret: false,
+        help: "gaia serve syncs the backlog to github.repo on a schedule (one node at a time)",
+    },
+    Key {
+        name: "github.repo",
+        env: &["GAIA_GITHUB_REPO"],
+        default: None,
+        secret: false,
+        help: "OWNER/NAME the scheduled sync writes issues to (through the server user's gh login)",
+    },
+    Key {
+        name: "github.interval",
+        env: &["GAIA_GITHUB_INTERVAL"],
+        default: Some("15m"),
+        secret: false,
+        help: "how often the scheduled sync runs",
+    },
+    Key {
+        name: "github.tasks",
+        env: &["GAIA_GITHUB_TASKS"],
+        default: Some("false"),
+        secret: false,
+        help: "the scheduled sync makes each task an issue too",
+    },
+    Key {
+        name: "github.pull",
+        env: &["GAIA_GITHUB_PULL"],
+        default: Some("false"),
+        secret: false,
+        help: "the scheduled sync first brings closed issues back (stories closed, tasks done)",
+    },
 ];
 
 /// `GAIA_*` variables that are not settings but are read elsewhere; no warning for these.
@@ -424,6 +459,8 @@ pub struct Config {
     pub backlog_template: Template,
     /// What `gaia cleanup` keeps, where it archives, and its batch size (`retention.*`).
     pub retention: RetentionConfig,
+    /// The scheduled GitHub sync of `gaia serve`; `None` unless `github.enabled`.
+    pub github: Option<GithubConfig>,
 }
 
 /// The `retention.*` settings.
@@ -432,6 +469,16 @@ pub struct RetentionConfig {
     pub keep: gaia_core::retention::Retention,
     pub archive_dir: PathBuf,
     pub batch: u32,
+}
+
+/// The scheduled GitHub sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubConfig {
+    /// `owner/name`.
+    pub repo: String,
+    pub interval: Duration,
+    pub tasks: bool,
+    pub pull: bool,
 }
 
 /// The store settings, as [`StoreOptions`] wants them.
@@ -525,6 +572,7 @@ impl Config {
             policy: Policy::default(),
             backlog_template: p.template()?,
             retention: p.retention()?,
+            github: p.github()?,
         })
     }
 
@@ -798,6 +846,34 @@ impl Parser<'_> {
         })
     }
 
+    /// The scheduled sync when `github.enabled`: then `github.repo` must be set.
+    fn github(&self) -> Result<Option<GithubConfig>, ConfigError> {
+        let interval = self.required("github.interval", duration)?;
+        let tasks = self.required("github.tasks", boolean)?;
+        let pull = self.required("github.pull", boolean)?;
+        let repo = self.optional("github.repo", github_repo)?;
+        if !self.required("github.enabled", boolean)? {
+            return Ok(None);
+        }
+        let Some(repo) = repo else {
+            let e = self.0.get("github.enabled").cloned().unwrap_or(Entry {
+                value: String::new(),
+                source: Source::Default,
+            });
+            return Err(invalid(
+                "github.enabled",
+                &e,
+                "github.repo to be set as well (OWNER/NAME)".to_owned(),
+            ));
+        };
+        Ok(Some(GithubConfig {
+            repo,
+            interval,
+            tasks,
+            pull,
+        }))
+    }
+
     fn auto_requeue(&self) -> Result<AutoRequeuePolicy, ConfigError> {
         let hours = self.required("auto_requeue.max_age_hours", whole_number)?;
         Ok(AutoRequeuePolicy {
@@ -867,6 +943,13 @@ fn database_url(v: &str) -> Result<String, String> {
     } else {
         Err("sqlite://PATH or postgres://USER@HOST/DATABASE".to_owned())
     }
+}
+
+fn github_repo(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    gaia_core::github::check_repo(v)
+        .map(|()| v.to_owned())
+        .map_err(|_| "a repository as OWNER/NAME".to_owned())
 }
 
 fn http_url(v: &str) -> Result<String, String> {
@@ -989,6 +1072,57 @@ mod tests {
     fn value<'a>(c: &'a Config, name: &str) -> (&'a str, String) {
         let e = &c.entries[name];
         (e.value.as_str(), e.source.to_string())
+    }
+
+    #[test]
+    fn the_github_sync_is_off_by_default_and_checked_when_on() {
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.github, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gaia.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let ov = Overrides {
+                config: Some(path.clone()),
+                ..Overrides::default()
+            };
+            Config::load(&ov, &BTreeMap::new())
+        };
+        let c = load(
+            "[github]\nenabled = true\nrepo = \"acme/widgets\"\ninterval = \"90s\"\ntasks = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.github,
+            Some(GithubConfig {
+                repo: "acme/widgets".into(),
+                interval: Duration::from_secs(90),
+                tasks: true,
+                pull: false,
+            })
+        );
+        // A repository but not enabled: off.
+        assert_eq!(
+            load("[github]\nrepo = \"acme/widgets\"\n").unwrap().github,
+            None
+        );
+        let e = load("[github]\nenabled = true\n").unwrap_err().to_string();
+        assert!(
+            e.contains("github.enabled") && e.contains("github.repo"),
+            "{e}"
+        );
+        assert!(e.contains("gaia.toml"), "names the source: {e}");
+        let e = load("[github]\nenabled = true\nrepo = \"acme\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("github.repo = \"acme\"") && e.contains("OWNER/NAME"),
+            "{e}"
+        );
+        let e = load("[github]\ninterval = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("github.interval"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! becomes exactly one issue with hostile text arriving literally, a second sync makes no
 //! mutating call, and a sync killed with SIGKILL at random points, ten runs in a row with
 //! faults on (5xx after creating, stalls past the timeout, secondary limits), never leaves a
-//! duplicate: every item ends linked to exactly one issue. Skipped when `gh` is missing.
+//! duplicate: every item ends linked to exactly one issue. The scheduled sync of `gaia serve`
+//! is off by default, and of two servers on one store only the lease holder syncs, its state
+//! read alike through either. Skipped when `gh` is missing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,10 +25,14 @@ use serde_json::Value;
 backend_tests!(
     every_item_becomes_one_issue_and_a_resync_is_quiet,
     killed_syncs_never_duplicate,
+    the_scheduled_sync_runs_on_one_node_of_two,
 );
 
 const REPO: &str = "acme/widgets";
+/// Stories of the first test (4 items each: the story and three tasks).
 const STORIES: usize = 8;
+/// Stories of the kill test: 200 items.
+const KILL_STORIES: usize = 50;
 const HOSTILE: [&str; 5] = [
     "@/etc/passwd",
     "$(rm -rf ~)",
@@ -46,10 +52,10 @@ fn gh_installed() -> bool {
     found
 }
 
-/// Stories with two tasks each (and the template's final task): 8 stories, 24 tasks.
-async fn seed(db: &TestDb) -> usize {
+/// `stories` stories with two tasks each (and the template's final task): four items each.
+async fn seed(db: &TestDb, stories: usize) -> usize {
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
-    for i in 0..STORIES {
+    for i in 0..stories {
         let slug = format!("story-{i}");
         let description = if i == 3 {
             "z".repeat(60 * 1024)
@@ -82,13 +88,22 @@ async fn seed(db: &TestDb) -> usize {
             .unwrap();
         }
     }
-    STORIES * 4
+    stories * 4
 }
 
 fn sync_cmd(db: &TestDb, fake: &FakeGithub, config: &tempfile::TempDir, extra: &[&str]) -> Command {
     let mut c = support::gaia();
     c.args(["--db", &db.url, "sync", "github", "--repo", REPO, "--tasks"])
-        .args(["--spacing-ms", "20", "--min-retry-wait", "1"])
+        // Paced 20 ms apart, a minute of the limits lasting a second, six items at once.
+        .args([
+            "--spacing-ms",
+            "20",
+            "--min-retry-wait",
+            "1",
+            "--parallel",
+            "6",
+        ])
+        .args(["--limit-scale", "60"])
         .args(extra)
         .envs(fake.gh_env())
         .env("GH_CONFIG_DIR", config.path())
@@ -146,7 +161,7 @@ async fn every_item_becomes_one_issue_and_a_resync_is_quiet(db: &TestDb) {
     if !gh_installed() {
         return;
     }
-    let items = seed(db).await;
+    let items = seed(db, STORIES).await;
     let fake = FakeGithub::start().await;
     fake.set_listing_lag(Duration::from_millis(500));
     fake.add_issue(REPO, VIEWER, "a pull request", "", true);
@@ -191,8 +206,9 @@ async fn every_item_becomes_one_issue_and_a_resync_is_quiet(db: &TestDb) {
     assert_eq!(code, 0, "{err}");
     assert_eq!(again["summary"]["unchanged"], items, "{again}");
     assert!(
-        fake.mutating_calls().is_empty(),
-        "no mutating call on a re-sync"
+        fake.calls().is_empty(),
+        "a re-sync with nothing changed makes no call at all: {:?}",
+        fake.calls()
     );
 
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
@@ -209,41 +225,93 @@ async fn every_item_becomes_one_issue_and_a_resync_is_quiet(db: &TestDb) {
         .unwrap();
     assert_eq!(events.len(), items, "one event per created issue");
 
-    // Closed on GitHub: --pull closes the story; the task, whose list needs a claim to finish
-    // it, is reported as skipped.
+    // Closed on GitHub: --pull closes the story and finishes the task (taking its list's
+    // claim for that moment); a task whose list another agent holds is left, with the reason.
     let records = gaia.github_sync_list(REPO).await.unwrap();
     let story = records.iter().find(|r| r.item == "story-1").unwrap();
-    let task = records
+    let mut tasks = Vec::new();
+    for r in records
         .iter()
-        .find(|r| r.kind == gaia_core::github::ItemKind::Task)
-        .unwrap();
-    for r in [story, task] {
+        .filter(|r| r.kind == gaia_core::github::ItemKind::Task)
+    {
+        let t = gaia.get_task(r.item.parse().unwrap()).await.unwrap();
+        tasks.push((r, t.story));
+    }
+    let task = tasks[0].0;
+    let t = gaia.get_task(task.item.parse().unwrap()).await.unwrap();
+    let held = tasks
+        .iter()
+        .find(|(_, story)| *story != t.story && story != "story-1")
+        .unwrap()
+        .0;
+    let held_task = gaia.get_task(held.item.parse().unwrap()).await.unwrap();
+    let req = gaia_core::claims::Request::acquire(
+        held_task.key(),
+        "agent-x",
+        None,
+        None,
+        Some(Duration::from_secs(600)),
+    )
+    .unwrap();
+    gaia.apply_claim(&req).await.unwrap();
+    for r in [story, task, held] {
         fake.close_issue(REPO, u64::try_from(r.issue.unwrap()).unwrap(), "completed");
     }
     let (code, pulled, err) = run_json(sync_cmd(db, &fake, &config, &["--pull", "--json"]));
     assert_eq!(code, 0, "{err} {pulled}");
-    let results: Vec<&str> = pulled["pulled"]
+    let results: Vec<(&str, &str)> = pulled["pulled"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["result"].as_str().unwrap())
+        .map(|p| (p["item"].as_str().unwrap(), p["result"].as_str().unwrap()))
         .collect();
-    assert_eq!(results, vec!["closed", "skipped"], "{pulled}");
+    assert_eq!(results.len(), 3, "{pulled}");
+    assert!(results.contains(&("story-1", "closed")), "{pulled}");
+    assert!(results.contains(&(task.item.as_str(), "done")), "{pulled}");
+    assert!(
+        results.contains(&(held.item.as_str(), "skipped")),
+        "{pulled}"
+    );
+    assert!(
+        pulled.to_string().contains("agent-x"),
+        "names the holder: {pulled}"
+    );
     let s1 = gaia.get_story("story-1").await.unwrap().story;
     assert_eq!(s1.status, gaia_core::backlog::StoryStatus::Closed);
     let t = gaia.get_task(task.item.parse().unwrap()).await.unwrap();
-    assert_ne!(t.status, gaia_core::backlog::TaskStatus::Done);
-    // The closed story is not closed again.
+    assert_eq!(t.status, gaia_core::backlog::TaskStatus::Done);
+    assert_ne!(
+        gaia.get_task(held.item.parse().unwrap())
+            .await
+            .unwrap()
+            .status,
+        gaia_core::backlog::TaskStatus::Done
+    );
+    // The pull let the claim it took go again.
+    let claim = gaia.get_claim(&t.key()).await.unwrap();
+    assert!(claim.holder.is_none(), "{claim:?}");
+    // Story-1 was closed with its tasks undone: its issue says not planned.
+    let issue = |n: Option<i64>| {
+        fake.issues(REPO)
+            .into_iter()
+            .find(|i| Some(i64::try_from(i.number).unwrap()) == n)
+            .unwrap()
+    };
+    assert_eq!(
+        issue(story.issue).state_reason.as_deref(),
+        Some("not_planned")
+    );
+    assert_eq!(issue(task.issue).state_reason.as_deref(), Some("completed"));
+    // Nothing is pulled twice.
     let (code, again, err) = run_json(sync_cmd(db, &fake, &config, &["--pull", "--json"]));
     assert_eq!(code, 0, "{err}");
-    assert!(
-        again["pulled"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["result"] == "skipped"),
-        "{again}"
-    );
+    let again: Vec<&Value> = again["pulled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["result"] != "skipped")
+        .collect();
+    assert!(again.is_empty(), "{again:?}");
     fake.shutdown().await;
 }
 
@@ -251,7 +319,7 @@ async fn killed_syncs_never_duplicate(db: &TestDb) {
     if !gh_installed() {
         return;
     }
-    let items = seed(db).await;
+    let items = seed(db, KILL_STORIES).await;
     let fake = FakeGithub::start().await;
     fake.set_listing_lag(Duration::from_millis(1500));
     fake.fail_randomly(
@@ -264,11 +332,15 @@ async fn killed_syncs_never_duplicate(db: &TestDb) {
         ],
     );
     let config = tempfile::tempdir().unwrap();
+    // Killed runs give up on `gh` after a second (a stalled create is then unanswered);
+    // the finishing runs, with faults off, wait longer on this slow, shared machine.
     let args = ["--gh-timeout", "1", "--settle", "2", "--json"];
+    let finishing = ["--gh-timeout", "20", "--settle", "2", "--json"];
     let mut killed = 0;
     for _ in 0..10 {
         let mut child = sync_cmd(db, &fake, &config, &args).spawn().unwrap();
-        let delay = rand::random_range(100..1500);
+        // From before the first call to well into the creates (`gh` starts slowly here).
+        let delay = rand::random_range(100..4000);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         // SIGKILL, unless it already finished.
         if child.try_wait().unwrap().is_none() {
@@ -285,8 +357,12 @@ async fn killed_syncs_never_duplicate(db: &TestDb) {
     let mut last = Value::Null;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        let (code, out, err) = run_json(sync_cmd(db, &fake, &config, &args));
-        assert_eq!(code, 0, "{err}");
+        let (code, out, err) = run_json(sync_cmd(db, &fake, &config, &finishing));
+        let failed: Vec<&Value> = out["items"]
+            .as_array()
+            .map(|a| a.iter().filter(|i| i["result"] == "failed").collect())
+            .unwrap_or_default();
+        assert_eq!(code, 0, "{err} {failed:?}");
         last = out;
         if last["summary"]["pending"] == 0 {
             break;
@@ -303,7 +379,7 @@ async fn killed_syncs_never_duplicate(db: &TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gh_failures_are_named() {
     let db = TestDb::sqlite();
-    seed(&db).await;
+    seed(&db, 1).await;
     let bin = tempfile::tempdir().unwrap();
     let script = bin.path().join("gh");
     std::fs::write(
@@ -348,5 +424,124 @@ async fn gh_failures_are_named() {
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
     assert!(fake.mutating_calls().is_empty());
     assert!(gaia.github_sync_list("acme/gone").await.unwrap().is_empty());
+    fake.shutdown().await;
+}
+
+/// `GET /api/v1/github/sync` on `server`: the `state` member.
+async fn sync_state(http: &reqwest::Client, server: &support::Server) -> Value {
+    let v: Value = http
+        .get(format!("{}/api/v1/github/sync", server.url))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["state"].clone()
+}
+
+async fn the_scheduled_sync_runs_on_one_node_of_two(db: &TestDb) {
+    if !gh_installed() {
+        return;
+    }
+    const ITEMS: usize = 3;
+    let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
+    for i in 0..ITEMS {
+        gaia.create_story(
+            &NewStory {
+                slug: format!("sched-{i}"),
+                title: format!("scheduled {i}"),
+                description: String::new(),
+                labels: vec![],
+            },
+            &Template::default(),
+            "op",
+        )
+        .await
+        .unwrap();
+    }
+    let fake = FakeGithub::start().await;
+    let gh_config = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = fake.gh_env();
+    env.push((
+        "GH_CONFIG_DIR".into(),
+        gh_config.path().display().to_string(),
+    ));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let http = reqwest::Client::new();
+
+    // Off by default: a server without [github] reports no state and calls nothing.
+    let plain = support::Server::start(db, &env_ref);
+    assert_eq!(sync_state(&http, &plain).await, Value::Null);
+
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("gaia.toml");
+    std::fs::write(
+        &toml,
+        format!("[github]\nenabled = true\nrepo = \"{REPO}\"\ninterval = \"1s\"\n"),
+    )
+    .unwrap();
+    let mut with_config = env_ref.clone();
+    let toml_text = toml.display().to_string();
+    with_config.push(("GAIA_CONFIG", toml_text.as_str()));
+    let a = support::Server::start(db, &with_config);
+    let b = support::Server::start(db, &with_config);
+
+    // Bounded: until the holder has run twice (the second run finds nothing to do).
+    let mut state = Value::Null;
+    for _ in 0..600 {
+        state = sync_state(&http, &b).await;
+        if state["runs"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        state["runs"].as_u64().unwrap_or(0) >= 2,
+        "{state}\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(state["repo"], REPO);
+    assert_eq!(state["counts"]["unchanged"], ITEMS, "{state}");
+    assert_eq!(state["last_error"], Value::Null, "{state}");
+    assert!(state["next_run"].is_string(), "{state}");
+    let holder = state["holder"].as_str().unwrap().to_owned();
+    // The state is the deployment's: the other node reads the same holder.
+    assert_eq!(sync_state(&http, &a).await["holder"], holder.as_str());
+
+    // One issue per story, created once, and every event names the one holder.
+    assert_eq!(fake.issues(REPO).len(), ITEMS);
+    assert_eq!(fake.calls().iter().filter(|c| c.is_create()).count(), ITEMS);
+    let events = gaia
+        .list_events_after(
+            0,
+            &gaia_core::event::EventFilter {
+                type_prefix: Some("github".into()),
+                subject: None,
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), ITEMS);
+    for e in &events {
+        assert_eq!(e.actor, format!("gaia-github@{holder}"), "{e:?}");
+    }
+    let plain_pid = plain.pid();
+    assert!(
+        !holder.ends_with(&format!("-{plain_pid}")),
+        "the plain server never syncs"
+    );
+    assert!(
+        [a.pid(), b.pid()]
+            .iter()
+            .any(|p| holder.ends_with(&format!("-{p}"))),
+        "{holder}"
+    );
+    drop((plain, a, b));
     fake.shutdown().await;
 }

@@ -61,6 +61,36 @@ pub struct SyncRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The deployment-wide setting holding the scheduled sync's [`WorkerState`].
+pub const WORKER_STATE_SETTING: &str = "github.worker.state";
+
+/// What the scheduled sync of `gaia serve` last did, kept as a deployment-wide setting by the
+/// node holding its lease, so that every node (and the dashboard behind any of them) shows
+/// the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerState {
+    /// `owner/name`.
+    pub repo: String,
+    /// The node holding the leader lease (the one that syncs).
+    pub holder: String,
+    /// Whether tasks are synced too.
+    pub tasks: bool,
+    /// When the last run started and ended (RFC 3339); `None` before the first.
+    pub last_started: Option<String>,
+    pub last_finished: Option<String>,
+    /// Items per outcome of the last run (`created`, `updated`, `closed`, `unchanged`,
+    /// `pending`, `failed`), and closed issues pulled back.
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// Why the last run stopped or which items failed; `None` when it went through.
+    pub last_error: Option<String>,
+    /// When the holder runs next (RFC 3339).
+    pub next_run: Option<String>,
+    /// How many runs the holder made since it took the lease.
+    pub runs: u64,
+    /// When this state was written (RFC 3339).
+    pub updated_at: String,
+}
+
 /// The marker line an issue body ends with.
 pub fn marker(sync_key: &str) -> String {
     format!("<!-- gaia-sync: {sync_key} -->")

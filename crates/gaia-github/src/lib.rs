@@ -3,8 +3,10 @@
 //! (`error`), mutating calls paced under GitHub's secondary limits (`limiter`), a lost create
 //! found again by listing the repository's issues and matching the marker line (`reconcile`),
 //! the sync itself: create, patch only what changed, close (`sync`), and closed issues brought
-//! back as closed stories and done tasks (`pull`).
+//! back as closed stories and done tasks (`pull`); which stories and tasks become which issues
+//! (`backlog`).
 
+pub mod backlog;
 pub mod error;
 pub mod limiter;
 pub mod pull;

@@ -12,6 +12,9 @@ pub struct Limits {
     pub spacing: Duration,
     pub per_minute: usize,
     pub per_hour: usize,
+    /// Shrinks the minute and the hour by this factor (1: real time). Only for runs against
+    /// a fake server, to measure or test a long sync in a short time; never for GitHub.
+    pub window_scale: u32,
 }
 
 impl Default for Limits {
@@ -20,7 +23,16 @@ impl Default for Limits {
             spacing: Duration::from_secs(1),
             per_minute: 80,
             per_hour: 500,
+            window_scale: 1,
         }
+    }
+}
+
+impl Limits {
+    /// The minute and the hour, shrunk by [`window_scale`](Self::window_scale).
+    pub fn windows(&self) -> (Duration, Duration) {
+        let scale = self.window_scale.max(1);
+        (MINUTE / scale, HOUR / scale)
     }
 }
 
@@ -53,9 +65,10 @@ impl Limiter {
         if let Some(&last) = self.sent.back() {
             ready = ready.max(last + self.limits.spacing);
         }
+        let (minute, hour) = self.limits.windows();
         for (window, limit) in [
-            (MINUTE, self.limits.per_minute),
-            (HOUR, self.limits.per_hour),
+            (minute, self.limits.per_minute),
+            (hour, self.limits.per_hour),
         ] {
             let in_window: Vec<&Instant> =
                 self.sent.iter().filter(|t| **t + window > now).collect();
@@ -71,7 +84,8 @@ impl Limiter {
     /// Counts a mutating request sent at `at`.
     pub fn record(&mut self, at: Instant) {
         self.sent.push_back(at);
-        while self.sent.front().is_some_and(|t| *t + HOUR <= at) {
+        let hour = self.limits.windows().1;
+        while self.sent.front().is_some_and(|t| *t + hour <= at) {
             self.sent.pop_front();
         }
     }
@@ -79,9 +93,10 @@ impl Limiter {
     /// The mutating requests of the last hour as wall-clock times (microseconds since the
     /// epoch), to hand to the next sync through the store.
     pub fn to_wall(&self, now: Instant, wall_now_us: i64) -> Vec<i64> {
+        let hour = self.limits.windows().1;
         self.sent
             .iter()
-            .filter(|t| **t + HOUR > now)
+            .filter(|t| **t + hour > now)
             .map(|t| wall_now_us - micros(now.saturating_duration_since(*t)))
             .collect()
     }
@@ -89,11 +104,12 @@ impl Limiter {
     /// Counts requests an earlier sync sent (wall-clock microseconds, see
     /// [`to_wall`](Self::to_wall)), so that a restarted sync keeps the same pace.
     pub fn restore(&mut self, now: Instant, wall_now_us: i64, sent_us: &[i64]) {
+        let hour = self.limits.windows().1;
         let mut times: Vec<Instant> = sent_us
             .iter()
             .filter_map(|us| {
                 let ago = Duration::from_micros(u64::try_from(wall_now_us - us).ok()?);
-                (ago < HOUR).then(|| now.checked_sub(ago)).flatten()
+                (ago < hour).then(|| now.checked_sub(ago)).flatten()
             })
             .collect();
         times.extend(self.sent.iter().copied());
@@ -148,6 +164,7 @@ mod tests {
             spacing: Duration::ZERO,
             per_minute: 3,
             per_hour: 5,
+            window_scale: 1,
         };
         let mut l = Limiter::new(limits);
         for i in 0..3 {
@@ -177,6 +194,31 @@ mod tests {
         fresh.restore(t0, wall, &saved);
         fresh.restore(t0, wall, &[wall - 4_000_000_000]);
         assert_eq!(fresh.delay(t0), Duration::from_millis(700));
+    }
+
+    #[test]
+    fn a_scaled_clock_shrinks_the_windows_alike() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            spacing: Duration::ZERO,
+            per_minute: 2,
+            per_hour: 3,
+            window_scale: 60,
+        };
+        let mut l = Limiter::new(limits);
+        l.record(t0);
+        l.record(t0);
+        assert_eq!(
+            l.delay(t0),
+            Duration::from_secs(1),
+            "a minute lasts a second"
+        );
+        l.record(t0 + Duration::from_secs(1));
+        assert_eq!(
+            l.delay(t0 + Duration::from_secs(2)),
+            Duration::from_secs(58),
+            "an hour lasts a minute"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Bringing issue state back: an issue of a synced story closed on GitHub closes the story,
 //! through the backlog's own use case (an event and an audit record). Finishing a task needs
-//! the live claim on its list (the backlog's fence), which a sync does not hold: a task whose
-//! issue was closed is reported as skipped, with the reason. Only issues updated since the last
+//! the live claim on its list (the backlog's fence): the pull takes it for that moment as the
+//! sync's own agent ([`AGENT`]) and lets it go; a list another agent holds is left alone, and
+//! the task reported as skipped with the holder's name. Only issues updated since the last
 //! pull are listed (every page, pull requests left out); the time of each pull is kept per
 //! repository as a deployment-wide setting.
 
@@ -11,7 +12,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use gaia_core::Gaia;
 use gaia_core::backlog::{StoryStatus, TaskStatus};
 use gaia_core::github::{ItemKind, SyncRecord};
-use gaia_core::usecase::backlog::TaskAction;
 
 use crate::reconcile::Issue;
 use crate::runner::Gh;
@@ -48,6 +48,9 @@ impl PullResult {
     }
 }
 
+/// The agent a pull finishes tasks as (holding their lists' claims for that moment).
+pub const AGENT: &str = "gaia-github";
+
 fn setting(repo: &str) -> String {
     format!("github.pull.{repo}")
 }
@@ -78,7 +81,7 @@ pub async fn pull(gaia: &Gaia, gh: &Gh, repo: &str, actor: &str) -> Result<Vec<P
     });
     let mut pulled = Vec::new();
     while let Some(p) = path.take() {
-        let page = gh.api("GET", &p, None).await?;
+        let page = gh.get(&p).await?;
         for v in page.body.as_array().map(Vec::as_slice).unwrap_or_default() {
             let Some(issue) = Issue::from_json(v).filter(|i| !i.is_pull) else {
                 continue;
@@ -86,7 +89,7 @@ pub async fn pull(gaia: &Gaia, gh: &Gh, repo: &str, actor: &str) -> Result<Vec<P
             let Some(record) = records.get(&issue.number) else {
                 continue;
             };
-            if let Some(result) = apply(gaia, record, actor).await {
+            if let Some(result) = apply(gaia, record, &issue, actor).await {
                 pulled.push(Pulled {
                     kind: record.kind,
                     item: record.item.clone(),
@@ -107,8 +110,10 @@ pub async fn pull(gaia: &Gaia, gh: &Gh, repo: &str, actor: &str) -> Result<Vec<P
     Ok(pulled)
 }
 
-/// Closes the story or finishes the task of a closed issue; `None` when it already is.
-async fn apply(gaia: &Gaia, record: &SyncRecord, actor: &str) -> Option<PullResult> {
+/// Closes the story or finishes the task of a closed issue; `None` when it already is, or
+/// when a task's issue was closed as not planned (nothing was done: the sync itself closes
+/// so the tasks of a story closed without them).
+async fn apply(gaia: &Gaia, record: &SyncRecord, issue: &Issue, actor: &str) -> Option<PullResult> {
     match record.kind {
         ItemKind::Story => match gaia.get_story(&record.item).await {
             Ok(v) if v.story.status == StoryStatus::Closed => None,
@@ -119,6 +124,7 @@ async fn apply(gaia: &Gaia, record: &SyncRecord, actor: &str) -> Option<PullResu
             )),
             Err(e) => Some(PullResult::Failed(e.to_string())),
         },
+        ItemKind::Task if issue.state_reason.as_deref() == Some("not_planned") => None,
         ItemKind::Task => {
             let Ok(id) = record.item.parse::<i64>() else {
                 return Some(PullResult::Failed(format!(
@@ -129,7 +135,7 @@ async fn apply(gaia: &Gaia, record: &SyncRecord, actor: &str) -> Option<PullResu
             match gaia.get_task(id).await {
                 Ok(t) if t.status == TaskStatus::Done => None,
                 Ok(_) => Some(PullResult::of(
-                    gaia.act_on_task(id, &TaskAction::Done, None, actor)
+                    gaia.github_finish_task(id, AGENT, actor)
                         .await
                         .map(|_| "done"),
                 )),

@@ -5,7 +5,7 @@
 //! body carries the sync key's marker on a line of its own. Never the search API, whose
 //! index lags by minutes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gaia_core::github::has_marker;
@@ -16,7 +16,7 @@ use crate::runner::Gh;
 
 /// How many missing numbers in a row end a scan above the last seen number.
 pub const SCAN_GAP: u32 = 3;
-/// The most numbers one scan fetches.
+/// The most numbers one scan fetches (numbers already seen are skipped, not counted).
 const SCAN_MAX: i64 = 2_000;
 
 /// An issue as listed or fetched.
@@ -97,11 +97,28 @@ pub fn marker_keys(body: &str) -> impl Iterator<Item = &str> {
 pub struct Seen {
     pub by_key: HashMap<String, Issue>,
     pub highest: i64,
+    /// Every number seen (a scan fetches only the others).
+    pub numbers: HashSet<i64>,
 }
 
 impl Seen {
+    /// Adds what another reconcile saw (the lowest number still wins per key).
+    pub fn merge(&mut self, other: Seen) {
+        self.highest = self.highest.max(other.highest);
+        self.numbers.extend(other.numbers);
+        for (key, issue) in other.by_key {
+            match self.by_key.get(&key) {
+                Some(have) if have.number <= issue.number => {}
+                _ => {
+                    self.by_key.insert(key, issue);
+                }
+            }
+        }
+    }
+
     fn add(&mut self, issue: Issue, viewer: &str) {
         self.highest = self.highest.max(issue.number);
+        self.numbers.insert(issue.number);
         if issue.is_pull || issue.creator != viewer {
             return;
         }
@@ -135,7 +152,7 @@ pub async fn list_since(
     ));
     let mut pages = 0;
     while let Some(p) = path.take() {
-        let page = gh.api("GET", &p, None).await?;
+        let page = gh.get(&p).await?;
         pages += 1;
         for v in page.body.as_array().map(Vec::as_slice).unwrap_or_default() {
             if let Some(issue) = Issue::from_json(v) {
@@ -148,7 +165,9 @@ pub async fn list_since(
 }
 
 /// Fetches issue numbers above `last_seen` one by one until [`SCAN_GAP`] in a row are
-/// missing, into `seen`: what a lagging listing does not show yet.
+/// missing, into `seen`: what a lagging listing does not show yet. Numbers `seen` holds
+/// already (a listing read before) are not fetched again, so a scan after a listing costs
+/// one call per issue the listing missed plus the gap.
 pub async fn scan_above(
     gh: &Gh,
     repo: &str,
@@ -158,11 +177,15 @@ pub async fn scan_above(
 ) -> Result<(), GhError> {
     let mut missing = 0;
     let mut n = last_seen.max(0) + 1;
-    while missing < SCAN_GAP && n <= last_seen.max(0) + SCAN_MAX {
-        match gh
-            .api("GET", &format!("repos/{repo}/issues/{n}"), None)
-            .await
-        {
+    let mut fetched = 0;
+    while missing < SCAN_GAP && fetched < SCAN_MAX {
+        if seen.numbers.contains(&n) {
+            missing = 0;
+            n += 1;
+            continue;
+        }
+        fetched += 1;
+        match gh.get(&format!("repos/{repo}/issues/{n}")).await {
             Ok(r) => {
                 missing = 0;
                 if let Some(issue) = Issue::from_json(&r.body) {
@@ -180,11 +203,7 @@ pub async fn scan_above(
 /// The highest issue (or pull request) number of `repo` its listing shows now.
 pub async fn highest_number(gh: &Gh, repo: &str) -> Result<i64, GhError> {
     let r = gh
-        .api(
-            "GET",
-            &format!("repos/{repo}/issues?state=all&per_page=1"),
-            None,
-        )
+        .get(&format!("repos/{repo}/issues?state=all&per_page=1"))
         .await?;
     Ok(r.body
         .as_array()

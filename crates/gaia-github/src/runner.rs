@@ -60,7 +60,23 @@ impl Response {
     }
 }
 
+/// How many times a read is tried again after a timeout or a 5xx.
+const READ_RETRIES: u32 = 2;
+
 impl Gh {
+    /// `GET path`, tried again (up to [`READ_RETRIES`] times) after a timeout or a 5xx: a
+    /// read changes nothing, so trying it again is always safe, and one slow answer does not
+    /// stop a sync.
+    pub async fn get(&self, path: &str) -> Result<Response, GhError> {
+        let mut tries = 0;
+        loop {
+            match self.api("GET", path, None).await {
+                Err(e) if e.is_ambiguous() && tries < READ_RETRIES => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// Runs `gh api -i --method METHOD PATH`, with `body` as JSON on stdin.
     pub async fn api(
         &self,

@@ -9,7 +9,10 @@
 //! flight (a `gh` left running by a killed sync) to have landed. Never a blind re-POST.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use chrono::{DateTime, Utc};
 use gaia_core::Gaia;
@@ -55,6 +58,11 @@ pub struct SyncOptions {
     /// How long after an unanswered create its intent waits before being created again.
     pub settle: Duration,
     pub limits: Limits,
+    /// How many items are worked on at once (1, the default: GitHub asks for requests one
+    /// after another). Mutating requests still start one at a time, `limits` apart, but with
+    /// more than one a request may start while an earlier one's `gh` still runs, so their
+    /// arrivals may come closer than `limits.spacing`: for fake servers only.
+    pub concurrency: usize,
 }
 
 impl SyncOptions {
@@ -65,6 +73,7 @@ impl SyncOptions {
             actor: actor.to_owned(),
             settle: Duration::from_secs(120),
             limits: Limits::default(),
+            concurrency: 1,
         }
     }
 }
@@ -129,6 +138,12 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Adds another run's results to these.
+    pub fn absorb(&mut self, other: Summary) {
+        self.items.extend(other.items);
+        self.listing_pages += other.listing_pages;
+    }
+
     /// How many items ended in `bucket` (see [`Outcome::bucket`]).
     pub fn count(&self, bucket: &str) -> usize {
         self.items
@@ -137,6 +152,16 @@ impl Summary {
             .count()
     }
 }
+
+/// The outcome buckets of a summary, in the order they are reported.
+pub const BUCKETS: [&str; 6] = [
+    "created",
+    "updated",
+    "closed",
+    "unchanged",
+    "pending",
+    "failed",
+];
 
 /// A failure that stops the whole sync.
 #[derive(Debug, thiserror::Error)]
@@ -147,14 +172,17 @@ pub enum SyncError {
     Gaia(#[from] gaia_core::error::Error),
 }
 
+/// What a sync shares between the items it works on at once: the pace (held while waiting
+/// for a slot, so requests leave one at a time), what reconciling saw, and the highest
+/// issue number known.
 struct Engine<'a> {
     gaia: &'a Gaia,
     gh: &'a Gh,
     opts: &'a SyncOptions,
-    limiter: Limiter,
+    limiter: tokio::sync::Mutex<Limiter>,
     viewer: String,
-    seen: Seen,
-    highest: Option<i64>,
+    seen: Mutex<Seen>,
+    highest: Mutex<Option<i64>>,
 }
 
 /// Syncs `desired` to `opts.repo`; `progress` is told of each item as it is done.
@@ -165,34 +193,57 @@ pub async fn sync(
     desired: &[Desired],
     progress: &mut (dyn FnMut(&ItemResult) + Send),
 ) -> Result<Summary, SyncError> {
-    let user = gh.api("GET", "user", None).await?;
-    let viewer = user
-        .body
-        .get("login")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    check_primary_budget(gh, desired.len()).await?;
-    // The newest number, read before any intent: also tells at once (404/410) that the
-    // repository is missing or has issues disabled.
-    let highest = reconcile::highest_number(gh, &opts.repo).await?;
     let records: HashMap<(ItemKind, String), SyncRecord> = gaia
         .github_sync_list(&opts.repo)
         .await?
         .into_iter()
         .map(|r| ((r.kind, r.item.clone()), r))
         .collect();
-    let mut engine = Engine {
-        gaia,
-        gh,
-        opts,
-        limiter: Limiter::new(opts.limits),
-        viewer,
-        seen: Seen::default(),
-        highest: Some(highest),
-    };
-    engine.restore_pace().await?;
+    // An item linked to its issue whose content hashes as last pushed needs no call: when
+    // every item is such, the sync makes none at all.
+    let work = desired
+        .iter()
+        .filter(|d| !unchanged(d, records.get(&(d.kind, d.item.clone()))))
+        .count();
     let mut summary = Summary::default();
+    if work == 0 {
+        for d in desired {
+            let n = records
+                .get(&(d.kind, d.item.clone()))
+                .and_then(|r| r.issue)
+                .unwrap_or_default();
+            let result = ItemResult {
+                kind: d.kind,
+                item: d.item.clone(),
+                outcome: Outcome::Unchanged(n),
+            };
+            progress(&result);
+            summary.items.push(result);
+        }
+        return Ok(summary);
+    }
+    // Three independent reads, at once: who the viewer is, whether the primary budget covers
+    // the work, and the newest number, read before any intent (which also tells at once,
+    // 404/410, that the repository is missing or has issues disabled).
+    let (user, budget, highest) = tokio::join!(
+        gh.get("user"),
+        check_primary_budget(gh, work),
+        reconcile::highest_number(gh, &opts.repo),
+    );
+    let viewer = user?
+        .body
+        .get("login")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    budget?;
+    let highest = highest?;
+    // Linked issues carry their own items' keys: a scan for a lost create skips them.
+    let mut seen = Seen {
+        numbers: records.values().filter_map(|r| r.issue).collect(),
+        ..Seen::default()
+    };
+    let mut highest = highest;
     // Intents without an issue: look for what their creates made before anything is created.
     let pending: Vec<&SyncRecord> = desired
         .iter()
@@ -202,21 +253,45 @@ pub async fn sync(
     if let Some(since) = pending.iter().map(|r| r.intent_at).min() {
         let since = since - chrono::Duration::minutes(5);
         summary.listing_pages +=
-            reconcile::list_since(gh, &opts.repo, &engine.viewer, since, &mut engine.seen).await?;
+            reconcile::list_since(gh, &opts.repo, &viewer, since, &mut seen).await?;
         let unfound = pending
             .iter()
-            .filter(|r| !engine.seen.by_key.contains_key(&r.sync_key))
+            .filter(|r| !seen.by_key.contains_key(&r.sync_key))
             .map(|r| r.last_seen)
             .min();
         if let Some(last_seen) = unfound {
-            reconcile::scan_above(gh, &opts.repo, &engine.viewer, last_seen, &mut engine.seen)
-                .await?;
+            reconcile::scan_above(gh, &opts.repo, &viewer, last_seen, &mut seen).await?;
         }
-        engine.highest = Some(highest.max(engine.seen.highest));
+        highest = highest.max(seen.highest);
     }
-    for d in desired {
-        let record = records.get(&(d.kind, d.item.clone()));
-        let outcome = match engine.one(d, record).await {
+    let engine = Engine {
+        gaia,
+        gh,
+        opts,
+        limiter: tokio::sync::Mutex::new(Limiter::new(opts.limits)),
+        viewer,
+        seen: Mutex::new(seen),
+        highest: Mutex::new(Some(highest)),
+    };
+    engine.restore_pace().await?;
+    // Items in order, a few at once; results reported in order.
+    let engine = &engine;
+    // Boxed with their lifetime named, so the sync stays a `Send` future a worker can spawn.
+    type ItemFuture<'f> = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = (&'f Desired, Result<Outcome, SyncError>)> + Send + 'f,
+        >,
+    >;
+    let items: Vec<ItemFuture<'_>> = desired
+        .iter()
+        .map(|d| {
+            let record = records.get(&(d.kind, d.item.clone()));
+            Box::pin(async move { (d, engine.one(d, record).await) }) as ItemFuture<'_>
+        })
+        .collect();
+    let mut results = futures_util::stream::iter(items).buffered(opts.concurrency.max(1));
+    while let Some((d, outcome)) = results.next().await {
+        let outcome = match outcome {
             Ok(o) => o,
             Err(SyncError::Gh(e @ (GhError::NotLoggedIn | GhError::Spawn(_)))) => {
                 return Err(e.into());
@@ -238,7 +313,7 @@ pub async fn sync(
 /// refuses to start when what is left could not cover one call per item and the listings:
 /// better to stop before than halfway.
 async fn check_primary_budget(gh: &Gh, items: usize) -> Result<(), GhError> {
-    let r = gh.api("GET", "rate_limit", None).await?;
+    let r = gh.get("rate_limit").await?;
     let core = r
         .body
         .pointer("/resources/core")
@@ -264,8 +339,13 @@ async fn check_primary_budget(gh: &Gh, items: usize) -> Result<(), GhError> {
     })
 }
 
+/// Locks shared state; a panic elsewhere leaves it usable (it only ever grows).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The body pushed for `d`: its text, then the marker line.
-fn full_body(d: &Desired, key: &str) -> String {
+pub fn full_body(d: &Desired, key: &str) -> String {
     if d.body.is_empty() {
         marker(key)
     } else {
@@ -281,16 +361,26 @@ fn hash_of(d: &Desired, body: &str) -> String {
     content_hash(&d.title, body, &d.labels, state_of(d))
 }
 
+/// The hash a sync records after pushing `d` with sync key `key` (see
+/// [`gaia_core::github::content_hash`]).
+pub fn pushed_hash(d: &Desired, key: &str) -> String {
+    hash_of(d, &full_body(d, key))
+}
+
+/// Whether `d` is linked to its issue and hashes as what was last pushed to it.
+fn unchanged(d: &Desired, record: Option<&SyncRecord>) -> bool {
+    let Some(r) = record else {
+        return false;
+    };
+    r.issue.is_some() && r.pushed_hash.as_deref() == Some(pushed_hash(d, &r.sync_key).as_str())
+}
+
 fn hash_of_issue(i: &Issue) -> String {
     content_hash(&i.title, &i.body, &i.labels, &i.state)
 }
 
 impl Engine<'_> {
-    async fn one(
-        &mut self,
-        d: &Desired,
-        record: Option<&SyncRecord>,
-    ) -> Result<Outcome, SyncError> {
+    async fn one(&self, d: &Desired, record: Option<&SyncRecord>) -> Result<Outcome, SyncError> {
         let key = record.map_or_else(
             || gaia_core::github::sync_key(&self.opts.repo, d.kind, &d.item),
             |r| r.sync_key.clone(),
@@ -304,7 +394,8 @@ impl Engine<'_> {
                     .await
             }
             Some(r) => {
-                if let Some(found) = self.seen.by_key.get(&r.sync_key).cloned() {
+                let found = lock(&self.seen).by_key.get(&r.sync_key).cloned();
+                if let Some(found) = found {
                     if self.opts.dry_run {
                         return Ok(Outcome::WouldUpdate(found.number));
                     }
@@ -330,6 +421,11 @@ impl Engine<'_> {
         }
     }
 
+    fn raise_highest(&self, n: i64) {
+        let mut h = lock(&self.highest);
+        *h = Some(h.map_or(n, |h| h.max(n)));
+    }
+
     async fn record(
         &self,
         d: &Desired,
@@ -351,7 +447,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    async fn restore_pace(&mut self) -> Result<(), SyncError> {
+    async fn restore_pace(&self) -> Result<(), SyncError> {
         let text = self
             .gaia
             .store()
@@ -360,16 +456,18 @@ impl Engine<'_> {
             .map_err(gaia_core::error::Error::from)?;
         let sent: Vec<i64> = serde_json::from_str(&text).unwrap_or_default();
         self.limiter
+            .lock()
+            .await
             .restore(Instant::now(), Utc::now().timestamp_micros(), &sent);
         Ok(())
     }
 
     /// Waits for the limiter and records the request about to go, in the store too.
-    async fn pace(&mut self) -> Result<(), SyncError> {
-        self.limiter.acquire().await;
-        let sent = self
-            .limiter
-            .to_wall(Instant::now(), Utc::now().timestamp_micros());
+    async fn pace(&self) -> Result<(), SyncError> {
+        // Held until the request is counted and saved: requests leave one at a time.
+        let mut limiter = self.limiter.lock().await;
+        limiter.acquire().await;
+        let sent = limiter.to_wall(Instant::now(), Utc::now().timestamp_micros());
         self.gaia
             .store()
             .setting_set(
@@ -382,7 +480,7 @@ impl Engine<'_> {
     }
 
     /// A mutating call, paced, retried after rate limit answers.
-    async fn mutate(&mut self, method: &str, path: &str, body: &Value) -> Result<Value, SyncError> {
+    async fn mutate(&self, method: &str, path: &str, body: &Value) -> Result<Value, SyncError> {
         let mut tries = 0;
         loop {
             self.pace().await?;
@@ -390,7 +488,7 @@ impl Engine<'_> {
                 Ok(r) => return Ok(r.body),
                 Err(GhError::RateLimited { retry_after, .. }) if tries < RATE_RETRIES => {
                     tries += 1;
-                    self.limiter.hold(Instant::now() + retry_after);
+                    self.limiter.lock().await.hold(Instant::now() + retry_after);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -399,7 +497,7 @@ impl Engine<'_> {
 
     /// Creates `d`'s issue, for the attempt seen last (`expected`; `None`: no record).
     async fn create(
-        &mut self,
+        &self,
         d: &Desired,
         body: &str,
         hash: &str,
@@ -408,11 +506,12 @@ impl Engine<'_> {
         if self.opts.dry_run {
             return Ok(Outcome::WouldCreate);
         }
-        let highest = match self.highest {
+        let known = *lock(&self.highest);
+        let highest = match known {
             Some(h) => h,
             None => {
                 let h = reconcile::highest_number(self.gh, &self.opts.repo).await?;
-                self.highest = Some(h);
+                self.raise_highest(h);
                 h
             }
         };
@@ -443,7 +542,8 @@ impl Engine<'_> {
                         status: None,
                         message: "the created issue has no number".into(),
                     })?;
-                self.highest = Some(highest.max(n));
+                self.raise_highest(n);
+                lock(&self.seen).numbers.insert(n);
                 let created_hash = content_hash(&d.title, body, &d.labels, "open");
                 self.record(d, n, &created_hash, Pushed::Created).await?;
                 if d.closed.is_some() {
@@ -455,7 +555,11 @@ impl Engine<'_> {
             }
             Err(SyncError::Gh(e)) if e.is_ambiguous() => {
                 // The issue may exist: look for it now, by number (listings lag).
-                let mut seen = Seen::default();
+                // Numbers already seen or linked carry other keys: only the rest is fetched.
+                let mut seen = Seen {
+                    numbers: lock(&self.seen).numbers.clone(),
+                    ..Seen::default()
+                };
                 reconcile::scan_above(
                     self.gh,
                     &self.opts.repo,
@@ -464,10 +568,16 @@ impl Engine<'_> {
                     &mut seen,
                 )
                 .await?;
-                self.highest = Some(highest.max(seen.highest));
-                match seen.by_key.get(&intent.sync_key) {
+                self.raise_highest(seen.highest);
+                // Looked up after merging: a scan for another item may have fetched it.
+                let found = {
+                    let mut shared = lock(&self.seen);
+                    shared.merge(seen);
+                    shared.by_key.get(&intent.sync_key).cloned()
+                };
+                match found {
                     Some(found) => {
-                        let was = hash_of_issue(found);
+                        let was = hash_of_issue(&found);
                         let n = found.number;
                         self.record(d, n, &was, Pushed::Found).await?;
                         self.update(d, n, body, hash, Some(&was), true).await
@@ -482,7 +592,7 @@ impl Engine<'_> {
     }
 
     async fn update(
-        &mut self,
+        &self,
         d: &Desired,
         n: i64,
         body: &str,

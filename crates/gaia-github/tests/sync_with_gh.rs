@@ -172,6 +172,16 @@ async fn items_become_one_issue_each_and_a_resync_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_create_answers_never_duplicate() {
+    lost_create_answers_never_duplicate_at(1).await;
+}
+
+/// Several items at once: a scan for one lost create may fetch another's issue first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_create_answers_never_duplicate_items_at_once() {
+    lost_create_answers_never_duplicate_at(4).await;
+}
+
+async fn lost_create_answers_never_duplicate_at(concurrency: usize) {
     if !gh_installed() {
         return;
     }
@@ -187,8 +197,13 @@ async fn lost_create_answers_never_duplicate() {
     fake.fail_next(Op::Create, Fault::SecondaryLimit(1));
     fake.fail_next(Op::Create, Fault::ServerErrorAfter(500));
 
-    let first = run(&gaia, &gh, &options(Duration::from_secs(3600)), &desired).await;
+    let opts = SyncOptions {
+        concurrency,
+        ..options(Duration::from_secs(3600))
+    };
+    let first = run(&gaia, &gh, &opts, &desired).await;
     assert_eq!(first.count("failed"), 0, "{:?}", first.items);
+    assert_eq!(first.count("pending"), 0, "{:?}", first.items);
     assert_eq!(fake.issues(REPO).len(), 6, "{:?}", first.items);
     assert_one_issue_each(&gaia, &fake, &desired).await;
 

@@ -1,10 +1,12 @@
 //! Gaia's runtime: what runs besides answering requests. The event hub (which commits exist),
-//! outbox delivery (`senders`), the Telegram listener, execution of approved commands, and the
+//! outbox delivery (`senders`), the Telegram listener, execution of approved commands, the
+//! scheduled GitHub sync (`github`), and the
 //! background workers that drive them. `gaia serve` runs it behind the HTTP transport
 //! (`gaia-server`); `gaia telegram listen` runs it alone.
 
 pub mod buttons;
 pub mod exec;
+pub mod github;
 pub mod hub;
 pub mod senders;
 pub mod telegram;
@@ -68,6 +70,8 @@ pub struct Runtime {
     pub senders: Option<senders::Senders>,
     /// Takes decisions from Telegram; `None` when Telegram is not configured.
     pub telegram: Option<telegram::Listener>,
+    /// Syncs the backlog to GitHub on a schedule; `None` when not configured (the default).
+    pub github: Option<github::GithubSync>,
 }
 
 impl Runtime {
@@ -84,6 +88,7 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             senders: None,
             telegram: None,
+            github: None,
         })
     }
 
@@ -110,6 +115,12 @@ impl Runtime {
         if let Some(listener) = &mut self.telegram {
             listener.webhook = Some(webhook);
         }
+        self
+    }
+
+    /// Syncs the backlog to GitHub on a schedule (under a leader lease, see [`github`]).
+    pub fn with_github(mut self, sync: github::GithubSync) -> Self {
+        self.github = Some(sync);
         self
     }
 

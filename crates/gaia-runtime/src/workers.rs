@@ -8,7 +8,8 @@
 //! - with `continue_on_approve`, the auto-executor: runs approved argv commands;
 //! - with senders, the outbox worker: delivers notifications (see `senders`);
 //! - with Telegram, the listener: decisions from buttons, replies and chat commands;
-//! - with thresholds, the alert checker; with a schedule, the automatic requeue.
+//! - with thresholds, the alert checker; with a schedule, the automatic requeue;
+//! - with a GitHub repository configured, the scheduled sync (see `github`).
 
 use tokio::task::JoinSet;
 
@@ -51,6 +52,12 @@ pub fn spawn(state: &Runtime) -> Workers {
     }
     if let Some(listener) = state.telegram.clone() {
         set.spawn(listener.run(state.shutdown.clone()));
+    }
+    if let Some(sync) = state.github.clone() {
+        let cancel = state.shutdown.clone();
+        set.spawn(async move {
+            sync.run(cancel).await;
+        });
     }
     if let Some(senders) = state.senders.clone() {
         set.spawn(crate::senders::worker(

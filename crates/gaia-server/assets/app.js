@@ -306,7 +306,7 @@
 
   // ---- backlog ------------------------------------------------------------------------
   // One snapshot from the server: open stories with their current list, ready work, blocked
-  // tasks and follow-ups waiting for triage. A reject asks for a reason first; what is being
+  // tasks, follow-ups waiting for triage and the scheduled GitHub sync. A reject asks for a reason first; what is being
   // typed and where the focus is survive the refreshes that events bring.
   const TASK_STATUS = { todo: ['○', 'todo'], in_progress: ['◐', 'in progress'], done: ['●', 'done'], blocked: ['⊘', 'blocked'] };
   S.rejecting = {};
@@ -347,10 +347,24 @@
       b.closed_stories ? `${b.closed_stories} closed ${b.closed_stories === 1 ? 'story is' : 'stories are'} not shown.` : ''].filter(Boolean).join(' ');
     $('#bl-more').textContent = more;
     $('#bl-more').hidden = !more;
+    $('#bl-github').replaceChildren(githubSync(b.github));
     if (focus && !document.activeElement.id) {
       const el = document.getElementById(focus.id);
       if (el) { el.focus(); if (focus.at !== null && focus.at !== undefined && el.setSelectionRange) el.setSelectionRange(focus.at, focus.at); }
     }
+  }
+  // The scheduled GitHub sync, as the node holding its lease last reported it.
+  function githubSync(g) {
+    if (!g) return h('p', { class: 'empty', text: 'The scheduled sync is off (enable [github] in gaia.toml).' });
+    const counts = Object.entries(g.counts || {}).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(', ');
+    const row = (k, v, cls) => h('tr', {}, h('th', { text: k }), h('td', { text: v, class: cls || '' }));
+    return h('table', { class: 'kv' }, h('tbody', {},
+      row('Repository', g.repo + (g.tasks ? ' (stories and tasks)' : ' (stories)')),
+      row('Lease held by', g.holder || '–'),
+      row('Last run', g.last_started ? `${clock(g.last_started)} → ${g.last_finished ? clock(g.last_finished) : 'running'}` : 'not yet'),
+      row('Result', counts || '–'),
+      row('Last error', g.last_error || 'none', g.last_error ? 'bad' : ''),
+      row('Next run', clock(g.next_run))));
   }
   function followup(f) {
     const reasonId = `fu-reason-${f.id}`;
@@ -540,7 +554,7 @@
   // Which panels an event touches, by its type or its subject.
   const AFFECTS = [['approval.', ['approvals']], ['command.', ['approvals']], ['command/', ['approvals']],
     ['claim.', ['claims', 'backlog']], ['claim/', ['claims']], ['notify.', ['outbox']], ['outbox/', ['outbox']],
-    ['alert.', ['metrics']], ['story.', ['backlog']], ['todo.', ['backlog']], ['followup.', ['backlog']]];
+    ['alert.', ['metrics']], ['story.', ['backlog']], ['todo.', ['backlog']], ['followup.', ['backlog']], ['github.', ['backlog']]];
   function onEvent(e) {
     S.stream.last = e.seq;
     if (S.paused) S.buffered.push(e); else S.events.push(e);

@@ -1,6 +1,6 @@
 //! The dashboard's Backlog tab: one JSON snapshot of the backlog (open stories with their
 //! current todolist, who holds each list's claim, ready work, blocked tasks, follow-ups waiting
-//! for triage) and the triage actions, Accept and Reject.
+//! for triage, the scheduled GitHub sync's state) and the triage actions, Accept and Reject.
 //!
 //! These routes serve the dashboard only: they take the session cookie and nothing else (no
 //! bearer token), state-changing ones also its CSRF token and a same-origin `Origin` (checked by
@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use gaia_core::backlog::{Followup, FollowupStatus, StoryStatus, Task, TaskStatus};
 use gaia_core::claims::ClaimResult;
+use gaia_core::github::WorkerState;
 use gaia_core::time::rfc3339;
 use gaia_core::tokens::Role;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,9 @@ pub struct Snapshot {
     pub blocked: Vec<BlockedTask>,
     /// Follow-ups waiting for triage, oldest first.
     pub followups: Vec<FollowupCard>,
+    /// The scheduled GitHub sync's state; `None` when no node has run it.
+    #[serde(default)]
+    pub github: Option<WorkerState>,
 }
 
 /// An open story and its current todolist.
@@ -326,6 +330,7 @@ pub async fn read_snapshot(state: &AppState) -> ApiResult<Snapshot> {
         ready,
         blocked,
         followups,
+        github: gaia.github_worker_state().await?,
     })
 }
 

@@ -171,6 +171,12 @@ impl AppState {
         self
     }
 
+    /// Syncs the backlog to GitHub on a schedule (see [`gaia_runtime::Runtime::with_github`]).
+    pub fn with_github(mut self, sync: gaia_runtime::github::GithubSync) -> Self {
+        self.runtime = self.runtime.with_github(sync);
+        self
+    }
+
     /// Sends outbox messages through these senders (see [`gaia_runtime::Runtime::with_senders`]).
     pub fn with_senders(mut self, senders: senders::Senders) -> Self {
         self.runtime = self.runtime.with_senders(senders);
@@ -249,6 +255,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::commands::wait))
         .routes(routes!(routes::commands::run))
         .routes(routes!(routes::commands::ran))
+        .routes(routes!(routes::github::state))
         .routes(routes!(routes::metrics::prometheus))
         .routes(routes!(routes::metrics::json))
         .routes(routes!(routes::queue::list))

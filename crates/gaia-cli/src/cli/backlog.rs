@@ -333,6 +333,13 @@ pub struct GithubSyncArgs {
     /// Milliseconds between mutating requests (GitHub asks for at least 1000).
     #[arg(long, default_value_t = 1000, value_name = "MS", hide = true)]
     pub spacing_ms: u64,
+    /// Items worked on at once (against a fake server only: with more than one, arrivals of
+    /// paced requests may come closer than the spacing).
+    #[arg(long, default_value_t = 1, value_name = "N", hide = true, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel: u16,
+    /// Shrinks the rate limits' minute and hour by this factor (against a fake server only).
+    #[arg(long, default_value_t = 1, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub limit_scale: u32,
     /// The shortest wait, in seconds, after a rate limit answer (GitHub: 60).
     #[arg(long, default_value_t = 60, value_name = "SECS", hide = true)]
     pub min_retry_wait: u64,

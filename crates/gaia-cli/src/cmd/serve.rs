@@ -68,6 +68,19 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
             });
         }
     }
+    if let Some(gh) = &config.github {
+        let node = format!("{}-{}", hostname(), std::process::id());
+        let sync = gaia_runtime::github::GithubSync {
+            gaia: state.gaia.clone(),
+            gh: gaia_github::Gh::default(),
+            opts: gaia_github::SyncOptions::new(&gh.repo, "gaia-github"),
+            tasks: gh.tasks,
+            pull: gh.pull,
+            interval: gh.interval,
+            node,
+        };
+        state = state.with_github(sync);
+    }
     let _pid = match &args.pid_file {
         Some(path) => Some(PidFile::write(path)?),
         None => None,

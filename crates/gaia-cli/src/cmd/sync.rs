@@ -4,17 +4,16 @@
 //! tasks done). One line per item as it is done (or `--json` at the end), then a summary.
 //! Runs on the database directly: the sync records are its write-ahead log.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use gaia_core::Gaia;
-use gaia_core::backlog::{Story, StoryStatus, Task, TaskStatus, check_slug};
-use gaia_core::github::{ItemKind, check_repo};
+use gaia_core::backlog::check_slug;
+use gaia_core::github::check_repo;
+use gaia_github::backlog::{Loaded, Scope};
 use gaia_github::limiter::Limits;
 use gaia_github::pull::{PullResult, Pulled};
 use gaia_github::sync::{ItemResult, Outcome, SyncError};
-use gaia_github::{Desired, Gh, GhError, Summary, SyncOptions};
+use gaia_github::{Gh, GhError, Summary, SyncOptions};
 use serde_json::{Value, json};
 
 use crate::cli::GithubSyncArgs;
@@ -36,8 +35,10 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
     let opts = SyncOptions {
         dry_run: args.dry_run,
         settle: Duration::from_secs(args.settle),
+        concurrency: usize::from(args.parallel),
         limits: Limits {
             spacing: Duration::from_millis(args.spacing_ms),
+            window_scale: args.limit_scale,
             ..Limits::default()
         },
         ..SyncOptions::new(&args.repo, &crate::client::cli_actor())
@@ -55,21 +56,13 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
     } else {
         Vec::new()
     };
-    let stories = match &args.story {
-        Some(slug) => vec![gaia.get_story(slug).await?.story],
-        None => gaia.list_stories(None).await?,
+    let scope = Scope {
+        story: args.story.clone(),
+        tasks: args.tasks,
     };
-    let mut tasks: Vec<(Story, Vec<Task>)> = Vec::with_capacity(stories.len());
-    for s in stories {
-        let list = gaia.list_tasks(&s.slug, None).await?;
-        tasks.push((s, list));
-    }
+    let loaded = Loaded::read(&gaia, &scope, &args.repo).await?;
     let json_out = args.json;
-    let total = tasks
-        .iter()
-        .map(|(_, list)| if args.tasks { list.len() + 1 } else { 1 })
-        .sum::<usize>();
-    let mut bar = Bar::new(total, !json_out && std::io::stderr().is_terminal());
+    let mut bar = Bar::new(loaded.items(), !json_out && std::io::stderr().is_terminal());
     let mut progress = move |r: &ItemResult| {
         if !json_out {
             bar.clear();
@@ -77,30 +70,9 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
             bar.step();
         }
     };
-    let mut summary = Summary::default();
-    if args.tasks {
-        let desired: Vec<Desired> = tasks
-            .iter()
-            .flat_map(|(s, list)| list.iter().map(move |t| task_issue(s, t)))
-            .collect();
-        let done = run(&gaia, &gh, &opts, &desired, &mut progress).await?;
-        summary.items.extend(done.items);
-        summary.listing_pages += done.listing_pages;
-    }
-    let issues: HashMap<String, i64> = gaia
-        .github_sync_list(&args.repo)
-        .await?
-        .into_iter()
-        .filter(|r| r.kind == ItemKind::Task)
-        .filter_map(|r| Some((r.item, r.issue?)))
-        .collect();
-    let desired: Vec<Desired> = tasks
-        .iter()
-        .map(|(s, list)| story_issue(s, list, &issues))
-        .collect();
-    let done = run(&gaia, &gh, &opts, &desired, &mut progress).await?;
-    summary.items.extend(done.items);
-    summary.listing_pages += done.listing_pages;
+    let summary = gaia_github::backlog::sync_backlog(&gaia, &gh, &opts, &loaded, &mut progress)
+        .await
+        .map_err(sync_error)?;
     drop(progress);
     report(&args, &summary, &pulled)?;
     let pull_failed = pulled
@@ -111,18 +83,6 @@ pub async fn github(args: GithubSyncArgs, config: &Config) -> CliResult {
     } else {
         exit::OK
     })
-}
-
-async fn run(
-    gaia: &Gaia,
-    gh: &Gh,
-    opts: &SyncOptions,
-    desired: &[Desired],
-    progress: &mut (dyn FnMut(&ItemResult) + Send),
-) -> Result<Summary, CliError> {
-    gaia_github::sync(gaia, gh, opts, desired, progress)
-        .await
-        .map_err(sync_error)
 }
 
 fn sync_error(e: SyncError) -> CliError {
@@ -166,67 +126,6 @@ fn gh_error(e: &GhError) -> CliError {
         GhError::Validation(_) | GhError::Other { .. } => exit::FAILURE,
     };
     CliError::new(code, format!("github: {e}"))
-}
-
-/// A story's issue: its description, then its current todolist as a checklist (a task that
-/// has its own issue is linked by number).
-fn story_issue(s: &Story, tasks: &[Task], issues: &HashMap<String, i64>) -> Desired {
-    let mut body = s.description.trim_end().to_owned();
-    if !body.is_empty() {
-        body.push_str("\n\n");
-    }
-    body.push_str(&format!("### Todolist `{}`\n", s.todolist));
-    for t in tasks {
-        let mark = if t.status == TaskStatus::Done {
-            "x"
-        } else {
-            " "
-        };
-        let link = issues
-            .get(&t.id.to_string())
-            .map_or_else(String::new, |n| format!(" #{n}"));
-        body.push_str(&format!("\n- [{mark}] {}{link}", one_line(&t.title)));
-    }
-    let mut labels = vec![
-        "gaia".to_owned(),
-        "gaia:story".to_owned(),
-        format!("status:{}", s.status.as_str()),
-    ];
-    labels.extend(s.labels.iter().cloned());
-    Desired {
-        kind: ItemKind::Story,
-        item: s.slug.clone(),
-        title: s.title.clone(),
-        body,
-        labels,
-        closed: (s.status == StoryStatus::Closed).then(|| "completed".to_owned()),
-    }
-}
-
-/// A task's issue: its body, the story it belongs to, its status as a label.
-fn task_issue(s: &Story, t: &Task) -> Desired {
-    let mut body = t.body.trim_end().to_owned();
-    if !body.is_empty() {
-        body.push_str("\n\n");
-    }
-    body.push_str(&format!("Story `{}`, todolist `{}`.", s.slug, t.todolist));
-    Desired {
-        kind: ItemKind::Task,
-        item: t.id.to_string(),
-        title: t.title.clone(),
-        body,
-        labels: vec![
-            "gaia".to_owned(),
-            "gaia:task".to_owned(),
-            format!("status:{}", t.status.as_str()),
-        ],
-        closed: (t.status == TaskStatus::Done).then(|| "completed".to_owned()),
-    }
-}
-
-/// A title as one checklist line.
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
 }
 
 fn result_word(o: &Outcome) -> &'static str {
@@ -307,14 +206,7 @@ impl Drop for Bar {
     }
 }
 
-const BUCKETS: [&str; 6] = [
-    "created",
-    "updated",
-    "closed",
-    "unchanged",
-    "pending",
-    "failed",
-];
+use gaia_github::sync::BUCKETS;
 
 fn report(args: &GithubSyncArgs, summary: &Summary, pulled: &[Pulled]) -> Result<(), CliError> {
     if args.json {

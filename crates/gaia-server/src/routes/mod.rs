@@ -6,6 +6,7 @@ pub mod backlog;
 pub mod claims;
 pub mod commands;
 pub mod events;
+pub mod github;
 pub mod health;
 pub mod metrics;
 pub mod queue;
