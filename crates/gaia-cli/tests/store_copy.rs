@@ -123,7 +123,8 @@ async fn deployment() -> TestDb {
              VALUES ('doc/s1.a1.t.extra.md', 'h', 's1', 'a1', 't', 'More', 'body', 'open', 1, 1);
          INSERT INTO github_sync (repo, item_kind, item, sync_key, issue, pushed_hash,
                                   intent_at_us, attempt_at_us, last_seen, updated_at_us)
-             VALUES ('o/r', 'story', 's1', 'k-1', 7, 'ph', 1, 1, 7, 1);",
+             VALUES ('o/r', 'story', 's1', 'k-1', 7, 'ph', 1, 1, 7, 1);
+         INSERT INTO telegram_updates (update_id, done, until_us) VALUES (41, 1, 5000);",
     )
     .await;
     src

@@ -287,6 +287,14 @@ pub const TABLES: &[Table] = &[
         ],
         "repo, item_kind, item",
     ),
+    Table {
+        int_key: true,
+        ..table(
+            "telegram_updates",
+            &[("update_id", I), ("done", I), ("until_us", I)],
+            "update_id",
+        )
+    },
 ];
 
 /// The table `name`.
