@@ -2,7 +2,7 @@
 //! `fail` with the fix: the configuration (values, unknown variables, secrets only the owner
 //! can read), the store (reachable, schema current, the clock against PostgreSQL's, free disk
 //! for SQLite), Telegram (`getMe`, webhook state) when configured, `gh auth status` when the
-//! backlog is synced to GitHub, and the server's `/readyz` when a server URL is configured.
+//! backlog is synced to GitHub or the scheduled sync is enabled, and the server's `/readyz` when a server URL is configured.
 //! Exit 1 on any failure. Nothing is printed that could be a secret.
 
 use std::os::unix::fs::PermissionsExt;
@@ -123,7 +123,8 @@ pub async fn run(args: DoctorArgs, config: &Config) -> CliResult {
     let token_set = ["GH_TOKEN", "GITHUB_TOKEN"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|t| !t.is_empty()));
-    if synced || token_set {
+    // The scheduled sync (`github.enabled`) runs `gh` as the server's user.
+    if synced || token_set || config.github.is_some() {
         github(&mut r).await;
     }
     if let Some((url, _)) = &config.remote {
@@ -348,11 +349,31 @@ async fn telegram(r: &mut Report, config: &Config) {
             );
         }
     }
+    let expected = config.telegram.webhook.as_ref().map(|w| w.url.as_str());
     match client.get_webhook_info().await {
+        Ok(w) if expected.is_some() => match w.last_error_message {
+            _ if Some(w.url.as_str()) != expected => r.warn(
+                "telegram.webhook",
+                "webhook mode is configured but Telegram has another webhook (or none) set",
+                "restart gaia serve, which calls setWebhook with telegram.public_url",
+            ),
+            Some(m) if !m.is_empty() => r.warn(
+                "telegram.webhook",
+                format!("the webhook is set; Telegram's last delivery error: {m}"),
+                "check that telegram.public_url reaches gaia serve through the proxy",
+            ),
+            _ => r.ok(
+                "telegram.webhook",
+                format!(
+                    "the webhook is set; {} updates pending",
+                    w.pending_update_count
+                ),
+            ),
+        },
         Ok(w) if !w.url.is_empty() => r.warn(
             "telegram.webhook",
             "a webhook is set, so Telegram refuses getUpdates (the approval buttons)",
-            "delete it: curl https://api.telegram.org/bot<TOKEN>/deleteWebhook",
+            "start gaia serve (polling mode deletes it first), or set telegram.mode = \"webhook\"",
         ),
         Ok(w) => match w.last_error_message {
             Some(m) if !m.is_empty() => r.warn(
@@ -373,7 +394,8 @@ async fn telegram(r: &mut Report, config: &Config) {
     }
 }
 
-/// `gh auth status`, when the backlog is synced to GitHub or a GitHub token is set.
+/// `gh auth status`, when the backlog is synced to GitHub, the scheduled sync is enabled or a
+/// GitHub token is set.
 async fn github(r: &mut Report) {
     let mut cmd = tokio::process::Command::new("gh");
     cmd.args(["auth", "status"])
