@@ -5,15 +5,17 @@
 //!
 //! No benchmark writes into a database of the caller's: SQLite runs in a fresh temporary file,
 //! PostgreSQL in a scratch database created on the `--postgres` server and dropped afterwards.
-//! `process` and `sse` start the `gaia` binary (see [`settings::Settings::gaia_binary`]).
+//! `process`, `sse` and `nodes` start the `gaia` binary (see [`settings::Settings::gaia_binary`]).
 
 mod api;
 mod approvals;
 mod backlog;
 mod baseline;
 mod claims;
+mod etcd;
 mod exit;
 mod harness;
+mod nodes;
 mod outbox;
 mod process;
 mod sample;
@@ -56,6 +58,9 @@ enum BenchCommand {
     /// Ready work on a large backlog: `ready` latency and `ready --take` throughput with
     /// concurrent agents, beside raw SQL doing the same reads and claim-and-update writes.
     Backlog(backlog::BacklogArgs),
+    /// Scale-out: 1, 2 and 4 `gaia serve` nodes on one PostgreSQL database, claims over HTTP
+    /// and stream delivery on every node, beside pgbench running the same transactions.
+    Nodes(nodes::NodesArgs),
     /// Outbox delivery to a fake Telegram: throughput beside a raw HTTP loop, and the sustained
     /// rate under Telegram's limits.
     Outbox(outbox::OutboxArgs),
@@ -93,5 +98,6 @@ async fn run(cli: Cli) -> BenchResult {
         BenchCommand::Approvals(args) => approvals::run(args, &settings).await,
         BenchCommand::Outbox(args) => outbox::run(args, &settings).await,
         BenchCommand::Backlog(args) => backlog::run(args, &settings).await,
+        BenchCommand::Nodes(args) => nodes::run(args, &settings).await,
     }
 }
