@@ -9,7 +9,8 @@
 //!
 //! Row locks are taken in key order, so batches on different nodes cannot deadlock.
 //!
-//! A batch costs five round trips however many claims it holds: BEGIN; one upsert that locks
+//! Two batches may be in flight at once, the second locking and deciding while the first
+//! commits. A batch costs five round trips however many claims it holds: BEGIN; one upsert that locks
 //! every key's row and reads the clock; one statement that writes every changed row and
 //! reserves the seqs (taking the `log_head` lock); one that inserts the events and audit
 //! records and queues the NOTIFY; COMMIT.
@@ -33,6 +34,8 @@ use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
 
 /// Most claims committed in one transaction.
 const MAX_BATCH: usize = 64;
+/// Batches committing at once.
+const IN_FLIGHT: usize = 2;
 /// Claims waiting for the writer before callers wait to enqueue.
 const QUEUE: usize = 1024;
 
@@ -62,8 +65,19 @@ struct Locked {
 impl ClaimBatcher {
     pub(crate) fn start(writer: Writer) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Request, Reply)>(QUEUE);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            // Up to `IN_FLIGHT` batches at once: the next batch locks its rows and decides
+            // while the previous one waits for `log_head` and its flush. Rows are locked in key
+            // order and `log_head` last, so batches cannot deadlock (as on several nodes), and
+            // a claim's caller waits for its reply, so one caller's claims are never in two
+            // batches at once. A batch is gathered only once it may start, so claims arriving
+            // meanwhile join it.
+            loop {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
+                let Some(first) = rx.recv().await else { break };
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -71,7 +85,11 @@ impl ClaimBatcher {
                         Err(_) => break,
                     }
                 }
-                writer.commit(batch).await;
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer.commit(batch).await;
+                    drop(permit);
+                });
             }
         });
         Self { tx }
