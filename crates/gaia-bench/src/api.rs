@@ -1,6 +1,8 @@
 //! `gaia-bench api`: claim acquire and release over HTTP against a server running in this
 //! process, beside the same calls made in-process on the same service and beside the raw-SQL
-//! baseline of `gaia-bench claims`, all in the same run and in alternating slices.
+//! baseline of `gaia-bench claims`, all in the same run and in alternating slices. With
+//! `--etcd`, etcd's lock recipe over its HTTP gateway is measured beside them as the peer for
+//! locks (see [`crate::etcd`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +47,10 @@ pub struct ApiArgs {
     /// Skip SQLite.
     #[arg(long)]
     no_sqlite: bool,
+    /// Also measure etcd (the `etcd` binary from Debian's `etcd-server`, started here on a
+    /// temporary directory) doing the same acquires and releases with its lock recipe.
+    #[arg(long)]
+    etcd: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -65,6 +71,16 @@ struct ClaimReply {
 }
 
 impl HttpClaims {
+    /// Claim calls on the server at `base` (`http://HOST:PORT`) with `token`.
+    pub fn new(client: reqwest::Client, base: &str, token: String) -> Self {
+        Self {
+            client,
+            acquire: format!("{base}/api/v1/claims/acquire"),
+            release: format!("{base}/api/v1/claims/release"),
+            token,
+        }
+    }
+
     /// The same calls as the in-process sides: acquire with a 1 s lease, release as the agent.
     pub async fn call(
         &self,
@@ -125,6 +141,8 @@ struct ApiPlan {
     warmup: Option<Duration>,
     rounds: u32,
     quiet: bool,
+    /// etcd's lock calls, measured beside each backend's sides.
+    etcd: Option<Side>,
 }
 
 pub async fn run(args: ApiArgs, settings: &Settings) -> BenchResult {
@@ -145,6 +163,18 @@ pub async fn run(args: ApiArgs, settings: &Settings) -> BenchResult {
         warmup: optional_duration(&args.warmup)?,
         rounds: args.rounds.max(1),
         quiet: args.json,
+        etcd: None,
+    };
+    let mut plan = plan;
+    let etcd = if args.etcd {
+        let etcd = crate::etcd::EtcdProcess::start().await?;
+        plan.etcd = Some(Side::Etcd(Arc::new(crate::etcd::EtcdLocks::new(
+            http_client(plan.clients)?,
+            &etcd.base,
+        ))));
+        Some(etcd)
+    } else {
+        None
     };
     let mut rows = Vec::new();
     if !args.no_sqlite {
@@ -157,8 +187,19 @@ pub async fn run(args: ApiArgs, settings: &Settings) -> BenchResult {
         let res = bench_backend(&backend, &plan, settings, &mut rows).await;
         res.and(backend.finish().await)?;
     }
+    drop(etcd);
     report(&rows, &plan, args.json);
     Ok(exit::OK)
+}
+
+/// The client of one side: a connection per concurrent caller, no Nagle delay.
+pub fn http_client(clients: usize) -> Result<reqwest::Client, BenchError> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| bench_error("HTTP client", e))
 }
 
 /// HTTP requests per second over the raw baseline's calls per second.
@@ -229,9 +270,25 @@ fn report(rows: &[Row], plan: &ApiPlan, json_out: bool) {
             );
         }
     }
+    for r in rows.iter().filter(|r| r.side == "http") {
+        if let Some(e) = rows
+            .iter()
+            .find(|e| e.backend == r.backend && e.side == "etcd")
+        {
+            println!(
+                "{}: gaia over http / etcd = {:.2}x calls/s; p99 {} us against etcd's {} us",
+                r.backend,
+                ratio(&r.sample, &e.sample),
+                r.sample.percentile(99),
+                e.sample.percentile(99),
+            );
+        }
+    }
     println!(
         "calls are single claim calls (acquire or release), each one transaction; http is one \
-         request per call; ratio is calls/s over raw-sql's on the same backend"
+         request per call; ratio is calls/s over raw-sql's on the same backend; etcd's acquire \
+         is a lease grant plus a put-if-absent transaction, its release a delete-if-mine \
+         transaction"
     );
 }
 
@@ -264,12 +321,7 @@ async fn bench_backend(
     };
     let state = AppState::new(gaia, server_opts, None).await?;
     let server = InProcess::start(state).await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(plan.clients)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| bench_error("HTTP client", e))?;
+    let client = http_client(plan.clients)?;
     let http = Side::Http(Arc::new(HttpClaims {
         client,
         acquire: format!("{}/api/v1/claims/acquire", server.base),
@@ -277,11 +329,14 @@ async fn bench_backend(
         token,
     }));
     let in_process = Side::Gaia(server.state.gaia.clone());
-    let sides = [
+    let mut sides = vec![
         ("http", http),
         ("in-process", in_process),
         ("raw-sql", baseline.clone()),
     ];
+    if let Some(etcd) = &plan.etcd {
+        sides.push(("etcd", etcd.clone()));
+    }
     let res = measure_sides(backend.name(), &sides, plan, rows).await;
     let res = match res {
         Ok(()) => check_chain(&server.state.gaia, backend.name(), plan.quiet).await,

@@ -93,6 +93,8 @@ impl Clock for LeapClock {
 pub enum Side {
     Gaia(Gaia),
     Http(Arc<HttpClaims>),
+    /// etcd's lock recipe, the peer for locks (see [`crate::etcd`]).
+    Etcd(Arc<crate::etcd::EtcdLocks>),
     SqliteRaw(SqlitePool),
     PgRaw(PgPool),
 }
@@ -119,6 +121,7 @@ impl Side {
                 })
             }
             Self::Http(http) => http.call(key, claimer, release).await,
+            Self::Etcd(etcd) => etcd.call(key, claimer, release).await,
             Self::SqliteRaw(pool) => raw_result(if release {
                 sqlite_release(pool, key).await
             } else {

@@ -5,7 +5,8 @@
 //!
 //! No benchmark writes into a database of the caller's: SQLite runs in a fresh temporary file,
 //! PostgreSQL in a scratch database created on the `--postgres` server and dropped afterwards.
-//! `process`, `sse` and `mcp` start the `gaia` binary (see [`settings::Settings::gaia_binary`]).
+//! `process`, `sse`, `mcp` and `nodes` start the `gaia` binary (see
+//! [`settings::Settings::gaia_binary`]).
 
 mod api;
 mod approvals;
@@ -13,10 +14,12 @@ mod backlog;
 mod baseline;
 mod claims;
 mod cleanup;
+mod etcd;
 mod exit;
 mod github;
 mod harness;
 mod mcp;
+mod nodes;
 mod outbox;
 mod process;
 mod sample;
@@ -61,6 +64,9 @@ enum BenchCommand {
     Backlog(backlog::BacklogArgs),
     /// A `claim_acquire` through MCP over stdio (`gaia mcp`) beside the same call in-process.
     Mcp(mcp::McpArgs),
+    /// Scale-out: 1, 2 and 4 `gaia serve` nodes on one PostgreSQL database, claims over HTTP
+    /// and stream delivery on every node, beside pgbench running the same transactions.
+    Nodes(nodes::NodesArgs),
     /// Outbox delivery to a fake Telegram: throughput beside a raw HTTP loop, and the sustained
     /// rate under Telegram's limits.
     Outbox(outbox::OutboxArgs),
@@ -107,5 +113,6 @@ async fn run(cli: Cli) -> BenchResult {
         BenchCommand::Mcp(args) => mcp::run(args, &settings).await,
         BenchCommand::Cleanup(args) => cleanup::run(args, &settings).await,
         BenchCommand::Github(args) => github::run(args, &settings).await,
+        BenchCommand::Nodes(args) => nodes::run(args, &settings).await,
     }
 }

@@ -44,10 +44,11 @@ const TICK: &str = "bench.tick";
 
 /// The `gaia serve` child, killed whenever this value is dropped (errors, interruption).
 #[derive(Debug)]
-struct ServerProcess {
+pub struct ServerProcess {
     child: tokio::process::Child,
-    pid: u32,
-    base: String,
+    pub pid: u32,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
     log: std::path::PathBuf,
 }
 
@@ -58,16 +59,22 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `gaia serve` on 127.0.0.1 and an ephemeral port, isolated from the caller's
-    /// configuration (run in `dir`, without any GAIA_* or MONITOR_* variable), and waits for the
-    /// line that names its address.
-    async fn start(exe: &Path, dir: &Path, admin_token: &str) -> Result<Self, BenchError> {
-        let log = dir.join("serve.log");
+    /// Starts `gaia serve` on the database `db`, on 127.0.0.1 and an ephemeral port, isolated
+    /// from the caller's configuration (run in `dir`, without any GAIA_* or MONITOR_*
+    /// variable), and waits for the line that names its address. Its log is `dir/name.log`.
+    pub async fn start(
+        exe: &Path,
+        dir: &Path,
+        name: &str,
+        db: &str,
+        admin_token: &str,
+    ) -> Result<Self, BenchError> {
+        let log = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log)?;
         let mut cmd = tokio::process::Command::new(exe);
         cmd.current_dir(dir)
             .arg("--db")
-            .arg(format!("sqlite://{}", dir.join("gaia.db").display()))
+            .arg(db)
             .args(["serve", "--bind", "127.0.0.1:0"]);
         for (name, _) in std::env::vars_os() {
             let n = name.to_string_lossy();
@@ -136,14 +143,14 @@ impl ServerProcess {
             .ok_or_else(|| bench_error("reading the server's memory", "no VmRSS line"))
     }
 
-    async fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
     }
 }
 
 /// CPU time (user + system) a process has used, in seconds, from /proc/PID/stat; `None` off
 /// Linux. Assumes the usual 100 clock ticks per second.
-fn cpu_seconds(pid: &str) -> Option<f64> {
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')')?.1;
@@ -251,7 +258,9 @@ pub async fn run(args: SseArgs, settings: &Settings) -> BenchResult {
     }
     let dir = tempfile::tempdir()?;
     let admin = generate(Role::Admin);
-    let mut server = ServerProcess::start(&settings.gaia_binary()?, dir.path(), &admin).await?;
+    let db = format!("sqlite://{}", dir.path().join("gaia.db").display());
+    let mut server =
+        ServerProcess::start(&settings.gaia_binary()?, dir.path(), "serve", &db, &admin).await?;
     let res = tokio::select! {
         r = measure(&server, &admin, subscribers, &args) => r,
         _ = tokio::signal::ctrl_c() => Err(BenchError::new(exit::FAILURE, "interrupted")),

@@ -2,15 +2,18 @@
 //!
 //! It learns of commits two ways: at once from this node's own writes (the service's commit
 //! hook), and by polling the store's head for writes made elsewhere (a CLI in direct mode,
-//! other nodes). Subscribers never receive events from the hub itself: they read them from the
-//! store after the seq they last sent, so a slow subscriber costs no server memory and can
-//! never be silently skipped. Pages they read are kept briefly in memory, so that many
-//! subscribers at the same point cost one read of the store.
+//! other nodes). Subscribers never receive events pushed by the hub: each pulls the events
+//! after the seq it last sent, so a slow subscriber costs no server memory and can never be
+//! silently skipped. The newest events are kept in memory as shared [`SharedEvent`]s: however
+//! many subscribers wait at the same point, the store is read once (one reader at a time
+//! fills the tail) and each event is rendered for the wire once, its bytes shared by all. A
+//! subscriber that fell behind the memory window reads from the store after its last seq.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use gaia_core::event::{Event, EventFilter};
 
 use tokio::sync::watch;
@@ -20,35 +23,79 @@ use tokio_util::sync::CancellationToken;
 /// one read of the store instead of one each.
 const CACHE_EVENTS: usize = 4096;
 
+/// One committed event, shared by every subscriber that sends it, with its wire form
+/// rendered once on first use.
+#[derive(Debug)]
+pub struct SharedEvent {
+    pub event: Event,
+    frame: OnceLock<Bytes>,
+}
+
+impl SharedEvent {
+    pub fn new(event: Event) -> Self {
+        Self {
+            event,
+            frame: OnceLock::new(),
+        }
+    }
+
+    /// The event's wire form: `render` runs for the first caller only, later callers (on any
+    /// thread) share its bytes.
+    pub fn frame(&self, render: impl FnOnce(&Event) -> Bytes) -> Bytes {
+        self.frame.get_or_init(|| render(&self.event)).clone()
+    }
+}
+
+/// Where a read after some seq stands against the memory window.
+#[derive(Debug)]
+enum Lookup {
+    /// Served from memory.
+    Hit(Vec<Arc<SharedEvent>>),
+    /// Older than the window: read from the store, the window stays as it is.
+    Behind,
+    /// At or past the window's newest event (or nothing is held): a read that extends it.
+    Tail,
+}
+
 /// A contiguous run of the newest events read from the store.
 #[derive(Debug, Default)]
 struct Recent {
-    events: VecDeque<Event>,
+    events: VecDeque<Arc<SharedEvent>>,
 }
 
 impl Recent {
-    /// The events after `after`, at most `limit`, if the run starts at or before `after + 1`.
-    fn after(&self, after: i64, limit: usize) -> Option<Vec<Event>> {
-        let first = self.events.front()?.seq;
-        let last = self.events.back()?.seq;
-        if after + 1 < first || after >= last {
-            return None;
+    /// The events after `after`, at most `limit`, when the run holds `after + 1`.
+    fn after(&self, after: i64, limit: usize) -> Lookup {
+        let (Some(first), Some(last)) = (self.events.front(), self.events.back()) else {
+            return Lookup::Tail;
+        };
+        let (first, last) = (first.event.seq, last.event.seq);
+        if after >= last {
+            return Lookup::Tail;
         }
-        let skip = usize::try_from(after + 1 - first).ok()?;
-        Some(self.events.iter().skip(skip).take(limit).cloned().collect())
+        if after + 1 < first {
+            return Lookup::Behind;
+        }
+        let Ok(skip) = usize::try_from(after + 1 - first) else {
+            return Lookup::Behind;
+        };
+        let end = self.events.len().min(skip.saturating_add(limit));
+        Lookup::Hit(self.events.range(skip..end).cloned().collect())
     }
 
     /// Adds a page read from the store after `after`; keeps the run contiguous.
-    fn add(&mut self, after: i64, page: &[Event]) {
-        let Some(first) = page.first() else { return };
+    fn add(&mut self, after: i64, page: &[Arc<SharedEvent>]) {
+        let Some(first) = page.first().map(|e| e.event.seq) else {
+            return;
+        };
         let joins = self
             .events
             .back()
-            .is_some_and(|b| b.seq == after && first.seq == after + 1);
-        let newer = self.events.back().is_none_or(|b| first.seq > b.seq + 1);
+            .is_some_and(|b| b.event.seq == after && first == after + 1);
+        let newer = self.events.back().is_none_or(|b| first > b.event.seq + 1);
         if joins {
             self.events.extend(page.iter().cloned());
-        } else if newer && first.seq == after + 1 {
+        } else if newer && first == after + 1 {
             self.events = page.iter().cloned().collect();
         } else {
             return;
@@ -64,6 +111,9 @@ impl Recent {
 pub struct EventHub {
     latest: watch::Sender<i64>,
     recent: Arc<Mutex<Recent>>,
+    /// Held while the tail of `recent` is read from the store, so that subscribers woken
+    /// together by one commit read it once between them.
+    fill: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EventHub {
@@ -71,7 +121,15 @@ impl EventHub {
         Self {
             latest: watch::Sender::new(start),
             recent: Arc::default(),
+            fill: Arc::default(),
         }
+    }
+
+    fn lookup(&self, after: i64, limit: u32) -> Lookup {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .after(after, limit as usize)
     }
 
     /// Committed events after `after`, at most `limit`, all of them (unfiltered), oldest
@@ -82,18 +140,25 @@ impl EventHub {
         store: &Arc<dyn gaia_core::store::Store>,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<Event>, gaia_core::StoreError> {
-        let cached = self
-            .recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .after(after, limit as usize);
-        if let Some(events) = cached.filter(|e| !e.is_empty()) {
-            return Ok(events);
-        }
-        let page = store
+    ) -> Result<Vec<Arc<SharedEvent>>, gaia_core::StoreError> {
+        let _filling = match self.lookup(after, limit) {
+            Lookup::Hit(events) => return Ok(events),
+            Lookup::Behind => None,
+            Lookup::Tail => {
+                let guard = self.fill.lock().await;
+                // Another subscriber may have read it while this one waited.
+                if let Lookup::Hit(events) = self.lookup(after, limit) {
+                    return Ok(events);
+                }
+                Some(guard)
+            }
+        };
+        let page: Vec<Arc<SharedEvent>> = store
             .events_after(after, &EventFilter::default(), limit)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|e| Arc::new(SharedEvent::new(e)))
+            .collect();
         self.recent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -153,40 +218,81 @@ impl EventHub {
 mod tests {
     use super::*;
 
-    fn ev(seq: i64) -> Event {
-        Event {
+    fn ev(seq: i64) -> Arc<SharedEvent> {
+        Arc::new(SharedEvent::new(Event {
             seq,
             ts: gaia_core::time::from_micros(0),
             kind: "x".into(),
             actor: "a".into(),
             subject: String::new(),
             data: serde_json::Value::Null,
+        }))
+    }
+
+    fn seqs(l: Lookup) -> Option<Vec<i64>> {
+        match l {
+            Lookup::Hit(v) => Some(v.iter().map(|e| e.event.seq).collect()),
+            Lookup::Behind | Lookup::Tail => None,
         }
     }
 
     #[test]
     fn the_cache_stays_contiguous() {
         let mut r = Recent::default();
-        assert!(r.after(0, 10).is_none());
+        assert!(matches!(r.after(0, 10), Lookup::Tail));
         r.add(0, &[ev(1), ev(2), ev(3)]);
-        assert_eq!(r.after(0, 10).map(|v| v.len()), Some(3));
-        assert_eq!(r.after(1, 1).map(|v| v[0].seq), Some(2));
-        assert!(r.after(3, 10).is_none(), "nothing newer is known");
-        r.add(3, &[ev(4)]);
-        assert_eq!(
-            r.after(2, 10)
-                .map(|v| v.iter().map(|e| e.seq).collect::<Vec<_>>()),
-            Some(vec![3, 4])
+        assert_eq!(seqs(r.after(0, 10)), Some(vec![1, 2, 3]));
+        assert_eq!(seqs(r.after(1, 1)), Some(vec![2]));
+        assert!(
+            matches!(r.after(3, 10), Lookup::Tail),
+            "nothing newer is known"
         );
+        r.add(3, &[ev(4)]);
+        assert_eq!(seqs(r.after(2, 10)), Some(vec![3, 4]));
         // A page that does not join is not mixed in.
         r.add(10, &[ev(12)]);
-        assert_eq!(r.events.back().map(|e| e.seq), Some(4));
+        assert_eq!(r.events.back().map(|e| e.event.seq), Some(4));
         // A newer contiguous page from elsewhere replaces the run.
         r.add(20, &[ev(21), ev(22)]);
-        assert_eq!(r.after(20, 10).map(|v| v.len()), Some(2));
+        assert_eq!(seqs(r.after(20, 10)), Some(vec![21, 22]));
         assert!(
-            r.after(3, 10).is_none(),
+            matches!(r.after(3, 10), Lookup::Behind),
             "older events are read from the store"
         );
+    }
+
+    #[test]
+    fn the_window_keeps_the_newest_events() {
+        let mut r = Recent::default();
+        let n = i64::try_from(CACHE_EVENTS).unwrap() + 10;
+        for seq in 1..=n {
+            r.add(seq - 1, &[ev(seq)]);
+        }
+        assert_eq!(r.events.len(), CACHE_EVENTS);
+        assert!(matches!(r.after(5, 10), Lookup::Behind));
+        assert_eq!(seqs(r.after(n - 2, 10)), Some(vec![n - 1, n]));
+    }
+
+    #[test]
+    fn an_event_is_rendered_once_for_all_its_readers() {
+        let e = ev(7);
+        let renders = std::sync::atomic::AtomicUsize::new(0);
+        let frames: Vec<Bytes> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        e.frame(|e| {
+                            renders.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            Bytes::from(format!("id: {}\n\n", e.seq))
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(renders.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(frames.iter().all(|f| f.as_ref() == b"id: 7\n\n"));
+        // The same bytes, not copies.
+        assert!(frames.windows(2).all(|w| w[0].as_ptr() == w[1].as_ptr()));
     }
 }

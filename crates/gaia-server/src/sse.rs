@@ -1,18 +1,20 @@
 //! `GET /api/v1/events/stream`: Server-Sent Events. Each event's `id:` is its seq; a client
 //! resumes with `Last-Event-ID` (or `?since=`) and never misses or repeats an event.
 //!
-//! Every subscriber has a small producer task that reads pages from the store after the last
-//! seq it sent and waits on the [`crate::hub::EventHub`] when caught up. The channel to the
-//! client is bounded, so a slow client only slows its own producer: server memory per
+//! Every subscriber has a small producer task that pulls the events after the last seq it sent
+//! from the [`crate::hub::EventHub`] (from memory, shared with every other subscriber, or from
+//! the store when it fell behind) and waits on the hub when caught up. Each event is rendered
+//! into its SSE frame once and the same bytes are sent to every subscriber. The channel to
+//! the client is bounded, so a slow client only slows its own producer: server memory per
 //! subscriber stays constant, and nothing is skipped.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use gaia_core::event::{Event, EventFilter, kinds};
 use gaia_core::store::Store;
@@ -26,6 +28,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::doc::{BadRequest, EventType, NotFound, ServerErrors, StreamEvent, Unauthorized};
 use crate::extract::ApiQuery;
+use crate::hub::SharedEvent;
 use crate::problem::{ApiError, ApiResult};
 use crate::routes::events::filter;
 use crate::wire::EventBody;
@@ -102,12 +105,11 @@ pub async fn stream(
         crate::auth::Source::Configured => None,
     };
     tokio::spawn(produce(state.clone(), f, start, revoked, tx));
-    let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(
-        KeepAlive::new()
-            .interval(state.opts.heartbeat)
-            .text("heartbeat"),
+    let mut res = Body::from_stream(ReceiverStream::new(rx)).into_response();
+    res.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
     );
-    let mut res = sse.into_response();
     // Proxies such as nginx must not buffer the stream.
     res.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
@@ -116,7 +118,23 @@ pub async fn stream(
     Ok(res)
 }
 
-type Frame = Result<SseEvent, Infallible>;
+/// One SSE frame, ready for the wire (ends with its blank line).
+type Frame = Result<Bytes, Infallible>;
+
+/// The comment sent while a stream is idle, so that proxies and clients keep it open.
+const HEARTBEAT: &[u8] = b": heartbeat\n\n";
+
+/// A frame with an `event:` name and JSON data (resets and the end of a revoked stream).
+fn named(name: &str, data: &serde_json::Value) -> Frame {
+    Ok(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+}
+
+/// The wire form of an event: its seq as `id:` and its JSON on one `data:` line (compact JSON
+/// holds no newline).
+fn render(e: &Event) -> Bytes {
+    let data = serde_json::to_string(&EventBody::from(e)).unwrap_or_default();
+    Bytes::from(format!("id: {}\ndata: {data}\n\n", e.seq))
+}
 
 async fn produce(
     state: AppState,
@@ -125,8 +143,8 @@ async fn produce(
     revoked: Option<String>,
     tx: mpsc::Sender<Frame>,
 ) {
-    let hello = SseEvent::default().comment("connected").retry(RETRY);
-    if tx.send(Ok(hello)).await.is_err() {
+    let hello = format!(": connected\nretry: {}\n\n", RETRY.as_millis());
+    if tx.send(Ok(Bytes::from(hello))).await.is_err() {
         return;
     }
     let store = state.gaia.store().clone();
@@ -148,7 +166,7 @@ async fn produce(
                 }
             };
             for e in &page {
-                last = e.seq;
+                last = e.event.seq;
                 if !send_event(e, &f, revoked.as_deref(), &tx).await {
                     return;
                 }
@@ -161,6 +179,10 @@ async fn produce(
             () = state.shutdown.cancelled() => return,
             () = tx.closed() => return,
             changed = wake.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(state.opts.heartbeat) => {
+                // A full channel already keeps the connection busy.
+                let _ = tx.try_send(Ok(Bytes::from_static(HEARTBEAT)));
+            }
         }
     }
 }
@@ -178,11 +200,11 @@ async fn resume_point(store: &Arc<dyn Store>, start: i64, tx: &mpsc::Sender<Fram
     // they come: say so and carry on from the head.
     let head = store.last_seq().await.map_err(read_failed).ok()?;
     if start > head {
-        let reset = SseEvent::default().event("reset").data(
-            json!({ "reason": "resume point is past the newest event", "last_seq": head })
-                .to_string(),
+        let reset = named(
+            "reset",
+            &json!({ "reason": "resume point is past the newest event", "last_seq": head }),
         );
-        tx.send(Ok(reset)).await.ok()?;
+        tx.send(reset).await.ok()?;
         last = head;
     }
     // A resume point older than what is stored (archived or pruned) cannot be served
@@ -194,38 +216,39 @@ async fn resume_point(store: &Arc<dyn Store>, start: i64, tx: &mpsc::Sender<Fram
             .map_err(read_failed)
             .ok()?;
         if let Some(oldest) = first.first().map(|e| e.seq).filter(|s| *s > last + 1) {
-            let reset = SseEvent::default().event("reset").data(
-                json!({ "reason": "resume point is older than the stored log", "oldest_seq": oldest })
-                    .to_string(),
+            let reset = named(
+                "reset",
+                &json!({ "reason": "resume point is older than the stored log", "oldest_seq": oldest }),
             );
-            let _ = tx.send(Ok(reset)).await;
+            let _ = tx.send(reset).await;
             last = oldest - 1;
         }
     }
     Some(last)
 }
 
-/// Sends `e` when it matches the filter. `false` when the stream ends: the client left, or
-/// `e` revokes the token the stream was opened with (a `revoked` frame then says so).
+/// Sends `shared` when it matches the filter, as the frame every subscriber shares. `false`
+/// when the stream ends: the client left, or the event revokes the token the stream was
+/// opened with (a `revoked` frame then says so).
 async fn send_event(
-    e: &Event,
+    shared: &SharedEvent,
     f: &EventFilter,
     revoked: Option<&str>,
     tx: &mpsc::Sender<Frame>,
 ) -> bool {
+    let e = &shared.event;
     if e.kind == kinds::TOKEN_REVOKED && revoked == Some(e.subject.as_str()) {
-        let end = SseEvent::default()
-            .event("revoked")
-            .data(json!({ "reason": "the token of this stream was revoked" }).to_string());
-        let _ = tx.send(Ok(end)).await;
+        let end = named(
+            "revoked",
+            &json!({ "reason": "the token of this stream was revoked" }),
+        );
+        let _ = tx.send(end).await;
         return false;
     }
     if !f.matches(e) {
         return true;
     }
-    let data = serde_json::to_string(&EventBody::from(e)).unwrap_or_default();
-    let frame = SseEvent::default().id(e.seq.to_string()).data(data);
-    tx.send(Ok(frame)).await.is_ok()
+    tx.send(Ok(shared.frame(render))).await.is_ok()
 }
 
 /// A stream ticket.

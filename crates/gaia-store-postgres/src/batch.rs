@@ -8,9 +8,15 @@
 //! gap-free, and a failing batch is retried claim by claim so one bad call cannot fail others.
 //!
 //! Row locks are taken in key order, so batches on different nodes cannot deadlock.
+//!
+//! Two batches may be in flight at once, the second locking and deciding while the first
+//! commits. A batch costs five round trips however many claims it holds: BEGIN; one upsert that locks
+//! every key's row and reads the clock; one statement that writes every changed row and
+//! reserves the seqs (taking the `log_head` lock); one that inserts the events and audit
+//! records and queues the NOTIFY; COMMIT.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use gaia_core::StoreError;
 use gaia_core::claims::{ClaimResult, ClaimRow, Request, decide};
@@ -21,13 +27,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::NOW_US;
 use crate::error::{Db, boundary};
-use crate::log::append_log;
+use crate::log::{RESERVE, count, write_log};
 use crate::notify::Notifications;
 use gaia_store_sql::rows;
 use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
 
 /// Most claims committed in one transaction.
 const MAX_BATCH: usize = 64;
+/// Batches committing at once.
+const IN_FLIGHT: usize = 2;
 /// Claims waiting for the writer before callers wait to enqueue.
 const QUEUE: usize = 1024;
 
@@ -47,17 +55,29 @@ pub(crate) struct Writer {
     pub(crate) notifications: Arc<Notifications>,
 }
 
-/// The server's clock, returned with each locked claim row.
+/// The key and the server's clock, returned with each locked claim row.
 #[derive(FromRow)]
-struct Now {
+struct Locked {
+    key: String,
     now_us: i64,
 }
 
 impl ClaimBatcher {
     pub(crate) fn start(writer: Writer) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Request, Reply)>(QUEUE);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            // Up to `IN_FLIGHT` batches at once: the next batch locks its rows and decides
+            // while the previous one waits for `log_head` and its flush. Rows are locked in key
+            // order and `log_head` last, so batches cannot deadlock (as on several nodes), and
+            // a claim's caller waits for its reply, so one caller's claims are never in two
+            // batches at once. A batch is gathered only once it may start, so claims arriving
+            // meanwhile join it.
+            loop {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
+                let Some(first) = rx.recv().await else { break };
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -65,7 +85,11 @@ impl ClaimBatcher {
                         Err(_) => break,
                     }
                 }
-                writer.commit(batch).await;
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer.commit(batch).await;
+                    drop(permit);
+                });
             }
         });
         Self { tx }
@@ -123,22 +147,22 @@ impl Writer {
             tx.rollback().await?;
             return Ok(decided.results.into_iter().map(|r| (r, vec![])).collect());
         }
-        for key in &decided.dirty {
-            if let Some(Some(new)) = rows.get(key) {
-                write_row(&mut tx, key, new).await?;
-            }
-        }
-        let committed = append_log(&mut tx, &decided.events, &decided.audit, now).await?;
+        let dirty: Vec<(&String, &ClaimRow)> = decided
+            .dirty
+            .iter()
+            .filter_map(|key| match rows.get(key) {
+                Some(Some(new)) => Some((key, new)),
+                _ => None,
+            })
+            .collect();
+        let head = write_rows(&dirty, &decided)
+            .fetch_optional(&mut *tx)
+            .await?;
         // Announce inside the batch's own transaction: commits are already ordered by the
         // `log_head` lock, so NOTIFY adds no serialisation here, and it saves the separate
         // announcing transaction (and its flush) per batch.
-        if let Some(last) = committed.last() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(crate::notify::CHANNEL)
-                .bind(last.seq.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let committed =
+            write_log(&mut tx, head, &decided.events, &decided.audit, now, true).await?;
         tx.commit().await?;
         if let Some(last) = committed.last() {
             self.notifications.seen(last.seq);
@@ -161,37 +185,41 @@ impl Writer {
 /// Each key's row as the batch starts (`None`: never claimed), keyed by `STORY/TODOLIST`.
 type Rows = BTreeMap<String, Option<ClaimRow>>;
 
-/// Locks every key of the batch, in key order (so concurrent batches cannot deadlock),
-/// creating placeholder rows for keys never claimed; returns the rows and the server's time
-/// read with the last lock held.
+/// Locks every key of the batch in one statement, in key order (byte order, so that
+/// concurrent batches cannot deadlock), creating placeholder rows for keys never claimed;
+/// returns the rows and the server's time read with the last lock held.
 async fn lock_rows(tx: &mut PgConnection, reqs: &[Request]) -> Db<(Rows, i64)> {
-    let keys: BTreeSet<String> = reqs.iter().map(|r| r.key().to_string()).collect();
+    let keys: BTreeMap<String, &gaia_core::names::ClaimKey> = reqs
+        .iter()
+        .map(|r| (r.key().to_string(), r.key()))
+        .collect();
+    let locked = sqlx::query(&format!(
+        "INSERT INTO claims (key, story, todolist, token, ttl_ms)
+         SELECT key, story, todolist, 0, 0
+         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS u(key, story, todolist)
+         ORDER BY key COLLATE \"C\"
+         ON CONFLICT (key) DO UPDATE SET key = claims.key
+         RETURNING key, {COLUMNS}, {NOW_US} AS now_us"
+    ))
+    .bind(keys.keys().map(String::as_str).collect::<Vec<_>>())
+    .bind(keys.values().map(|k| k.story.as_str()).collect::<Vec<_>>())
+    .bind(
+        keys.values()
+            .map(|k| k.todolist.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let mut rows = Rows::new();
     let mut now_us = i64::MIN;
-    for key in &keys {
-        let Some(k) = reqs
-            .iter()
-            .map(Request::key)
-            .find(|k| k.to_string() == *key)
-        else {
-            continue;
-        };
-        let locked = sqlx::query(&format!(
-            "INSERT INTO claims (key, story, todolist, token, ttl_ms) VALUES ($1, $2, $3, 0, 0)
-             ON CONFLICT (key) DO UPDATE SET key = claims.key
-             RETURNING {COLUMNS}, {NOW_US} AS now_us"
-        ))
-        .bind(key)
-        .bind(&k.story)
-        .bind(&k.todolist)
-        .fetch_one(&mut *tx)
-        .await?;
-        now_us = now_us.max(rows::decode::<Now, _>("claims", &locked)?.now_us);
-        let row = rows::claim(&locked)?;
+    for row in &locked {
+        let Locked { key, now_us: at } = rows::decode::<Locked, _>("claims", row)?;
+        now_us = now_us.max(at);
+        let claim = rows::claim(row)?;
         // A freshly created placeholder row means "never claimed".
         rows.insert(
-            key.clone(),
-            (row.token > 0 || row.holder.is_some()).then_some(row),
+            key,
+            (claim.token > 0 || claim.holder.is_some()).then_some(claim),
         );
     }
     Ok((rows, now_us))
@@ -233,24 +261,48 @@ fn decide_all(reqs: &[Request], rows: &mut Rows, now: chrono::DateTime<chrono::U
     d
 }
 
-/// Writes a claim row as decided.
-async fn write_row(tx: &mut PgConnection, key: &str, new: &ClaimRow) -> Db<()> {
-    let holder = new.holder.as_ref();
-    sqlx::query(
-        "UPDATE claims SET agent = $2, operator = $3, fingerprint = $4, token = $5,
-            acquired_at_us = $6, expires_at_us = $7, ttl_ms = $8, principal = $9
-         WHERE key = $1",
-    )
-    .bind(key)
-    .bind(holder.map(|h| h.agent.as_str()))
-    .bind(holder.map(|h| h.operator.as_str()))
-    .bind(holder.map(|h| h.fingerprint.as_str()))
-    .bind(new.token)
-    .bind(new.acquired_at.map(to_micros))
-    .bind(new.expires_at.map(to_micros))
-    .bind(i64::try_from(new.ttl.as_millis()).unwrap_or(i64::MAX))
-    .bind(holder.and_then(|h| h.principal.as_deref()))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+/// The statement that writes every changed claim row as decided and then reserves the seqs
+/// of the batch's events and audit records ([`RESERVE`], which returns the log head).
+fn write_rows<'q>(
+    dirty: &[(&'q String, &'q ClaimRow)],
+    decided: &Decided,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let text = |f: fn(&'q gaia_core::claims::Holder) -> Option<&'q str>| {
+        dirty
+            .iter()
+            .map(|(_, r)| r.holder.as_ref().and_then(f))
+            .collect::<Vec<_>>()
+    };
+    let int = |f: fn(&ClaimRow) -> Option<i64>| dirty.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
+    sqlx::query(WRITE_ROWS.as_str())
+        .bind(count(&decided.events))
+        .bind(count(&decided.audit))
+        .bind(dirty.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+        .bind(text(|h| Some(h.agent.as_str())))
+        .bind(text(|h| Some(h.operator.as_str())))
+        .bind(text(|h| Some(h.fingerprint.as_str())))
+        .bind(int(|r| Some(r.token)))
+        .bind(int(|r| r.acquired_at.map(to_micros)))
+        .bind(int(|r| r.expires_at.map(to_micros)))
+        .bind(int(|r| {
+            Some(i64::try_from(r.ttl.as_millis()).unwrap_or(i64::MAX))
+        }))
+        .bind(text(|h| h.principal.as_deref()))
 }
+
+/// Writes the changed rows (`$3..$11`, one array per column) and reserves the seqs (`$1`,
+/// `$2`): one round trip, the `log_head` lock taken last.
+static WRITE_ROWS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH w AS (
+            UPDATE claims SET agent = u.agent, operator = u.operator,
+                fingerprint = u.fingerprint, token = u.token, acquired_at_us = u.acquired_at_us,
+                expires_at_us = u.expires_at_us, ttl_ms = u.ttl_ms, principal = u.principal
+            FROM UNNEST($3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[],
+                        $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[])
+                AS u(key, agent, operator, fingerprint, token, acquired_at_us, expires_at_us,
+                     ttl_ms, principal)
+            WHERE claims.key = u.key
+         ) {RESERVE}"
+    )
+});

@@ -12,6 +12,12 @@ use crate::PgStore;
 use crate::error::Db;
 use gaia_store_sql::rows;
 
+/// Reserves seqs for `$1` events and `$2` audit records, locking the `log_head` row until
+/// commit; returns the head as it was. Writers may put their own writes before it as CTEs
+/// (see [`crate::batch`]), saving a round trip while the lock is not yet held.
+pub(crate) const RESERVE: &str = "UPDATE log_head SET event_seq = event_seq + $1, \
+    audit_seq = audit_seq + $2 WHERE id = 1 RETURNING event_seq - $1, audit_seq - $2, audit_hash";
+
 /// Appends events and audit records inside the caller's transaction. Reserving the seqs locks
 /// the `log_head` row until commit: callers do this as their last step, so the lock is held
 /// only for the inserts and the commit.
@@ -21,31 +27,122 @@ pub(crate) async fn append_log(
     audit: &[NewAudit],
     now: DateTime<Utc>,
 ) -> Db<Vec<Event>> {
-    let n_events = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let n_audit = i64::try_from(audit.len()).unwrap_or(i64::MAX);
-    let head = sqlx::query(
-        "UPDATE log_head SET event_seq = event_seq + $1, audit_seq = audit_seq + $2 WHERE id = 1
-         RETURNING event_seq - $1, audit_seq - $2, audit_hash",
-    )
-    .bind(n_events)
-    .bind(n_audit)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let head = sqlx::query(RESERVE)
+        .bind(count(events))
+        .bind(count(audit))
+        .fetch_optional(&mut *conn)
+        .await?;
+    write_log(conn, head, events, audit, now, false).await
+}
+
+/// How many rows, as bound for `RESERVE`.
+pub(crate) fn count<T>(rows: &[T]) -> i64 {
+    i64::try_from(rows.len()).unwrap_or(i64::MAX)
+}
+
+/// Numbers the events and audit records after `head` (the row `RESERVE` returned) and writes
+/// them; with `notify`, the same statement announces the newest seq to other nodes (NOTIFY is
+/// delivered at commit).
+pub(crate) async fn write_log(
+    conn: &mut PgConnection,
+    head: Option<sqlx::postgres::PgRow>,
+    events: &[NewEvent],
+    audit: &[NewAudit],
+    now: DateTime<Utc>,
+    notify: bool,
+) -> Db<Vec<Event>> {
     let head = rows::log_head(head)?;
     // The timestamp as stored (microseconds), so what is returned equals what is read back.
     let ts = to_micros(now);
     let done = number(head, events, audit, from_micros(ts));
-    insert_log(conn, ts, &done).await?;
+    insert_log(conn, ts, &done, notify).await?;
     Ok(done.events)
 }
 
 /// Writes numbered events and sealed audit records, and the new chain hash, in one statement.
-async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended) -> Db<()> {
+async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended, notify: bool) -> Db<()> {
     let (committed, sealed) = (&done.events, &done.audit);
     // One statement for every row: the log_head lock is held from the UPDATE above until
     // commit, so each round trip saved here shortens the queue of every other writer.
-    sqlx::query(
-        "WITH e AS (
+    let announce = match done.events.last() {
+        Some(last) if notify => Some(last.seq.to_string()),
+        _ => None,
+    };
+    let sql = format!(
+        "{INSERT_LOG} {}",
+        if announce.is_some() {
+            "FROM (SELECT pg_notify($16, $17)) AS n WHERE id = 1"
+        } else {
+            "WHERE id = 1"
+        }
+    );
+    let query = sqlx::query(&sql)
+        .bind(ts)
+        .bind(committed.iter().map(|e| e.seq).collect::<Vec<_>>())
+        .bind(
+            committed
+                .iter()
+                .map(|e| e.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            committed
+                .iter()
+                .map(|e| e.actor.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            committed
+                .iter()
+                .map(|e| e.subject.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            committed
+                .iter()
+                .map(|e| e.data.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(sealed.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(sealed.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
+        .bind(sealed.iter().map(|r| r.action.as_str()).collect::<Vec<_>>())
+        .bind(
+            sealed
+                .iter()
+                .map(|r| r.subject.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            sealed
+                .iter()
+                .map(|r| r.outcome.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            sealed
+                .iter()
+                .map(|r| r.details.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            sealed
+                .iter()
+                .map(|r| r.prev_hash.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(sealed.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
+        .bind(&done.head.audit_hash);
+    let query = match announce {
+        Some(seq) => query.bind(crate::notify::CHANNEL).bind(seq),
+        None => query,
+    };
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Writes the events and audit records of `insert_log`; its caller ends the statement with
+/// the condition on `log_head` (and the NOTIFY it may carry).
+const INSERT_LOG: &str = "WITH e AS (
             INSERT INTO events (seq, ts_us, type, actor, subject, data)
             SELECT seq, $1, type, actor, subject, data
             FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])
@@ -57,67 +154,7 @@ async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended) -> Db<()>
                         $12::TEXT[], $13::TEXT[], $14::TEXT[])
                 AS u(id, actor, action, subject, outcome, details, prev_hash, hash)
          )
-         UPDATE log_head SET audit_hash = $15 WHERE id = 1",
-    )
-    .bind(ts)
-    .bind(committed.iter().map(|e| e.seq).collect::<Vec<_>>())
-    .bind(
-        committed
-            .iter()
-            .map(|e| e.kind.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        committed
-            .iter()
-            .map(|e| e.actor.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        committed
-            .iter()
-            .map(|e| e.subject.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        committed
-            .iter()
-            .map(|e| e.data.to_string())
-            .collect::<Vec<_>>(),
-    )
-    .bind(sealed.iter().map(|r| r.id).collect::<Vec<_>>())
-    .bind(sealed.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
-    .bind(sealed.iter().map(|r| r.action.as_str()).collect::<Vec<_>>())
-    .bind(
-        sealed
-            .iter()
-            .map(|r| r.subject.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        sealed
-            .iter()
-            .map(|r| r.outcome.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        sealed
-            .iter()
-            .map(|r| r.details.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        sealed
-            .iter()
-            .map(|r| r.prev_hash.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(sealed.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
-    .bind(&done.head.audit_hash)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
+         UPDATE log_head SET audit_hash = $15";
 
 gaia_store_sql::log_reads_sql!(store = PgStore, {
     async fn wait_for_commit(
