@@ -130,6 +130,7 @@ async fn measure(
         archive_dir: dir.path().to_owned(),
         batch: args.batch,
         actor: "bench".into(),
+        holder: "bench-cleanup".into(),
     };
     let rows = Arc::new(std::sync::Mutex::new((0u64, Duration::ZERO)));
     let with_cleanup = {

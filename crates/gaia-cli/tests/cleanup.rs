@@ -44,6 +44,7 @@ use serde_json::json;
 backend_tests!(
     cleanup_takes_exactly_the_old_rows_while_writers_run,
     killed_cleanup_deletes_only_what_a_verified_archive_holds,
+    one_cleanup_runs_at_a_time,
 );
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -540,5 +541,68 @@ async fn killed_cleanup_deletes_only_what_a_verified_archive_holds(db: &TestDb) 
             .is_none()
     );
     assert_eq!(run(db, dir.path(), &["audit", "verify"]).await.0, 0);
+    store.close().await;
+}
+
+/// The lease keeps a second run out while one runs (the second changes nothing), and a run
+/// killed on this host does not hold the next one up until its lease lapses.
+async fn one_cleanup_runs_at_a_time(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = seed(db, 300, 60).await;
+    let store = db.open(&StoreOptions::default()).await;
+    let gaia = Gaia::new(store.clone());
+    let key = ClaimKey::new("gaia-cleanup", "job").unwrap();
+    let hold = |agent: String| {
+        Request::acquire(
+            key.clone(),
+            &agent,
+            None,
+            None,
+            Some(Duration::from_secs(600)),
+        )
+        .unwrap()
+    };
+
+    // A live run elsewhere holds the lease: refused, nothing deleted, no job recorded.
+    gaia.apply_claim(&hold("cleanup-elsewhere-1".into()))
+        .await
+        .unwrap();
+    let out = gaia_cmd(db, dir.path())
+        .args(["cleanup", "--apply"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another cleanup is running (held by cleanup-elsewhere-1)"),
+        "{err}"
+    );
+    let now = stored(&store, &s).await;
+    assert!(s.old_seqs.iter().all(|q| now.seqs.contains(q)));
+    assert!(gaia.open_cleanup_job().await.unwrap().is_none());
+    gaia.apply_claim(&Request::release(key.clone(), "cleanup-elsewhere-1", None).unwrap())
+        .await
+        .unwrap();
+
+    // A run of this host whose process is gone: its lease is taken over at once.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gaia".into());
+    gaia.apply_claim(&hold(format!("cleanup-{host}-{pid}")))
+        .await
+        .unwrap();
+    let (code, out) = run(db, dir.path(), &["cleanup", "--apply"]).await;
+    assert_eq!(code, 0, "{out}");
+    let now = stored(&store, &s).await;
+    assert!(s.old_seqs.iter().all(|q| !now.seqs.contains(q)));
+    check_nothing_lost(&s, &now, &verified_archives(&dir.path().join("archive")));
+    // The lease is let go at the end.
+    let lease = gaia.get_claim(&key).await.unwrap();
+    assert_eq!(lease.outcome, gaia_core::claims::Outcome::Free, "{lease:?}");
     store.close().await;
 }

@@ -7,6 +7,7 @@ use gaia_core::retention::{Job, Kind, Plan};
 use gaia_core::service::{CleanupError, CleanupOptions};
 use gaia_core::time::{format_duration, rfc3339};
 use serde_json::json;
+use std::io::{IsTerminal, Write};
 
 use crate::cli::CleanupArgs;
 use crate::config::Config;
@@ -24,6 +25,11 @@ pub async fn run(args: CleanupArgs, config: &Config) -> CliResult {
         archive_dir: config.retention.archive_dir.clone(),
         batch: args.batch.unwrap_or(config.retention.batch),
         actor: crate::client::cli_actor(),
+        holder: format!(
+            "cleanup-{}-{}",
+            super::serve::hostname(),
+            std::process::id()
+        ),
     };
     if !args.apply {
         let plan = gaia.plan_cleanup(&opts.retention).await?;
@@ -40,11 +46,23 @@ pub async fn run(args: CleanupArgs, config: &Config) -> CliResult {
         gaia.store().close().await;
         return Ok(exit::OK);
     }
-    let progress = |line: &str| eprintln!("gaia cleanup: {line}");
-    let applied = gaia
-        .apply_cleanup(&opts, &progress)
-        .await
-        .map_err(cleanup_error)?;
+    let progress = progress_printer();
+    let applied = match gaia.apply_cleanup(&opts, &progress).await {
+        Err(CleanupError::Busy { holder }) if gone(&holder) => {
+            // The run that holds the lease was killed on this host: nothing renews it, so
+            // let it go now rather than wait for it to lapse.
+            progress(&format!(
+                "{holder} is no longer running; taking over its lease"
+            ));
+            gaia.release_cleanup_lease(&holder).await?;
+            gaia.apply_cleanup(&opts, &progress).await
+        }
+        other => other,
+    }
+    .map_err(cleanup_error)?;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
     gaia.store().close().await;
     let deleted: serde_json::Map<String, serde_json::Value> = applied
         .deleted
@@ -74,6 +92,41 @@ pub async fn run(args: CleanupArgs, config: &Config) -> CliResult {
         super::out("nothing to clean up: no record is older than its retention")?;
     }
     Ok(exit::OK)
+}
+
+/// Progress lines on stderr: rewritten in place on a terminal, one per line in a pipe or a
+/// log (which keeps each).
+fn progress_printer() -> impl Fn(&str) + Send + Sync {
+    let terminal = std::io::stderr().is_terminal();
+    move |line: &str| {
+        if terminal {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[Kgaia cleanup: {line}");
+            let _ = err.flush();
+        } else {
+            eprintln!("gaia cleanup: {line}");
+        }
+    }
+}
+
+/// Whether the lease holder `holder` (`cleanup-HOST-PID`) is a run on this host whose
+/// process has ended.
+fn gone(holder: &str) -> bool {
+    let Some(rest) = holder.strip_prefix("cleanup-") else {
+        return false;
+    };
+    let Some((host, pid)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    host == super::serve::hostname()
+        && pid > 0
+        && matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
 }
 
 fn plural(k: Kind) -> &'static str {
@@ -134,6 +187,7 @@ fn print_plan(plan: &Plan, open: Option<&Job>) -> std::io::Result<()> {
 pub fn cleanup_error(e: CleanupError) -> CliError {
     match e {
         CleanupError::Store(s) => s.into(),
+        CleanupError::Gaia(e) => e.into(),
         other => CliError::new(exit::FAILURE, other),
     }
 }

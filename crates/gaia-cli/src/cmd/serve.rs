@@ -134,8 +134,8 @@ fn fit_connections(mut opts: ServerOptions, open_files: Option<u64>) -> ServerOp
     opts
 }
 
-/// This machine's name, to tell nodes apart in the Telegram poller's lease.
-fn hostname() -> String {
+/// This machine's name, to tell nodes apart in leases (the Telegram poller's, cleanup's).
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

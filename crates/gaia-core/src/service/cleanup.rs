@@ -9,11 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::Gaia;
 use crate::archive::{self, ArchiveError, Header, Manifest, Row};
 use crate::audit::NewAudit;
-use crate::error::StoreError;
+use crate::claims::{Outcome, Request};
+use crate::error::{Error, StoreError};
 use crate::event::{EventFilter, NewEvent, kinds};
 use crate::retention::{JOB_SETTING, Job, JobStatus, Kind, KindPlan, Plan, Retention, cutoff};
 use crate::store::Change;
@@ -28,7 +30,17 @@ pub struct CleanupOptions {
     pub batch: u32,
     /// Who is recorded as having run it.
     pub actor: String,
+    /// Names this run in the lease that keeps two cleanups of one store apart (a name, e.g.
+    /// `cleanup-HOST-PID`: unique per run, so a run killed before releasing can be told from
+    /// a live one).
+    pub holder: String,
 }
+
+/// The claim (`STORY/TODOLIST`) that one cleanup run holds at a time.
+pub const CLEANUP_LEASE: (&str, &str) = ("gaia-cleanup", "job");
+/// The lease lapses this long after its holder stops renewing it (a killed run).
+const LEASE_TTL: Duration = Duration::from_secs(15);
+const LEASE_RENEW: Duration = Duration::from_secs(5);
 
 /// Why a cleanup stopped. Nothing unarchived was deleted in any case.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +52,11 @@ pub enum CleanupError {
     /// The open job's record or archive does not agree with the store.
     #[error("cleanup job {job}: {reason}")]
     Job { job: String, reason: String },
+    /// Another run holds the cleanup lease ([`CLEANUP_LEASE`]).
+    #[error("another cleanup is running (held by {holder}); run again once it has ended")]
+    Busy { holder: String },
+    #[error(transparent)]
+    Gaia(#[from] Error),
 }
 
 /// What an applied cleanup did.
@@ -130,8 +147,57 @@ impl Gaia {
         Ok(self.store.setting_set(JOB_SETTING, &text).await?)
     }
 
-    /// Completes the open job, or plans a new one and runs it: archive, verify, delete.
+    /// Completes the open job, or plans a new one and runs it: archive, verify, delete. One
+    /// run at a time per store: the run holds [`CLEANUP_LEASE`], renewed while it works, so a
+    /// second run stops at once with [`CleanupError::Busy`] instead of overwriting the job.
     pub async fn apply_cleanup(
+        &self,
+        opts: &CleanupOptions,
+        progress: Progress<'_>,
+    ) -> Result<Applied, CleanupError> {
+        let key =
+            crate::names::ClaimKey::new(CLEANUP_LEASE.0, CLEANUP_LEASE.1).map_err(Error::from)?;
+        let acquire = Request::acquire(key.clone(), &opts.holder, None, None, Some(LEASE_TTL))
+            .map_err(Error::from)?;
+        let taken = self.apply_claim(&acquire).await?;
+        if !matches!(
+            taken.outcome,
+            Outcome::Acquired | Outcome::AlreadyHeld | Outcome::TakenOver
+        ) {
+            let holder = taken.holder.map_or_else(|| "?".to_owned(), |h| h.agent);
+            return Err(CleanupError::Busy { holder });
+        }
+        let renewer = {
+            let gaia = self.clone();
+            let refresh = Request::refresh(key.clone(), &opts.holder, None, Some(LEASE_TTL))
+                .map_err(Error::from)?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE_RENEW).await;
+                    // A lost renewal is harmless to the data: every delete is of rows a
+                    // verified archive holds; the lease only keeps the job record whole.
+                    let _ = gaia.apply_claim(&refresh).await;
+                }
+            })
+        };
+        let result = self.apply_cleanup_leased(opts, progress).await;
+        renewer.abort();
+        if let Ok(release) = Request::release(key, &opts.holder, None) {
+            let _ = self.apply_claim(&release).await;
+        }
+        result
+    }
+
+    /// Lets go of the cleanup lease that `holder` holds: for a run known to be gone (killed on
+    /// this host), so the next run need not wait for the lease to lapse.
+    pub async fn release_cleanup_lease(&self, holder: &str) -> Result<(), Error> {
+        let key = crate::names::ClaimKey::new(CLEANUP_LEASE.0, CLEANUP_LEASE.1)?;
+        self.apply_claim(&Request::release(key, holder, None)?)
+            .await?;
+        Ok(())
+    }
+
+    async fn apply_cleanup_leased(
         &self,
         opts: &CleanupOptions,
         progress: Progress<'_>,
