@@ -125,7 +125,7 @@ pub enum Command {
     /// Read and verify the hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Archive and prune records older than the retention settings ([retention] in gaia.toml);
+    /// Archive and prune records older than the retention settings (retention.* in gaia.toml);
     /// a dry run printing the plan unless --apply.
     Cleanup(CleanupArgs),
     /// Inspect configuration.

@@ -64,7 +64,7 @@ impl Response {
 const READ_RETRIES: u32 = 2;
 
 impl Gh {
-    /// `GET path`, tried again (up to [`READ_RETRIES`] times) after a timeout or a 5xx: a
+    /// `GET path`, tried again (up to `READ_RETRIES` times) after a timeout or a 5xx: a
     /// read changes nothing, so trying it again is always safe, and one slow answer does not
     /// stop a sync.
     pub async fn get(&self, path: &str) -> Result<Response, GhError> {

@@ -52,7 +52,7 @@ pub enum CleanupError {
     /// The open job's record or archive does not agree with the store.
     #[error("cleanup job {job}: {reason}")]
     Job { job: String, reason: String },
-    /// Another run holds the cleanup lease ([`CLEANUP_LEASE`]).
+    /// Another run holds the cleanup lease (the claim `gaia-cleanup/job`).
     #[error("another cleanup is running (held by {holder}); run again once it has ended")]
     Busy { holder: String },
     #[error(transparent)]
@@ -148,7 +148,7 @@ impl Gaia {
     }
 
     /// Completes the open job, or plans a new one and runs it: archive, verify, delete. One
-    /// run at a time per store: the run holds [`CLEANUP_LEASE`], renewed while it works, so a
+    /// run at a time per store: the run holds the claim `gaia-cleanup/job`, renewed while it works, so a
     /// second run stops at once with [`CleanupError::Busy`] instead of overwriting the job.
     pub async fn apply_cleanup(
         &self,
