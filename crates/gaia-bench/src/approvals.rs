@@ -1,7 +1,7 @@
 //! `gaia-bench approvals`: what asking for approval costs over HTTP when the answer comes at
 //! once. A server runs in this process; each round an agent files a command request and
 //! long-polls its wait endpoint, while an automated approver follows the event stream for
-//! `approval.requested` and approves. Measures request-to-requester-returns latency and where
+//! `approval.requested` and approves each request as it sees it. Measures request-to-requester-returns latency and where
 //! that time goes. With `--requesters N` (N > 1) N agents do this at once, beside one at a time
 //! in the same run as the baseline.
 
@@ -161,23 +161,31 @@ async fn approver(
             }
         };
         let seen = Instant::now();
-        let Some(id) = event["data"]["id"].as_str() else {
+        let Some(id) = event["data"]["id"].as_str().map(str::to_owned) else {
             continue;
         };
-        let res = client
-            .post(format!("{base}/api/v1/commands/{id}/approve"))
-            .bearer_auth(&token)
-            .json(&json!({ "reason": "bench" }))
-            .send()
-            .await;
-        let sent = checked(res, "approving").await.map(|_| Approval {
-            id: id.to_owned(),
-            seen,
-            approved: Instant::now(),
-        });
-        if done.send(sent).is_err() {
+        if done.is_closed() {
             return;
         }
+        // Each approval is sent on a task of its own: with several requests in flight the
+        // next event is read while earlier approvals are on their way, so a request does not
+        // queue behind the others' approve calls in this process.
+        let (client, base, token, done) =
+            (client.clone(), base.clone(), token.clone(), done.clone());
+        tokio::spawn(async move {
+            let res = client
+                .post(format!("{base}/api/v1/commands/{id}/approve"))
+                .bearer_auth(&token)
+                .json(&json!({ "reason": "bench" }))
+                .send()
+                .await;
+            let sent = checked(res, "approving").await.map(|_| Approval {
+                id,
+                seen,
+                approved: Instant::now(),
+            });
+            let _ = done.send(sent);
+        });
     }
 }
 
