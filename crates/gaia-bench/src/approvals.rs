@@ -1,9 +1,12 @@
 //! `gaia-bench approvals`: what asking for approval costs over HTTP when the answer comes at
 //! once. A server runs in this process; each round an agent files a command request and
 //! long-polls its wait endpoint, while an automated approver follows the event stream for
-//! `approval.requested` and approves. Measures request-to-requester-returns latency and where
-//! that time goes.
+//! `approval.requested` and approves each request as it sees it. Measures request-to-requester-returns latency and where
+//! that time goes. With `--requesters N` (N > 1) N agents do this at once, beside one at a time
+//! in the same run as the baseline.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -12,7 +15,7 @@ use gaia_core::tokens::Role;
 use gaia_server::AppState;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::exit::{self, BenchError, BenchResult, bench_error};
 use crate::harness::{InProcess, SseReader, between, checked, ms, sample_of, server_options};
@@ -28,6 +31,10 @@ pub struct ApprovalsArgs {
     /// Unmeasured rounds first.
     #[arg(long, default_value_t = 20, value_name = "N")]
     warmup: usize,
+    /// Requesters with a request in flight at once; above 1, one requester is measured first
+    /// in the same run as the baseline. The rounds are shared among them.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    requesters: usize,
     /// Also measure on this PostgreSQL server, in a scratch database created and dropped here.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
@@ -68,6 +75,57 @@ struct Rounds {
     wait: Vec<u32>,
 }
 
+impl Rounds {
+    fn extend(&mut self, other: Rounds) {
+        self.total.extend(other.total);
+        self.request.extend(other.request);
+        self.seen.extend(other.seen);
+        self.approve.extend(other.approve);
+        self.wait.extend(other.wait);
+    }
+}
+
+/// The approver's reports, in the order it approved.
+type Reports = mpsc::UnboundedReceiver<Result<Approval, BenchError>>;
+
+/// Hands each requester the approver's report for its own request. With several requests in
+/// flight the reports arrive in any order: whoever holds the lock reads the channel and keeps
+/// the others' reports for them.
+struct Matcher {
+    inner: Mutex<(Reports, HashMap<String, Approval>)>,
+}
+
+impl Matcher {
+    fn new(done: Reports) -> Self {
+        Self {
+            inner: Mutex::new((done, HashMap::new())),
+        }
+    }
+
+    async fn take(&self, id: &str) -> Result<Approval, BenchError> {
+        let found = async {
+            let mut guard = self.inner.lock().await;
+            let (done, kept) = &mut *guard;
+            loop {
+                if let Some(a) = kept.remove(id) {
+                    return Ok(a);
+                }
+                match done.recv().await {
+                    Some(a) => {
+                        let a = a?;
+                        kept.insert(a.id.clone(), a);
+                    }
+                    None => return Err(bench_error("the approver", "stopped")),
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(10), found).await {
+            Ok(r) => r,
+            Err(_) => Err(bench_error("the approver", "did not report within 10 s")),
+        }
+    }
+}
+
 /// Follows the stream for new requests and approves each, reporting when it saw and approved it.
 async fn approver(
     client: reqwest::Client,
@@ -103,23 +161,31 @@ async fn approver(
             }
         };
         let seen = Instant::now();
-        let Some(id) = event["data"]["id"].as_str() else {
+        let Some(id) = event["data"]["id"].as_str().map(str::to_owned) else {
             continue;
         };
-        let res = client
-            .post(format!("{base}/api/v1/commands/{id}/approve"))
-            .bearer_auth(&token)
-            .json(&json!({ "reason": "bench" }))
-            .send()
-            .await;
-        let sent = checked(res, "approving").await.map(|_| Approval {
-            id: id.to_owned(),
-            seen,
-            approved: Instant::now(),
-        });
-        if done.send(sent).is_err() {
+        if done.is_closed() {
             return;
         }
+        // Each approval is sent on a task of its own: with several requests in flight the
+        // next event is read while earlier approvals are on their way, so a request does not
+        // queue behind the others' approve calls in this process.
+        let (client, base, token, done) =
+            (client.clone(), base.clone(), token.clone(), done.clone());
+        tokio::spawn(async move {
+            let res = client
+                .post(format!("{base}/api/v1/commands/{id}/approve"))
+                .bearer_auth(&token)
+                .json(&json!({ "reason": "bench" }))
+                .send()
+                .await;
+            let sent = checked(res, "approving").await.map(|_| Approval {
+                id,
+                seen,
+                approved: Instant::now(),
+            });
+            let _ = done.send(sent);
+        });
     }
 }
 
@@ -128,7 +194,7 @@ async fn round(
     client: &reqwest::Client,
     base: &str,
     token: &str,
-    done: &mut mpsc::UnboundedReceiver<Result<Approval, BenchError>>,
+    done: &Matcher,
     rounds: &mut Rounds,
 ) -> Result<(), BenchError> {
     let start = Instant::now();
@@ -170,17 +236,7 @@ async fn round(
             format!("expected approved, got {}", decided.status),
         ));
     }
-    let approval = match tokio::time::timeout(Duration::from_secs(10), done.recv()).await {
-        Ok(Some(a)) => a?,
-        Ok(None) => return Err(bench_error("the approver", "stopped")),
-        Err(_) => return Err(bench_error("the approver", "did not report within 10 s")),
-    };
-    if approval.id != filed.id {
-        return Err(bench_error(
-            "the approver",
-            format!("approved {} while {} was waiting", approval.id, filed.id),
-        ));
-    }
+    let approval = done.take(&filed.id).await?;
     rounds.total.push(between(start, returned));
     rounds.request.push(between(start, requested));
     rounds.seen.push(between(start, approval.seen));
@@ -195,6 +251,8 @@ async fn round(
 #[derive(Debug)]
 struct Outcome {
     backend: &'static str,
+    /// Requests in flight at once.
+    requesters: usize,
     /// (stage, latencies)
     stages: Vec<(&'static str, Sample)>,
 }
@@ -202,6 +260,9 @@ struct Outcome {
 pub async fn run(args: ApprovalsArgs, settings: &Settings) -> BenchResult {
     if args.rounds == 0 {
         return Err(BenchError::bad_input("--rounds must be at least 1"));
+    }
+    if args.requesters == 0 {
+        return Err(BenchError::bad_input("--requesters must be at least 1"));
     }
     if args.no_sqlite && args.postgres.is_none() {
         return Err(BenchError::bad_input(
@@ -213,14 +274,14 @@ pub async fn run(args: ApprovalsArgs, settings: &Settings) -> BenchResult {
         let backend = Backend::sqlite()?;
         let res = bench_backend(&backend, &args, settings).await;
         let finished = backend.finish().await;
-        outcomes.push(res?);
+        outcomes.extend(res?);
         finished?;
     }
     if let Some(server) = &args.postgres {
         let backend = Backend::postgres(server).await?;
         let res = bench_backend(&backend, &args, settings).await;
         let finished = backend.finish().await;
-        outcomes.push(res?);
+        outcomes.extend(res?);
         finished?;
     }
     report(&outcomes, &args);
@@ -246,7 +307,7 @@ fn report(outcomes: &[Outcome], args: &ApprovalsArgs) {
                         )
                     })
                     .collect();
-                json!({ "backend": o.backend, "stages": stages })
+                json!({ "backend": o.backend, "requesters": o.requesters, "stages": stages })
             })
             .collect();
         let out = json!({
@@ -258,14 +319,15 @@ fn report(outcomes: &[Outcome], args: &ApprovalsArgs) {
         return;
     }
     println!(
-        "{:<8} {:<34} {:>9} {:>9} {:>9}",
-        "backend", "stage", "p50 ms", "p99 ms", "max ms"
+        "{:<8} {:>10} {:<34} {:>9} {:>9} {:>9}",
+        "backend", "requesters", "stage", "p50 ms", "p99 ms", "max ms"
     );
     for o in outcomes {
         for (name, s) in &o.stages {
             println!(
-                "{:<8} {:<34} {:>9} {:>9} {:>9}",
+                "{:<8} {:>10} {:<34} {:>9} {:>9} {:>9}",
                 o.backend,
+                o.requesters,
                 name,
                 ms(s.percentile(50)),
                 ms(s.percentile(99)),
@@ -275,12 +337,29 @@ fn report(outcomes: &[Outcome], args: &ApprovalsArgs) {
         if let Some((_, total)) = o.stages.first() {
             let p99 = total.percentile(99);
             println!(
-                "{}: {} rounds; goal p99 <= {} ms: {}",
+                "{} with {} requester(s): {} rounds; goal p99 <= {} ms: {}",
                 o.backend,
+                o.requesters,
                 total.ops,
                 ms(GOAL_P99_US),
                 if p99 <= GOAL_P99_US { "met" } else { "not met" }
             );
+            // The baseline is the same backend with one request in flight.
+            let baseline = outcomes
+                .iter()
+                .find(|b| b.backend == o.backend && b.requesters == 1)
+                .and_then(|b| b.stages.first());
+            if let Some((_, base)) = baseline.filter(|_| o.requesters > 1) {
+                let ratio =
+                    |q| f64::from(total.percentile(q)) / f64::from(base.percentile(q).max(1));
+                println!(
+                    "{}: {} requesters / 1 requester: p50 {:.2}x, p99 {:.2}x",
+                    o.backend,
+                    o.requesters,
+                    ratio(50),
+                    ratio(99)
+                );
+            }
         }
     }
     println!(
@@ -293,7 +372,7 @@ async fn bench_backend(
     backend: &Backend,
     args: &ApprovalsArgs,
     settings: &Settings,
-) -> Result<Outcome, BenchError> {
+) -> Result<Vec<Outcome>, BenchError> {
     let url = backend.url();
     let store = open_store(&url, &settings.store_options()).await?;
     // The default policy asks a person for every command: each request stays pending.
@@ -309,18 +388,57 @@ async fn bench_backend(
     let res = rounds(&server.base, &agent, &operator, args).await;
     let stopped = server.stop().await;
     store.close().await;
-    let rounds = res?;
+    let measured = res?;
     stopped?;
-    Ok(Outcome {
-        backend: backend.name(),
-        stages: vec![
-            ("request -> requester returns", sample_of(rounds.total)),
-            ("POST /commands", sample_of(rounds.request)),
-            ("request -> approver sees event", sample_of(rounds.seen)),
-            ("approve (POST .../approve)", sample_of(rounds.approve)),
-            ("wait tail", sample_of(rounds.wait)),
-        ],
-    })
+    Ok(measured
+        .into_iter()
+        .map(|(requesters, rounds)| Outcome {
+            backend: backend.name(),
+            requesters,
+            stages: vec![
+                ("request -> requester returns", sample_of(rounds.total)),
+                ("POST /commands", sample_of(rounds.request)),
+                ("request -> approver sees event", sample_of(rounds.seen)),
+                ("approve (POST .../approve)", sample_of(rounds.approve)),
+                ("wait tail", sample_of(rounds.wait)),
+            ],
+        })
+        .collect())
+}
+
+/// `requesters` agents at once, sharing `total` rounds among them.
+async fn concurrent(
+    client: &reqwest::Client,
+    base: &str,
+    agent: &str,
+    done: &Arc<Matcher>,
+    requesters: usize,
+    total: usize,
+) -> Result<Rounds, BenchError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..requesters {
+        // The first `total % requesters` requesters do one round more.
+        let share = total / requesters + usize::from(i < total % requesters);
+        let (client, base, agent, done) = (
+            client.clone(),
+            base.to_owned(),
+            agent.to_owned(),
+            Arc::clone(done),
+        );
+        tasks.spawn(async move {
+            let mut mine = Rounds::default();
+            for _ in 0..share {
+                round(&client, &base, &agent, &done, &mut mine).await?;
+            }
+            Ok::<_, BenchError>(mine)
+        });
+    }
+    let mut all = Rounds::default();
+    while let Some(joined) = tasks.join_next().await {
+        let mine = joined.map_err(|e| bench_error("a requester", e))??;
+        all.extend(mine);
+    }
+    Ok(all)
 }
 
 async fn rounds(
@@ -328,7 +446,7 @@ async fn rounds(
     agent: &str,
     operator: &str,
     args: &ApprovalsArgs,
-) -> Result<Rounds, BenchError> {
+) -> Result<Vec<(usize, Rounds)>, BenchError> {
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))
@@ -340,7 +458,8 @@ async fn rounds(
         .build()
         .map_err(|e| bench_error("HTTP client", e))?;
     let (ready_tx, ready_rx) = oneshot::channel();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let done = Arc::new(Matcher::new(done_rx));
     let task = tokio::spawn(approver(
         stream_client,
         base.to_owned(),
@@ -355,11 +474,16 @@ async fn rounds(
         }
         let mut warm = Rounds::default();
         for _ in 0..args.warmup {
-            round(&client, base, agent, &mut done_rx, &mut warm).await?;
+            round(&client, base, agent, &done, &mut warm).await?;
         }
-        let mut measured = Rounds::default();
-        for _ in 0..args.rounds {
-            round(&client, base, agent, &mut done_rx, &mut measured).await?;
+        let mut counts = vec![1];
+        if args.requesters > 1 {
+            counts.push(args.requesters);
+        }
+        let mut measured = Vec::new();
+        for n in counts {
+            let rounds = concurrent(&client, base, agent, &done, n, args.rounds).await?;
+            measured.push((n, rounds));
         }
         Ok(measured)
     }

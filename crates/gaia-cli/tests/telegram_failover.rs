@@ -1,5 +1,6 @@
-//! The Telegram poller comes back within seconds: two `gaia telegram listen` processes share
-//! one store and the fake Bot API; only the holder of the poller lease polls. 200 button
+//! The Telegram poller comes back within seconds: two `gaia telegram listen` processes (and,
+//! in a second test, two `gaia serve` processes) share one store and the fake Bot API; only
+//! the holder of the poller lease polls. 200 button
 //! presses (Approve on 200 requests) are pushed while the holder is killed with SIGKILL part
 //! way through: the other process polls within 10 s of the kill, and every press is applied
 //! exactly once (one `command.approved` event and one audit record per request).
@@ -21,7 +22,10 @@ use gaia_core::store::StoreOptions;
 use gaia_testkit::fake_telegram::FakeTelegram;
 use gaia_testkit::{TestDb, backend_tests};
 
-backend_tests!(a_killed_poller_is_replaced_and_presses_apply_once);
+backend_tests!(
+    a_killed_poller_is_replaced_and_presses_apply_once,
+    a_killed_serve_poller_is_replaced_and_presses_apply_once
+);
 
 const PRESSES: usize = 200;
 const APPROVER: i64 = 1001;
@@ -31,14 +35,44 @@ const BOUND: Duration = Duration::from_secs(120);
 /// The bound on a failover.
 const FAILOVER: Duration = Duration::from_secs(10);
 
-/// A `gaia telegram listen` child, killed when dropped.
+/// Which command runs the poller.
+#[derive(Clone, Copy, Debug)]
+enum Poller {
+    /// `gaia telegram listen`.
+    Listen,
+    /// `gaia serve` on a port of its own, polling as well as serving HTTP.
+    Serve,
+}
+
+impl Poller {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Self::Listen => &["telegram", "listen"],
+            Self::Serve => &["serve", "--bind", "127.0.0.1:0"],
+        }
+    }
+}
+
+/// A poller child, killed when dropped.
 struct Listener(Child);
 
 impl Listener {
-    fn start(db: &TestDb, fake: &FakeTelegram, dir: &std::path::Path, n: usize) -> Self {
+    fn start(
+        db: &TestDb,
+        fake: &FakeTelegram,
+        dir: &std::path::Path,
+        n: usize,
+        poller: Poller,
+    ) -> Self {
         let mut c = support::gaia();
         let out = std::fs::File::create(dir.join(format!("listen-{n}.out"))).unwrap();
         let err = std::fs::File::create(dir.join(format!("listen-{n}.err"))).unwrap();
+        if let Poller::Serve = poller {
+            c.env(
+                "MONITOR_ADMIN_TOKEN",
+                format!("test-admin-{:032x}", rand::random::<u128>()),
+            );
+        }
         c.current_dir(dir)
             .env("TELEGRAM_BOT_TOKEN", fake.token())
             .env("TELEGRAM_API_URL", fake.base_url())
@@ -47,7 +81,7 @@ impl Listener {
             .env("GAIA_LOG", "warn")
             .arg("--db")
             .arg(&db.url)
-            .args(["telegram", "listen"])
+            .args(poller.args())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -102,6 +136,16 @@ async fn counts(gaia: &Gaia, kind: &str) -> (HashMap<String, usize>, HashMap<Str
 }
 
 async fn a_killed_poller_is_replaced_and_presses_apply_once(db: &TestDb) {
+    killed_poller_is_replaced(db, Poller::Listen).await;
+}
+
+async fn a_killed_serve_poller_is_replaced_and_presses_apply_once(db: &TestDb) {
+    killed_poller_is_replaced(db, Poller::Serve).await;
+}
+
+/// Two `poller` processes; the lease holder is SIGKILLed a quarter of the way through the
+/// presses.
+async fn killed_poller_is_replaced(db: &TestDb, poller: Poller) {
     let fake = FakeTelegram::start().await;
     let gaia = Gaia::new(db.open(&StoreOptions::default()).await);
     let mut ids = Vec::new();
@@ -123,10 +167,10 @@ async fn a_killed_poller_is_replaced_and_presses_apply_once(db: &TestDb) {
     let started = Instant::now();
 
     // The first process takes the lease and polls; only then the second starts.
-    let first = Listener::start(db, &fake, dir.path(), 0);
+    let first = Listener::start(db, &fake, dir.path(), 0, poller);
     fake.wait_for_calls("getUpdates", 1, Duration::from_secs(30))
         .await;
-    let _second = Listener::start(db, &fake, dir.path(), 1);
+    let _second = Listener::start(db, &fake, dir.path(), 1, poller);
 
     // Presses arrive steadily; the poller is killed once a quarter of them were applied.
     let presses: Vec<String> = ids.iter().map(|id| format!("a:{id}")).collect();
