@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gaia_core::Gaia;
-use gaia_core::claims::{Outcome, Request};
 use gaia_core::github::WorkerState;
 use gaia_core::names::ClaimKey;
 use gaia_core::time::rfc3339;
@@ -105,9 +104,7 @@ impl GithubSync {
             }
         }
         if leader {
-            if let Ok(r) = Request::release(key, &self.node, None) {
-                let _ = self.gaia.apply_claim(&r).await;
-            }
+            let _ = self.gaia.release_lease(&key, &self.node).await;
         }
         runs
     }
@@ -204,32 +201,12 @@ impl GithubSync {
 
     /// Takes or renews the lease; whether this node holds it.
     async fn lease(&self, key: &ClaimKey, held: bool) -> bool {
-        let req = if held {
-            Request::refresh(key.clone(), &self.node, None, Some(LEASE_TTL))
-        } else {
-            Request::acquire(
-                key.clone(),
-                &self.node,
-                Some("gaia"),
-                Some(&self.node),
-                Some(LEASE_TTL),
-            )
-        };
-        match req {
-            Ok(r) => match self.gaia.apply_claim(&r).await {
-                Ok(res) => matches!(
-                    res.outcome,
-                    Outcome::Acquired
-                        | Outcome::AlreadyHeld
-                        | Outcome::TakenOver
-                        | Outcome::Refreshed
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "github sync: cannot hold the lease");
-                    false
-                }
-            },
-            Err(_) => false,
+        match self.gaia.hold_lease(key, &self.node, LEASE_TTL, held).await {
+            Ok(holds) => holds,
+            Err(e) => {
+                tracing::warn!(error = %e, "github sync: cannot hold the lease");
+                false
+            }
         }
     }
 }

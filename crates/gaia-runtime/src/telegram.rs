@@ -20,7 +20,6 @@
 use std::time::Duration;
 
 use gaia_core::Gaia;
-use gaia_core::claims::{Outcome, Request};
 use gaia_core::commands::{Action, Decided, Decider, Status, parse_id};
 use gaia_core::event::kinds;
 use gaia_core::names::ClaimKey;
@@ -191,9 +190,7 @@ impl Listener {
         stop.cancel();
         leader.send_replace(false);
         if held {
-            if let Ok(r) = Request::release(key.clone(), &self.node, None) {
-                let _ = self.gaia.apply_claim(&r).await;
-            }
+            let _ = self.gaia.release_lease(key, &self.node).await;
         }
     }
 
@@ -390,32 +387,12 @@ impl Listener {
     }
 
     async fn lease(&self, key: &ClaimKey, held: bool) -> bool {
-        let req = if held {
-            Request::refresh(key.clone(), &self.node, None, Some(LEASE_TTL))
-        } else {
-            Request::acquire(
-                key.clone(),
-                &self.node,
-                Some("gaia"),
-                Some(&self.node),
-                Some(LEASE_TTL),
-            )
-        };
-        match req {
-            Ok(r) => match self.gaia.apply_claim(&r).await {
-                Ok(res) => matches!(
-                    res.outcome,
-                    Outcome::Acquired
-                        | Outcome::AlreadyHeld
-                        | Outcome::TakenOver
-                        | Outcome::Refreshed
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "telegram: cannot hold the poller lease");
-                    false
-                }
-            },
-            Err(_) => false,
+        match self.gaia.hold_lease(key, &self.node, LEASE_TTL, held).await {
+            Ok(holds) => holds,
+            Err(e) => {
+                tracing::warn!(error = %e, "telegram: cannot hold the poller lease");
+                false
+            }
         }
     }
 

@@ -1,7 +1,9 @@
 //! Claims: acquiring, refreshing and releasing keys, reading their state, reaping expired ones.
 
+use std::time::Duration;
+
 use super::Gaia;
-use crate::claims::{ClaimResult, ClaimRow, Request};
+use crate::claims::{ClaimResult, ClaimRow, Outcome, Request};
 use crate::error::{Error, StoreError};
 use crate::event::Event;
 use crate::names::ClaimKey;
@@ -49,5 +51,36 @@ impl Gaia {
         let events = self.store.claim_reap(limit).await?;
         self.mirror(&events);
         Ok(events)
+    }
+
+    /// Takes the claim `key` as a leader lease for `holder` (a node's name), or renews it when
+    /// `held`: whether `holder` holds it now. One node of a deployment runs a singleton worker
+    /// (the Telegram poller, the scheduled GitHub sync) while it holds the lease; a holder that
+    /// stops renewing loses it after `ttl`.
+    pub async fn hold_lease(
+        &self,
+        key: &ClaimKey,
+        holder: &str,
+        ttl: Duration,
+        held: bool,
+    ) -> Result<bool, Error> {
+        let req = if held {
+            Request::refresh(key.clone(), holder, None, Some(ttl))?
+        } else {
+            Request::acquire(key.clone(), holder, Some("gaia"), Some(holder), Some(ttl))?
+        };
+        let res = self.apply_claim(&req).await?;
+        Ok(matches!(
+            res.outcome,
+            Outcome::Acquired | Outcome::AlreadyHeld | Outcome::TakenOver | Outcome::Refreshed
+        ))
+    }
+
+    /// Lets go of the lease `holder` holds on `key`, so another node need not wait for it to
+    /// lapse.
+    pub async fn release_lease(&self, key: &ClaimKey, holder: &str) -> Result<(), Error> {
+        self.apply_claim(&Request::release(key.clone(), holder, None)?)
+            .await?;
+        Ok(())
     }
 }

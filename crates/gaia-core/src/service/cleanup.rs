@@ -182,9 +182,7 @@ impl Gaia {
         };
         let result = self.apply_cleanup_leased(opts, progress).await;
         renewer.abort();
-        if let Ok(release) = Request::release(key, &opts.holder, None) {
-            let _ = self.apply_claim(&release).await;
-        }
+        let _ = self.release_lease(&key, &opts.holder).await;
         result
     }
 
@@ -192,9 +190,7 @@ impl Gaia {
     /// this host), so the next run need not wait for the lease to lapse.
     pub async fn release_cleanup_lease(&self, holder: &str) -> Result<(), Error> {
         let key = crate::names::ClaimKey::new(CLEANUP_LEASE.0, CLEANUP_LEASE.1)?;
-        self.apply_claim(&Request::release(key, holder, None)?)
-            .await?;
-        Ok(())
+        self.release_lease(&key, holder).await
     }
 
     async fn apply_cleanup_leased(
