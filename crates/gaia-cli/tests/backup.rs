@@ -21,22 +21,11 @@ backend_tests!(a_backup_taken_during_writes_restores_and_verifies);
 const MAX_WRITES: u64 = 5_000;
 
 fn run(db: &str, args: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = gaia();
-    c.current_dir(dir.path())
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    finish(c.spawn().unwrap(), &args)
+    support::run_on(db, &[], args)
 }
 
 fn ok(db: &str, args: &[&str]) -> String {
-    let (code, out, err) = run(db, args);
-    assert_eq!(code, 0, "gaia {args:?}: {err}");
-    out
+    support::ok_on(db, &[], args)
 }
 
 /// A second, empty database on the same backend as `db`.

@@ -9,7 +9,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::process::Stdio;
 
 use async_trait::async_trait;
 use gaia_core::StoreError;
@@ -17,7 +16,7 @@ use gaia_core::dump::{Row, RowSink};
 use gaia_core::store::StoreOptions;
 use gaia_testkit::{TestDb, backend_tests};
 use serde_json::Value;
-use support::{Server, finish, gaia};
+use support::Server;
 
 backend_tests!(
     a_sqlite_deployment_copies_whole,
@@ -36,23 +35,11 @@ const TELEGRAM: &[(&str, &str)] = &[
 
 /// Runs `gaia --db URL ARGS` with Telegram configured; returns (code, stdout, stderr).
 fn run(db: &str, args: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = gaia();
-    c.current_dir(dir.path())
-        .envs(TELEGRAM.iter().copied())
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    finish(c.spawn().unwrap(), &args)
+    support::run_on(db, TELEGRAM, args)
 }
 
 fn ok(db: &str, args: &[&str]) -> String {
-    let (code, out, err) = run(db, args);
-    assert_eq!(code, 0, "gaia {args:?}: {err}");
-    out
+    support::ok_on(db, TELEGRAM, args)
 }
 
 fn json(db: &str, args: &[&str]) -> Value {

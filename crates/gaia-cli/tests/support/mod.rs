@@ -102,6 +102,29 @@ pub fn finish(mut child: Child, what: &dyn std::fmt::Debug) -> (i32, String, Str
     )
 }
 
+/// Runs `gaia --db DB ARGS` with `envs` set, in a scratch directory, to completion: (exit
+/// code, stdout, stderr).
+pub fn run_on(db: &str, envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = gaia();
+    c.current_dir(dir.path())
+        .envs(envs.iter().copied())
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    finish(c.spawn().unwrap(), &args)
+}
+
+/// [`run_on`] that must succeed: its stdout.
+pub fn ok_on(db: &str, envs: &[(&str, &str)], args: &[&str]) -> String {
+    let (code, out, err) = run_on(db, envs, args);
+    assert_eq!(code, 0, "gaia {args:?}: {err}");
+    out
+}
+
 /// A `gaia serve` child on a test database, for remote mode. It is killed and reaped when
 /// dropped, so that a failing assertion leaves no server behind.
 pub struct Server {
