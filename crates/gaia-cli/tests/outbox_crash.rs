@@ -14,7 +14,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use gaia_core::Gaia;
@@ -37,7 +37,7 @@ const KILLS: usize = 3;
 const BOUND: Duration = Duration::from_secs(90);
 
 /// A `gaia telegram listen` child, killed when dropped.
-struct Listener(Child);
+type Listener = support::Killed;
 
 impl Listener {
     fn start(db: &TestDb, fake: &FakeTelegram, dir: &std::path::Path, n: usize) -> Self {
@@ -59,19 +59,6 @@ impl Listener {
             .stdout(out)
             .stderr(err);
         Self(c.spawn().unwrap())
-    }
-
-    /// SIGKILL, and reaps the process.
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

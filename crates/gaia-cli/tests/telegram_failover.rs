@@ -12,7 +12,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use gaia_core::Gaia;
@@ -54,7 +54,7 @@ impl Poller {
 }
 
 /// A poller child, killed when dropped.
-struct Listener(Child);
+type Listener = support::Killed;
 
 impl Listener {
     fn start(
@@ -86,19 +86,6 @@ impl Listener {
             .stdout(out)
             .stderr(err);
         Self(c.spawn().unwrap())
-    }
-
-    /// SIGKILL, and reaps the process.
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -125,6 +125,25 @@ pub fn ok_on(db: &str, envs: &[(&str, &str)], args: &[&str]) -> String {
     out
 }
 
+/// A child that is killed and reaped when dropped, so a failing assertion leaves nothing
+/// running; [`Killed::kill`] kills it on purpose (SIGKILL) and reaps it.
+pub struct Killed(pub Child);
+
+impl Killed {
+    /// SIGKILL, and reaps the process.
+    pub fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `gaia serve` child on a test database, for remote mode. It is killed and reaped when
 /// dropped, so that a failing assertion leaves no server behind.
 pub struct Server {
