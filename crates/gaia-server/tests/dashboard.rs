@@ -1097,26 +1097,6 @@ async fn fill_backlog(g: &Gaia) -> Backlog {
     }
 }
 
-/// Logs in through the session endpoint: the cookie value and its CSRF token.
-async fn session_of(server: &Server, token: &str) -> (String, String) {
-    let res = server
-        .anon(reqwest::Method::POST, "/dashboard/login")
-        .json(&json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_owned();
-    let me: Value = res.json().await.unwrap();
-    (cookie, me["csrf"].as_str().unwrap().to_owned())
-}
-
 /// Waits until follow-up `id` is no longer pending.
 async fn triaged(g: &Gaia, id: i64) -> Followup {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1375,7 +1355,7 @@ async fn backlog_tab_in_a_real_browser() {
         .await
         .unwrap();
     common::expect_problem(res, 403, "accept without a CSRF token").await;
-    let (agent_cookie, agent_csrf) = session_of(&server, &agent).await;
+    let (agent_cookie, agent_csrf) = server.login(&agent).await;
     let res = server
         .client
         .post(&accept)

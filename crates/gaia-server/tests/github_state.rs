@@ -13,26 +13,13 @@ use gaia_core::github::WorkerState;
 use gaia_core::tokens::Role;
 use gaia_testkit::{TestDb, backend_tests};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 backend_tests!(the_sync_state_is_shown_by_the_api_and_the_backlog_snapshot);
 
 /// The Backlog snapshot, read with a dashboard session of `token`.
 async fn snapshot(server: &Server, token: &str) -> Value {
-    let res = server
-        .anon(Method::POST, "/dashboard/login")
-        .json(&json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_owned();
+    let (cookie, _) = server.login(token).await;
     let res = server
         .anon(Method::GET, "/dashboard/backlog")
         .header("cookie", cookie)

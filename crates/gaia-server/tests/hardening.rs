@@ -436,29 +436,6 @@ async fn identity_is_the_token(db: &TestDb) {
     );
 }
 
-/// Logs into the dashboard with `token`: the session cookie and its CSRF token.
-async fn login(s: &Server, token: &str) -> (String, String) {
-    let res = s
-        .anon(Method::POST, "/dashboard/login")
-        .json(&json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let body: Value = res.json().await.unwrap();
-    (cookie, body["csrf"].as_str().unwrap().to_owned())
-}
-
 /// A request authenticated by a dashboard session, as the page sends it.
 fn with_session(
     s: &Server,
@@ -492,8 +469,8 @@ async fn admin_sessions_end_when_the_admin_token_changes(db: &TestDb) {
         .create_token("ops-1", Role::Operator, "test")
         .await
         .unwrap();
-    let admin = login(&s, "first-admin-token").await;
-    let ops = login(&s, &operator).await;
+    let admin = s.login("first-admin-token").await;
+    let ops = s.login(&operator).await;
     let admin_ticket = ticket(with_session(
         &s,
         &admin,
@@ -543,7 +520,7 @@ async fn admin_sessions_end_when_the_admin_token_changes(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let admin = login(&s, "second-admin-token").await;
+    let admin = s.login("second-admin-token").await;
     let res = with_session(&s, &admin, Method::GET, "/api/v1/tokens")
         .send()
         .await
@@ -586,7 +563,7 @@ async fn revocation_ends_streams_sessions_and_tickets(db: &TestDb) {
     };
     let path = "/api/v1/events/stream";
     let bearer = open(as_token(&s, &doomed, Method::GET, path)).await;
-    let session = login(&s, &doomed).await;
+    let session = s.login(&doomed).await;
     let cookie = open(with_session(&s, &session, Method::GET, path)).await;
     let used = ticket(as_token(
         &s,

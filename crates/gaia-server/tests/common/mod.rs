@@ -58,6 +58,27 @@ pub struct Server {
 }
 
 impl Server {
+    /// Logs into the dashboard with `token`: the session cookie (`name=value`) and its CSRF
+    /// token.
+    pub async fn login(&self, token: &str) -> (String, String) {
+        let res = self
+            .anon(Method::POST, "/dashboard/login")
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap()
+            .to_owned();
+        let body: Value = res.json().await.unwrap();
+        (cookie, body["csrf"].as_str().unwrap().to_owned())
+    }
+
     /// Opens its own store on `db` and serves it with `opts`.
     pub async fn start(db: &TestDb, opts: ServerOptions) -> Self {
         let store = db.open(&StoreOptions::default()).await;
