@@ -39,6 +39,12 @@ pub struct SqliteStore {
     pool: SqlitePool,
     clock: Option<Arc<dyn Clock>>,
     path: PathBuf,
+    /// This process's writers take turns here, first come first served, before asking SQLite
+    /// for its write lock. SQLite's own wait for a busy lock sleeps in steps of up to 100 ms,
+    /// so writers of one process racing each other for it would turn millisecond writes into
+    /// waits of a hundred; in turn, only writers of other processes ever meet that wait.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    lock_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -121,6 +127,8 @@ impl SqliteStore {
             pool,
             clock: opts.clock.clone(),
             path: path.to_owned(),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            lock_timeout: opts.lock_timeout,
         };
         migrate::run(&store.pool)
             .await
@@ -206,7 +214,29 @@ gaia_store_sql::store_sql!(store = SqliteStore, {
     }
 });
 
-/// Begins a write transaction holding SQLite's write lock.
+/// Begins a write transaction holding SQLite's write lock, without waiting for a turn: for
+/// migrations, which run before the store (and its queue of writers) exists.
 async fn begin_write(pool: &SqlitePool) -> Db<sqlx::Transaction<'static, sqlx::Sqlite>> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// A write transaction with this process's turn to write. Fields drop in order: the
+/// transaction (rolled back unless committed) before the turn passes on.
+pub(crate) struct Writing {
+    pub(crate) tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    pub(crate) turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl SqliteStore {
+    /// Waits for this process's turn to write (bounded like SQLite's own wait, by the lock
+    /// timeout), then begins a write transaction holding SQLite's write lock.
+    pub(crate) async fn begin_writing(&self) -> Db<Writing> {
+        let turn = tokio::time::timeout(self.lock_timeout, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| StoreError::LockTimeout)?;
+        Ok(Writing {
+            tx: begin_write(&self.pool).await?,
+            turn,
+        })
+    }
 }

@@ -20,14 +20,18 @@ use crate::error::boundary;
 pub(crate) struct SqliteTx {
     pub(crate) tx: Transaction<'static, Sqlite>,
     clock: Option<Arc<dyn Clock>>,
+    /// Dropped after `tx`: this process's turn to write passes on once the transaction is over.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 #[async_trait]
 impl Transact for SqliteStore {
     async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+        let crate::Writing { tx, turn } = self.begin_writing().await?;
         Ok(Box::new(SqliteTx {
-            tx: crate::begin_write(&self.pool).await?,
+            tx,
             clock: self.clock.clone(),
+            _turn: turn,
         }))
     }
 }
