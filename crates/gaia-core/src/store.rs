@@ -131,13 +131,15 @@ pub trait Transact: Send + Sync {
 #[async_trait]
 pub trait CommandStore: Transact {
     /// Stores a new pending request under a fresh id, with its event and audit record.
-    /// The approval messages for `notify` are enqueued in the same transaction.
+    /// The approval messages for `notify` and the policy's `ruling` (its decision, and the
+    /// approval or denial it applies) are written in the same transaction.
     async fn command_create(
         &self,
         new: &crate::commands::NewCommand,
         notify: &[crate::outbox::Target],
+        ruling: Option<&crate::usecase::commands::Ruling<'_>>,
     ) -> Result<(crate::commands::CommandRecord, Vec<Event>), StoreError> {
-        crate::usecase::commands::create(self.begin_write().await?, new, notify).await
+        crate::usecase::commands::create(self.begin_write().await?, new, notify, ruling).await
     }
 
     async fn command_get(

@@ -8,35 +8,47 @@ use crate::commands::{Action, CommandRecord, CommandSpec, Decided, Decider, NewC
 use crate::error::{Error, ValidationError};
 use crate::event::Event;
 use crate::policy::Verdict;
-use crate::usecase::commands::Applied;
+use crate::usecase::commands::{Applied, Ruling};
 
 impl Gaia {
     /// Files a command approval request. Commands that contain a configured secret are
     /// refused: the request, its events and its audit records would all carry it.
     pub async fn request_command(&self, new: &NewCommand) -> Result<CommandRecord, Error> {
         self.refuse_secrets(new)?;
-        let (record, events) = self.store.command_create(new, &self.notify).await?;
-        self.mirror(&events);
-        // The policy decides before a person is asked; `ask` leaves the request pending.
-        let d = self
-            .apply_policy(&record.spec, "policy", json!({ "id": record.id }))
-            .await?;
+        // The policy decides before a person is asked (`ask` leaves the request pending); its
+        // ruling is written in the transaction that files the request.
+        let d = self.policy.check(&new.spec);
         let by = Decider {
             name: "policy".into(),
             via: "policy".into(),
         };
-        let reason = Some(d.reason);
         let action = match d.verdict {
-            Verdict::Allow => Action::Approve { by, reason },
-            Verdict::Deny => Action::Deny { by, reason },
-            Verdict::Ask => return Ok(record),
+            Verdict::Allow => Some(Action::Approve {
+                by,
+                reason: Some(d.reason.clone()),
+            }),
+            Verdict::Deny => Some(Action::Deny {
+                by,
+                reason: Some(d.reason.clone()),
+            }),
+            Verdict::Ask => None,
         };
-        // A refusal here (a test request cannot be approved before allow-test) leaves it
-        // pending for a person.
-        Ok(self.apply_command(&record.id, &action).await?.into_record())
+        if let Some(action) = &action {
+            action.check()?;
+        }
+        let note = |r: &CommandRecord| self.policy_note(&r.spec, &d, "policy", json!({ "id": r.id }));
+        let ruling = Ruling {
+            note: &note,
+            action,
+        };
+        let (record, events) = self
+            .store
+            .command_create(new, &self.notify, Some(&ruling))
+            .await?;
+        self.mirror(&events);
+        Ok(record)
     }
 
-    /// A validation error when the command, its cwd or its reason holds a configured secret.
     fn refuse_secrets(&self, new: &NewCommand) -> Result<(), ValidationError> {
         let text = match &new.spec {
             CommandSpec::Argv(a) => a.join(" "),

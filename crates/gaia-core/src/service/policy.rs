@@ -19,6 +19,24 @@ impl Gaia {
         context: serde_json::Value,
     ) -> Result<Decision, Error> {
         let d = self.policy.check(spec);
+        let (event, audit) = self.policy_note(spec, &d, actor, context);
+        let change = Change {
+            events: vec![event],
+            audit: vec![audit],
+        };
+        let events = self.store.append(change).await?;
+        self.mirror(&events);
+        Ok(d)
+    }
+
+    /// The event and audit record of the policy's decision `d` on `spec`, redacted.
+    pub(crate) fn policy_note(
+        &self,
+        spec: &CommandSpec,
+        d: &Decision,
+        actor: &str,
+        context: serde_json::Value,
+    ) -> (NewEvent, NewAudit) {
         let data = self.redactor.json(json!({
             "command": spec.display(),
             "verdict": d.verdict.as_str(),
@@ -26,23 +44,9 @@ impl Gaia {
             "reason": d.reason,
             "context": context,
         }));
-        let change = Change {
-            events: vec![NewEvent::new(
-                kinds::POLICY_DECIDED,
-                actor,
-                "policy",
-                data.clone(),
-            )],
-            audit: vec![NewAudit::new(
-                actor,
-                "policy.decide",
-                "policy",
-                d.verdict.as_str(),
-                data,
-            )],
-        };
-        let events = self.store.append(change).await?;
-        self.mirror(&events);
-        Ok(d)
+        (
+            NewEvent::new(kinds::POLICY_DECIDED, actor, "policy", data.clone()),
+            NewAudit::new(actor, "policy.decide", "policy", d.verdict.as_str(), data),
+        )
     }
 }

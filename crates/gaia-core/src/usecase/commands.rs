@@ -1,7 +1,11 @@
 //! Command approval requests: filing one, applying an action (decide, cancel, execute), and
 //! expiring those nobody decided in time. Messages to the notify targets are enqueued in the
-//! same transaction as the change that causes them.
+//! same transaction as the change that causes them, and a new request's policy ruling (and the
+//! approval or denial it applies) is written in the transaction that files it.
 
+use chrono::{DateTime, Utc};
+
+use crate::audit::NewAudit;
 use crate::commands::{
     Action, CommandRecord, NewCommand, Refusal, Status, Transition, approval_message,
     decision_message, new_id, plan,
@@ -14,6 +18,22 @@ use crate::usecase::outbox::enqueue_in;
 
 /// Fresh ids tried before giving up (six characters from 30 make collisions rare).
 const ID_ATTEMPTS: usize = 8;
+
+/// The policy's ruling on a new request, written in the transaction that files it: its
+/// decision's event and audit record (made once the request's id is known) and, unless it
+/// leaves the request to a person, the approval or denial it applies.
+pub struct Ruling<'a> {
+    pub note: &'a (dyn Fn(&CommandRecord) -> (NewEvent, NewAudit) + Send + Sync),
+    pub action: Option<Action>,
+}
+
+impl std::fmt::Debug for Ruling<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ruling")
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What applying an action did.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,11 +54,13 @@ pub enum Applied {
 }
 
 /// Stores a new pending request under a fresh id, with its event, audit record and the
-/// approval messages for `notify`.
+/// approval messages for `notify`, then the policy's `ruling` on it, if given, in the same
+/// transaction. Returns the request as the ruling left it.
 pub async fn create(
     mut tx: Box<dyn WriteTx>,
     new: &NewCommand,
     notify: &[Target],
+    ruling: Option<&Ruling<'_>>,
 ) -> Result<(CommandRecord, Vec<Event>), StoreError> {
     let now = tx.now().await?;
     for _ in 0..ID_ATTEMPTS {
@@ -50,17 +72,33 @@ pub async fn create(
         let (_, skipped) = enqueue_in(&mut *tx, &messages, now).await?;
         let mut events = vec![event];
         events.extend(skipped);
-        let events = tx.append(&events, &[audit], now).await?;
+        let mut audits = vec![audit];
+        let mut record = r;
+        if let Some(ruling) = ruling {
+            let (event, audit) = (ruling.note)(&record);
+            events.push(event);
+            audits.push(audit);
+            if let Some(action) = &ruling.action {
+                // A refusal (a test request cannot be approved before allow-test) leaves the
+                // request pending for a person.
+                if let Some(done) = enact(&mut *tx, &record, action, notify, now).await? {
+                    events.extend(done.events);
+                    audits.extend(done.audit);
+                    if let Ok(decided) = done.outcome {
+                        record = decided;
+                    }
+                }
+            }
+        }
+        let events = tx.append(&events, &audits, now).await?;
         tx.commit().await?;
-        return Ok((r, events));
+        return Ok((record, events));
     }
     Err(StoreError::Conflict(
         "could not find a free command id; retry".into(),
     ))
 }
 
-/// Locks the request, applies [`plan`] at the store's time and commits what it decided. When
-/// the request leaves `pending`, the decision messages for `notify` are enqueued with it.
 pub async fn apply(
     mut tx: Box<dyn WriteTx>,
     id: &str,
@@ -72,9 +110,8 @@ pub async fn apply(
     };
     // The time is read once the row is locked, so decisions are ordered by it.
     let now = tx.now().await?;
-    let p = plan(&current, action, now);
-    let Some(last) = p.transitions.last() else {
-        return Ok(match p.outcome {
+    let Some(done) = enact(&mut *tx, &current, action, notify, now).await? else {
+        return Ok(match plan(&current, action, now).outcome {
             Ok(record) => Applied::Done {
                 record: Box::new(record),
                 events: vec![],
@@ -85,20 +122,9 @@ pub async fn apply(
             },
         });
     };
-    tx.command_update(&last.record).await?;
-    let mut events: Vec<NewEvent> = p.transitions.iter().map(|t| t.event.clone()).collect();
-    if current.status == Status::Pending {
-        let messages: Vec<_> = notify
-            .iter()
-            .filter_map(|t| decision_message(&last.record, t))
-            .collect();
-        let (_, skipped) = enqueue_in(&mut *tx, &messages, now).await?;
-        events.extend(skipped);
-    }
-    let audit: Vec<_> = p.transitions.iter().map(|t| t.audit.clone()).collect();
-    let events = tx.append(&events, &audit, now).await?;
+    let events = tx.append(&done.events, &done.audit, now).await?;
     tx.commit().await?;
-    Ok(match p.outcome {
+    Ok(match done.outcome {
         Ok(record) => Applied::Done {
             record: Box::new(record),
             events,
@@ -107,8 +133,45 @@ pub async fn apply(
     })
 }
 
-/// Expires pending requests past their expiry (at most `limit`), one event each, with their
-/// decision messages.
+/// What applying an action wrote: the outcome, and the events and audit records to append.
+struct Enacted {
+    outcome: Result<CommandRecord, Refusal>,
+    events: Vec<NewEvent>,
+    audit: Vec<NewAudit>,
+}
+
+/// Applies `action` to `current` (locked, or inserted in this transaction) at `now`: writes
+/// the request's new state and, when it ends, enqueues the decision messages for `notify`.
+/// `None` when the action changes nothing.
+async fn enact(
+    tx: &mut dyn WriteTx,
+    current: &CommandRecord,
+    action: &Action,
+    notify: &[Target],
+    now: DateTime<Utc>,
+) -> Result<Option<Enacted>, StoreError> {
+    let p = plan(current, action, now);
+    let Some(last) = p.transitions.last() else {
+        return Ok(None);
+    };
+    tx.command_update(&last.record).await?;
+    let mut events: Vec<NewEvent> = p.transitions.iter().map(|t| t.event.clone()).collect();
+    if current.status == Status::Pending {
+        let messages: Vec<_> = notify
+            .iter()
+            .filter_map(|t| decision_message(&last.record, t))
+            .collect();
+        let (_, skipped) = enqueue_in(tx, &messages, now).await?;
+        events.extend(skipped);
+    }
+    let audit = p.transitions.iter().map(|t| t.audit.clone()).collect();
+    Ok(Some(Enacted {
+        outcome: p.outcome,
+        events,
+        audit,
+    }))
+}
+
 pub async fn expire_due(
     mut tx: Box<dyn WriteTx>,
     limit: u32,
