@@ -5,7 +5,7 @@ use thiserror::Error;
 /// A storage operation failed. Backends map their driver errors onto these variants so that
 /// callers can react (retry on `LockTimeout`, tell the user on `Unavailable`) without knowing
 /// which database is behind the trait.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The store could not be locked in time (SQLite busy, PostgreSQL `lock_timeout`).
     #[error("the store could not be locked in time; retry")]

@@ -42,7 +42,7 @@ impl Backend {
 pub trait EventStore: Transact {
     /// Appends the change's events and audit records in one transaction.
     async fn append(&self, change: Change) -> Result<Vec<Event>, StoreError> {
-        crate::usecase::log::append(self.begin_write().await?, change).await
+        crate::write_in!(self, tx => crate::usecase::log::append(tx, change).await)
     }
 
     /// Committed events with `seq > since` that match `filter`, in `seq` order, at most `limit`.
@@ -115,7 +115,7 @@ pub trait ClaimStore: Transact {
         if !self.claim_any_expired().await? {
             return Ok(vec![]);
         }
-        crate::usecase::claims::reap(self.begin_write().await?, limit).await
+        crate::write_in!(self, tx => crate::usecase::claims::reap(tx, limit).await)
     }
 }
 
@@ -139,7 +139,7 @@ pub trait CommandStore: Transact {
         notify: &[crate::outbox::Target],
         ruling: Option<&crate::usecase::commands::Ruling<'_>>,
     ) -> Result<(crate::commands::CommandRecord, Vec<Event>), StoreError> {
-        crate::usecase::commands::create(self.begin_write().await?, new, notify, ruling).await
+        crate::write_in!(self, tx => crate::usecase::commands::create(tx, new, notify, ruling).await)
     }
 
     async fn command_get(
@@ -164,7 +164,7 @@ pub trait CommandStore: Transact {
         action: &crate::commands::Action,
         notify: &[crate::outbox::Target],
     ) -> Result<crate::usecase::commands::Applied, StoreError> {
-        crate::usecase::commands::apply(self.begin_write().await?, id, action, notify).await
+        crate::write_in!(self, tx => crate::usecase::commands::apply(tx, id, action, notify).await)
     }
 
     /// Whether any pending request may be past its expiry: a cheap read that spares the
@@ -183,7 +183,7 @@ pub trait CommandStore: Transact {
         if !self.command_any_due().await? {
             return Ok(vec![]);
         }
-        crate::usecase::commands::expire_due(self.begin_write().await?, limit, notify).await
+        crate::write_in!(self, tx => crate::usecase::commands::expire_due(tx, limit, notify).await)
     }
 }
 
@@ -204,7 +204,7 @@ pub trait OutboxStore: Transact {
         &self,
         messages: &[crate::outbox::NewMessage],
     ) -> Result<(Vec<i64>, Vec<Event>), StoreError> {
-        crate::usecase::outbox::enqueue(self.begin_write().await?, messages).await
+        crate::write_in!(self, tx => crate::usecase::outbox::enqueue(tx, messages).await)
     }
 
     /// Leases up to `limit` due messages (pending, due, not leased) for `lease`, so that
@@ -216,7 +216,7 @@ pub trait OutboxStore: Transact {
         limit: u32,
         lease: std::time::Duration,
     ) -> Result<Vec<crate::outbox::Leased>, StoreError> {
-        crate::usecase::outbox::lease(self.begin_write().await?, limit, lease).await
+        crate::write_in!(self, tx => crate::usecase::outbox::lease(tx, limit, lease).await)
     }
 
     /// Asks for a send slot right before sending: in one transaction, at the store's time,
@@ -229,7 +229,7 @@ pub trait OutboxStore: Transact {
         &self,
         req: &crate::outbox::SlotRequest,
     ) -> Result<crate::outbox::Slot, StoreError> {
-        crate::usecase::outbox::reserve(self.begin_write().await?, req).await
+        crate::write_in!(self, tx => crate::usecase::outbox::reserve(tx, req).await)
     }
 
     /// Records the outcome of an attempt made under the lease `token` (fencing): only while
@@ -244,8 +244,7 @@ pub trait OutboxStore: Transact {
         policy: &crate::outbox::RetryPolicy,
         unit: f64,
     ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError> {
-        let tx = self.begin_write().await?;
-        crate::usecase::outbox::record(tx, id, Some(token), attempt, policy, unit).await
+        crate::write_in!(self, tx => crate::usecase::outbox::record(tx, id, Some(token), attempt, policy, unit).await)
     }
 
     /// Records the outcome of an attempt on message `id` with its event, whoever holds its
@@ -258,8 +257,7 @@ pub trait OutboxStore: Transact {
         policy: &crate::outbox::RetryPolicy,
         unit: f64,
     ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError> {
-        let tx = self.begin_write().await?;
-        crate::usecase::outbox::record(tx, id, None, attempt, policy, unit).await
+        crate::write_in!(self, tx => crate::usecase::outbox::record(tx, id, None, attempt, policy, unit).await)
     }
 
     async fn outbox_get(&self, id: i64) -> Result<Option<crate::outbox::Message>, StoreError>;
@@ -286,7 +284,7 @@ pub trait OutboxStore: Transact {
         actor: &str,
         auto: bool,
     ) -> Result<Option<(crate::outbox::Message, Vec<Event>)>, StoreError> {
-        crate::usecase::outbox::requeue(self.begin_write().await?, id, actor, auto).await
+        crate::write_in!(self, tx => crate::usecase::outbox::requeue(tx, id, actor, auto).await)
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
@@ -305,7 +303,7 @@ pub trait TokenStore: Transact {
         info: &crate::tokens::TokenInfo,
         hash: &str,
     ) -> Result<Vec<Event>, StoreError> {
-        crate::usecase::tokens::create(self.begin_write().await?, info, hash).await
+        crate::write_in!(self, tx => crate::usecase::tokens::create(tx, info, hash).await)
     }
 
     /// Every token, revoked ones included, by name.
@@ -317,7 +315,7 @@ pub trait TokenStore: Transact {
         name: &str,
         actor: &str,
     ) -> Result<Option<Vec<Event>>, StoreError> {
-        crate::usecase::tokens::revoke(self.begin_write().await?, name, actor).await
+        crate::write_in!(self, tx => crate::usecase::tokens::revoke(tx, name, actor).await)
     }
 
     /// The live (not revoked) token with this hash.
@@ -520,15 +518,7 @@ pub trait GithubSyncStore: Transact {
         last_seen: i64,
         expected: Option<DateTime<Utc>>,
     ) -> Result<crate::usecase::github::Intent, StoreError> {
-        crate::usecase::github::intend(
-            self.begin_write().await?,
-            repo,
-            kind,
-            item,
-            last_seen,
-            expected,
-        )
-        .await
+        crate::write_in!(self, tx => crate::usecase::github::intend(tx, repo, kind, item, last_seen, expected).await)
     }
 
     /// Records a push (see [`crate::usecase::github::record_push`]).
@@ -537,7 +527,7 @@ pub trait GithubSyncStore: Transact {
         push: &crate::usecase::github::Push<'_>,
         actor: &str,
     ) -> Result<Option<(crate::github::SyncRecord, Vec<Event>)>, StoreError> {
-        crate::usecase::github::record_push(self.begin_write().await?, push, actor).await
+        crate::write_in!(self, tx => crate::usecase::github::record_push(tx, push, actor).await)
     }
 
     /// Every record of `repo`, stories first, then by item.

@@ -21,6 +21,23 @@ use crate::names::ClaimKey;
 use crate::outbox::{Leased, Message, NewMessage};
 use crate::tokens::TokenInfo;
 
+/// See [`WriteTx::settled`].
+pub type Settled = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs `$body` with `$tx` bound to a new write transaction of `$store` and returns its
+/// value once the transaction is settled ([`WriteTx::settled`]): the way every use case is
+/// run, so that no answer reaches anyone before what it was based on is committed.
+#[macro_export]
+macro_rules! write_in {
+    ($store:expr, $tx:ident => $body:expr) => {{
+        let $tx = $store.begin_write().await?;
+        let settled = $crate::tx::WriteTx::settled(&*$tx);
+        let out = $body;
+        settled.await;
+        out
+    }};
+}
+
 /// One write transaction. Dropping it without [`commit`](Self::commit) rolls it back.
 #[async_trait]
 pub trait WriteTx: Send {
@@ -44,6 +61,15 @@ pub trait WriteTx: Send {
     /// back, but only once its connection is next used: a use case that ends without
     /// committing while others may wait on its locks calls this.
     async fn rollback(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// Resolves once everything this transaction could read is committed or undone. A
+    /// backend that commits writers in groups lets a writer see the uncommitted work of those
+    /// before it in the group; whatever the writer answers (even a refusal, without committing
+    /// anything) must not reach anyone before that work is durable. Taken right after the
+    /// transaction begins; see [`write_in!`](crate::write_in).
+    fn settled(&self) -> Settled {
+        Box::pin(std::future::ready(()))
+    }
 
     // --- claims ----------------------------------------------------------------------------
 

@@ -37,10 +37,21 @@ use error::{Db, DbError, boundary};
 /// The SQL expression for the server's time in microseconds.
 pub(crate) const NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
+gaia_store_sql::group_dialect!(Dialect, sqlx::Postgres, error::Postgres, "BEGIN");
+
+/// The group of this process's writers (see [`gaia_store_sql::group`]).
+pub(crate) type Writers = gaia_store_sql::group::Group<Dialect>;
+
+/// One writer's transaction in the group.
+pub(crate) type Writing = gaia_store_sql::group::Member<Dialect>;
+
 /// A Gaia store in a PostgreSQL database.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Writers of this process commit together: each commit holds the `log_head` row lock
+    /// through its flush, so a flush shared by many writes is what lets them keep up.
+    writers: Writers,
     notifications: std::sync::Arc<notify::Notifications>,
     batcher: std::sync::Arc<std::sync::OnceLock<batch::ClaimBatcher>>,
     clock: Option<Arc<dyn Clock>>,
@@ -110,6 +121,8 @@ impl PgStore {
             .connect_lazy_with(connect);
         migrate::run(&pool).await?;
         Ok(Self {
+            // A writer waits for its turn as long as it would wait for a lock.
+            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout),
             pool,
             notifications: notify::Notifications::new(),
             batcher: std::sync::Arc::default(),

@@ -8,14 +8,12 @@ use gaia_core::StoreError;
 
 use gaia_core::event::Event;
 use gaia_core::store::{Transact, WriteTx};
-use sqlx::{Postgres, Transaction};
 
 use crate::PgStore;
-use crate::error::boundary;
 
 /// One write transaction.
 pub(crate) struct PgTx {
-    tx: Transaction<'static, Postgres>,
+    tx: crate::Writing,
     store: PgStore,
     /// The newest seq appended, announced to other nodes once committed.
     last_seq: Option<i64>,
@@ -25,7 +23,7 @@ pub(crate) struct PgTx {
 impl Transact for PgStore {
     async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
         Ok(Box::new(PgTx {
-            tx: boundary(async { Ok(self.pool.begin().await?) }).await?,
+            tx: self.writers.begin().await?,
             store: self.clone(),
             last_seq: None,
         }))
@@ -52,7 +50,7 @@ gaia_store_sql::write_tx!(PgTx {
             store,
             last_seq,
         } = *self;
-        boundary(async { Ok(tx.commit().await?) }).await?;
+        tx.commit().await?;
         if let Some(seq) = last_seq {
             store.announce(seq);
         }

@@ -5,6 +5,7 @@
 //! how it appends to the log, how it classifies driver errors, and its migrations.
 
 pub mod error;
+pub mod group;
 pub mod migrate;
 pub mod rows;
 pub mod shared;

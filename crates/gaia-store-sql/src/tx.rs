@@ -16,6 +16,10 @@ macro_rules! write_tx {
         impl ::gaia_core::tx::WriteTx for $ty {
             $($own)*
 
+        fn settled(&self) -> ::gaia_core::tx::Settled {
+            self.tx.settled()
+        }
+
         async fn rollback(self: Box<Self>) -> Result<(), ::gaia_core::StoreError> {
             let this = *self;
             Ok(crate::error::boundary(async move { Ok(this.tx.rollback().await?) }).await?)

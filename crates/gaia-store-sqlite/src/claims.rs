@@ -15,18 +15,20 @@ use crate::log::append_log_with;
 impl SqliteStore {
     async fn claim_in_tx(&self, req: &Request) -> Db<(ClaimResult, Vec<Event>)> {
         let key = req.key();
-        // `w.tx` drops (rolling back) before `w.turn` passes this process's turn to write on.
-        let mut w = self.begin_writing().await?;
+        let mut tx = self.begin_writing().await?;
+        // A refusal may rest on a claim another writer of the group has not committed yet.
+        let settled = tx.settled();
         // Read the time only once the write lock is held, so decisions are ordered by it.
         let now = self.now_value();
         let current = sqlx::query(&format!("SELECT {CLAIM_COLUMNS} FROM claims WHERE key = ?"))
             .bind(key.to_string())
-            .fetch_optional(&mut *w.tx)
+            .fetch_optional(&mut *tx)
             .await?;
         let current = rows::maybe(current, rows::claim)?;
         let decision = decide(current, req, now);
         let Some(new) = decision.row else {
-            w.tx.rollback().await?;
+            tx.rollback().await?;
+            settled.await;
             return Ok((decision.result, vec![]));
         };
         let holder = new.holder.as_ref();
@@ -53,8 +55,8 @@ impl SqliteStore {
                ttl_ms = excluded.ttl_ms, principal = excluded.principal; ",
         );
         let events =
-            append_log_with(&mut w.tx, batch, &decision.events, &decision.audit, now).await?;
-        w.tx.commit().await?;
+            append_log_with(&mut tx, batch, &decision.events, &decision.audit, now).await?;
+        tx.commit().await?;
         Ok((decision.result, events))
     }
 }

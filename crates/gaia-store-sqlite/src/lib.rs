@@ -39,13 +39,21 @@ pub struct SqliteStore {
     pool: SqlitePool,
     clock: Option<Arc<dyn Clock>>,
     path: PathBuf,
-    /// This process's writers take turns here, first come first served, before asking SQLite
-    /// for its write lock. SQLite's own wait for a busy lock sleeps in steps of up to 100 ms,
-    /// so writers of one process racing each other for it would turn millisecond writes into
-    /// waits of a hundred; in turn, only writers of other processes ever meet that wait.
-    writer: Arc<tokio::sync::Mutex<()>>,
-    lock_timeout: std::time::Duration,
+    /// This process's writers, taking turns for SQLite's write lock and committing together
+    /// (see [`gaia_store_sql::group`]). SQLite's own wait for a busy lock sleeps in steps of up
+    /// to 100 ms, so writers of one process racing each other for it would turn millisecond
+    /// writes into waits of a hundred; in turn, only writers of other processes meet that wait.
+    writers: Writers,
 }
+
+// `BEGIN IMMEDIATE` takes the write lock before anything is read.
+gaia_store_sql::group_dialect!(Dialect, sqlx::Sqlite, error::Sqlite, "BEGIN IMMEDIATE");
+
+/// The group of this process's writers.
+pub(crate) type Writers = gaia_store_sql::group::Group<Dialect>;
+
+/// One writer's transaction, holding SQLite's write lock for the group.
+pub(crate) type Writing = gaia_store_sql::group::Member<Dialect>;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,11 +132,10 @@ impl SqliteStore {
             .await
             .map_err(|e| open_error(path, e))?;
         let store = Self {
+            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout),
             pool,
             clock: opts.clock.clone(),
             path: path.to_owned(),
-            writer: Arc::new(tokio::sync::Mutex::new(())),
-            lock_timeout: opts.lock_timeout,
         };
         migrate::run(&store.pool)
             .await
@@ -220,23 +227,10 @@ async fn begin_write(pool: &SqlitePool) -> Db<sqlx::Transaction<'static, sqlx::S
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
-/// A write transaction with this process's turn to write. Fields drop in order: the
-/// transaction (rolled back unless committed) before the turn passes on.
-pub(crate) struct Writing {
-    pub(crate) tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    pub(crate) turn: tokio::sync::OwnedMutexGuard<()>,
-}
-
 impl SqliteStore {
     /// Waits for this process's turn to write (bounded like SQLite's own wait, by the lock
-    /// timeout), then begins a write transaction holding SQLite's write lock.
-    pub(crate) async fn begin_writing(&self) -> Db<Writing> {
-        let turn = tokio::time::timeout(self.lock_timeout, self.writer.clone().lock_owned())
-            .await
-            .map_err(|_| StoreError::LockTimeout)?;
-        Ok(Writing {
-            tx: begin_write(&self.pool).await?,
-            turn,
-        })
+    /// timeout), then holds SQLite's write lock in a transaction of the group.
+    pub(crate) async fn begin_writing(&self) -> Result<Writing, StoreError> {
+        self.writers.begin().await
     }
 }

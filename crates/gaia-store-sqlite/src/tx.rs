@@ -11,27 +11,21 @@ use gaia_core::StoreError;
 use gaia_core::event::Event;
 use gaia_core::store::{Transact, WriteTx};
 use gaia_core::time::Clock;
-use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::error::boundary;
 
 /// One write transaction holding SQLite's write lock.
 pub(crate) struct SqliteTx {
-    pub(crate) tx: Transaction<'static, Sqlite>,
+    pub(crate) tx: crate::Writing,
     clock: Option<Arc<dyn Clock>>,
-    /// Dropped after `tx`: this process's turn to write passes on once the transaction is over.
-    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 #[async_trait]
 impl Transact for SqliteStore {
     async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
-        let crate::Writing { tx, turn } = self.begin_writing().await?;
         Ok(Box::new(SqliteTx {
-            tx,
+            tx: self.begin_writing().await?,
             clock: self.clock.clone(),
-            _turn: turn,
         }))
     }
 }
@@ -48,6 +42,6 @@ gaia_store_sql::write_tx!(SqliteTx {
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        boundary(async move { Ok(self.tx.commit().await?) }).await
+        self.tx.commit().await
     }
 });

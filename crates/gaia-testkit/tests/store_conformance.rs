@@ -38,6 +38,7 @@ backend_tests!(
     executions_begin_once_and_finish_once,
     a_claim_belongs_to_the_token_that_took_it,
     first_opens_race_without_failing,
+    grouped_writers_commit_together_and_fail_alone,
 );
 
 fn opts_with(clock: &ManualClock) -> StoreOptions {
@@ -1415,4 +1416,123 @@ async fn first_opens_race_without_failing(db: &TestDb) {
             .collect();
         assert_eq!(versions.len(), 1, "one schema version: {versions:?}");
     }
+}
+
+/// Writers of one process share transactions (group commit): one that rolls back, is dropped
+/// unfinished (an error) or is cancelled mid-way loses exactly its own work, every other
+/// writer's work commits, and the log stays gap-free with a whole audit chain.
+async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
+    const WRITERS: usize = 48;
+    let store = db.open(&StoreOptions::default()).await;
+
+    // A writer cancelled after joining an open transaction: the one before it still commits.
+    let mut first = store.begin_write().await.unwrap();
+    let now = first.now().await.unwrap();
+    let kept_first = first
+        .append(
+            &[NewEvent::new("test.group", "first", "s", json!({}))],
+            &[],
+            now,
+        )
+        .await
+        .unwrap();
+    let (joined_tx, joined) = tokio::sync::oneshot::channel();
+    let cancelled = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin_write().await.unwrap();
+            let now = tx.now().await.unwrap();
+            let events = vec![NewEvent::new("test.group", "cancelled", "s", json!({}))];
+            tx.append(&events, &[], now).await.unwrap();
+            let _ = joined_tx.send(());
+            std::future::pending::<()>().await;
+        })
+    };
+    // Let the second writer queue for its turn, so that the first hands its transaction on
+    // (were it later, it would begin a transaction of its own: the test would still hold).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let committing = tokio::spawn(async move { first.commit().await });
+    joined.await.unwrap();
+    cancelled.abort();
+    let _ = cancelled.await;
+    committing.await.unwrap().unwrap();
+
+    let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let mut tasks = Vec::new();
+    for i in 0..WRITERS {
+        let store = store.clone();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut tx = store.begin_write().await.unwrap();
+            let now = tx.now().await.unwrap();
+            let events = vec![NewEvent::new("test.group", format!("w{i}"), "s", json!({}))];
+            let audit = vec![NewAudit::new(
+                format!("w{i}"),
+                "test.group",
+                "s",
+                "ok",
+                json!({}),
+            )];
+            let appended = tx.append(&events, &audit, now).await.unwrap();
+            tokio::task::yield_now().await;
+            match i % 4 {
+                // Kept.
+                0 | 3 => {
+                    tx.commit().await.unwrap();
+                    Some(appended[0].seq)
+                }
+                1 => {
+                    tx.rollback().await.unwrap();
+                    None
+                }
+                // Dropped unfinished, as on an error returned with `?`.
+                _ => {
+                    drop(tx);
+                    None
+                }
+            }
+        }));
+    }
+    let mut kept = BTreeSet::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if let Some(seq) = t.await.unwrap() {
+            kept.insert((i, seq));
+        }
+    }
+    // One more writer after everything: it gets its turn (nothing is left holding it).
+    let mut tx = store.begin_write().await.unwrap();
+    let now = tx.now().await.unwrap();
+    let last = tx
+        .append(
+            &[NewEvent::new("test.group", "last", "s", json!({}))],
+            &[],
+            now,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let events = store
+        .events_after(0, &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, want, "the log is gap-free");
+    let actors: BTreeSet<String> = events.iter().map(|e| e.actor.clone()).collect();
+    let mut expected: BTreeSet<String> = kept.iter().map(|(i, _)| format!("w{i}")).collect();
+    expected.insert("first".into());
+    expected.insert("last".into());
+    assert_eq!(actors, expected, "exactly the committed writers' events");
+    assert_eq!(kept.len(), WRITERS / 2);
+    assert_eq!(kept_first[0].seq, 1);
+    for (i, seq) in &kept {
+        let e = events.iter().find(|e| e.seq == *seq).unwrap();
+        assert_eq!(e.actor, format!("w{i}"), "a writer's seq is its own event");
+    }
+    assert_eq!(last[0].seq, seqs.len() as i64);
+    let report = Gaia::new(store).verify_audit().await.unwrap();
+    assert_eq!(report.checked, kept.len() as u64);
+    assert_eq!(report.first_break, None);
 }

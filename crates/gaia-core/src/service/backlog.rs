@@ -36,7 +36,7 @@ impl Gaia {
         actor: &str,
     ) -> Result<Story, Error> {
         let (story, events) =
-            uc::create_story(self.store.begin_write().await?, new, template, actor).await?;
+            crate::write_in!(self.store, tx => uc::create_story(tx, new, template, actor).await)?;
         self.mirror(&events);
         Ok(story)
     }
@@ -47,14 +47,14 @@ impl Gaia {
         status: StoryStatus,
         actor: &str,
     ) -> Result<Story, Error> {
-        let (story, events) =
-            uc::set_story_status(self.store.begin_write().await?, slug, status, actor).await?;
+        let (story, events) = crate::write_in!(self.store, tx => uc::set_story_status(tx, slug, status, actor).await)?;
         self.mirror(&events);
         Ok(story)
     }
 
     pub async fn edit_story(&self, edit: &NewStory, actor: &str) -> Result<Story, Error> {
-        let (story, events) = uc::edit_story(self.store.begin_write().await?, edit, actor).await?;
+        let (story, events) =
+            crate::write_in!(self.store, tx => uc::edit_story(tx, edit, actor).await)?;
         self.mirror(&events);
         Ok(story)
     }
@@ -96,7 +96,7 @@ impl Gaia {
 
     pub async fn add_task(&self, slug: &str, new: &NewTask, actor: &str) -> Result<Task, Error> {
         let (task, events) =
-            uc::add_task(self.store.begin_write().await?, slug, new, actor).await?;
+            crate::write_in!(self.store, tx => uc::add_task(tx, slug, new, actor).await)?;
         self.mirror(&events);
         Ok(task)
     }
@@ -109,7 +109,7 @@ impl Gaia {
         actor: &str,
     ) -> Result<Task, Error> {
         let (task, events) =
-            uc::edit_task(self.store.begin_write().await?, id, title, body, actor).await?;
+            crate::write_in!(self.store, tx => uc::edit_task(tx, id, title, body, actor).await)?;
         self.mirror(&events);
         Ok(task)
     }
@@ -121,8 +121,7 @@ impl Gaia {
         fenced: Option<&Fenced>,
         actor: &str,
     ) -> Result<Task, Error> {
-        let (task, events) =
-            uc::act_on_task(self.store.begin_write().await?, id, action, fenced, actor).await?;
+        let (task, events) = crate::write_in!(self.store, tx => uc::act_on_task(tx, id, action, fenced, actor).await)?;
         self.mirror(&events);
         Ok(task)
     }
@@ -135,15 +134,14 @@ impl Gaia {
         template: &Template,
         actor: &str,
     ) -> Result<Story, Error> {
-        let (story, events) =
-            uc::replace_list(self.store.begin_write().await?, slug, name, template, actor).await?;
+        let (story, events) = crate::write_in!(self.store, tx => uc::replace_list(tx, slug, name, template, actor).await)?;
         self.mirror(&events);
         Ok(story)
     }
 
     pub async fn finalize_list(&self, slug: &str, actor: &str) -> Result<Story, Error> {
         let (story, events) =
-            uc::finalize_list(self.store.begin_write().await?, slug, actor).await?;
+            crate::write_in!(self.store, tx => uc::finalize_list(tx, slug, actor).await)?;
         self.mirror(&events);
         Ok(story)
     }
@@ -185,7 +183,7 @@ impl Gaia {
         check_name("operator", &holder.operator)?;
         check_name("fingerprint", &holder.fingerprint)?;
         for attempt in 0..TAKE_ATTEMPTS {
-            match uc::take_ready(self.store.begin_write().await?, story, holder, ttl, actor).await?
+            match crate::write_in!(self.store, tx => uc::take_ready(tx, story, holder, ttl, actor).await)?
             {
                 Attempt::Done(taken, events) => {
                     self.mirror(&events);
@@ -205,7 +203,7 @@ impl Gaia {
         actor: &str,
     ) -> Result<(Collected, Followup), Error> {
         let (outcome, f, events) =
-            uc::collect_followup(self.store.begin_write().await?, doc, actor).await?;
+            crate::write_in!(self.store, tx => uc::collect_followup(tx, doc, actor).await)?;
         self.mirror(&events);
         Ok((outcome, f))
     }
@@ -232,7 +230,7 @@ impl Gaia {
         actor: &str,
     ) -> Result<Followup, Error> {
         let (f, events) =
-            uc::triage_followup(self.store.begin_write().await?, id, reject, actor).await?;
+            crate::write_in!(self.store, tx => uc::triage_followup(tx, id, reject, actor).await)?;
         self.mirror(&events);
         Ok(f)
     }

@@ -36,7 +36,8 @@ impl Gaia {
         if let Some(action) = &action {
             action.check()?;
         }
-        let note = |r: &CommandRecord| self.policy_note(&r.spec, &d, "policy", json!({ "id": r.id }));
+        let note =
+            |r: &CommandRecord| self.policy_note(&r.spec, &d, "policy", json!({ "id": r.id }));
         let ruling = Ruling {
             note: &note,
             action,

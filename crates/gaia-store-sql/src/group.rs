@@ -1,0 +1,446 @@
+//! Group commit for the write transactions of one process.
+//!
+//! Every write a use case makes appends to the one ordered log, so writers queue behind each
+//! other whatever the backend: on SQLite for the file's single write lock, on PostgreSQL for
+//! the `log_head` row lock, held through each commit's flush. One transaction per write thus
+//! costs a commit (and on PostgreSQL a WAL flush) per write. Here writers of one process take
+//! turns, first come first served, and a writer that finishes while others are queued hands
+//! its still open transaction to the next one instead of committing it: each joins under a
+//! savepoint of its own, and whoever finishes with nobody left in the queue (or the batch full)
+//! commits for all of them. Every member is told its outcome only once the real commit is
+//! known, so a member's `commit` returning `Ok` means what it always meant.
+//!
+//! What each use case sees is unchanged: its statements run in order inside one transaction,
+//! its `rollback` (or an error it drops the transaction on) undoes exactly its own work (the
+//! savepoint), and the locks it takes are held until its changes commit. Queueing in process
+//! also spares SQLite writers its busy handler, which sleeps in steps of up to 100 ms.
+//!
+//! A member that waits on a row lock of another process delays the batch, as it would delay
+//! the writers queued behind it anyway. On PostgreSQL, two nodes whose batches lock the same
+//! rows in crossing order can deadlock; PostgreSQL breaks it within `deadlock_timeout`, failing
+//! one statement, which fails that member alone (its savepoint), not the batch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use gaia_core::StoreError;
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot, watch};
+
+/// Most writers committed in one transaction.
+pub const MAX_BATCH: usize = 64;
+
+type Outcome = oneshot::Sender<Result<(), StoreError>>;
+
+/// A boxed future, `Send`: each backend writes its [`Dialect`] with concrete types, where that
+/// can be proven, and the group only awaits them.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// How a backend opens, runs statements in, and ends a write transaction (see
+/// [`group_dialect!`](crate::group_dialect)).
+pub trait Dialect: Send + Sync + 'static {
+    /// The backend's transaction; it derefs to its connection.
+    type Tx: std::ops::DerefMut<Target = Self::Conn> + Send + 'static;
+    type Conn: ?Sized;
+    /// Begins a write transaction.
+    fn begin(&self) -> Pending<'_, Self::Tx>;
+    /// Runs `sql` (statements without results) in `tx`.
+    fn run<'a>(tx: &'a mut Self::Tx, sql: &'static str) -> Pending<'a, ()>;
+    fn commit(tx: Self::Tx) -> Pending<'static, ()>;
+    fn rollback(tx: Self::Tx) -> Pending<'static, ()>;
+    /// Runs [`Group::finish_parked`] on a task of its own.
+    fn spawn(group: Group<Self>)
+    where
+        Self: Sized;
+}
+
+/// The writers of one store in this process.
+pub struct Group<D: Dialect> {
+    dialect: Arc<D>,
+    slot: Arc<Mutex<Slot<D>>>,
+    /// Writers waiting for their turn: a finishing member hands on only when there is one.
+    queued: Arc<AtomicUsize>,
+    patience: Duration,
+}
+
+impl<D: Dialect> Clone for Group<D> {
+    fn clone(&self) -> Self {
+        Self {
+            dialect: self.dialect.clone(),
+            slot: self.slot.clone(),
+            queued: self.queued.clone(),
+            patience: self.patience,
+        }
+    }
+}
+
+impl<D: Dialect> std::fmt::Debug for Group<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The transaction between two members: open, holding the work of those waiting for its commit.
+struct Parked<D: Dialect> {
+    tx: D::Tx,
+    /// Dropped once the transaction has ended (see [`Member::settled`]).
+    ended: watch::Sender<()>,
+    waiting: Vec<Outcome>,
+    /// A member was dropped without finishing: its savepoint is to be undone first.
+    undo: bool,
+}
+
+/// What the turn guards.
+struct Slot<D: Dialect> {
+    parked: Option<Parked<D>>,
+}
+
+/// Counts a writer as queued until it has its turn or gives up.
+struct Queued(Arc<AtomicUsize>);
+
+impl Queued {
+    fn new(n: &Arc<AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<D: Dialect> Group<D> {
+    /// Writers through `dialect`, waiting at most `patience` for their turn.
+    pub fn new(dialect: D, patience: Duration) -> Self {
+        Self {
+            dialect: Arc::new(dialect),
+            slot: Arc::new(Mutex::new(Slot { parked: None })),
+            queued: Arc::new(AtomicUsize::new(0)),
+            patience,
+        }
+    }
+
+    /// Waits for this writer's turn and returns its transaction: a new one, or the open one a
+    /// finished writer handed on, under a savepoint of its own.
+    pub async fn begin(&self) -> Result<Member<D>, StoreError> {
+        let turn = {
+            let _queued = Queued::new(&self.queued);
+            tokio::time::timeout(self.patience, self.slot.clone().lock_owned())
+                .await
+                .map_err(|_| StoreError::LockTimeout)?
+        };
+        let mut member = Member {
+            tx: None,
+            ended: None,
+            waiting: Vec::new(),
+            joined: false,
+            turn: Some(turn),
+            group: self.clone(),
+        };
+        let parked = member.turn.as_mut().and_then(|t| t.parked.take());
+        match parked {
+            Some(mut p) => {
+                // One member works at a time, so one savepoint name serves them all.
+                let sql = if p.undo { UNDO_AND_JOIN } else { JOIN };
+                if let Err(e) = D::run(&mut p.tx, sql).await {
+                    fail(p.waiting, &e);
+                    return Err(e);
+                }
+                member.joined = true;
+                member.waiting = p.waiting;
+                member.tx = Some(p.tx);
+                member.ended = Some(p.ended);
+            }
+            None => {
+                member.tx = Some(self.dialect.begin().await?);
+                member.ended = Some(watch::Sender::new(()));
+            }
+        }
+        Ok(member)
+    }
+
+    /// Commits a batch parked for a member that never came (it gave up waiting, or was
+    /// dropped unfinished), and tells every member how it went. Queued behind the writers
+    /// waiting when the batch was parked, so it finds nothing to do when one of them took it.
+    pub async fn finish_parked(self) {
+        let mut slot = self.slot.lock().await;
+        let Some(mut p) = slot.parked.take() else {
+            return;
+        };
+        if p.undo {
+            if let Err(e) = D::run(&mut p.tx, UNDO).await {
+                fail(p.waiting, &e);
+                return;
+            }
+        }
+        let result = D::commit(p.tx).await;
+        drop(p.ended);
+        tell(p.waiting, &result);
+    }
+}
+
+/// One writer's transaction (see [`Group`]). It derefs to the connection, so the backends'
+/// SQL functions take it as they take a plain transaction.
+pub struct Member<D: Dialect> {
+    /// Some from `begin` until `commit` or `rollback` consumes the member.
+    tx: Option<D::Tx>,
+    /// Travels with the transaction and is dropped after it ends, waking [`Self::settled`].
+    ended: Option<watch::Sender<()>>,
+    /// Members before this one in the batch, waiting for its commit.
+    waiting: Vec<Outcome>,
+    /// Whether it joined an open transaction (under a savepoint).
+    joined: bool,
+    turn: Option<OwnedMutexGuard<Slot<D>>>,
+    group: Group<D>,
+}
+
+impl<D: Dialect> std::fmt::Debug for Member<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("joined", &self.joined)
+            .field("waiting", &self.waiting.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Dialect> std::ops::Deref for Member<D> {
+    type Target = D::Conn;
+
+    fn deref(&self) -> &D::Conn {
+        // Invariant: `tx` is Some for as long as the member can be used.
+        self.tx
+            .as_ref()
+            .expect("a write transaction in use was finished")
+    }
+}
+
+impl<D: Dialect> std::ops::DerefMut for Member<D> {
+    fn deref_mut(&mut self) -> &mut D::Conn {
+        self.tx
+            .as_mut()
+            .expect("a write transaction in use was finished")
+    }
+}
+
+impl<D: Dialect> Member<D> {
+    /// Commits this member's work: at once when nobody is queued behind it, or with the
+    /// members that join after it. Returns once the commit that holds its work is known.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let (Some(mut tx), Some(turn), Some(ended)) =
+            (self.tx.take(), self.turn.take(), self.ended.take())
+        else {
+            return Ok(());
+        };
+        let waiting = std::mem::take(&mut self.waiting);
+        if std::mem::take(&mut self.joined) {
+            if let Err(e) = D::run(&mut tx, RELEASE).await {
+                // Its work cannot be kept apart from the batch's any more: the batch fails.
+                fail(waiting, &e);
+                drop(tx);
+                drop(turn);
+                return Err(e);
+            }
+        }
+        let (mine, outcome) = oneshot::channel();
+        let mut waiting = waiting;
+        waiting.push(mine);
+        self.group
+            .clone()
+            .hand_on_or_commit(tx, ended, turn, waiting)
+            .await;
+        outcome.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the transaction holding this write ended without a commit".into(),
+            ))
+        })
+    }
+
+    /// Undoes this member's work (its savepoint, or the whole transaction when it was first);
+    /// the members before it still commit.
+    pub async fn rollback(mut self) -> Result<(), StoreError> {
+        let (Some(mut tx), Some(turn), Some(ended)) =
+            (self.tx.take(), self.turn.take(), self.ended.take())
+        else {
+            return Ok(());
+        };
+        let waiting = std::mem::take(&mut self.waiting);
+        if std::mem::take(&mut self.joined) {
+            if let Err(e) = D::run(&mut tx, UNDO).await {
+                fail(waiting, &e);
+                return Err(e);
+            }
+            self.group
+                .clone()
+                .hand_on_or_commit(tx, ended, turn, waiting)
+                .await;
+            Ok(())
+        } else {
+            let result = D::rollback(tx).await;
+            drop(ended);
+            drop(turn);
+            result
+        }
+    }
+
+    /// Resolves once the transaction this member works in has ended: committed, or undone.
+    /// Until then what it read may include the uncommitted work of members before it.
+    pub fn settled(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let mut ended = self.ended.as_ref().map(watch::Sender::subscribe);
+        Box::pin(async move {
+            if let Some(rx) = ended.as_mut() {
+                // Never sent to: this returns once the sender is dropped.
+                let _ = rx.changed().await;
+            }
+        })
+    }
+}
+
+impl<D: Dialect> Group<D> {
+    /// With writers queued and room in the batch, parks the open transaction for the next one
+    /// (and queues a finisher behind them, in case they give up); otherwise commits it and
+    /// tells every member.
+    async fn hand_on_or_commit(
+        self,
+        tx: D::Tx,
+        ended: watch::Sender<()>,
+        mut turn: OwnedMutexGuard<Slot<D>>,
+        waiting: Vec<Outcome>,
+    ) {
+        if waiting.is_empty() {
+            // Nothing of anyone's to keep: only a rolled-back member was in it.
+            let _ = D::rollback(tx).await;
+            drop(ended);
+            return;
+        }
+        if self.queued.load(Ordering::SeqCst) > 0 && waiting.len() < MAX_BATCH {
+            turn.parked = Some(Parked {
+                tx,
+                ended,
+                waiting,
+                undo: false,
+            });
+            drop(turn);
+            self.spawn_finisher();
+            return;
+        }
+        let result = D::commit(tx).await;
+        drop(ended);
+        drop(turn);
+        tell(waiting, &result);
+    }
+
+    fn spawn_finisher(self) {
+        // Outside a runtime nothing can be spawned; the next writer then finishes the batch.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            D::spawn(self);
+        }
+    }
+}
+
+impl<D: Dialect> Drop for Member<D> {
+    /// Dropped unfinished (an error, or its task cancelled): the first member's transaction is
+    /// dropped, which rolls it back; a joined member's savepoint is left to undo, and the
+    /// transaction parked for the next writer or a finisher to commit the others' work.
+    fn drop(&mut self) {
+        let (Some(tx), Some(mut turn), Some(ended)) =
+            (self.tx.take(), self.turn.take(), self.ended.take())
+        else {
+            return;
+        };
+        if std::mem::take(&mut self.joined) {
+            turn.parked = Some(Parked {
+                tx,
+                ended,
+                waiting: std::mem::take(&mut self.waiting),
+                undo: true,
+            });
+            drop(turn);
+            self.group.clone().spawn_finisher();
+        } else {
+            drop(tx);
+            drop(ended);
+            drop(turn);
+        }
+    }
+}
+
+/// A joining member works under the savepoint `gaia_member`.
+const JOIN: &str = "SAVEPOINT gaia_member";
+const RELEASE: &str = "RELEASE SAVEPOINT gaia_member";
+/// Undoes a member's work and ends its savepoint.
+const UNDO: &str = "ROLLBACK TO SAVEPOINT gaia_member; RELEASE SAVEPOINT gaia_member";
+const UNDO_AND_JOIN: &str =
+    "ROLLBACK TO SAVEPOINT gaia_member; RELEASE SAVEPOINT gaia_member; SAVEPOINT gaia_member";
+
+fn tell(waiting: Vec<Outcome>, result: &Result<(), StoreError>) {
+    for w in waiting {
+        let _ = w.send(result.clone());
+    }
+}
+
+fn fail(waiting: Vec<Outcome>, e: &StoreError) {
+    tell(waiting, &Err(e.clone()));
+}
+
+/// Implements [`Dialect`] for a backend: `$name` over `$db`'s pool, classifying driver errors
+/// with `$classify`, opening transactions with `$begin`.
+#[macro_export]
+macro_rules! group_dialect {
+    ($name:ident, $db:ty, $classify:ty, $begin:expr) => {
+        /// How this backend's writers open, run and end their transactions.
+        #[derive(Debug)]
+        pub(crate) struct $name(pub(crate) ::sqlx::Pool<$db>);
+
+        impl $crate::group::Dialect for $name {
+            type Tx = ::sqlx::Transaction<'static, $db>;
+            type Conn = <$db as ::sqlx::Database>::Connection;
+
+            fn begin(&self) -> $crate::group::Pending<'_, Self::Tx> {
+                Box::pin(async move {
+                    self.0
+                        .begin_with($begin)
+                        .await
+                        .map_err(<$classify as $crate::error::Classify>::classify)
+                })
+            }
+
+            fn run<'a>(tx: &'a mut Self::Tx, sql: &'static str) -> $crate::group::Pending<'a, ()> {
+                Box::pin(async move {
+                    // Without arguments: PostgreSQL's simple protocol, which takes several
+                    // statements at once.
+                    ::sqlx::Executor::execute(&mut **tx, sql)
+                        .await
+                        .map(drop)
+                        .map_err(<$classify as $crate::error::Classify>::classify)
+                })
+            }
+
+            fn commit(tx: Self::Tx) -> $crate::group::Pending<'static, ()> {
+                Box::pin(async move {
+                    tx.commit()
+                        .await
+                        .map_err(<$classify as $crate::error::Classify>::classify)
+                })
+            }
+
+            fn rollback(tx: Self::Tx) -> $crate::group::Pending<'static, ()> {
+                Box::pin(async move {
+                    tx.rollback()
+                        .await
+                        .map_err(<$classify as $crate::error::Classify>::classify)
+                })
+            }
+
+            fn spawn(group: $crate::group::Group<Self>) {
+                drop(::tokio::spawn(group.finish_parked()));
+            }
+        }
+    };
+}
