@@ -49,8 +49,7 @@ pub(crate) type Writing = gaia_store_sql::group::Member<Dialect>;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Writers of this process commit together: each commit holds the `log_head` row lock
-    /// through its flush, so a flush shared by many writes is what lets them keep up.
+    /// This process's writers, each in a transaction of its own.
     writers: Writers,
     notifications: std::sync::Arc<notify::Notifications>,
     batcher: std::sync::Arc<std::sync::OnceLock<batch::ClaimBatcher>>,
@@ -121,8 +120,9 @@ impl PgStore {
             .connect_lazy_with(connect);
         migrate::run(&pool).await?;
         Ok(Self {
-            // A writer waits for its turn as long as it would wait for a lock.
-            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout),
+            // Each writer on its own (see `gaia_store_sql::group`): concurrent transactions,
+            // serialised by the row locks they take.
+            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout, false),
             pool,
             notifications: notify::Notifications::new(),
             batcher: std::sync::Arc::default(),

@@ -132,7 +132,8 @@ impl SqliteStore {
             .await
             .map_err(|e| open_error(path, e))?;
         let store = Self {
-            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout),
+            // Writers take turns (SQLite has one writer at a time) and commit together.
+            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout, true),
             pool,
             clock: opts.clock.clone(),
             path: path.to_owned(),
