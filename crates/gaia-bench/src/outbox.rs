@@ -212,7 +212,7 @@ async fn through_outbox(
             if window.is_some_and(|w| now >= from + w) {
                 break from + limit;
             }
-            if fake.sent_messages().len() >= n {
+            if fake.sent_count() >= n {
                 break now;
             }
             if now >= from + limit {
