@@ -124,17 +124,14 @@ macro_rules! outbox_sql {
             conn: &mut $conn,
             key: &str,
         ) -> crate::error::Db<::gaia_core::tx::PacingRow> {
-            ::sqlx::query(
-                "INSERT INTO outbox_pacing (chat) VALUES ($1) ON CONFLICT (chat) DO NOTHING",
+            // One statement: the upsert creates the row or, on conflict, locks it (a no-op
+            // update) and returns it as it stands.
+            let row = ::sqlx::query(
+                "INSERT INTO outbox_pacing (chat) VALUES ($1)
+                 ON CONFLICT (chat) DO UPDATE SET chat = excluded.chat
+                 RETURNING held_until_us, last_sent_us, sending_id, sending_token,
+                    sending_until_us",
             )
-            .bind(key)
-            .execute(&mut *conn)
-            .await?;
-            let row = ::sqlx::query(concat!(
-                "SELECT held_until_us, last_sent_us, sending_id, sending_token, sending_until_us
-                 FROM outbox_pacing WHERE chat = $1",
-                $for_update
-            ))
             .bind(key)
             .fetch_one(&mut *conn)
             .await?;
