@@ -72,6 +72,34 @@ macro_rules! outbox_sql {
             Ok($crate::rows::all(&found, $crate::rows::leased)?)
         }
 
+        /// Leases the head of one chat until `until_us` under a new token, if it is due by
+        /// `now_us` and not leased (the chat's pending messages are found by the partial
+        /// index `outbox_chat_pending`).
+        pub(crate) async fn lease_chat(
+            conn: &mut $conn,
+            channel: &str,
+            target: &str,
+            now_us: i64,
+            until_us: i64,
+        ) -> crate::error::Db<Option<::gaia_core::outbox::Leased>> {
+            let found = ::sqlx::query(
+                "UPDATE outbox SET leased_until_us = $1, lease_token = lease_token + 1
+                 WHERE id = (SELECT h.id FROM outbox h
+                             WHERE h.status = 'pending' AND h.channel = $2 AND h.target = $3
+                             ORDER BY h.id LIMIT 1)
+                   AND status = 'pending' AND next_attempt_at_us <= $4
+                   AND leased_until_us <= $4
+                 RETURNING *",
+            )
+            .bind(until_us)
+            .bind(channel)
+            .bind(target)
+            .bind(now_us)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok($crate::rows::maybe(found, $crate::rows::leased)?)
+        }
+
         /// Message `id` with its lease token, locked.
         pub(crate) async fn lock(
             conn: &mut $conn,
