@@ -50,8 +50,10 @@ pub async fn enqueue(
     Ok((ids, events))
 }
 
-/// Where paced reservations lock first (PostgreSQL), so the overall limit is judged one
-/// reservation at a time.
+/// Where reservations under an overall limit lock first (PostgreSQL), so that limit is judged
+/// one reservation at a time. Reservations without one (no `global_per_second`) judge nothing
+/// overall and do not queue here: every sender sharing a store is meant to apply the same
+/// limits.
 const GLOBAL_KEY: &str = "*";
 
 fn later(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
@@ -101,7 +103,7 @@ async fn reserve_in(
     wait: bool,
 ) -> Result<Slot, StoreError> {
     let key = pacing_key(m.channel, &m.target);
-    if req.pacing.is_some() {
+    if req.pacing.is_some_and(|p| p.global_per_second.is_some()) {
         tx.pacing_lock(GLOBAL_KEY).await?;
     }
     let chat = tx.pacing_lock(&key).await?;
