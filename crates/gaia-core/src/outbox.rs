@@ -232,6 +232,33 @@ pub enum Slot {
     LostLease,
 }
 
+/// What a lane asks for with the record of its attempt: the chat's next message, leased for
+/// `lease`, with the send slot `request` asks for it.
+pub struct Next<'a> {
+    pub lease: Duration,
+    pub request: &'a (dyn Fn(&Leased) -> SlotRequest + Send + Sync),
+}
+
+impl std::fmt::Debug for Next<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Next")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The record of an attempt with, when asked for, the chat's next message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    /// The message as recorded and the events committed; `None` when the lease was no longer
+    /// the sender's (nothing recorded).
+    pub attempt: Option<(Message, Vec<crate::event::Event>)>,
+    /// The chat's next message, leased to the sender with its send slot granted (as
+    /// [`Slot::Go`]); `None` when the chat has no due, unleased message after this one whose
+    /// turn has come (or none was asked for).
+    pub next: Option<Leased>,
+}
+
 /// What the store knows about a chat when a slot is asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PaceState {

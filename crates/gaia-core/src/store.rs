@@ -247,6 +247,24 @@ pub trait OutboxStore: Transact {
         crate::write_in!(self, tx => crate::usecase::outbox::record(tx, id, Some(token), attempt, policy, unit).await)
     }
 
+    /// [`outbox_record_leased`](Self::outbox_record_leased) and, in the same transaction,
+    /// when the attempt was recorded, the chat's next message (its oldest pending one, if due
+    /// and not leased) leased for `next.lease` with its send slot reserved as by
+    /// [`outbox_reserve`](Self::outbox_reserve) for `next.request`, kept only when it may go
+    /// now: a lane keeps working its chat at one write transaction per message.
+    async fn outbox_record_next(
+        &self,
+        id: i64,
+        token: i64,
+        attempt: &crate::outbox::Attempt,
+        policy: &crate::outbox::RetryPolicy,
+        unit: f64,
+        next: &crate::outbox::Next<'_>,
+    ) -> Result<crate::outbox::Recorded, StoreError> {
+        let tx = self.begin_write().await?;
+        crate::usecase::outbox::record_next(tx, id, token, attempt, policy, unit, next).await
+    }
+
     /// Records the outcome of an attempt on message `id` with its event, whoever holds its
     /// lease: for attempts recorded by hand (demos, tests), never by a sender, which uses
     /// [`outbox_record_leased`](Self::outbox_record_leased).

@@ -224,6 +224,16 @@ pub trait WriteTx: Send {
         limit: u32,
     ) -> Result<Vec<Leased>, StoreError>;
 
+    /// Leases the head of one chat (its oldest pending message) until `until` under a new
+    /// fencing token, locked, if it is due by `now` and not leased; `None` otherwise.
+    async fn outbox_lease_chat(
+        &mut self,
+        channel: crate::outbox::Channel,
+        target: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Leased>, StoreError>;
+
     /// Message `id` with its current lease token, locked; `None` when there is none.
     async fn outbox_lock(&mut self, id: i64) -> Result<Option<Leased>, StoreError>;
 

@@ -14,8 +14,10 @@
 //! worker asks the store for a slot (`outbox_reserve`), which checks that the message is still
 //! leased under this sender's fencing token, renews the lease for the whole send, and judges the
 //! chat's hold and the limits by the store's clock, for every node and across restarts. The
-//! attempt is then recorded under the same token (`outbox_record_leased`), so a sender whose
-//! lease was taken over neither sends nor records: without a crash, nothing is sent twice.
+//! attempt is then recorded under the same token (`outbox_record_next`), so a sender whose
+//! lease was taken over neither sends nor records: without a crash, nothing is sent twice. The
+//! same transaction leases the chat's next message if it is due and may go now, so a lane
+//! keeps its chat while the chat has such messages, at one write transaction per message.
 //! - Console: the text on stdout, for deployments without Telegram, and as the fallback when
 //!   Telegram fails (each fallback is counted).
 //! - Webhook: the message as JSON, POSTed with an HMAC-SHA256 signature header.
@@ -24,7 +26,7 @@ use std::time::Duration;
 
 use gaia_core::Gaia;
 use gaia_core::outbox::{
-    Attempt, Channel, Leased, Message, Pacing, RetryPolicy, Slot, SlotRequest,
+    Attempt, Channel, Leased, Message, Next, Pacing, Recorded, RetryPolicy, Slot, SlotRequest,
 };
 use gaia_telegram::{
     BotClient, DEFAULT_REQUEST_TIMEOUT, Limits, MAX_MESSAGE_UNITS, TelegramError, html_escape,
@@ -344,7 +346,10 @@ pub async fn worker(
 }
 
 /// One leased message: waits for its send slot, then sends and records it. A message not
-/// sent now (its chat held or paced for long, or taken over) is back in the queue.
+/// sent now (its chat held or paced for long, or taken over) is back in the queue. The record
+/// of each attempt also leases the chat's next message when it is due and may go now (one
+/// write transaction), so the lane goes on with its chat, in order, while the chat has
+/// messages whose turn has come; a chat paced for a moment frees the lane for another.
 async fn lane(
     gaia: Gaia,
     hub: crate::hub::EventHub,
@@ -352,8 +357,13 @@ async fn lane(
     leased: Leased,
     cancel: CancellationToken,
 ) {
-    if reserve(&gaia, &senders, &leased, &cancel).await == Some(true) {
-        deliver(&gaia, &hub, &senders, &leased).await;
+    if reserve(&gaia, &senders, &leased, &cancel).await != Some(true) {
+        return;
+    }
+    let mut leased = leased;
+    // Once cancelled, the lane ends with the send it has started and leases nothing more.
+    while let Some(next) = deliver(&gaia, &hub, &senders, &leased, !cancel.is_cancelled()).await {
+        leased = next;
     }
 }
 
@@ -393,27 +403,57 @@ async fn reserve(
     }
 }
 
-/// Sends a message whose slot was granted and records the attempt under its lease.
-async fn deliver(gaia: &Gaia, hub: &crate::hub::EventHub, senders: &Senders, leased: &Leased) {
+/// Sends a message whose slot was granted and records the attempt under its lease; with
+/// `go_on`, the same transaction leases the chat's next message if it may go now, returned
+/// with its slot granted.
+async fn deliver(
+    gaia: &Gaia,
+    hub: &crate::hub::EventHub,
+    senders: &Senders,
+    leased: &Leased,
+    go_on: bool,
+) -> Option<Leased> {
     let m = &leased.message;
     let attempt = senders.send(gaia, m).await;
     let unit: f64 = rand::random();
-    match gaia
-        .store()
-        .outbox_record_leased(m.id, leased.token, &attempt, &senders.retry, unit)
-        .await
-    {
-        Ok(Some((_, events))) => {
+    let request = |next: &Leased| senders.slot_request(next);
+    let recorded = if go_on {
+        let next = Next {
+            lease: senders.lease,
+            request: &request,
+        };
+        gaia.store()
+            .outbox_record_next(m.id, leased.token, &attempt, &senders.retry, unit, &next)
+            .await
+    } else {
+        gaia.store()
+            .outbox_record_leased(m.id, leased.token, &attempt, &senders.retry, unit)
+            .await
+            .map(|attempt| Recorded {
+                attempt,
+                next: None,
+            })
+    };
+    match recorded {
+        Ok(Recorded {
+            attempt: Some((_, events)),
+            next,
+        }) => {
             if let Some(e) = events.last() {
                 hub.committed(e.seq);
             }
+            next
         }
-        Ok(None) => tracing::warn!(
-            id = m.id,
-            "outbox: the lease ended during the send; the attempt is not recorded"
-        ),
+        Ok(Recorded { attempt: None, .. }) => {
+            tracing::warn!(
+                id = m.id,
+                "outbox: the lease ended during the send; the attempt is not recorded"
+            );
+            None
+        }
         Err(e) => {
-            tracing::warn!(id = m.id, error = %e, "outbox: cannot record an attempt")
+            tracing::warn!(id = m.id, error = %e, "outbox: cannot record an attempt");
+            None
         }
     }
 }

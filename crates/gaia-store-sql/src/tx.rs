@@ -194,6 +194,16 @@ macro_rules! write_tx {
             Ok(crate::outbox::lease_due(&mut self.tx, ::gaia_core::time::to_micros(now), ::gaia_core::time::to_micros(until), limit).await?)
         }
 
+        async fn outbox_lease_chat(
+            &mut self,
+            channel: ::gaia_core::outbox::Channel,
+            target: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+            until: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<Option<::gaia_core::outbox::Leased>, ::gaia_core::StoreError> {
+            Ok(crate::outbox::lease_chat(&mut self.tx, channel.as_str(), target, ::gaia_core::time::to_micros(now), ::gaia_core::time::to_micros(until)).await?)
+        }
+
         async fn outbox_lock(&mut self, id: i64) -> Result<Option<::gaia_core::outbox::Leased>, ::gaia_core::StoreError> {
             Ok(crate::outbox::lock(&mut self.tx, id).await?)
         }

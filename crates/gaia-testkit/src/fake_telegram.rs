@@ -352,6 +352,12 @@ impl FakeTelegram {
         self.shared.lock().sent.clone()
     }
 
+    /// How many messages were sent, without copying them (for polling while sends go on: a
+    /// copy holds the lock that every request handler takes).
+    pub fn sent_count(&self) -> usize {
+        self.shared.lock().sent.len()
+    }
+
     pub fn edited_messages(&self) -> Vec<EditedMessage> {
         self.shared.lock().edited.clone()
     }

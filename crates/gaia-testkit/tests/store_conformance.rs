@@ -35,6 +35,7 @@ backend_tests!(
     outbox_leases_are_fenced,
     outbox_pacing_is_shared_by_senders_and_survives_reopening,
     outbox_leases_one_message_per_chat_in_order,
+    outbox_record_leases_the_chats_next_message,
     executions_begin_once_and_finish_once,
     a_claim_belongs_to_the_token_that_took_it,
     first_opens_race_without_failing,
@@ -1119,6 +1120,121 @@ async fn outbox_leases_one_message_per_chat_in_order(db: &TestDb) {
         ids(&b.outbox_lease(10, Duration::from_secs(30)).await.unwrap()),
         [busy[2]]
     );
+}
+
+/// A lane's record leases its chat's next message in the same transaction, in order, when
+/// it may go now; one paced for a moment is released for any sender's next lease; a record
+/// whose lease was taken over records and leases nothing; a retry ends the lane.
+async fn outbox_record_leases_the_chats_next_message(db: &TestDb) {
+    use gaia_core::outbox::{Attempt, Leased, Next, Recorded, RetryPolicy, Slot, Status};
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 2, 4, 0, 0, 0).unwrap());
+    let a = db.open(&opts_with(&clock)).await;
+    let b = db.open(&opts_with(&clock)).await;
+    let policy = RetryPolicy::DEFAULT;
+    let sent = || Attempt::Sent {
+        result: json!({"message_id": 1}),
+    };
+    let paced_req = |l: &Leased| slot_req(l);
+    let paced = Next {
+        lease: Duration::from_secs(30),
+        request: &paced_req,
+    };
+    let unpaced_req = |l: &Leased| gaia_core::outbox::SlotRequest {
+        pacing: None,
+        ..slot_req(l)
+    };
+    let unpaced = Next {
+        lease: Duration::from_secs(30),
+        request: &unpaced_req,
+    };
+    let (chat, _) = a
+        .outbox_enqueue(&[
+            telegram_alert(81, "c1"),
+            telegram_alert(81, "c2"),
+            telegram_alert(81, "c3"),
+        ])
+        .await
+        .unwrap();
+    let other = a
+        .outbox_enqueue(&[telegram_alert(82, "o1")])
+        .await
+        .unwrap()
+        .0[0];
+    let first = lease_id(&a, chat[0]).await;
+    assert_eq!(a.outbox_reserve(&slot_req(&first)).await.unwrap(), Slot::Go);
+    let Recorded { attempt, next } = a
+        .outbox_record_next(chat[0], first.token, &sent(), &policy, 0.5, &paced)
+        .await
+        .unwrap();
+    let (m, ev) = attempt.unwrap();
+    assert_eq!(
+        (m.status, ev.len()),
+        (Status::Sent, 1),
+        "recorded with its event"
+    );
+    // Paced at 1/s per chat: the next message is not kept by the lane but released, due as
+    // before, for the next lease.
+    assert_eq!(next, None);
+    let second = lease_id(&b, chat[1]).await;
+    assert_eq!(
+        b.outbox_reserve(&slot_req(&second)).await.unwrap(),
+        Slot::Wait(Duration::from_secs(1))
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        b.outbox_reserve(&slot_req(&second)).await.unwrap(),
+        Slot::Go
+    );
+
+    // Unpaced: the chat's next message goes with the lane at once, under a lease of its own.
+    let Recorded { attempt, next } = b
+        .outbox_record_next(chat[1], second.token, &sent(), &policy, 0.5, &unpaced)
+        .await
+        .unwrap();
+    assert_eq!(attempt.unwrap().0.status, Status::Sent);
+    let third = next.unwrap();
+    assert_eq!(third.message.id, chat[2]);
+    assert!(
+        a.outbox_lease(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.message.id != chat[2]),
+        "leased to the lane, no other node takes it"
+    );
+
+    // Taken over before the record: nothing recorded, nothing more leased.
+    clock.advance(Duration::from_secs(31));
+    let taken = lease_id(&a, chat[2]).await;
+    let late = b
+        .outbox_record_next(chat[2], third.token, &sent(), &policy, 0.5, &unpaced)
+        .await
+        .unwrap();
+    assert_eq!(late, Recorded::default());
+    let m = b.outbox_get(chat[2]).await.unwrap().unwrap();
+    assert_eq!((m.status, m.attempts), (Status::Pending, 0));
+
+    // A retry keeps its message the chat's head, not yet due: the lane ends there.
+    assert_eq!(
+        a.outbox_reserve(&unpaced_req(&taken)).await.unwrap(),
+        Slot::Go
+    );
+    let retry = a
+        .outbox_record_next(
+            chat[2],
+            taken.token,
+            &Attempt::Retryable("503".into()),
+            &policy,
+            0.5,
+            &unpaced,
+        )
+        .await
+        .unwrap();
+    assert_eq!(retry.attempt.unwrap().0.status, Status::Pending);
+    assert_eq!(retry.next, None, "the chat's head is not due");
+    // The other chat's message was never touched by this chat's lane.
+    let m = a.outbox_get(other).await.unwrap().unwrap();
+    assert_eq!((m.status, m.attempts), (Status::Pending, 0));
 }
 
 /// The per-chat interval, a chat busy with a send in flight, the group minute, the overall

@@ -10,8 +10,8 @@ use crate::audit::NewAudit;
 use crate::error::StoreError;
 use crate::event::{Event, NewEvent, kinds};
 use crate::outbox::{
-    Attempt, GLOBAL_WINDOW, GROUP_WINDOW, Leased, Message, NewMessage, PaceState, RetryPolicy,
-    Slot, SlotRequest, Status, after_attempt, is_group_chat, pacing_key, slot_for,
+    Attempt, GLOBAL_WINDOW, GROUP_WINDOW, Leased, Message, NewMessage, Next, PaceState, Recorded,
+    RetryPolicy, Slot, SlotRequest, Status, after_attempt, is_group_chat, pacing_key, slot_for,
 };
 use crate::tx::{PacingRow, PacingStart, WriteTx};
 
@@ -50,8 +50,10 @@ pub async fn enqueue(
     Ok((ids, events))
 }
 
-/// Where paced reservations lock first (PostgreSQL), so the overall limit is judged one
-/// reservation at a time.
+/// Where reservations under an overall limit lock first (PostgreSQL), so that limit is judged
+/// one reservation at a time. Reservations without one (no `global_per_second`) judge nothing
+/// overall and do not queue here: every sender sharing a store is meant to apply the same
+/// limits.
 const GLOBAL_KEY: &str = "*";
 
 fn later(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
@@ -86,15 +88,29 @@ pub async fn reserve(mut tx: Box<dyn WriteTx>, req: &SlotRequest) -> Result<Slot
     if token != req.token || m.status != Status::Pending {
         return Ok(Slot::LostLease);
     }
+    let slot = reserve_in(&mut *tx, &m, req, true).await?;
+    tx.commit().await?;
+    Ok(slot)
+}
+
+/// [`reserve`] inside `tx`, for message `m`, locked and leased under `req.token`. Without
+/// `wait`, a [`Slot::Wait`] releases the lease (the message keeps its place in the queue), so
+/// that the sender can go on with a chat whose turn has come.
+async fn reserve_in(
+    tx: &mut dyn WriteTx,
+    m: &Message,
+    req: &SlotRequest,
+    wait: bool,
+) -> Result<Slot, StoreError> {
     let key = pacing_key(m.channel, &m.target);
-    if req.pacing.is_some() {
+    if req.pacing.is_some_and(|p| p.global_per_second.is_some()) {
         tx.pacing_lock(GLOBAL_KEY).await?;
     }
     let chat = tx.pacing_lock(&key).await?;
     // The time is read with every lock held, so it orders after every send it judges.
     let now = tx.now().await?;
     let state = pace_state(
-        &mut *tx,
+        tx,
         &chat,
         &key,
         is_group_chat(m.channel, &m.target),
@@ -118,12 +134,12 @@ pub async fn reserve(mut tx: Box<dyn WriteTx>, req: &SlotRequest) -> Result<Slot
             .await?;
             tx.outbox_set_lease(req.id, lease_until, false).await?;
         }
+        Slot::Wait(_) if !wait => tx.outbox_defer(req.id, m.next_attempt_at).await?,
         Slot::Wait(_) | Slot::LostLease => {
             tx.outbox_set_lease(req.id, lease_until, true).await?;
         }
         Slot::Deferred(wait) => tx.outbox_defer(req.id, later(now, wait)).await?,
     }
-    tx.commit().await?;
     Ok(slot)
 }
 
@@ -168,6 +184,90 @@ pub async fn record(
     policy: &RetryPolicy,
     unit: f64,
 ) -> Result<Option<(Message, Vec<Event>)>, StoreError> {
+    let Some(done) = record_in(&mut *tx, id, token, attempt, policy, unit).await? else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    let events = done.append(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(Some((done.message, events)))
+}
+
+/// Records an attempt made under the lease `token` like [`record`] and, in the same
+/// transaction, when it was recorded, leases the chat's next message (its new head, if due
+/// and not leased) for `next.lease` and reserves its send slot with the request `next.request`
+/// makes for it; it stays leased only when the slot is [`Slot::Go`]. A lane that keeps working
+/// its chat thus costs one write transaction per message instead of three (a share of a
+/// lease, a reservation, a record).
+pub async fn record_next(
+    mut tx: Box<dyn WriteTx>,
+    id: i64,
+    token: i64,
+    attempt: &Attempt,
+    policy: &RetryPolicy,
+    unit: f64,
+    next: &Next<'_>,
+) -> Result<Recorded, StoreError> {
+    let Some(done) = record_in(&mut *tx, id, Some(token), attempt, policy, unit).await? else {
+        tx.commit().await?;
+        return Ok(Recorded::default());
+    };
+    let mut after = None;
+    if done.recorded {
+        let m = &done.message;
+        let lease_until = later(done.now, next.lease);
+        if let Some(leased) = tx
+            .outbox_lease_chat(m.channel, &m.target, done.now, lease_until)
+            .await?
+        {
+            let req = (next.request)(&leased);
+            // Only a message that can go now stays with the lane: one paced for a moment is
+            // released for the next lease, which may hand the lane a chat whose turn has
+            // come (as a lane that ends after its record would), and one put back in the
+            // queue is not the lane's any more.
+            if reserve_in(&mut *tx, &leased.message, &req, false).await? == Slot::Go {
+                after = Some(leased);
+            }
+        }
+    }
+    // The events last, so that the log head's lock is the last one taken.
+    let events = done.append(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(Recorded {
+        attempt: Some((done.message, events)),
+        next: after,
+    })
+}
+
+/// An attempt written inside a transaction, its event and audit record still to append.
+struct Done {
+    message: Message,
+    /// Whether the attempt was recorded (not when the message had already ended).
+    recorded: bool,
+    now: DateTime<Utc>,
+    events: Vec<NewEvent>,
+    audit: Vec<NewAudit>,
+}
+
+impl Done {
+    async fn append(&self, tx: &mut dyn WriteTx) -> Result<Vec<Event>, StoreError> {
+        if self.events.is_empty() && self.audit.is_empty() {
+            return Ok(vec![]);
+        }
+        tx.append(&self.events, &self.audit, self.now).await
+    }
+}
+
+/// [`record`] inside `tx`, all but the append: `None` when the lease is not `token`'s (the
+/// send in flight is over all the same, for the caller to commit).
+async fn record_in(
+    tx: &mut dyn WriteTx,
+    id: i64,
+    token: Option<i64>,
+    attempt: &Attempt,
+    policy: &RetryPolicy,
+    unit: f64,
+) -> Result<Option<Done>, StoreError> {
     let Some(Leased {
         message: current,
         token: held,
@@ -179,14 +279,19 @@ pub async fn record(
     if token.is_some_and(|t| held != t || current.status != Status::Pending) {
         // Not this sender's any more: nothing to record, but its send is over and
         // Telegram's hold stands.
-        finish_send(&mut *tx, &current, token, attempt, now).await?;
-        tx.commit().await?;
+        finish_send(tx, &current, token, attempt, now).await?;
         return Ok(None);
     }
     if current.status != Status::Pending {
-        return Ok(Some((current, vec![])));
+        return Ok(Some(Done {
+            message: current,
+            recorded: false,
+            now,
+            events: vec![],
+            audit: vec![],
+        }));
     }
-    finish_send(&mut *tx, &current, token, attempt, now).await?;
+    finish_send(tx, &current, token, attempt, now).await?;
     let o = after_attempt(&current, attempt, policy, now, unit);
     tx.outbox_write(&o.message).await?;
     let subject = format!("outbox/{id}");
@@ -195,9 +300,13 @@ pub async fn record(
         .then(|| NewAudit::new("gaia", kinds::NOTIFY_DEAD, &subject, "dead", o.data))
         .into_iter()
         .collect();
-    let events = tx.append(&[event], &audit, now).await?;
-    tx.commit().await?;
-    Ok(Some((o.message, events)))
+    Ok(Some(Done {
+        message: o.message,
+        recorded: true,
+        now,
+        events: vec![event],
+        audit,
+    }))
 }
 
 /// After an attempt on `m` (made under `token`, when known): the chat's send in flight, if it

@@ -72,6 +72,34 @@ macro_rules! outbox_sql {
             Ok($crate::rows::all(&found, $crate::rows::leased)?)
         }
 
+        /// Leases the head of one chat until `until_us` under a new token, if it is due by
+        /// `now_us` and not leased (the chat's pending messages are found by the partial
+        /// index `outbox_chat_pending`).
+        pub(crate) async fn lease_chat(
+            conn: &mut $conn,
+            channel: &str,
+            target: &str,
+            now_us: i64,
+            until_us: i64,
+        ) -> crate::error::Db<Option<::gaia_core::outbox::Leased>> {
+            let found = ::sqlx::query(
+                "UPDATE outbox SET leased_until_us = $1, lease_token = lease_token + 1
+                 WHERE id = (SELECT h.id FROM outbox h
+                             WHERE h.status = 'pending' AND h.channel = $2 AND h.target = $3
+                             ORDER BY h.id LIMIT 1)
+                   AND status = 'pending' AND next_attempt_at_us <= $4
+                   AND leased_until_us <= $4
+                 RETURNING *",
+            )
+            .bind(until_us)
+            .bind(channel)
+            .bind(target)
+            .bind(now_us)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok($crate::rows::maybe(found, $crate::rows::leased)?)
+        }
+
         /// Message `id` with its lease token, locked.
         pub(crate) async fn lock(
             conn: &mut $conn,
@@ -124,17 +152,14 @@ macro_rules! outbox_sql {
             conn: &mut $conn,
             key: &str,
         ) -> crate::error::Db<::gaia_core::tx::PacingRow> {
-            ::sqlx::query(
-                "INSERT INTO outbox_pacing (chat) VALUES ($1) ON CONFLICT (chat) DO NOTHING",
+            // One statement: the upsert creates the row or, on conflict, locks it (a no-op
+            // update) and returns it as it stands.
+            let row = ::sqlx::query(
+                "INSERT INTO outbox_pacing (chat) VALUES ($1)
+                 ON CONFLICT (chat) DO UPDATE SET chat = excluded.chat
+                 RETURNING held_until_us, last_sent_us, sending_id, sending_token,
+                    sending_until_us",
             )
-            .bind(key)
-            .execute(&mut *conn)
-            .await?;
-            let row = ::sqlx::query(concat!(
-                "SELECT held_until_us, last_sent_us, sending_id, sending_token, sending_until_us
-                 FROM outbox_pacing WHERE chat = $1",
-                $for_update
-            ))
             .bind(key)
             .fetch_one(&mut *conn)
             .await?;
