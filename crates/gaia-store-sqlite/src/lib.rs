@@ -107,6 +107,12 @@ impl SqliteStore {
     /// same as [`open`](Self::open)'s. A use case never reads through the store while it
     /// holds a write transaction (it gets the transaction, not the store), so one
     /// connection cannot wait for itself.
+    ///
+    /// [`close`](gaia_core::store::Store::close) waits for that connection to close, and so
+    /// for SQLite's checkpoint on closing the last connection (the WAL synced, copied into
+    /// the database file, the database synced, the WAL removed), as the `sqlite3` shell's
+    /// exit does. With the pool's second connection a close could return before the first
+    /// had closed, and the process then exited during the checkpoint.
     pub async fn open_one_shot(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         let path = path_from_url(url)?;
         Self::open_for(&path, opts, Use::OneShot).await
