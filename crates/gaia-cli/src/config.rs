@@ -461,6 +461,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The scheduled GitHub sync of `gaia serve`; `None` unless `github.enabled`.
     pub github: Option<GithubConfig>,
+    /// Whether this process runs one command and exits (every command but the servers), so
+    /// the store is opened for that: see `open::open_store`. Not a setting: `main` sets it.
+    pub one_shot: bool,
 }
 
 /// The `retention.*` settings.
@@ -573,6 +576,7 @@ impl Config {
             backlog_template: p.template()?,
             retention: p.retention()?,
             github: p.github()?,
+            one_shot: false,
         })
     }
 

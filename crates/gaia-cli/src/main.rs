@@ -32,18 +32,24 @@ fn main() -> ExitCode {
         return ExitCode::from(e.code);
     }
     init_logging(cli.log.as_deref(), cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let one_shot = !serves(&cli.command);
+    // A one-shot command does one thing at a time: the thread it starts on runs it. Worker
+    // threads would only be started, woken between its steps and joined at exit.
+    let mut builder = if one_shot {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gaia: cannot start the async runtime: {e}");
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, one_shot)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("gaia: {}", e.message);
@@ -112,7 +118,15 @@ fn init_logging(flag: Option<&str>, format: cli::LogFormat) {
     };
 }
 
-async fn run(mut cli: Cli) -> CliResult {
+/// The commands that serve until stopped; every other command runs once and exits.
+fn serves(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Serve(_) | Command::Mcp(_) | Command::Telegram(_)
+    )
+}
+
+async fn run(mut cli: Cli, one_shot: bool) -> CliResult {
     if let Command::Completions { shell } = cli.command {
         let mut cmd = <Cli as clap::CommandFactory>::command();
         clap_complete::generate(shell, &mut cmd, "gaia", &mut std::io::stdout());
@@ -132,7 +146,7 @@ async fn run(mut cli: Cli) -> CliResult {
         url: cli.url,
         token: cli.token,
     };
-    let config = match Config::load(&overrides, &env) {
+    let mut config = match Config::load(&overrides, &env) {
         Ok(c) => c,
         // A hook must still answer, and never with allow.
         Err(e) if matches!(cli.command, Command::Hook(_)) => {
@@ -146,6 +160,7 @@ async fn run(mut cli: Cli) -> CliResult {
             return Err(CliError::bad_input(e));
         }
     };
+    config.one_shot = one_shot;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

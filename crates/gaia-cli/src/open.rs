@@ -5,18 +5,26 @@ use std::sync::Arc;
 use gaia_core::Gaia;
 use gaia_core::StoreError;
 use gaia_core::redact::Redactor;
-use gaia_core::store::{Store, StoreOptions};
+use gaia_core::store::Store;
 use gaia_store_postgres::PgStore;
 use gaia_store_sqlite::SqliteStore;
 
 use crate::config::Config;
 
-/// Opens `url` with `opts`: `sqlite:` URLs on SQLite, `postgres://`/`postgresql://` on PostgreSQL.
-pub async fn open_store(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens `url` with the configured options: `sqlite:` URLs on SQLite,
+/// `postgres://`/`postgresql://` on PostgreSQL. A SQLite store of a one-shot command keeps a
+/// single connection ([`SqliteStore::open_one_shot`]): a second one would be opened and
+/// discarded within the same few milliseconds.
+pub async fn open_store(url: &str, config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let opts = config.store_options();
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url, opts).await?))
+        if config.one_shot {
+            Ok(Arc::new(SqliteStore::open_one_shot(url, &opts).await?))
+        } else {
+            Ok(Arc::new(SqliteStore::open(url, &opts).await?))
+        }
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::open(url, opts).await?))
+        Ok(Arc::new(PgStore::open(url, &opts).await?))
     } else {
         Err(StoreError::BadUrl(
             "use sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
@@ -26,7 +34,7 @@ pub async fn open_store(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>
 
 /// The service over the configured store, with the NDJSON sink and secret redaction set up.
 pub async fn gaia(config: &Config) -> Result<Gaia, StoreError> {
-    let store = open_store(&config.database_url, &config.store_options()).await?;
+    let store = open_store(&config.database_url, config).await?;
     Ok(Gaia::new(store)
         .with_ndjson_sink(config.ndjson_path.clone())
         .with_redactor(Redactor::new(config.secret_values()))

@@ -82,6 +82,15 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(rest))
 }
 
+/// Who the store is opened for, which decides how many connections it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// A long-lived process (the server): up to `max_connections`, each checked before use.
+    Serving,
+    /// A process that runs one command and exits: one connection, see [`SqliteStore::open_one_shot`].
+    OneShot,
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the database `url` names and applies pending migrations.
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
@@ -90,6 +99,34 @@ impl SqliteStore {
     }
 
     pub async fn open_path(path: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
+        Self::open_for(path, opts, Use::Serving).await
+    }
+
+    /// Like [`open`](Self::open), for a process that runs one command and exits: the store
+    /// keeps a single connection and uses it without a liveness check before each use.
+    ///
+    /// Such a process does one thing at a time, so a second connection only costs: opening
+    /// one is a thread, a file open, the PRAGMAs and a parse of the schema, and the pool
+    /// opens it whenever the first is still on its way back (returning a connection is
+    /// asynchronous), which it is right after every statement. The check before use is a
+    /// round trip to the connection's thread; a connection opened a moment ago needs none,
+    /// and a broken one still fails the statement. `max_connections` does not apply; the
+    /// settings that make a commit durable (WAL, `synchronous`, the busy timeout) are the
+    /// same as [`open`](Self::open)'s. A use case never reads through the store while it
+    /// holds a write transaction (it gets the transaction, not the store), so one
+    /// connection cannot wait for itself.
+    ///
+    /// [`close`](gaia_core::store::Store::close) waits for that connection to close, and so
+    /// for SQLite's checkpoint on closing the last connection (the WAL synced, copied into
+    /// the database file, the database synced, the WAL removed), as the `sqlite3` shell's
+    /// exit does. With the pool's second connection a close could return before the first
+    /// had closed, and the process then exited during the checkpoint.
+    pub async fn open_one_shot(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let path = path_from_url(url)?;
+        Self::open_for(&path, opts, Use::OneShot).await
+    }
+
+    async fn open_for(path: &Path, opts: &StoreOptions, used: Use) -> Result<Self, StoreError> {
         if path.is_dir() {
             return Err(StoreError::NotADatabase(format!(
                 "{} is a directory, not a database file",
@@ -123,9 +160,14 @@ impl SqliteStore {
             .synchronous(sync)
             .busy_timeout(opts.lock_timeout)
             .foreign_keys(true);
+        let (max_connections, test_before_acquire) = match used {
+            Use::Serving => (opts.max_connections.max(1), true),
+            Use::OneShot => (1, false),
+        };
         let pool_options = SqlitePoolOptions::new()
-            .max_connections(opts.max_connections.max(1))
+            .max_connections(max_connections)
             .min_connections(0)
+            .test_before_acquire(test_before_acquire)
             // Waiting for a pooled connection is waiting for the store: bound it like a lock.
             .acquire_timeout(opts.lock_timeout + opts.connect_timeout);
         let pool = connect_waiting(pool_options, connect, opts.lock_timeout)

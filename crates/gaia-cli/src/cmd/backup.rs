@@ -82,7 +82,7 @@ pub async fn restore(args: RestoreArgs, config: &Config) -> CliResult {
         )));
     }
     let url = &config.database_url;
-    let target = crate::open::open_store(url, &config.store_options()).await?;
+    let target = crate::open::open_store(url, config).await?;
     let Some(dump) = target.dump() else {
         return Err(CliError::bad_input("this store cannot be restored into"));
     };

@@ -213,7 +213,7 @@ async fn store(r: &mut Report, config: &Config) -> bool {
             return false;
         }
     }
-    let store = match crate::open::open_store(url, &config.store_options()).await {
+    let store = match crate::open::open_store(url, config).await {
         Ok(s) => s,
         Err(e) => {
             let fix = match &e {

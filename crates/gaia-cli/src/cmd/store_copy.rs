@@ -19,9 +19,8 @@ pub async fn run(from: &str, to: &str, config: &Config) -> CliResult {
     if from == to {
         return Err(CliError::bad_input("--from and --to name the same store"));
     }
-    let opts = config.store_options();
-    let source = crate::open::open_store(from, &opts).await?;
-    let target = crate::open::open_store(to, &opts).await?;
+    let source = crate::open::open_store(from, config).await?;
+    let target = crate::open::open_store(to, config).await?;
     let copied = copy_between(source.as_ref(), target.as_ref()).await;
     source.close().await;
     target.close().await;
@@ -73,8 +72,7 @@ pub async fn import_events(file: &Path, config: &Config) -> CliResult {
             |e| CliError::bad_input(format!("cannot read {}: {e}", file.display())),
         )?))
     };
-    let store: Arc<dyn Store> =
-        crate::open::open_store(&config.database_url, &config.store_options()).await?;
+    let store: Arc<dyn Store> = crate::open::open_store(&config.database_url, config).await?;
     let mut bar = Progress::new("events import", "events", None);
     let imported = match dumpable(store.as_ref()) {
         Ok(to) => gaia_core::dump::import_events(to, reader.lines(), &mut |_, n| bar.add(n)).await,
