@@ -261,8 +261,7 @@ pub trait OutboxStore: Transact {
         unit: f64,
         next: &crate::outbox::Next<'_>,
     ) -> Result<crate::outbox::Recorded, StoreError> {
-        let tx = self.begin_write().await?;
-        crate::usecase::outbox::record_next(tx, id, token, attempt, policy, unit, next).await
+        crate::write_in!(self, tx => crate::usecase::outbox::record_next(tx, id, token, attempt, policy, unit, next).await)
     }
 
     /// Records the outcome of an attempt on message `id` with its event, whoever holds its
