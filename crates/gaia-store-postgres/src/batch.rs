@@ -41,6 +41,9 @@ use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
 const MAX_BATCH: usize = 64;
 /// Batches committing at once.
 const IN_FLIGHT: usize = 2;
+/// Permits a batch takes while the log is shared with other writers: all of them, so that
+/// one batch is in flight at a time.
+const IN_FLIGHT_SHARED: u32 = IN_FLIGHT as u32;
 /// Claims waiting for the writer before callers wait to enqueue.
 const QUEUE: usize = 1024;
 
@@ -129,6 +132,11 @@ impl Predicted {
         })
     }
 
+    /// Whether predictions missed lately (and none hit since): others write to the log.
+    fn shared(&self) -> bool {
+        self.backoff > 0
+    }
+
     fn hit(&mut self) {
         self.backoff = 0;
     }
@@ -214,8 +222,18 @@ impl ClaimBatcher {
             // a claim's caller waits for its reply, so one caller's claims are never in two
             // batches at once. A batch is gathered only once it may start, so claims arriving
             // meanwhile join it.
+            //
+            // When other nodes (or writers) share the log, as predictions missing shows, a
+            // second batch of this node would only queue for `log_head` behind the first and
+            // commit half of this node's claims in a flush of its own; one batch at a time
+            // then gathers them all, so the flushes the nodes take turns at carry more claims.
             loop {
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                let permits = if lock(&writer.predicted).shared() {
+                    IN_FLIGHT_SHARED
+                } else {
+                    1
+                };
+                let Ok(permit) = in_flight.clone().acquire_many_owned(permits).await else {
                     break;
                 };
                 let Some(first) = rx.recv().await else { break };
