@@ -10,24 +10,29 @@
 //! Row locks are taken in key order, so batches on different nodes cannot deadlock.
 //!
 //! Two batches may be in flight at once, the second locking and deciding while the first
-//! commits. A batch costs five round trips however many claims it holds: BEGIN; one upsert that locks
-//! every key's row and reads the clock; one statement that writes every changed row and
-//! reserves the seqs (taking the `log_head` lock); one that inserts the events and audit
-//! records and queues the NOTIFY; COMMIT.
+//! commits. A batch costs four round trips however many claims it holds: BEGIN; one upsert
+//! that locks every key's row and reads the clock; one statement that writes every changed
+//! row, the events and audit records numbered from the predicted log head, the new head and
+//! the NOTIFY, checking the head under its lock (see [`Predicted`]); COMMIT. The `log_head`
+//! lock is held for that statement and the commit only. When the head is not foreseen (at
+//! start, after another node or writer moved it) the statement writes the rows and reserves
+//! the seqs, and a fifth inserts the events and audit records.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
+use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
 use gaia_core::claims::{ClaimResult, ClaimRow, Request, decide};
 use gaia_core::event::Event;
 use gaia_core::time::{Clock, from_micros, to_micros};
+use gaia_core::usecase::log::{Appended, LogHead};
 use sqlx::{FromRow, PgConnection, PgPool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::NOW_US;
 use crate::error::{Db, boundary};
-use crate::log::{RESERVE, count, write_log};
+use crate::log::{RESERVE, bind_log, count, log_rows, number_at, write_numbered};
 use crate::notify::Notifications;
 use gaia_store_sql::rows;
 use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
@@ -36,6 +41,9 @@ use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
 const MAX_BATCH: usize = 64;
 /// Batches committing at once.
 const IN_FLIGHT: usize = 2;
+/// Permits a batch takes while the log is shared with other writers: all of them, so that
+/// one batch is in flight at a time.
+const IN_FLIGHT_SHARED: u32 = IN_FLIGHT as u32;
 /// Claims waiting for the writer before callers wait to enqueue.
 const QUEUE: usize = 1024;
 
@@ -53,6 +61,147 @@ pub(crate) struct Writer {
     pub(crate) pool: PgPool,
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) notifications: Arc<Notifications>,
+    pub(crate) predicted: Arc<Mutex<Predicted>>,
+}
+
+/// The log head as the batches already sent will leave it, when it can be foreseen: a node
+/// whose batches are the only writers to the log knows where the next batch starts before
+/// the previous one commits. A batch numbered from that prediction writes its rows, its
+/// events and audit records and the new head in one statement that checks the head under
+/// its lock, and so holds the `log_head` lock for that statement and the commit only (one
+/// round trip fewer than reserving the seqs first, for every writer waiting behind it). A
+/// wrong prediction (another node or writer moved the head, or an earlier batch failed)
+/// writes nothing to the log and the batch reserves its seqs as usual; after a miss,
+/// predictions pause for a growing number of batches, so that nodes sharing the log do not
+/// pay for misses on every batch.
+#[derive(Debug, Default)]
+pub(crate) struct Predicted {
+    /// Where the next batch starts, if known.
+    next: Option<LogHead>,
+    /// Batches in flight that reserve their seqs under the lock: until they commit, the head
+    /// they leave is not known, so no batch is predicted.
+    unforeseen: usize,
+    /// The newest head such a batch committed, where predictions resume once none is left.
+    resume: Option<LogHead>,
+    /// Batches still to go the usual way after a miss.
+    pause: u32,
+    /// The pause after the next miss.
+    backoff: u32,
+    /// Whether the newest predicted batch has sent its statement.
+    last: Option<watch::Receiver<bool>>,
+}
+
+/// A batch numbered from the predicted head.
+struct Prediction {
+    start: LogHead,
+    done: Appended,
+    /// Whether the batch predicted before this one has sent its statement.
+    after: Option<watch::Receiver<bool>>,
+    /// Set once this batch's statement has been answered.
+    sent: watch::Sender<bool>,
+}
+
+/// The longest pause after misses, in batches.
+const MAX_PAUSE: u32 = 64;
+
+impl Predicted {
+    /// The head to number a batch after, and the batch numbered from it (which the next
+    /// batch then starts after); `None` when the head is not foreseen, and the batch is to
+    /// reserve its seqs under the lock (see [`Unforeseen`]).
+    fn start(&mut self, decided: &Decided, now: DateTime<Utc>) -> Option<Prediction> {
+        let start = if self.pause > 0 {
+            self.pause -= 1;
+            None
+        } else if self.unforeseen > 0 {
+            None
+        } else {
+            self.next.take()
+        };
+        let Some(start) = start else {
+            self.next = None;
+            return None;
+        };
+        let done = number_at(start.clone(), &decided.events, &decided.audit, now);
+        self.next = Some(done.head.clone());
+        let (sent, after) = watch::channel(false);
+        Some(Prediction {
+            start,
+            done,
+            after: self.last.replace(after),
+            sent,
+        })
+    }
+
+    /// Whether predictions missed lately (and none hit since): others write to the log.
+    fn shared(&self) -> bool {
+        self.backoff > 0
+    }
+
+    fn hit(&mut self) {
+        self.backoff = 0;
+    }
+
+    fn missed(&mut self) {
+        self.next = None;
+        self.backoff = (self.backoff * 2).clamp(1, MAX_PAUSE);
+        self.pause = self.backoff;
+    }
+
+    /// An unforeseen batch ended, having committed `head` (`None`: it failed).
+    fn finished(&mut self, head: Option<LogHead>) {
+        self.unforeseen = self.unforeseen.saturating_sub(1);
+        if let Some(head) = head {
+            // Every claim batch appends at least one event, so the newest head has the
+            // highest seq, whichever of two batches reports first.
+            if self
+                .resume
+                .as_ref()
+                .is_none_or(|r| r.event_seq < head.event_seq)
+            {
+                self.resume = Some(head);
+            }
+        }
+        if self.unforeseen == 0 {
+            self.next = self.resume.take();
+        }
+    }
+
+    fn forget(&mut self) {
+        self.next = None;
+    }
+}
+
+/// A batch that reserves its seqs under the lock; counted in [`Predicted::unforeseen`] until
+/// dropped, when the head it committed (if it did) is reported.
+struct Unforeseen<'a> {
+    predicted: &'a Mutex<Predicted>,
+    committed: Option<LogHead>,
+}
+
+impl<'a> Unforeseen<'a> {
+    /// `missed`: the batch was predicted, and the head was not where the prediction said.
+    fn new(predicted: &'a Mutex<Predicted>, missed: bool) -> Self {
+        let mut p = lock(predicted);
+        if missed {
+            p.missed();
+        }
+        p.unforeseen += 1;
+        drop(p);
+        Self {
+            predicted,
+            committed: None,
+        }
+    }
+}
+
+impl Drop for Unforeseen<'_> {
+    fn drop(&mut self) {
+        lock(self.predicted).finished(self.committed.take());
+    }
+}
+
+fn lock(m: &Mutex<Predicted>) -> std::sync::MutexGuard<'_, Predicted> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The key and the server's clock, returned with each locked claim row.
@@ -73,8 +222,18 @@ impl ClaimBatcher {
             // a claim's caller waits for its reply, so one caller's claims are never in two
             // batches at once. A batch is gathered only once it may start, so claims arriving
             // meanwhile join it.
+            //
+            // When other nodes (or writers) share the log, as predictions missing shows, a
+            // second batch of this node would only queue for `log_head` behind the first and
+            // commit half of this node's claims in a flush of its own; one batch at a time
+            // then gathers them all, so the flushes the nodes take turns at carry more claims.
             loop {
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                let permits = if lock(&writer.predicted).shared() {
+                    IN_FLIGHT_SHARED
+                } else {
+                    1
+                };
+                let Ok(permit) = in_flight.clone().acquire_many_owned(permits).await else {
                     break;
                 };
                 let Some(first) = rx.recv().await else { break };
@@ -113,7 +272,13 @@ impl ClaimBatcher {
 impl Writer {
     async fn commit(&self, batch: Vec<(Request, Reply)>) {
         let reqs: Vec<Request> = batch.iter().map(|(r, _)| r.clone()).collect();
-        match boundary(self.run(&reqs)).await {
+        let ran = boundary(self.run(&reqs)).await;
+        if ran.is_err() {
+            // A batch that failed may have been predicted on: the head it would have left is
+            // not the head now.
+            lock(&self.predicted).forget();
+        }
+        match ran {
             Ok(results) => {
                 for ((_, reply), result) in batch.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -155,15 +320,57 @@ impl Writer {
                 _ => None,
             })
             .collect();
-        let head = write_rows(&dirty, &decided)
-            .fetch_optional(&mut *tx)
-            .await?;
         // Announce inside the batch's own transaction: commits are already ordered by the
         // `log_head` lock, so NOTIFY adds no serialisation here, and it saves the separate
         // announcing transaction (and its flush) per batch.
-        let committed =
-            write_log(&mut tx, head, &decided.events, &decided.audit, now, true).await?;
-        tx.commit().await?;
+        let predicted = lock(&self.predicted).start(&decided, now);
+        let written = match &predicted {
+            Some(p) => {
+                // The batch predicted before this one sends its statement first, or this
+                // one could take the head's lock first and both would miss.
+                if let Some(mut before) = p.after.clone() {
+                    let _ = before.wait_for(|sent| *sent).await;
+                }
+                let res = write_predicted(&dirty, &p.start, &p.done, now)
+                    .fetch_optional(&mut *tx)
+                    .await;
+                p.sent.send_replace(true);
+                res?.is_some()
+            }
+            None => false,
+        };
+        let was_predicted = predicted.is_some();
+        let committed = match predicted {
+            Some(Prediction { done, .. }) if written => {
+                tx.commit().await?;
+                lock(&self.predicted).hit();
+                done
+            }
+            _ => {
+                // Until this batch commits, the head it leaves is not known.
+                let mut unforeseen = Unforeseen::new(&self.predicted, was_predicted);
+                // The rows are written already when the prediction missed; only the seqs
+                // remain to reserve.
+                let head = if was_predicted {
+                    sqlx::query(RESERVE)
+                        .bind(count(&decided.events))
+                        .bind(count(&decided.audit))
+                        .fetch_optional(&mut *tx)
+                        .await?
+                } else {
+                    write_rows(&dirty, &decided)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                };
+                let done =
+                    write_numbered(&mut tx, head, &decided.events, &decided.audit, now, true)
+                        .await?;
+                tx.commit().await?;
+                unforeseen.committed = Some(done.head.clone());
+                done
+            }
+        };
+        let committed = committed.events;
         if let Some(last) = committed.last() {
             self.notifications.seen(last.seq);
         }
@@ -304,5 +511,74 @@ static WRITE_ROWS: LazyLock<String> = LazyLock::new(|| {
                      ttl_ms, principal)
             WHERE claims.key = u.key
          ) {RESERVE}"
+    )
+});
+
+/// The statement of a predicted batch: writes the changed rows (`$21..$29`) and, if the head
+/// is still `$18..$20` once its lock is held, sets it to `$16`, `$17`, `$15`, writes the events
+/// and audit records (`$1..$14`) and announces the newest seq (`$30`, `$31`). Returns a row
+/// only if the head was as predicted.
+fn write_predicted<'q>(
+    dirty: &[(&'q String, &'q ClaimRow)],
+    start: &'q LogHead,
+    done: &'q Appended,
+    now: DateTime<Utc>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let text = |f: fn(&'q gaia_core::claims::Holder) -> Option<&'q str>| {
+        dirty
+            .iter()
+            .map(|(_, r)| r.holder.as_ref().and_then(f))
+            .collect::<Vec<_>>()
+    };
+    let int = |f: fn(&ClaimRow) -> Option<i64>| dirty.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
+    let last = done.events.last().map_or(done.head.event_seq, |e| e.seq);
+    bind_log(sqlx::query(WRITE_PREDICTED.as_str()), to_micros(now), done)
+        .bind(done.head.event_seq)
+        .bind(done.head.audit_id)
+        .bind(start.event_seq)
+        .bind(start.audit_id)
+        .bind(start.audit_hash.as_str())
+        .bind(dirty.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+        .bind(text(|h| Some(h.agent.as_str())))
+        .bind(text(|h| Some(h.operator.as_str())))
+        .bind(text(|h| Some(h.fingerprint.as_str())))
+        .bind(int(|r| Some(r.token)))
+        .bind(int(|r| r.acquired_at.map(to_micros)))
+        .bind(int(|r| r.expires_at.map(to_micros)))
+        .bind(int(|r| {
+            Some(i64::try_from(r.ttl.as_millis()).unwrap_or(i64::MAX))
+        }))
+        .bind(text(|h| h.principal.as_deref()))
+        .bind(crate::notify::CHANNEL)
+        .bind(last.to_string())
+}
+
+/// See [`write_predicted`]. `cur` locks the head's row and reads it as the last writer
+/// committed it (a condition in the `UPDATE` itself would be judged on the statement's
+/// snapshot, from before the previous batch committed, and miss every prediction made while
+/// that batch was in flight); `h` moves it only if it is as predicted, and every log insert
+/// and the NOTIFY read `h` first, so a wrong prediction writes nothing to the log.
+static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH w AS (
+            UPDATE claims SET agent = u.agent, operator = u.operator,
+                fingerprint = u.fingerprint, token = u.token, acquired_at_us = u.acquired_at_us,
+                expires_at_us = u.expires_at_us, ttl_ms = u.ttl_ms, principal = u.principal
+            FROM UNNEST($21::TEXT[], $22::TEXT[], $23::TEXT[], $24::TEXT[], $25::BIGINT[],
+                        $26::BIGINT[], $27::BIGINT[], $28::BIGINT[], $29::TEXT[])
+                AS u(key, agent, operator, fingerprint, token, acquired_at_us, expires_at_us,
+                     ttl_ms, principal)
+            WHERE claims.key = u.key
+         ), cur AS MATERIALIZED (
+            SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1 FOR NO KEY UPDATE
+         ), h AS (
+            UPDATE log_head SET event_seq = $16, audit_seq = $17, audit_hash = $15
+            FROM cur
+            WHERE log_head.id = 1 AND cur.event_seq = $18 AND cur.audit_seq = $19
+                AND cur.audit_hash = $20
+            RETURNING log_head.id
+         ), {}
+         SELECT pg_notify($30, $31) IS NULL FROM h",
+        log_rows("WHERE EXISTS (SELECT 1 FROM h)")
     )
 });

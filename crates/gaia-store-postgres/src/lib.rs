@@ -142,6 +142,7 @@ impl PgStore {
                 pool: self.pool.clone(),
                 clock: self.clock.clone(),
                 notifications: self.notifications.clone(),
+                predicted: std::sync::Arc::default(),
             })
         })
     }

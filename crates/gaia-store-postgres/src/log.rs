@@ -1,11 +1,13 @@
 //! The event log and the audit chain on PostgreSQL.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
 use gaia_core::audit::NewAudit;
 use gaia_core::event::{Event, NewEvent};
 use gaia_core::time::{from_micros, to_micros};
-use gaia_core::usecase::log::{Appended, number};
+use gaia_core::usecase::log::{Appended, LogHead, number};
 use sqlx::PgConnection;
 
 use crate::PgStore;
@@ -51,17 +53,39 @@ pub(crate) async fn write_log(
     now: DateTime<Utc>,
     notify: bool,
 ) -> Db<Vec<Event>> {
+    Ok(write_numbered(conn, head, events, audit, now, notify)
+        .await?
+        .events)
+}
+
+/// [`write_log`], returning the new head as well.
+pub(crate) async fn write_numbered(
+    conn: &mut PgConnection,
+    head: Option<sqlx::postgres::PgRow>,
+    events: &[NewEvent],
+    audit: &[NewAudit],
+    now: DateTime<Utc>,
+    notify: bool,
+) -> Db<Appended> {
     let head = rows::log_head(head)?;
-    // The timestamp as stored (microseconds), so what is returned equals what is read back.
-    let ts = to_micros(now);
-    let done = number(head, events, audit, from_micros(ts));
-    insert_log(conn, ts, &done, notify).await?;
-    Ok(done.events)
+    let done = number_at(head, events, audit, now);
+    insert_log(conn, to_micros(now), &done, notify).await?;
+    Ok(done)
+}
+
+/// Numbers the events and audit records after `head`, stamped with `now` as stored
+/// (microseconds), so that what is returned equals what is read back.
+pub(crate) fn number_at(
+    head: LogHead,
+    events: &[NewEvent],
+    audit: &[NewAudit],
+    now: DateTime<Utc>,
+) -> Appended {
+    number(head, events, audit, from_micros(to_micros(now)))
 }
 
 /// Writes numbered events and sealed audit records, and the new chain hash, in one statement.
 async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended, notify: bool) -> Db<()> {
-    let (committed, sealed) = (&done.events, &done.audit);
     // One statement for every row: the log_head lock is held from the UPDATE above until
     // commit, so each round trip saved here shortens the queue of every other writer.
     let announce = match done.events.last() {
@@ -69,14 +93,32 @@ async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended, notify: b
         _ => None,
     };
     let sql = format!(
-        "{INSERT_LOG} {}",
+        "WITH {} UPDATE log_head SET audit_hash = $15 {}",
+        LOG_ROWS.as_str(),
         if announce.is_some() {
             "FROM (SELECT pg_notify($16, $17)) AS n WHERE id = 1"
         } else {
             "WHERE id = 1"
         }
     );
-    let query = sqlx::query(&sql)
+    let query = bind_log(sqlx::query(&sql), ts, done);
+    let query = match announce {
+        Some(seq) => query.bind(crate::notify::CHANNEL).bind(seq),
+        None => query,
+    };
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Binds `$1..$15` of [`LOG_ROWS`]: the timestamp, the events' and audit records' columns,
+/// and the new chain hash.
+pub(crate) fn bind_log<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ts: i64,
+    done: &'q Appended,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let (committed, sealed) = (&done.events, &done.audit);
+    query
         .bind(ts)
         .bind(committed.iter().map(|e| e.seq).collect::<Vec<_>>())
         .bind(
@@ -131,30 +173,31 @@ async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended, notify: b
                 .collect::<Vec<_>>(),
         )
         .bind(sealed.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
-        .bind(&done.head.audit_hash);
-    let query = match announce {
-        Some(seq) => query.bind(crate::notify::CHANNEL).bind(seq),
-        None => query,
-    };
-    query.execute(&mut *conn).await?;
-    Ok(())
+        .bind(&done.head.audit_hash)
 }
 
-/// Writes the events and audit records of `insert_log`; its caller ends the statement with
-/// the condition on `log_head` (and the NOTIFY it may carry).
-const INSERT_LOG: &str = "WITH e AS (
+/// The CTEs that write the events and audit records (`$1..$14`; `$15`, the new chain hash, is
+/// for the caller's `log_head` update). Its callers end the statement with that update.
+pub(crate) static LOG_ROWS: LazyLock<String> = LazyLock::new(|| log_rows(""));
+
+/// [`LOG_ROWS`] with `cond` appended to each insert's `SELECT` (as `WHERE ...`), so that a
+/// statement can write the log only when a condition on `log_head` holds.
+pub(crate) fn log_rows(cond: &str) -> String {
+    format!(
+        "e AS (
             INSERT INTO events (seq, ts_us, type, actor, subject, data)
             SELECT seq, $1, type, actor, subject, data
             FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])
-                AS u(seq, type, actor, subject, data)
+                AS u(seq, type, actor, subject, data) {cond}
          ), a AS (
             INSERT INTO audit (id, ts_us, actor, action, subject, outcome, details, prev_hash, hash)
             SELECT id, $1, actor, action, subject, outcome, details, prev_hash, hash
             FROM UNNEST($7::BIGINT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[],
                         $12::TEXT[], $13::TEXT[], $14::TEXT[])
-                AS u(id, actor, action, subject, outcome, details, prev_hash, hash)
-         )
-         UPDATE log_head SET audit_hash = $15";
+                AS u(id, actor, action, subject, outcome, details, prev_hash, hash) {cond}
+         )"
+    )
+}
 
 gaia_store_sql::log_reads_sql!(store = PgStore, {
     async fn wait_for_commit(

@@ -26,6 +26,7 @@ backend_tests!(
     audit_chain_detects_tampering,
     claim_lock_timeout_is_an_outcome,
     in_process_claimers_never_overlap,
+    claims_from_two_nodes_and_other_writes_keep_the_log_whole,
     tokens_are_stored_hashed_and_revocable,
     reaper_reports_each_expiry_once,
     command_requests_decide_once_and_expire,
@@ -404,6 +405,82 @@ async fn in_process_claimers_never_overlap(db: &TestDb) {
         let want: BTreeSet<i64> = (1..=tokens.len() as i64).collect();
         assert_eq!(tokens, &want, "tokens are 1..n with no reuse");
     }
+}
+
+async fn claims_from_two_nodes_and_other_writes_keep_the_log_whole(db: &TestDb) {
+    // Two stores on one database (two nodes, each with its own claim writer) and a writer of
+    // plain events all move the log head, so each node's claims find it moved under them
+    // now and then. Every claim that wrote must still have its events in a gap-free log
+    // whose audit chain verifies.
+    const CLAIMERS: usize = 4;
+    const PAIRS: usize = 20;
+    const EMITS: usize = 30;
+    let nodes = [
+        Gaia::new(db.open(&StoreOptions::default()).await),
+        Gaia::new(db.open(&StoreOptions::default()).await),
+    ];
+    let mut tasks = Vec::new();
+    for t in 0..CLAIMERS {
+        let gaia = nodes[t % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut wrote = 0u64;
+            for i in 0..PAIRS {
+                let k = format!("k{}", (t + i) % 3);
+                let agent = format!("agent-{t}");
+                for req in [
+                    acquire(&k, &agent, "fp", 30),
+                    Request::release(key(&k), &agent, None).unwrap(),
+                ] {
+                    let r = gaia.apply_claim(&req).await.unwrap();
+                    if matches!(
+                        r.outcome,
+                        Outcome::Acquired | Outcome::TakenOver | Outcome::Released
+                    ) {
+                        wrote += 1;
+                    }
+                }
+            }
+            wrote
+        }));
+    }
+    let emitter = nodes[0].clone();
+    let emits = tokio::spawn(async move {
+        for n in 0..EMITS {
+            emitter
+                .emit_event("test.other", "agent-x", "s", json!({ "n": n }))
+                .await
+                .unwrap();
+        }
+    });
+    let mut wrote = 0;
+    for t in tasks {
+        wrote += t.await.unwrap();
+    }
+    emits.await.unwrap();
+    assert!(wrote > 0);
+    let store = db.open(&StoreOptions::default()).await;
+    let events = store
+        .events_after(0, &EventFilter::default(), 100_000)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, want, "the log is gap-free and ordered");
+    let claim_events = events
+        .iter()
+        .filter(|e| e.kind.starts_with("claim."))
+        .count() as u64;
+    assert_eq!(
+        claim_events, wrote,
+        "one event for each claim call that wrote"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.kind == "test.other").count(),
+        EMITS
+    );
+    let report = Gaia::new(store).verify_audit().await.unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.checked, seqs.len() as u64);
 }
 
 async fn tokens_are_stored_hashed_and_revocable(db: &TestDb) {
