@@ -44,6 +44,7 @@ pub struct SqliteStore {
     /// to 100 ms, so writers of one process racing each other for it would turn millisecond
     /// writes into waits of a hundred; in turn, only writers of other processes meet that wait.
     writers: Writers,
+    used: Use,
 }
 
 // `BEGIN IMMEDIATE` takes the write lock before anything is read.
@@ -116,11 +117,10 @@ impl SqliteStore {
     /// holds a write transaction (it gets the transaction, not the store), so one
     /// connection cannot wait for itself.
     ///
-    /// [`close`](gaia_core::store::Store::close) waits for that connection to close, and so
-    /// for SQLite's checkpoint on closing the last connection (the WAL synced, copied into
-    /// the database file, the database synced, the WAL removed), as the `sqlite3` shell's
-    /// exit does. With the pool's second connection a close could return before the first
-    /// had closed, and the process then exited during the checkpoint.
+    /// [`close`](gaia_core::store::Store::close) does not wait for that connection to close:
+    /// that would be waiting for SQLite's checkpoint on closing the last connection (the WAL
+    /// synced, copied into the database file, the database synced), which adds nothing to
+    /// what a commit under `synchronous` already guarantees; the process exits instead.
     pub async fn open_one_shot(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         let path = path_from_url(url)?;
         Self::open_for(&path, opts, Use::OneShot).await
@@ -179,6 +179,7 @@ impl SqliteStore {
             pool,
             clock: opts.clock.clone(),
             path: path.to_owned(),
+            used,
         };
         migrate::run(&store.pool)
             .await
@@ -260,6 +261,13 @@ gaia_store_sql::store_sql!(store = SqliteStore, {
     }
 
     async fn close(&self) {
+        // A one-shot command's process exits next, and with it the connection: waiting for it
+        // to close would wait for SQLite's checkpoint on close (two syncs of the WAL and the
+        // database, most of such a command's time on a busy disk). Every commit is already as
+        // durable as `synchronous` makes it, and the next writer checkpoints as it goes.
+        if self.used == Use::OneShot {
+            return;
+        }
         self.pool.close().await;
     }
 });
