@@ -474,6 +474,20 @@ fn write_rows<'q>(
     dirty: &[(&'q String, &'q ClaimRow)],
     decided: &Decided,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    bind_rows(
+        sqlx::query(WRITE_ROWS.as_str())
+            .bind(count(&decided.events))
+            .bind(count(&decided.audit)),
+        dirty,
+    )
+}
+
+/// Binds the changed claim rows, one array per column: key, agent, operator, fingerprint,
+/// token, acquired, expires, TTL, principal.
+fn bind_rows<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    dirty: &[(&'q String, &'q ClaimRow)],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     let text = |f: fn(&'q gaia_core::claims::Holder) -> Option<&'q str>| {
         dirty
             .iter()
@@ -481,9 +495,7 @@ fn write_rows<'q>(
             .collect::<Vec<_>>()
     };
     let int = |f: fn(&ClaimRow) -> Option<i64>| dirty.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
-    sqlx::query(WRITE_ROWS.as_str())
-        .bind(count(&decided.events))
-        .bind(count(&decided.audit))
+    query
         .bind(dirty.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
         .bind(text(|h| Some(h.agent.as_str())))
         .bind(text(|h| Some(h.operator.as_str())))
@@ -524,31 +536,14 @@ fn write_predicted<'q>(
     done: &'q Appended,
     now: DateTime<Utc>,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let text = |f: fn(&'q gaia_core::claims::Holder) -> Option<&'q str>| {
-        dirty
-            .iter()
-            .map(|(_, r)| r.holder.as_ref().and_then(f))
-            .collect::<Vec<_>>()
-    };
-    let int = |f: fn(&ClaimRow) -> Option<i64>| dirty.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
     let last = done.events.last().map_or(done.head.event_seq, |e| e.seq);
-    bind_log(sqlx::query(WRITE_PREDICTED.as_str()), to_micros(now), done)
+    let logged = bind_log(sqlx::query(WRITE_PREDICTED.as_str()), to_micros(now), done)
         .bind(done.head.event_seq)
         .bind(done.head.audit_id)
         .bind(start.event_seq)
         .bind(start.audit_id)
-        .bind(start.audit_hash.as_str())
-        .bind(dirty.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
-        .bind(text(|h| Some(h.agent.as_str())))
-        .bind(text(|h| Some(h.operator.as_str())))
-        .bind(text(|h| Some(h.fingerprint.as_str())))
-        .bind(int(|r| Some(r.token)))
-        .bind(int(|r| r.acquired_at.map(to_micros)))
-        .bind(int(|r| r.expires_at.map(to_micros)))
-        .bind(int(|r| {
-            Some(i64::try_from(r.ttl.as_millis()).unwrap_or(i64::MAX))
-        }))
-        .bind(text(|h| h.principal.as_deref()))
+        .bind(start.audit_hash.as_str());
+    bind_rows(logged, dirty)
         .bind(crate::notify::CHANNEL)
         .bind(last.to_string())
 }

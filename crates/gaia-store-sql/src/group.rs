@@ -55,10 +55,6 @@ pub trait Dialect: Send + Sync + 'static {
     fn run<'a>(tx: &'a mut Self::Tx, sql: &'static str) -> Pending<'a, ()>;
     fn commit(tx: Self::Tx) -> Pending<'static, ()>;
     fn rollback(tx: Self::Tx) -> Pending<'static, ()>;
-    /// Runs [`Group::finish_parked`] on a task of its own.
-    fn spawn(group: Group<Self>)
-    where
-        Self: Sized;
 }
 
 /// The writers of one store in this process.
@@ -165,25 +161,55 @@ impl<D: Dialect> Group<D> {
             group: self.clone(),
         };
         let parked = member.turn.as_mut().and_then(|t| t.parked.take());
-        match parked {
-            Some(mut p) => {
-                // One member works at a time, so one savepoint name serves them all.
-                let sql = if p.undo { UNDO_AND_JOIN } else { JOIN };
-                if let Err(e) = D::run(&mut p.tx, sql).await {
-                    fail(p.waiting, &e);
-                    return Err(e);
-                }
+        match (parked, member.turn.take()) {
+            (Some(p), Some(turn)) => {
+                let (turn, p) = self.clone().join(turn, p).await?;
+                member.turn = Some(turn);
                 member.joined = true;
                 member.waiting = p.waiting;
                 member.tx = Some(p.tx);
                 member.ended = Some(p.ended);
             }
-            None => {
+            (_, turn) => {
+                member.turn = turn;
                 member.tx = Some(self.dialect.begin().await?);
                 member.ended = Some(watch::Sender::new(()));
             }
         }
         Ok(member)
+    }
+
+    /// Opens this writer's savepoint in the parked transaction `p` (first undoing a dropped
+    /// writer's), on a task of its own: the transaction holds other writers' work, so if this
+    /// caller is cancelled meanwhile, it is parked again for the next writer or a finisher.
+    async fn join(
+        self,
+        turn: OwnedMutexGuard<Slot<D>>,
+        mut p: Parked<D>,
+    ) -> Result<(OwnedMutexGuard<Slot<D>>, Parked<D>), StoreError> {
+        // One member works at a time, so one savepoint name serves them all.
+        let sql = if p.undo { UNDO_AND_JOIN } else { JOIN };
+        let (back, joined) = oneshot::channel();
+        let group = self.clone();
+        drop(tokio::spawn(async move {
+            if let Err(e) = D::run(&mut p.tx, sql).await {
+                fail(p.waiting, &e);
+                let _ = back.send(Err(e));
+                return;
+            }
+            p.undo = false;
+            if let Err(Ok((mut turn, mut p))) = back.send(Ok((turn, p))) {
+                p.undo = true;
+                turn.parked = Some(p);
+                drop(turn);
+                group.spawn_finisher();
+            }
+        }));
+        joined.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the transaction of this write ended before it could join".into(),
+            ))
+        })
     }
 
     /// Commits a batch parked for a member that never came (it gave up waiting, or was
@@ -262,23 +288,27 @@ impl<D: Dialect> Member<D> {
             drop(ended);
             return result;
         };
-        let waiting = std::mem::take(&mut self.waiting);
-        if std::mem::take(&mut self.joined) {
-            if let Err(e) = D::run(&mut tx, RELEASE).await {
-                // Its work cannot be kept apart from the batch's any more: the batch fails.
-                fail(waiting, &e);
-                drop(tx);
-                drop(turn);
-                return Err(e);
-            }
-        }
+        let mut waiting = std::mem::take(&mut self.waiting);
+        let joined = std::mem::take(&mut self.joined);
         let (mine, outcome) = oneshot::channel();
-        let mut waiting = waiting;
-        waiting.push(mine);
-        self.group
-            .clone()
-            .hand_on_or_commit(tx, ended, turn, waiting)
-            .await;
+        let group = self.group.clone();
+        // On a task of its own: the batch holds other writers' work, which must commit (or
+        // fail and say so) even if this caller is cancelled mid-way.
+        drop(tokio::spawn(async move {
+            if joined {
+                if let Err(e) = D::run(&mut tx, RELEASE).await {
+                    // Its work cannot be kept apart from the batch's any more: the batch fails.
+                    fail(waiting, &e);
+                    let _ = mine.send(Err(e));
+                    drop(tx);
+                    drop(ended);
+                    drop(turn);
+                    return;
+                }
+            }
+            waiting.push(mine);
+            group.hand_on_or_commit(tx, ended, turn, waiting).await;
+        }));
         outcome.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
                 "the transaction holding this write ended without a commit".into(),
@@ -295,15 +325,19 @@ impl<D: Dialect> Member<D> {
         let waiting = std::mem::take(&mut self.waiting);
         match (std::mem::take(&mut self.joined), self.turn.take()) {
             (true, Some(turn)) => {
-                if let Err(e) = D::run(&mut tx, UNDO).await {
-                    fail(waiting, &e);
-                    return Err(e);
-                }
-                self.group
-                    .clone()
-                    .hand_on_or_commit(tx, ended, turn, waiting)
-                    .await;
-                Ok(())
+                let (done, result) = oneshot::channel();
+                let group = self.group.clone();
+                // On a task of its own, as in `commit`.
+                drop(tokio::spawn(async move {
+                    if let Err(e) = D::run(&mut tx, UNDO).await {
+                        fail(waiting, &e);
+                        let _ = done.send(Err(e));
+                        return;
+                    }
+                    group.hand_on_or_commit(tx, ended, turn, waiting).await;
+                    let _ = done.send(Ok(()));
+                }));
+                result.await.unwrap_or(Ok(()))
             }
             (_, turn) => {
                 let result = D::rollback(tx).await;
@@ -364,7 +398,7 @@ impl<D: Dialect> Group<D> {
     fn spawn_finisher(self) {
         // Outside a runtime nothing can be spawned; the next writer then finishes the batch.
         if tokio::runtime::Handle::try_current().is_ok() {
-            D::spawn(self);
+            drop(tokio::spawn(self.finish_parked()));
         }
     }
 }
@@ -463,10 +497,6 @@ macro_rules! group_dialect {
                         .await
                         .map_err(<$classify as $crate::error::Classify>::classify)
                 })
-            }
-
-            fn spawn(group: $crate::group::Group<Self>) {
-                drop(::tokio::spawn(group.finish_parked()));
             }
         }
     };

@@ -1679,6 +1679,12 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
                     tx.rollback().await.unwrap();
                     None
                 }
+                // Its commit cancelled as soon as it starts: it may or may not commit, and
+                // must not take anyone else's work with it either way.
+                _ if i % 8 == 6 => {
+                    let _ = tokio::time::timeout(Duration::ZERO, tx.commit()).await;
+                    None
+                }
                 // Dropped unfinished, as on an error returned with `?`.
                 _ => {
                     drop(tx);
@@ -1693,6 +1699,8 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
             kept.insert((i, seq));
         }
     }
+    // Let a cancelled commit that went on finish before the last writer.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // One more writer after everything: it gets its turn (nothing is left holding it).
     let mut tx = store.begin_write().await.unwrap();
     let now = tx.now().await.unwrap();
@@ -1713,7 +1721,15 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     let want: Vec<i64> = (1..=seqs.len() as i64).collect();
     assert_eq!(seqs, want, "the log is gap-free");
-    let actors: BTreeSet<String> = events.iter().map(|e| e.actor.clone()).collect();
+    let cancelled: BTreeSet<String> = (0..WRITERS)
+        .filter(|i| i % 8 == 6)
+        .map(|i| format!("w{i}"))
+        .collect();
+    let actors: BTreeSet<String> = events
+        .iter()
+        .map(|e| e.actor.clone())
+        .filter(|a| !cancelled.contains(a))
+        .collect();
     let mut expected: BTreeSet<String> = kept.iter().map(|(i, _)| format!("w{i}")).collect();
     expected.insert("first".into());
     expected.insert("last".into());
@@ -1725,7 +1741,11 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
         assert_eq!(e.actor, format!("w{i}"), "a writer's seq is its own event");
     }
     assert_eq!(last[0].seq, seqs.len() as i64);
+    let committed_cancelled = events
+        .iter()
+        .filter(|e| cancelled.contains(&e.actor))
+        .count();
     let report = Gaia::new(store).verify_audit().await.unwrap();
-    assert_eq!(report.checked, kept.len() as u64);
+    assert_eq!(report.checked, (kept.len() + committed_cancelled) as u64);
     assert_eq!(report.first_break, None);
 }
