@@ -17,7 +17,7 @@
 //! - every state change is named by the verb it performs on its noun (`apply_claim`,
 //!   `reap_claims`, `emit_event`, `request_command`, `apply_command`, `expire_commands`,
 //!   `enqueue_messages`, `requeue_message`, `create_token`, `revoke_token`, `check_alerts`,
-//!   `apply_policy`, `audit_refusal` ...);
+//!   `audit_refusal` ...);
 //! - `with_<part>` are builders, and `store()` and `policy()` plain accessors.
 
 use std::io::Write;

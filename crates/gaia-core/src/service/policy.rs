@@ -1,34 +1,15 @@
-//! The command policy: decisions made before a person is asked, recorded like any other.
+//! The command policy: decisions made before a person is asked, recorded like any other
+//! (in the transaction that files the request, see `request_command`).
 
 use serde_json::json;
 
 use super::Gaia;
 use crate::audit::NewAudit;
 use crate::commands::CommandSpec;
-use crate::error::Error;
 use crate::event::{NewEvent, kinds};
 use crate::policy::Decision;
-use crate::store::Change;
 
 impl Gaia {
-    /// Applies the policy to a command and records the decision (event and audit record).
-    pub async fn apply_policy(
-        &self,
-        spec: &CommandSpec,
-        actor: &str,
-        context: serde_json::Value,
-    ) -> Result<Decision, Error> {
-        let d = self.policy.check(spec);
-        let (event, audit) = self.policy_note(spec, &d, actor, context);
-        let change = Change {
-            events: vec![event],
-            audit: vec![audit],
-        };
-        let events = self.store.append(change).await?;
-        self.mirror(&events);
-        Ok(d)
-    }
-
     /// The event and audit record of the policy's decision `d` on `spec`, redacted.
     pub(crate) fn policy_note(
         &self,
