@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
-use gaia_core::audit::NewAudit;
+use gaia_core::audit::{AuditRecord, NewAudit};
 use gaia_core::event::{Event, NewEvent};
 use gaia_core::time::{from_micros, to_micros};
 use gaia_core::usecase::log::{Appended, LogHead, number};
@@ -34,7 +34,9 @@ pub(crate) async fn append_log(
         .bind(count(audit))
         .fetch_optional(&mut *conn)
         .await?;
-    write_log(conn, head, events, audit, now, false).await
+    Ok(write_numbered(conn, head, events, audit, now, false)
+        .await?
+        .events)
 }
 
 /// How many rows, as bound for `RESERVE`.
@@ -42,23 +44,9 @@ pub(crate) fn count<T>(rows: &[T]) -> i64 {
     i64::try_from(rows.len()).unwrap_or(i64::MAX)
 }
 
-/// Numbers the events and audit records after `head` (the row `RESERVE` returned) and writes
-/// them; with `notify`, the same statement announces the newest seq to other nodes (NOTIFY is
-/// delivered at commit).
-pub(crate) async fn write_log(
-    conn: &mut PgConnection,
-    head: Option<sqlx::postgres::PgRow>,
-    events: &[NewEvent],
-    audit: &[NewAudit],
-    now: DateTime<Utc>,
-    notify: bool,
-) -> Db<Vec<Event>> {
-    Ok(write_numbered(conn, head, events, audit, now, notify)
-        .await?
-        .events)
-}
-
-/// [`write_log`], returning the new head as well.
+/// Numbers the events and audit records after `head` (the row `RESERVE` returned), writes
+/// them and returns them with the new head; with `notify`, the same statement announces the
+/// newest seq to other nodes (NOTIFY is delivered at commit).
 pub(crate) async fn write_numbered(
     conn: &mut PgConnection,
     head: Option<sqlx::postgres::PgRow>,
@@ -88,27 +76,32 @@ pub(crate) fn number_at(
 async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended, notify: bool) -> Db<()> {
     // One statement for every row: the log_head lock is held from the UPDATE above until
     // commit, so each round trip saved here shortens the queue of every other writer.
-    let announce = match done.events.last() {
-        Some(last) if notify => Some(last.seq.to_string()),
-        _ => None,
-    };
-    let sql = format!(
-        "WITH {} UPDATE log_head SET audit_hash = $15 {}",
-        LOG_ROWS.as_str(),
-        if announce.is_some() {
-            "FROM (SELECT pg_notify($16, $17)) AS n WHERE id = 1"
-        } else {
-            "WHERE id = 1"
-        }
-    );
-    let query = bind_log(sqlx::query(&sql), ts, done);
-    let query = match announce {
-        Some(seq) => query.bind(crate::notify::CHANNEL).bind(seq),
-        None => query,
+    let query = match done.events.last() {
+        Some(last) if notify => bind_log(sqlx::query(&WRITE_LOG_NOTIFY), ts, done)
+            .bind(crate::notify::CHANNEL)
+            .bind(last.seq.to_string()),
+        _ => bind_log(sqlx::query(&WRITE_LOG), ts, done),
     };
     query.execute(&mut *conn).await?;
     Ok(())
 }
+
+/// The statement that writes the log and the new chain hash.
+static WRITE_LOG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {} UPDATE log_head SET audit_hash = $15 WHERE id = 1",
+        LOG_ROWS.as_str()
+    )
+});
+
+/// [`WRITE_LOG`], announcing the newest seq (`$17`) on the channel `$16`.
+static WRITE_LOG_NOTIFY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {} UPDATE log_head SET audit_hash = $15 \
+         FROM (SELECT pg_notify($16, $17)) AS n WHERE id = 1",
+        LOG_ROWS.as_str()
+    )
+});
 
 /// Binds `$1..$15` of [`LOG_ROWS`]: the timestamp, the events' and audit records' columns,
 /// and the new chain hash.
@@ -117,62 +110,28 @@ pub(crate) fn bind_log<'q>(
     ts: i64,
     done: &'q Appended,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let (committed, sealed) = (&done.events, &done.audit);
+    let events = |f: fn(&'q Event) -> &'q str| done.events.iter().map(f).collect::<Vec<_>>();
+    let audit = |f: fn(&'q AuditRecord) -> &'q str| done.audit.iter().map(f).collect::<Vec<_>>();
     query
         .bind(ts)
-        .bind(committed.iter().map(|e| e.seq).collect::<Vec<_>>())
+        .bind(done.events.iter().map(|e| e.seq).collect::<Vec<_>>())
+        .bind(events(|e| e.kind.as_str()))
+        .bind(events(|e| e.actor.as_str()))
+        .bind(events(|e| e.subject.as_str()))
         .bind(
-            committed
-                .iter()
-                .map(|e| e.kind.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            committed
-                .iter()
-                .map(|e| e.actor.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            committed
-                .iter()
-                .map(|e| e.subject.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            committed
+            done.events
                 .iter()
                 .map(|e| e.data.to_string())
                 .collect::<Vec<_>>(),
         )
-        .bind(sealed.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(sealed.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
-        .bind(sealed.iter().map(|r| r.action.as_str()).collect::<Vec<_>>())
-        .bind(
-            sealed
-                .iter()
-                .map(|r| r.subject.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            sealed
-                .iter()
-                .map(|r| r.outcome.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            sealed
-                .iter()
-                .map(|r| r.details.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            sealed
-                .iter()
-                .map(|r| r.prev_hash.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(sealed.iter().map(|r| r.hash.as_str()).collect::<Vec<_>>())
+        .bind(done.audit.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(audit(|r| r.actor.as_str()))
+        .bind(audit(|r| r.action.as_str()))
+        .bind(audit(|r| r.subject.as_str()))
+        .bind(audit(|r| r.outcome.as_str()))
+        .bind(audit(|r| r.details.as_str()))
+        .bind(audit(|r| r.prev_hash.as_str()))
+        .bind(audit(|r| r.hash.as_str()))
         .bind(&done.head.audit_hash)
 }
 
