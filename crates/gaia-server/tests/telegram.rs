@@ -10,8 +10,9 @@ mod common;
 use std::time::Duration;
 
 use common::options;
+use common::telegram::{eventually, request, status, wait_status};
 use gaia_core::Gaia;
-use gaia_core::commands::{CommandSpec, NewCommand, Status};
+use gaia_core::commands::Status;
 use gaia_core::outbox::{Channel, Target};
 use gaia_core::store::StoreOptions;
 use gaia_server::AppState;
@@ -27,47 +28,6 @@ const CHAT: i64 = -100_555;
 const ALICE: i64 = 1001;
 const BOB: i64 = 1002;
 const MALLORY: i64 = 6666;
-
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..300 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn status(gaia: &Gaia, id: &str) -> Status {
-    gaia.get_command(id).await.unwrap().status
-}
-
-async fn wait_status(gaia: &Gaia, id: &str, want: Status) {
-    for _ in 0..300 {
-        if status(gaia, id).await == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{id} never became {want:?} (is {:?})",
-        status(gaia, id).await
-    );
-}
-
-fn request(reason: &str) -> NewCommand {
-    NewCommand::new(
-        CommandSpec::Argv(vec!["terraform".into(), "apply".into()]),
-        Some("/infra".into()),
-        None,
-        None,
-        Some(reason.into()),
-        "agent-3",
-        false,
-        None,
-    )
-    .unwrap()
-}
 
 async fn decisions_from_telegram(db: &TestDb) {
     let fake = FakeTelegram::start().await;

@@ -11,9 +11,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::telegram::{eventually, request, wait_status};
 use common::{expect_problem, options};
 use gaia_core::Gaia;
-use gaia_core::commands::{CommandSpec, NewCommand, Status};
+use gaia_core::commands::Status;
 use gaia_core::event::EventFilter;
 use gaia_core::store::{Store, StoreOptions};
 use gaia_server::AppState;
@@ -29,40 +30,6 @@ const CHAT: i64 = -100_556;
 const ALICE: i64 = 1001;
 const PATH: &str = "/telegram/hook-7f3a";
 const SECRET: &str = "webhook_Secret-42";
-
-fn request(reason: &str) -> NewCommand {
-    NewCommand::new(
-        CommandSpec::Argv(vec!["terraform".into(), "apply".into()]),
-        None,
-        None,
-        None,
-        Some(reason.into()),
-        "agent-3",
-        false,
-        None,
-    )
-    .unwrap()
-}
-
-async fn wait_status(gaia: &Gaia, id: &str, want: Status) {
-    for _ in 0..300 {
-        if gaia.get_command(id).await.unwrap().status == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{id} never became {want:?}");
-}
-
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..300 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 /// A server on `store` with the Telegram listener, in webhook mode when `webhook` is set.
 struct Node {

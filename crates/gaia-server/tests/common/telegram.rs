@@ -1,11 +1,12 @@
-//! Shared support for the outbox tests against the fake Bot API: Telegram alerts, a
-//! `gaia serve` node running the outbox worker, and the check of the fake's arrival times
-//! against Telegram's rules.
+//! Shared support for the tests against the fake Bot API: Telegram alerts, a `gaia serve`
+//! node running the outbox worker, the check of the fake's arrival times against Telegram's
+//! rules, and the approval requests and waits of the Telegram approval tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
 use gaia_core::Gaia;
+use gaia_core::commands::{CommandSpec, NewCommand, Status};
 use gaia_core::outbox::{Channel, NewMessage};
 use gaia_core::store::StoreOptions;
 use gaia_server::AppState;
@@ -142,4 +143,48 @@ pub fn assert_within_telegram_rules(calls: &[Call]) {
 }
 pub fn senders_lease() -> Duration {
     gaia_server::senders::DEFAULT_LEASE
+}
+
+/// Polls `f` until it holds (at most 15 s).
+pub async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..300 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub async fn status(gaia: &Gaia, id: &str) -> Status {
+    gaia.get_command(id).await.unwrap().status
+}
+
+/// Waits (at most 15 s) for request `id` to reach `want`.
+pub async fn wait_status(gaia: &Gaia, id: &str, want: Status) {
+    for _ in 0..300 {
+        if status(gaia, id).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{id} never became {want:?} (is {:?})",
+        status(gaia, id).await
+    );
+}
+
+/// An approval request for `terraform apply`, asked by `agent-3`.
+pub fn request(reason: &str) -> NewCommand {
+    NewCommand::new(
+        CommandSpec::Argv(vec!["terraform".into(), "apply".into()]),
+        Some("/infra".into()),
+        None,
+        None,
+        Some(reason.into()),
+        "agent-3",
+        false,
+        None,
+    )
+    .unwrap()
 }
