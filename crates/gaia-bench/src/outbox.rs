@@ -45,9 +45,21 @@ pub struct OutboxArgs {
     /// created and dropped for each run.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// How long the fake Bot API waits before answering each call, for both sides: the round
+    /// trip to Telegram's servers, which a fake in this process does not have ("0": none).
+    #[arg(long, default_value = "0", value_name = "DURATION")]
+    latency: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// How each side reaches the fake Bot API: this many senders at once, each call answered
+/// after `latency`.
+#[derive(Debug, Clone, Copy)]
+struct Side {
+    senders: usize,
+    latency: Duration,
 }
 
 /// The paced run's goal: this share of Telegram's overall rate, and no 429s.
@@ -137,8 +149,10 @@ async fn raw_sender(
 
 /// The raw baseline: `senders` clients at once, each POSTing its share of the `sendMessage`
 /// calls one after another, as the worker's lanes do.
-async fn raw_loop(n: usize, chats: usize, senders: usize) -> Result<Arrivals, BenchError> {
+async fn raw_loop(n: usize, chats: usize, side: Side) -> Result<Arrivals, BenchError> {
     let fake = FakeTelegram::start().await;
+    fake.set_latency(side.latency);
+    let senders = side.senders;
     let client = reqwest::Client::new();
     let url = format!("{}/bot{}/sendMessage", fake.base_url(), fake.token());
     let start = Instant::now();
@@ -175,9 +189,10 @@ async fn through_outbox(
     chats: usize,
     limits: Limits,
     window: Option<Duration>,
-    lanes: usize,
+    side: Side,
 ) -> Result<Arrivals, BenchError> {
     let fake = FakeTelegram::start().await;
+    fake.set_latency(side.latency);
     let backend = match postgres {
         Some(server) => Backend::postgres(server).await?,
         None => Backend::sqlite()?,
@@ -197,7 +212,7 @@ async fn through_outbox(
         let bot = BotClient::new(fake.base_url(), fake.token())
             .map_err(|e| bench_error("bot client", e))?;
         let mut senders = Senders::new(Some(bot), None).with_limits(limits);
-        senders.lanes = lanes;
+        senders.lanes = side.senders;
 
         let start = Instant::now();
         for chunk in messages.chunks(500) {
@@ -278,29 +293,28 @@ pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
             "--messages, --chats, --paced-chats and --senders must be at least 1",
         ));
     }
-    // parse_duration refuses zero, which the help offers to skip the paced run.
-    let paced = if args.paced.trim() == "0" {
-        Duration::ZERO
-    } else {
-        parse_duration(&args.paced)?
+    // parse_duration refuses zero, which the help offers (to skip the paced run, or for no
+    // latency).
+    let zero_or = |s: &str| -> Result<Duration, BenchError> {
+        if s.trim() == "0" {
+            Ok(Duration::ZERO)
+        } else {
+            Ok(parse_duration(s)?)
+        }
+    };
+    let paced = zero_or(&args.paced)?;
+    let side = Side {
+        senders: args.senders,
+        latency: zero_or(&args.latency)?,
     };
 
     // Warm both paths up (connections, page cache), unmeasured.
     let warm = args.messages.min(200);
-    raw_loop(warm, args.chats, args.senders).await?;
+    raw_loop(warm, args.chats, side).await?;
     let pg = args.postgres.as_deref();
-    through_outbox(
-        settings,
-        pg,
-        warm,
-        args.chats,
-        unlimited(),
-        None,
-        args.senders,
-    )
-    .await?;
+    through_outbox(settings, pg, warm, args.chats, unlimited(), None, side).await?;
 
-    let raw = raw_loop(args.messages, args.chats, args.senders).await?;
+    let raw = raw_loop(args.messages, args.chats, side).await?;
     let outbox = through_outbox(
         settings,
         pg,
@@ -308,7 +322,7 @@ pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
         args.chats,
         unlimited(),
         None,
-        args.senders,
+        side,
     )
     .await?;
     let ratio = outbox.rate() / raw.rate();
@@ -320,16 +334,8 @@ pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
     } else {
         // More than the window can take, so the queue never runs dry.
         let n = (limits.global_per_second as f64 * paced.as_secs_f64() * 1.2) as usize + 100;
-        let a = through_outbox(
-            settings,
-            pg,
-            n,
-            args.paced_chats,
-            limits,
-            Some(paced),
-            args.senders,
-        )
-        .await?;
+        let a =
+            through_outbox(settings, pg, n, args.paced_chats, limits, Some(paced), side).await?;
         // The first second's burst of 30 is allowed but not sustained: the rate counts from
         // one second after the first arrival to the end of the window.
         let rate = match a.calls.first() {
@@ -364,6 +370,7 @@ pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
                 "messages": args.messages,
                 "chats": args.chats,
                 "senders": args.senders,
+                "latency_ms": side.latency.as_secs_f64() * 1e3,
                 "raw_per_s": raw.rate(),
                 "outbox_per_s": outbox.rate(),
                 "outbox_send_per_s": outbox.send_rate(),
@@ -376,8 +383,9 @@ pub async fn run(args: OutboxArgs, settings: &Settings) -> BenchResult {
         return Ok(exit::OK);
     }
     println!(
-        "outbox ({}) -> fake Telegram, {} messages over {} chats, {} senders, no rate limits",
+        "outbox ({}) -> fake Telegram answering after {} ms, {} messages over {} chats, {} senders, no rate limits",
         if pg.is_some() { "postgres" } else { "sqlite" },
+        side.latency.as_millis(),
         args.messages,
         args.chats,
         args.senders

@@ -1,11 +1,15 @@
 //! The command line: every command, flag and its help text (the backlog's in [`backlog`]).
 
 mod backlog;
+mod deferred;
 mod ops;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+pub(crate) use self::deferred::expanded;
+use self::deferred::top_level_commands;
 
 pub use self::backlog::{
     BacklogCommand, FollowupsCommand, GithubSyncArgs, ReadyArgs, StoryCommand, SyncCommand,
@@ -54,99 +58,105 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses this process's arguments, as `Cli::try_parse` does, except that clap's command
+    /// tree is left allocated when parsing is done: freeing its flags and help texts one by
+    /// one cost a short command like `gaia claim acquire` about 7% of its instructions, and
+    /// the process exits soon after (a server keeps one tree, about 100 KiB, for its life).
+    pub fn from_env() -> Result<Self, clap::Error> {
+        let cmd: &'static mut clap::Command =
+            Box::leak(Box::new(<Self as clap::CommandFactory>::command()));
+        let mut matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+        <Self as clap::FromArgMatches>::from_arg_matches_mut(&mut matches)
+            .map_err(|e| e.format(cmd))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server: HTTP API, live event stream, workers.
-    Serve(ServeArgs),
-    /// Manage API tokens (agent, operator, admin).
-    #[command(subcommand)]
-    Token(TokenCommand),
-    /// Claim a story's todolist so no other agent works on it (leases with fencing tokens).
-    #[command(subcommand)]
-    Claim(ClaimCommand),
-    /// Ask before running a command; list, decide and execute requests.
-    #[command(subcommand)]
-    Cmd(CmdCommand),
-    /// Run a command here once a person approves it (sudo-style); exits with its exit code.
-    Run(RunArgs),
-    /// The notification outbox: list, requeue dead messages, auto-requeue.
-    #[command(subcommand)]
-    Queue(QueueCommand),
-    /// Print the metrics (the prototype's metrics.json shape with --json).
-    Metrics {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Threshold alerts on the metrics.
-    #[command(subcommand)]
-    Alert(AlertCommand),
-    /// Telegram without the HTTP server.
-    #[command(subcommand)]
-    Telegram(TelegramCommand),
-    /// Show what the policy (`[policy]` in gaia.toml) decides for a command.
-    #[command(subcommand)]
-    Policy(PolicyCommand),
-    /// Hooks for coding agents (reads the hook input on stdin, answers on stdout).
-    #[command(subcommand)]
-    Hook(HookCommand),
-    /// The MCP server on stdin/stdout: Gaia's tools for any MCP-capable agent.
-    Mcp(McpArgs),
-    /// Register Gaia with a coding agent (hooks and MCP server), merging into its settings.
-    #[command(subcommand)]
-    Setup(SetupCommand),
-    /// Stories: units of work, each with one current todolist of tasks.
-    #[command(subcommand)]
-    Story(StoryCommand),
-    /// The tasks of a story's todolist: add, work, validate the final-task rule, archive,
-    /// finalize.
-    #[command(subcommand)]
-    Todo(TodoCommand),
-    /// Ready work (todo tasks whose blockers are done, on lists nobody holds); --take takes
-    /// one with its claim.
-    Ready(ReadyArgs),
-    /// Follow-up child docs (`doc/<Story>.<Agent>.<Task>.extra.md`): collect and triage them.
-    #[command(subcommand)]
-    Followups(FollowupsCommand),
-    /// Stories as markdown files: export them, and import the edits.
-    #[command(subcommand)]
-    Backlog(BacklogCommand),
-    /// Sync the backlog to other systems: `gaia sync github`.
-    #[command(subcommand)]
-    Sync(SyncCommand),
-    /// Emit, follow and export events.
-    #[command(subcommand)]
-    Events(EventsCommand),
-    /// Read and verify the hash-chained audit trail.
-    #[command(subcommand)]
-    Audit(AuditCommand),
-    /// Archive and prune records older than the retention settings (retention.* in gaia.toml);
-    /// a dry run printing the plan unless --apply.
-    Cleanup(CleanupArgs),
-    /// Inspect configuration.
-    #[command(subcommand)]
-    Config(ConfigCommand),
-    /// Run a command (argv, no shell) with the env file's variables; exits as it exits.
-    EnvRun(EnvRunArgs),
-    /// Write a consistent backup of the store while it runs.
-    Backup(BackupArgs),
-    /// Restore a backup into the configured, empty store.
-    Restore(RestoreArgs),
-    /// Whole-store operations: `gaia store copy`.
-    #[command(subcommand)]
-    Store(StoreCommand),
-    /// Check configuration, store, clocks, disk, Telegram, gh and the server; exit 1 on a failure.
-    Doctor(DoctorArgs),
-    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
+top_level_commands! {
+    #[derive(Debug)]
+    pub enum Command {
+        /// Run the server: HTTP API, live event stream, workers.
+        "serve" => Serve(ServeArgs): args,
+        /// Manage API tokens (agent, operator, admin).
+        "token" => Token(TokenCommand): subcommands,
+        /// Claim a story's todolist so no other agent works on it (leases with fencing tokens).
+        "claim" => Claim(ClaimCommand): subcommands,
+        /// Ask before running a command; list, decide and execute requests.
+        "cmd" => Cmd(CmdCommand): subcommands,
+        /// Run a command here once a person approves it (sudo-style); exits with its exit code.
+        "run" => Run(RunArgs): args,
+        /// The notification outbox: list, requeue dead messages, auto-requeue.
+        "queue" => Queue(QueueCommand): subcommands,
+        /// Print the metrics (the prototype's metrics.json shape with --json).
+        "metrics" => Metrics(MetricsArgs): args,
+        /// Threshold alerts on the metrics.
+        "alert" => Alert(AlertCommand): subcommands,
+        /// Telegram without the HTTP server.
+        "telegram" => Telegram(TelegramCommand): subcommands,
+        /// Show what the policy (`[policy]` in gaia.toml) decides for a command.
+        "policy" => Policy(PolicyCommand): subcommands,
+        /// Hooks for coding agents (reads the hook input on stdin, answers on stdout).
+        "hook" => Hook(HookCommand): subcommands,
+        /// The MCP server on stdin/stdout: Gaia's tools for any MCP-capable agent.
+        "mcp" => Mcp(McpArgs): args,
+        /// Register Gaia with a coding agent (hooks and MCP server), merging into its settings.
+        "setup" => Setup(SetupCommand): subcommands,
+        /// Stories: units of work, each with one current todolist of tasks.
+        "story" => Story(StoryCommand): subcommands,
+        /// The tasks of a story's todolist: add, work, validate the final-task rule, archive,
+        /// finalize.
+        "todo" => Todo(TodoCommand): subcommands,
+        /// Ready work (todo tasks whose blockers are done, on lists nobody holds); --take takes
+        /// one with its claim.
+        "ready" => Ready(ReadyArgs): args,
+        /// Follow-up child docs (`doc/<Story>.<Agent>.<Task>.extra.md`): collect and triage them.
+        "followups" => Followups(FollowupsCommand): subcommands,
+        /// Stories as markdown files: export them, and import the edits.
+        "backlog" => Backlog(BacklogCommand): subcommands,
+        /// Sync the backlog to other systems: `gaia sync github`.
+        "sync" => Sync(SyncCommand): subcommands,
+        /// Emit, follow and export events.
+        "events" => Events(EventsCommand): subcommands,
+        /// Read and verify the hash-chained audit trail.
+        "audit" => Audit(AuditCommand): subcommands,
+        /// Archive and prune records older than the retention settings (retention.* in gaia.toml);
+        /// a dry run printing the plan unless --apply.
+        "cleanup" => Cleanup(CleanupArgs): args,
+        /// Inspect configuration.
+        "config" => Config(ConfigCommand): subcommands,
+        /// Run a command (argv, no shell) with the env file's variables; exits as it exits.
+        "env-run" => EnvRun(EnvRunArgs): args,
+        /// Write a consistent backup of the store while it runs.
+        "backup" => Backup(BackupArgs): args,
+        /// Restore a backup into the configured, empty store.
+        "restore" => Restore(RestoreArgs): args,
+        /// Whole-store operations: `gaia store copy`.
+        "store" => Store(StoreCommand): subcommands,
+        /// Check configuration, store, clocks, disk, Telegram, gh and the server; exit 1 on a failure.
+        "doctor" => Doctor(DoctorArgs): args,
+        /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+        "completions" => Completions(CompletionsArgs): args,
+    }
+}
+
+// The options of `gaia metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+// The argument of `gaia completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Which claim: a story and one of its todolists.

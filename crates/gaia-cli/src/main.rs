@@ -14,14 +14,12 @@ mod remote;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Overrides};
 use crate::exit::{CliError, CliResult};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::from_env() {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
@@ -49,7 +47,14 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(run(cli, one_shot)) {
+    let done = runtime.block_on(run(cli, one_shot));
+    if one_shot {
+        // Not shut down: that would drop the tasks still queued, among them the one handing
+        // a SQLite store's connection back to its pool, and so close the connection, which
+        // checkpoints the database (see `SqliteStore::open_one_shot`). The process exits now.
+        std::mem::forget(runtime);
+    }
+    match done {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("gaia: {}", e.message);
@@ -127,8 +132,8 @@ fn serves(command: &Command) -> bool {
 }
 
 async fn run(mut cli: Cli, one_shot: bool) -> CliResult {
-    if let Command::Completions { shell } = cli.command {
-        let mut cmd = <Cli as clap::CommandFactory>::command();
+    if let Command::Completions(cli::CompletionsArgs { shell }) = cli.command {
+        let mut cmd = cli::expanded(<Cli as clap::CommandFactory>::command);
         clap_complete::generate(shell, &mut cmd, "gaia", &mut std::io::stdout());
         return Ok(exit::OK);
     }
@@ -173,7 +178,7 @@ async fn run(mut cli: Cli, one_shot: bool) -> CliResult {
         Command::Run(args) => cmd::command::run_approved(args, &config).await,
         Command::Policy(c) => cmd::policy::run(c, &config),
         Command::Queue(c) => cmd::queue::run(c, &config).await,
-        Command::Metrics { json } => cmd::metrics::metrics(json, &config).await,
+        Command::Metrics(cli::MetricsArgs { json }) => cmd::metrics::metrics(json, &config).await,
         Command::Telegram(cli::TelegramCommand::Listen) => {
             cmd::serve::telegram_listen(&config).await
         }
@@ -196,6 +201,6 @@ async fn run(mut cli: Cli, one_shot: bool) -> CliResult {
         }
         Command::Doctor(args) => cmd::doctor::run(args, &config).await,
         Command::Cleanup(args) => cmd::cleanup::run(args, &config).await,
-        Command::Completions { .. } | Command::EnvRun(_) => Ok(exit::OK),
+        Command::Completions(_) | Command::EnvRun(_) => Ok(exit::OK),
     }
 }

@@ -83,6 +83,10 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(rest))
 }
 
+/// The WAL's size past which a one-shot process checkpoints before its command: about seven
+/// short commands' writes (see [`SqliteStore::open_one_shot`]).
+const ONE_SHOT_WAL_LIMIT: u64 = 256 * 1024;
+
 /// Who the store is opened for, which decides how many connections it keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
@@ -117,10 +121,12 @@ impl SqliteStore {
     /// holds a write transaction (it gets the transaction, not the store), so one
     /// connection cannot wait for itself.
     ///
-    /// [`close`](gaia_core::store::Store::close) does not wait for that connection to close:
-    /// that would be waiting for SQLite's checkpoint on closing the last connection (the WAL
-    /// synced, copied into the database file, the database synced), which adds nothing to
-    /// what a commit under `synchronous` already guarantees; the process exits instead.
+    /// The connection is never closed, not even when the store is dropped: closing the last
+    /// connection would checkpoint the database (the WAL synced, copied into the database
+    /// file, the file synced, the WAL deleted, and the next writer then syncs a new WAL's
+    /// header and the directory), which adds nothing to what a commit under `synchronous`
+    /// already guarantees. The process exits with it open. The WAL is checkpointed instead
+    /// when a one-shot process opens it past [`ONE_SHOT_WAL_LIMIT`].
     pub async fn open_one_shot(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         let path = path_from_url(url)?;
         Self::open_for(&path, opts, Use::OneShot).await
@@ -164,15 +170,33 @@ impl SqliteStore {
             Use::Serving => (opts.max_connections.max(1), true),
             Use::OneShot => (1, false),
         };
+        let connect = match used {
+            Use::Serving => connect,
+            // When its commit starts the WAL over, the file is cut to what the commit wrote,
+            // so that the WAL's size tells how much there is to read (see
+            // `checkpoint_when_large`).
+            Use::OneShot => connect.pragma("journal_size_limit", "0"),
+        };
         let pool_options = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .min_connections(0)
             .test_before_acquire(test_before_acquire)
             // Waiting for a pooled connection is waiting for the store: bound it like a lock.
             .acquire_timeout(opts.lock_timeout + opts.connect_timeout);
+        // Before this process holds any lock on the file (see `others_attached`).
+        let alone = used == Use::OneShot && !others_attached(path);
         let pool = connect_waiting(pool_options, connect, opts.lock_timeout)
             .await
             .map_err(|e| open_error(path, e))?;
+        if used == Use::OneShot {
+            // The connection is never closed: closing the last connection to a database
+            // checkpoints it (the WAL synced, copied into the database file, the file synced,
+            // the WAL deleted, and the next writer then syncs a new WAL's header and the
+            // directory), which is most of a short command's time and adds nothing to what a
+            // commit under `synchronous` already guarantees. The process exits with it open;
+            // checkpoints happen as the WAL grows (`wal_autocheckpoint`) or when a server runs.
+            std::mem::forget(pool.clone());
+        }
         let store = Self {
             // Writers take turns (SQLite has one writer at a time) and commit together.
             writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout, true),
@@ -189,7 +213,30 @@ impl SqliteStore {
                 }
                 other => other,
             })?;
+        if alone {
+            store.checkpoint_when_large().await;
+        }
         Ok(store)
+    }
+
+    /// Copies the WAL into the database file when it has grown past [`ONE_SHOT_WAL_LIMIT`], so
+    /// that this process's commit starts the WAL over; for a one-shot process that has the
+    /// database to itself. One-shot processes never checkpoint on closing, and SQLite's
+    /// automatic checkpoint cannot serve them: a process that opens the file alone rebuilds
+    /// the WAL's index by reading the whole WAL, which forgets that its frames were copied, so
+    /// the WAL would never start over and every later commit would copy it all again. While
+    /// another process (a server) has the database open, its own checkpoints keep the WAL.
+    async fn checkpoint_when_large(&self) {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let large = std::fs::metadata(&wal).is_ok_and(|m| m.len() > ONE_SHOT_WAL_LIMIT);
+        if large {
+            // A failure here changes nothing: the command goes on, and its own statements
+            // report a store that cannot be used.
+            let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await;
+        }
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -204,6 +251,44 @@ impl SqliteStore {
         // SQLite is a local file: every process using it shares this machine's clock.
         self.clock.as_ref().map_or_else(Utc::now, |c| c.now())
     }
+}
+
+/// Whether another process has the database at `path` open. In WAL mode every SQLite
+/// connection holds a shared lock on one byte of the `-shm` file while it is open (offset
+/// 128, `UNIX_SHM_DMS` in SQLite's unix VFS), which another process sees with `F_GETLK`.
+/// Asked only before this process opens the file: POSIX drops all of a process's locks on a
+/// file when it closes any descriptor of it, so the file opened here to ask must not be
+/// closed while SQLite holds locks on it. When it cannot tell, it answers yes.
+#[cfg(unix)]
+fn others_attached(path: &Path) -> bool {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::libc;
+    const SHM_DMS: libc::off_t = 128;
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    let file = match std::fs::File::open(&shm) {
+        Ok(f) => f,
+        // No index file: no process has the database open in WAL mode.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(_) => return true,
+    };
+    let mut lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: SHM_DMS,
+        l_len: 1,
+        l_pid: 0,
+    };
+    match fcntl(&file, FcntlArg::F_GETLK(&mut lock)) {
+        Ok(_) => lock.l_type != libc::F_UNLCK as libc::c_short,
+        Err(_) => true,
+    }
+}
+
+/// Without POSIX locks to ask, every one-shot process checkpoints a large WAL itself.
+#[cfg(not(unix))]
+fn others_attached(_path: &Path) -> bool {
+    false
 }
 
 /// Opens the pool, waiting up to `patience` while another process holds the file's lock.
@@ -261,10 +346,7 @@ gaia_store_sql::store_sql!(store = SqliteStore, {
     }
 
     async fn close(&self) {
-        // A one-shot command's process exits next, and with it the connection: waiting for it
-        // to close would wait for SQLite's checkpoint on close (two syncs of the WAL and the
-        // database, most of such a command's time on a busy disk). Every commit is already as
-        // durable as `synchronous` makes it, and the next writer checkpoints as it goes.
+        // A one-shot command's process exits next, with its connection open (see `open_for`).
         if self.used == Use::OneShot {
             return;
         }

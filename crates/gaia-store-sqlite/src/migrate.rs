@@ -11,8 +11,10 @@ use crate::error::{self, Db};
 const MIGRATIONS: &[Migration] = gaia_store_sql::migrations!();
 
 pub(crate) async fn run(pool: &SqlitePool) -> Db<()> {
-    // Fast path without the write lock: an up-to-date database needs nothing.
-    if table_exists(pool).await? && current_version(pool).await? == SCHEMA_VERSION {
+    // Fast path without the write lock, in one statement: an up-to-date database needs
+    // nothing. Any failure (a new file has no `gaia_schema` table yet) is looked at again
+    // below, under the lock, where it is reported.
+    if current_version(pool).await.ok() == Some(SCHEMA_VERSION) {
         return Ok(());
     }
     let mut tx = crate::begin_write(pool).await?;
@@ -32,15 +34,6 @@ pub(crate) async fn run(pool: &SqlitePool) -> Db<()> {
     }
     migrate::apply::<sqlx::Sqlite, error::Sqlite>(&mut tx, MIGRATIONS).await?;
     Ok(tx.commit().await?)
-}
-
-async fn table_exists(pool: &SqlitePool) -> Db<bool> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'gaia_schema'",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(n > 0)
 }
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Db<i64> {

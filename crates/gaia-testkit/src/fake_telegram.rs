@@ -142,6 +142,9 @@ struct FakeState {
     /// Per method: the chance of failing a call with no queued fault, and the faults to pick
     /// from at random.
     random_faults: HashMap<String, (f64, Vec<Fault>)>,
+    /// How long every call waits before it is answered: the network's round trip to the real
+    /// Bot API, which a fake on the same machine does not have.
+    latency: Duration,
     messages: HashMap<(i64, i64), StoredMessage>,
     sent: Vec<SentMessage>,
     edited: Vec<EditedMessage>,
@@ -316,6 +319,12 @@ impl FakeTelegram {
         } else {
             st.random_faults.insert(key, (probability.min(1.0), faults));
         }
+    }
+
+    /// Answers every later call `latency` after it arrives (recorded arrival times stay those
+    /// of arrival), as a Bot API across a network would; zero, the default, answers at once.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().latency = latency;
     }
 
     /// The webhook's URL, while one is set.
@@ -535,7 +544,7 @@ async fn handle_inner(sh: &Arc<Shared>, bot: &str, method: &str, body: &[u8]) ->
         }
     };
     let lower = method.to_ascii_lowercase();
-    let fault = {
+    let (fault, latency) = {
         let mut st = sh.lock();
         st.calls.push(Call {
             method: method.to_owned(),
@@ -559,9 +568,15 @@ async fn handle_inner(sh: &Arc<Shared>, bot: &str, method: &str, body: &[u8]) ->
         if let Some(call) = st.calls.last_mut() {
             call.fault.clone_from(&fault);
         }
-        fault
+        (fault, st.latency)
     };
     sh.activity.notify_waiters();
+    if !latency.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(latency) => {}
+            () = sh.cancel.cancelled() => return api_error(500, "Internal Server Error", None),
+        }
+    }
     if token != sh.token {
         return api_error(401, "Unauthorized", None);
     }
