@@ -5,27 +5,105 @@
 //! about a quarter of the instructions a short command like `gaia claim acquire` runs in all.
 //! [`top_level_commands!`] declares the top-level enum instead: each command's name and
 //! one-line help are set at once, and its flags and subcommands through clap's `defer`, which
-//! runs when clap reaches that command. Help and errors see the same tree as before.
+//! runs when clap reaches that command; and when the command line plainly names one, the
+//! others are left out ([`for_args`]). Help and errors see the same tree as before.
 //! Completion scripts are generated from the whole tree built at once ([`expanded`]): clap
 //! makes the `help` command's subtree from the commands as they are when it builds their
 //! parent, before it runs their deferred parts.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::ffi::OsString;
 
-/// Whether top-level commands are being built whole rather than deferred.
-static EXPANDED: AtomicBool = AtomicBool::new(false);
+/// Which top-level commands the tree being built has, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Build {
+    /// All of them, each deferred: the default.
+    Deferred,
+    /// All of them, whole (see [`expanded`]).
+    Whole,
+    /// Only this one, deferred: the command line names it (see [`invoked`]).
+    Only(&'static str),
+}
+
+impl Build {
+    pub(crate) fn includes(self, name: &str) -> bool {
+        match self {
+            Build::Only(only) => only == name,
+            Build::Deferred | Build::Whole => true,
+        }
+    }
+}
+
+thread_local! {
+    static BUILD: Cell<Build> = const { Cell::new(Build::Deferred) };
+}
+
+pub(crate) fn build_mode() -> Build {
+    BUILD.with(Cell::get)
+}
+
+/// Runs `f` building top-level commands as `mode` says.
+fn building<T>(mode: Build, f: impl FnOnce() -> T) -> T {
+    BUILD.with(|b| b.set(mode));
+    let out = f();
+    BUILD.with(|b| b.set(Build::Deferred));
+    out
+}
 
 /// Runs `f` with every top-level command built at once, for a caller that needs the whole
 /// tree as it is before clap builds it (completion scripts).
 pub(crate) fn expanded<T>(f: impl FnOnce() -> T) -> T {
-    EXPANDED.store(true, Ordering::Relaxed);
-    let out = f();
-    EXPANDED.store(false, Ordering::Relaxed);
-    out
+    building(Build::Whole, f)
 }
 
-pub(crate) fn is_expanded() -> bool {
-    EXPANDED.load(Ordering::Relaxed)
+/// Runs `f` with only the top-level command `args` names, when it names one plainly; with all
+/// of them otherwise (no command, help or version flags, a name that is not a command), so
+/// that clap's own help and errors see every command. clap copies each global option into
+/// every top-level command when it builds the tree, which for some thirty commands was most
+/// of what building the tree still cost.
+pub(crate) fn for_args<T>(args: &[OsString], f: impl FnOnce() -> T) -> T {
+    match invoked(args) {
+        Some(name) => building(Build::Only(name), f),
+        None => f(),
+    }
+}
+
+/// The global options that take a value as the next argument (`--db URL`).
+pub(crate) const GLOBAL_VALUE_OPTIONS: &[&str] = &[
+    "--db",
+    "--config",
+    "--env-file",
+    "--log",
+    "--url",
+    "--token",
+    "--log-format",
+];
+
+/// The top-level command `args` (the program name first) names: the first argument that is
+/// not a global option or its value, when it is a command's name.
+pub(crate) fn invoked(args: &[OsString]) -> Option<&'static str> {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let arg = arg.to_str()?;
+        if arg == "--" {
+            return None;
+        }
+        if arg.starts_with("--") {
+            if arg.contains('=') {
+                continue;
+            }
+            if GLOBAL_VALUE_OPTIONS.contains(&arg) {
+                rest.next()?;
+                continue;
+            }
+            return None;
+        }
+        if arg.starts_with('-') {
+            return None;
+        }
+        return crate::cli::Command::named(arg);
+    }
+    None
 }
 
 /// The one-line help clap's derive makes of a doc comment: the lines joined with spaces, and
@@ -60,6 +138,16 @@ macro_rules! top_level_commands {
         $(#[$meta])*
         pub enum $enum {
             $( $(#[doc = $doc])* $variant($inner), )*
+        }
+
+        impl $enum {
+            /// The command called `name`, if there is one, by its name as written here.
+            pub(crate) fn named(name: &str) -> Option<&'static str> {
+                match name {
+                    $($name => Some($name),)*
+                    _ => None,
+                }
+            }
         }
 
         impl ::clap::FromArgMatches for $enum {
@@ -98,16 +186,19 @@ macro_rules! top_level_commands {
 
         impl ::clap::Subcommand for $enum {
             fn augment_subcommands(cmd: ::clap::Command) -> ::clap::Command {
-                let whole = $crate::cli::deferred::is_expanded();
-                cmd $(
-                    .subcommand({
+                let mode = $crate::cli::deferred::build_mode();
+                let whole = mode == $crate::cli::deferred::Build::Whole;
+                let mut cmd = cmd;
+                $(
+                    if mode.includes($name) {
                         let build: fn(::clap::Command) -> ::clap::Command =
                             top_level_commands!(@build $kind $inner, [$($doc),*]);
                         let sub = ::clap::Command::new($name)
                             .about($crate::cli::deferred::summary(&[$($doc),*]));
-                        if whole { build(sub) } else { sub.defer(build) }
-                    })
+                        cmd = cmd.subcommand(if whole { build(sub) } else { sub.defer(build) });
+                    }
                 )*
+                cmd
             }
 
             fn augment_subcommands_for_update(cmd: ::clap::Command) -> ::clap::Command {
@@ -145,7 +236,9 @@ pub(crate) use top_level_commands;
 mod tests {
     use clap::{CommandFactory, Parser};
 
-    use super::{expanded, summary};
+    use std::ffi::OsString;
+
+    use super::{GLOBAL_VALUE_OPTIONS, expanded, for_args, invoked, summary};
     use crate::cli::{ClaimCommand, Cli, Command};
 
     /// A command's help, flags (in the order help shows them) and subcommands, recursively,
@@ -191,6 +284,57 @@ mod tests {
                     .to_owned()
             )
         );
+    }
+
+    #[test]
+    fn the_global_options_with_values_are_all_known() {
+        let cmd = Cli::command();
+        let mut taking: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set() && a.get_action().takes_values())
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        taking.sort();
+        let mut known: Vec<String> = GLOBAL_VALUE_OPTIONS.iter().map(|s| s.to_string()).collect();
+        known.sort();
+        assert_eq!(taking, known);
+    }
+
+    #[test]
+    fn only_a_plainly_named_command_is_built_alone() {
+        let args = |s: &str| -> Vec<OsString> { s.split(' ').map(OsString::from).collect() };
+        let cases = [
+            ("gaia claim acquire s --agent a", Some("claim")),
+            (
+                "gaia --db sqlite://x.db --log-format json claim list",
+                Some("claim"),
+            ),
+            ("gaia --db=sqlite://x.db env-run -- true", Some("env-run")),
+            ("gaia --help", None),
+            ("gaia -V", None),
+            ("gaia", None),
+            ("gaia --db", None),
+            ("gaia clam acquire", None),
+            ("gaia help claim", None),
+            ("gaia -- claim", None),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(invoked(&args(line)), expected, "{line}");
+        }
+        // Parsed with only that command or with all of them, the result is the same.
+        for line in [
+            "gaia --db sqlite://x.db claim acquire s1 --agent a1 --ttl 5m",
+            "gaia claim acquire s1 --agent a1 --log debug --todolist t",
+        ] {
+            let a = args(line);
+            let alone = for_args(&a, || Cli::try_parse_from(&a)).expect("parses alone");
+            let whole = Cli::try_parse_from(&a).expect("parses");
+            assert_eq!(format!("{alone:?}"), format!("{whole:?}"), "{line}");
+        }
+        let a = args("gaia claim acquire s1");
+        let err = for_args(&a, || Cli::try_parse_from(&a)).expect_err("no agent");
+        let whole = Cli::try_parse_from(&a).expect_err("no agent");
+        assert_eq!(err.to_string(), whole.to_string());
     }
 
     #[test]
