@@ -166,6 +166,42 @@ impl EventHub {
         Ok(page)
     }
 
+    /// Returns once an event about `subject` has committed after `*seen`, moving `*seen` to
+    /// the last event it scanned (that event, when it returns). The events are read as a
+    /// stream subscriber reads them, from memory when another reader already fetched them, so
+    /// however many callers wait, a commit costs one read of the store between them instead
+    /// of one per caller. An event at or before `*seen` is committed already, so a caller
+    /// that took `*seen` from [`Self::latest`] before reading what it waits on sees it there.
+    /// Cancel-safe: `*seen` only ever moves past events that were scanned.
+    pub async fn next_about(
+        &self,
+        store: &Arc<dyn gaia_core::store::Store>,
+        seen: &mut i64,
+        subject: &str,
+    ) -> Result<(), gaia_core::StoreError> {
+        const PAGE: u32 = 256;
+        let mut wake = self.subscribe();
+        loop {
+            let known = *wake.borrow_and_update();
+            if *seen < known {
+                let page = self.read_after(store, *seen, PAGE).await?;
+                for e in &page {
+                    *seen = e.event.seq;
+                    if e.event.subject == subject {
+                        return Ok(());
+                    }
+                }
+                if !page.is_empty() {
+                    continue;
+                }
+            }
+            if wake.changed().await.is_err() {
+                // The hub is gone: nothing will commit through it any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Records that `seq` is committed (ignored when not newer).
     pub fn committed(&self, seq: i64) {
         self.latest.send_if_modified(|cur| {
