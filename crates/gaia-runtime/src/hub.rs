@@ -9,7 +9,7 @@
 //! fills the tail) and each event is rendered for the wire once, its bytes shared by all. A
 //! subscriber that fell behind the memory window reads from the store after its last seq.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -57,10 +57,15 @@ enum Lookup {
     Tail,
 }
 
-/// A contiguous run of the newest events read from the store.
+/// A contiguous run of the newest events, read from the store or handed over by this node's
+/// commits.
 #[derive(Debug, Default)]
 struct Recent {
     events: VecDeque<Arc<SharedEvent>>,
+    /// Events this node committed that do not follow the run yet (a commit's hook can run
+    /// before an earlier commit's, and other processes' events come only from the store):
+    /// joined once the events before them are in the run.
+    early: BTreeMap<i64, Arc<SharedEvent>>,
 }
 
 impl Recent {
@@ -99,6 +104,38 @@ impl Recent {
             self.events = page.iter().cloned().collect();
         } else {
             return;
+        }
+        self.join_early();
+    }
+
+    /// Adds events this node committed, each numbered as committed: where they follow the
+    /// run they extend it (an empty run starts with them), else they wait aside for the
+    /// events between. What the run holds is always a contiguous stretch of the log.
+    fn committed(&mut self, events: &[Arc<SharedEvent>]) {
+        for e in events {
+            self.early.insert(e.event.seq, Arc::clone(e));
+        }
+        if self.events.is_empty() {
+            if let Some((_, first)) = self.early.pop_first() {
+                self.events.push_back(first);
+            }
+        }
+        self.join_early();
+        // Events whose predecessors never come this way wait for a read of the store.
+        while self.early.len() > CACHE_EVENTS {
+            self.early.pop_first();
+        }
+    }
+
+    /// Moves the waiting events that now follow the run into it; drops those it already holds.
+    fn join_early(&mut self) {
+        if let Some(back) = self.events.back().map(|e| e.event.seq) {
+            let mut next = back + 1;
+            self.early = self.early.split_off(&next);
+            while let Some(e) = self.early.remove(&next) {
+                self.events.push_back(e);
+                next += 1;
+            }
         }
         while self.events.len() > CACHE_EVENTS {
             self.events.pop_front();
@@ -164,6 +201,59 @@ impl EventHub {
             .unwrap_or_else(|e| e.into_inner())
             .add(after, &page);
         Ok(page)
+    }
+
+    /// Returns once an event about `subject` has committed after `*seen`, moving `*seen` to
+    /// the last event it scanned (that event, when it returns). The events are read as a
+    /// stream subscriber reads them, from memory when another reader already fetched them, so
+    /// however many callers wait, a commit costs one read of the store between them instead
+    /// of one per caller. An event at or before `*seen` is committed already, so a caller
+    /// that took `*seen` from [`Self::latest`] before reading what it waits on sees it there.
+    /// Cancel-safe: `*seen` only ever moves past events that were scanned.
+    pub async fn next_about(
+        &self,
+        store: &Arc<dyn gaia_core::store::Store>,
+        seen: &mut i64,
+        subject: &str,
+    ) -> Result<(), gaia_core::StoreError> {
+        const PAGE: u32 = 256;
+        let mut wake = self.subscribe();
+        loop {
+            let known = *wake.borrow_and_update();
+            if *seen < known {
+                let page = self.read_after(store, *seen, PAGE).await?;
+                for e in &page {
+                    *seen = e.event.seq;
+                    if e.event.subject == subject {
+                        return Ok(());
+                    }
+                }
+                if !page.is_empty() {
+                    continue;
+                }
+            }
+            if wake.changed().await.is_err() {
+                // The hub is gone: nothing will commit through it any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Records the events one of this node's commits wrote: kept in memory for the readers
+    /// it wakes, so that they need not read them back from the store.
+    pub fn committed_events(&self, events: &[Event]) {
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return;
+        };
+        let shared: Vec<_> = events
+            .iter()
+            .map(|e| Arc::new(SharedEvent::new(e.clone())))
+            .collect();
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .committed(&shared);
+        self.committed(last);
     }
 
     /// Records that `seq` is committed (ignored when not newer).
@@ -259,6 +349,30 @@ mod tests {
             matches!(r.after(3, 10), Lookup::Behind),
             "older events are read from the store"
         );
+    }
+
+    #[test]
+    fn committed_events_join_the_run_in_seq_order() {
+        let mut r = Recent::default();
+        // A later commit's hook runs first: it starts the run, the earlier one waits aside
+        // (it cannot go in front of the run) and the events after it join as they come.
+        r.committed(&[ev(5)]);
+        assert_eq!(seqs(r.after(4, 10)), Some(vec![5]));
+        r.committed(&[ev(7), ev(8)]);
+        assert!(matches!(r.after(5, 10), Lookup::Tail), "6 is not known yet");
+        r.committed(&[ev(6)]);
+        assert_eq!(seqs(r.after(4, 10)), Some(vec![5, 6, 7, 8]));
+        assert!(r.early.is_empty());
+        // A gap (another process's commit) is filled by a read of the store, which the
+        // waiting events then follow; events the run already holds are dropped.
+        r.committed(&[ev(10)]);
+        assert!(matches!(r.after(8, 10), Lookup::Tail));
+        r.add(8, &[ev(9), ev(10)]);
+        assert_eq!(seqs(r.after(8, 10)), Some(vec![9, 10]));
+        r.committed(&[ev(3), ev(11)]);
+        assert_eq!(seqs(r.after(9, 10)), Some(vec![10, 11]));
+        assert!(r.early.is_empty());
+        assert!(matches!(r.after(3, 10), Lookup::Behind));
     }
 
     #[test]

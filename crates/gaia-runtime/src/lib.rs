@@ -80,7 +80,7 @@ impl Runtime {
     pub async fn new(gaia: Gaia, opts: RuntimeOptions) -> Result<Self, gaia_core::StoreError> {
         let hub = EventHub::new(gaia.store().last_seq().await?);
         let hook_hub = hub.clone();
-        let gaia = gaia.with_commit_hook(Arc::new(move |seq| hook_hub.committed(seq)));
+        let gaia = gaia.with_commit_hook(Arc::new(move |events| hook_hub.committed_events(events)));
         Ok(Self {
             gaia,
             hub,

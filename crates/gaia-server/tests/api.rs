@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{ADMIN, Server, expect_problem, options};
+use gaia_core::commands::{CommandSpec, NewCommand};
 use gaia_core::tokens::Role;
 use gaia_server::ServerOptions;
 use gaia_testkit::TestDb;
@@ -21,6 +22,7 @@ gaia_testkit::backend_tests!(
     openapi_lists_every_served_route,
     health_and_readiness,
     schema_and_behaviour_agree,
+    waits_answer_their_own_decision,
 );
 
 /// The newest audit record's id (0 when there is none).
@@ -933,4 +935,56 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
         Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
         None => schema,
     }
+}
+
+/// A long-poll on a request answers with that request's own decision, however many other
+/// requests are filed and decided while it waits, and not before.
+async fn waits_answer_their_own_decision(db: &TestDb) {
+    let s = Server::start(db, options(db)).await;
+    let file = || async {
+        let new = NewCommand::new(
+            CommandSpec::Argv(vec!["true".into()]),
+            None,
+            None,
+            None,
+            Some("wait test".into()),
+            "agent-1",
+            false,
+            Some(Duration::from_secs(3600)),
+        )
+        .unwrap();
+        s.gaia().request_command(&new).await.unwrap().id
+    };
+    let decide = |id: String, how: &'static str| {
+        s.admin(Method::POST, &format!("/api/v1/commands/{id}/{how}"))
+            .send()
+    };
+    let wait = |id: &str| {
+        tokio::spawn(
+            s.admin(
+                Method::GET,
+                &format!("/api/v1/commands/{id}/wait?timeout=30s"),
+            )
+            .send(),
+        )
+    };
+    let (a, b) = (file().await, file().await);
+    let (wa, wb) = (wait(&a), wait(&b));
+    for _ in 0..20 {
+        let other = file().await;
+        let res = decide(other, "deny").await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert!(
+        !wa.is_finished() && !wb.is_finished(),
+        "nothing decided them"
+    );
+    assert_eq!(decide(a, "approve").await.unwrap().status(), StatusCode::OK);
+    let got: Value = wa.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(got["status"], "approved", "{got}");
+    assert!(!wb.is_finished(), "the other request is still pending");
+    assert_eq!(decide(b, "deny").await.unwrap().status(), StatusCode::OK);
+    let got: Value = wb.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(got["status"], "denied", "{got}");
+    s.stop().await;
 }

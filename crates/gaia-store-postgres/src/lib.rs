@@ -52,6 +52,8 @@ pub struct PgStore {
     /// This process's writers, each in a transaction of its own.
     writers: Writers,
     notifications: std::sync::Arc<notify::Notifications>,
+    /// This process's appends outside claim batches, in turn (see [`log::Appends`]).
+    appends: Arc<log::Appends>,
     batcher: std::sync::Arc<std::sync::OnceLock<batch::ClaimBatcher>>,
     clock: Option<Arc<dyn Clock>>,
     display_url: String,
@@ -125,6 +127,7 @@ impl PgStore {
             writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout, false),
             pool,
             notifications: notify::Notifications::new(),
+            appends: Arc::default(),
             batcher: std::sync::Arc::default(),
             clock: opts.clock.clone(),
             display_url,

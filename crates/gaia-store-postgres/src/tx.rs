@@ -31,6 +31,24 @@ impl Transact for PgStore {
 }
 
 impl PgTx {
+    /// Writes an append: the first of a transaction through this process's queue of appends
+    /// (numbered from the head the previous one leaves, see [`crate::log::Appends`]); a later
+    /// one holds `log_head` already and takes it as it stands.
+    async fn append_log(
+        &mut self,
+        events: &[gaia_core::event::NewEvent],
+        audit: &[gaia_core::audit::NewAudit],
+        now: DateTime<Utc>,
+    ) -> crate::error::Db<Vec<Event>> {
+        if self.last_seq.is_some() {
+            return crate::log::append_log(&mut self.tx, events, audit, now).await;
+        }
+        self.store
+            .appends
+            .append(&mut self.tx, events, audit, now)
+            .await
+    }
+
     /// Remembers the newest seq appended, to announce once committed.
     fn appended(&mut self, committed: &[Event]) {
         if let Some(last) = committed.last() {

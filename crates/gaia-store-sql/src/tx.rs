@@ -1,6 +1,8 @@
 //! The [`WriteTx`](gaia_core::tx::WriteTx) primitives every SQL backend forwards to its own
 //! SQL functions, written once. A backend writes the two methods that differ (`now`, `commit`)
-//! and an inherent `appended(&mut self, &[Event])` that learns what an append wrote, and
+//! and two inherent ones: `append_log(&mut self, events, audit, now)`, which writes an append
+//! (usually its `log::append_log` on the transaction's connection), and
+//! `appended(&mut self, &[Event])`, which learns what it wrote; and
 //! [`write_tx!`](crate::write_tx) adds the rest, each calling the backend's function of the
 //! same name in its `log`, `claims`, `backlog`, `commands`, `github`, `outbox`, `retention` and `tokens`
 //! modules with the transaction's connection (`self.tx`).
@@ -31,7 +33,7 @@ macro_rules! write_tx {
             audit: &[::gaia_core::audit::NewAudit],
             now: ::chrono::DateTime<::chrono::Utc>,
         ) -> Result<Vec<::gaia_core::event::Event>, ::gaia_core::StoreError> {
-            let committed = crate::log::append_log(&mut self.tx, events, audit, now).await?;
+            let committed = self.append_log(events, audit, now).await?;
             self.appended(&committed);
             Ok(committed)
         }

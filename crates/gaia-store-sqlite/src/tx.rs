@@ -31,6 +31,16 @@ impl Transact for SqliteStore {
 }
 
 impl SqliteTx {
+    /// Writes an append on the transaction's connection.
+    async fn append_log(
+        &mut self,
+        events: &[gaia_core::event::NewEvent],
+        audit: &[gaia_core::audit::NewAudit],
+        now: DateTime<Utc>,
+    ) -> crate::error::Db<Vec<Event>> {
+        crate::log::append_log(&mut self.tx, events, audit, now).await
+    }
+
     /// Nothing to remember: other processes see the file itself change.
     #[allow(clippy::unused_self)]
     fn appended(&mut self, _committed: &[Event]) {}

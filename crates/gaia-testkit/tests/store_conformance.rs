@@ -443,20 +443,29 @@ async fn claims_from_two_nodes_and_other_writes_keep_the_log_whole(db: &TestDb) 
             wrote
         }));
     }
-    let emitter = nodes[0].clone();
-    let emits = tokio::spawn(async move {
-        for n in 0..EMITS {
-            emitter
-                .emit_event("test.other", "agent-x", "s", json!({ "n": n }))
-                .await
-                .unwrap();
-        }
-    });
+    // Plain writers on both nodes, two each: on PostgreSQL a node's appends are numbered from
+    // the head its previous append leaves, which the other node's writes and claims move.
+    const EMITTERS: usize = 4;
+    let emits: Vec<_> = (0..EMITTERS)
+        .map(|e| {
+            let emitter = nodes[e % 2].clone();
+            tokio::spawn(async move {
+                for n in 0..EMITS {
+                    emitter
+                        .emit_event("test.other", "agent-x", "s", json!({ "n": n }))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
     let mut wrote = 0;
     for t in tasks {
         wrote += t.await.unwrap();
     }
-    emits.await.unwrap();
+    for e in emits {
+        e.await.unwrap();
+    }
     assert!(wrote > 0);
     let store = db.open(&StoreOptions::default()).await;
     let events = store
@@ -476,7 +485,7 @@ async fn claims_from_two_nodes_and_other_writes_keep_the_log_whole(db: &TestDb) 
     );
     assert_eq!(
         events.iter().filter(|e| e.kind == "test.other").count(),
-        EMITS
+        EMITS * EMITTERS
     );
     let report = Gaia::new(store).verify_audit().await.unwrap();
     assert_eq!(report.first_break, None);

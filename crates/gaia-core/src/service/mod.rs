@@ -48,9 +48,10 @@ pub use backlog::StoryView;
 pub use cleanup::{Applied, ArchiveCheck, CleanupError, CleanupOptions, Join, Progress};
 pub use events::MAX_EVENT_DATA;
 
-/// Called after every commit with the newest committed seq, so that a server can wake its
-/// stream subscribers at once instead of waiting for its next poll.
-pub type CommitHook = Arc<dyn Fn(i64) + Send + Sync>;
+/// Called after every commit with the events it committed (in seq order, the newest last), so
+/// that a server can wake its stream subscribers at once instead of waiting for its next poll,
+/// and hand them these events without reading them back.
+pub type CommitHook = Arc<dyn Fn(&[Event]) + Send + Sync>;
 
 /// The entry point of every use case.
 #[derive(Clone)]
@@ -96,7 +97,7 @@ impl Gaia {
         self
     }
 
-    /// Calls `hook` with the newest seq after every commit made through this service.
+    /// Calls `hook` with the committed events after every commit made through this service.
     pub fn with_commit_hook(mut self, hook: CommitHook) -> Self {
         self.on_commit = Some(hook);
         self
@@ -126,8 +127,8 @@ impl Gaia {
     /// already durable in the store, so a sink failure is logged rather than reported as a
     /// failed call.
     fn mirror(&self, events: &[Event]) {
-        if let (Some(hook), Some(last)) = (&self.on_commit, events.last()) {
-            hook(last.seq);
+        if let (Some(hook), false) = (&self.on_commit, events.is_empty()) {
+            hook(events);
         }
         let Some(path) = &self.sink else { return };
         if events.is_empty() {

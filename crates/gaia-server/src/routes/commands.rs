@@ -394,17 +394,22 @@ pub async fn wait(
         return Err(ApiError::bad_request("timeout must be at most 60s"));
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut wake = state.hub.subscribe();
+    let store = state.gaia.store().clone();
+    // Every event up to `seen` committed before the request is read below, so a decision
+    // the read misses comes after it. The request is read again only when an event about it
+    // commits: with many waiters, each commit of someone else's is then a look at the hub's
+    // shared events, not a read of the store per waiter.
+    let mut seen = state.hub.latest();
     loop {
-        wake.borrow_and_update();
         let r = current(&state, &id).await?;
         if r.status != Status::Pending || tokio::time::Instant::now() >= deadline {
             return Ok(Json(CommandBody::from(&r)));
         }
-        // Any commit may be the decision; re-read at least every second for expiry.
+        // Re-read at least every second for expiry.
         let nap = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        let subject = r.subject();
         tokio::select! {
-            _ = wake.changed() => {}
+            touched = state.hub.next_about(&store, &mut seen, &subject) => touched?,
             () = tokio::time::sleep_until(nap) => {}
             () = state.shutdown.cancelled() => return Ok(Json(CommandBody::from(&r))),
         }
