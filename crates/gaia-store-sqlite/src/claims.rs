@@ -6,11 +6,27 @@ use gaia_core::event::Event;
 use gaia_core::time::to_micros;
 use gaia_store_sql::rows;
 use gaia_store_sql::shared::claims::CLAIM_COLUMNS;
-use sqlx::{QueryBuilder, SqliteConnection};
+use std::sync::LazyLock;
+
+use sqlx::{QueryBuilder, Row, SqliteConnection};
 
 use crate::SqliteStore;
 use crate::error::{Db, boundary};
-use crate::log::append_log_with;
+use crate::log::append_log_at;
+
+/// The log head (first, as [`rows::log_head`] reads it) and the claim row of key `?`, if any
+/// (`claim_key` is NULL when there is none).
+static CLAIM_AND_HEAD: LazyLock<String> = LazyLock::new(|| {
+    let claim: Vec<String> = CLAIM_COLUMNS
+        .split(", ")
+        .map(|c| format!("c.{c}"))
+        .collect();
+    format!(
+        "SELECT h.event_seq, h.audit_seq, h.audit_hash, c.key AS claim_key, {}
+         FROM log_head h LEFT JOIN claims c ON c.key = ? WHERE h.id = 1",
+        claim.join(", ")
+    )
+});
 
 impl SqliteStore {
     async fn claim_in_tx(&self, req: &Request) -> Db<(ClaimResult, Vec<Event>)> {
@@ -20,11 +36,19 @@ impl SqliteStore {
         let settled = tx.settled();
         // Read the time only once the write lock is held, so decisions are ordered by it.
         let now = self.now_value();
-        let current = sqlx::query(&format!("SELECT {CLAIM_COLUMNS} FROM claims WHERE key = ?"))
+        // The claim's row and the log head in one statement: each statement is a hand-off to
+        // the connection's thread, a good part of a claim's time.
+        let found = sqlx::query(&CLAIM_AND_HEAD)
             .bind(key.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-        let current = rows::maybe(current, rows::claim)?;
+        let current = match &found {
+            Some(row) if row.try_get::<Option<String>, _>("claim_key")?.is_some() => {
+                Some(rows::claim(row)?)
+            }
+            _ => None,
+        };
+        let head = rows::log_head(found)?;
         let decision = decide(current, req, now);
         let Some(new) = decision.row else {
             tx.rollback().await?;
@@ -55,7 +79,7 @@ impl SqliteStore {
                ttl_ms = excluded.ttl_ms, principal = excluded.principal; ",
         );
         let events =
-            append_log_with(&mut tx, batch, &decision.events, &decision.audit, now).await?;
+            append_log_at(&mut tx, batch, head, &decision.events, &decision.audit, now).await?;
         tx.commit().await?;
         Ok((decision.result, events))
     }

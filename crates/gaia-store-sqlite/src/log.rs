@@ -5,7 +5,7 @@ use gaia_core::StoreError;
 use gaia_core::audit::NewAudit;
 use gaia_core::event::{Event, NewEvent};
 use gaia_core::time::{from_micros, to_micros};
-use gaia_core::usecase::log::number;
+use gaia_core::usecase::log::{LogHead, number};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::SqliteStore;
@@ -31,7 +31,7 @@ const ROWS_PER_INSERT: usize = 500;
 /// thread, which is most of a small transaction's time; the batch makes it one.
 pub(crate) async fn append_log_with(
     conn: &mut SqliteConnection,
-    mut batch: QueryBuilder<'_, Sqlite>,
+    batch: QueryBuilder<'_, Sqlite>,
     events: &[NewEvent],
     audit: &[NewAudit],
     now: DateTime<Utc>,
@@ -40,6 +40,19 @@ pub(crate) async fn append_log_with(
         .fetch_optional(&mut *conn)
         .await?;
     let head = rows::log_head(head)?;
+    append_log_at(conn, batch, head, events, audit, now).await
+}
+
+/// [`append_log_with`] numbered from `head`, which the caller read under the write lock it
+/// still holds (in the same statement as something else it needed).
+pub(crate) async fn append_log_at(
+    conn: &mut SqliteConnection,
+    mut batch: QueryBuilder<'_, Sqlite>,
+    head: LogHead,
+    events: &[NewEvent],
+    audit: &[NewAudit],
+    now: DateTime<Utc>,
+) -> Db<Vec<Event>> {
     // The timestamp as stored (microseconds), so what is returned equals what is read back.
     let ts = to_micros(now);
     let done = number(head, events, audit, from_micros(ts));
