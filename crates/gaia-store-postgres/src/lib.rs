@@ -143,6 +143,9 @@ impl PgStore {
                 clock: self.clock.clone(),
                 notifications: self.notifications.clone(),
                 predicted: std::sync::Arc::default(),
+                kept: std::sync::Arc::new(batch::Kept::for_pool(
+                    self.pool.options().get_max_connections(),
+                )),
             })
         })
     }
