@@ -60,7 +60,7 @@ type Reply = oneshot::Sender<Result<(ClaimResult, Vec<Event>), StoreError>>;
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimBatcher {
     tx: mpsc::Sender<(Request, Reply)>,
-    writer: Writer,
+    pub(crate) writer: Writer,
     in_flight: Arc<Semaphore>,
 }
 
@@ -80,11 +80,21 @@ pub(crate) struct Writer {
 /// at one claimer is a fifth of a claim's round trips. A kept connection that turns out dead
 /// fails at `BEGIN`, before anything is written, and the batch then begins again on one from
 /// the pool (see [`Writer::run`]).
+///
+/// Kept connections count as lent out, and closing a pool waits for every loan to come back:
+/// [`Kept::release`] hands them back before the store closes its pool.
 #[derive(Debug, Default)]
 pub(crate) struct Kept {
-    conns: Mutex<Vec<PoolConnection<Postgres>>>,
+    conns: Mutex<KeptConns>,
     /// How many to keep: none in a pool too small to spare them.
     most: usize,
+}
+
+#[derive(Debug, Default)]
+struct KeptConns {
+    conns: Vec<PoolConnection<Postgres>>,
+    /// Set once the store closes: nothing is kept any more.
+    released: bool,
 }
 
 impl Kept {
@@ -98,14 +108,26 @@ impl Kept {
     }
 
     fn take(&self) -> Option<PoolConnection<Postgres>> {
-        lock_any(&self.conns).pop()
+        lock_any(&self.conns).conns.pop()
     }
 
+    /// Keeps `conn`, or hands it back to the pool when enough are kept or the store closes.
     fn put(&self, conn: PoolConnection<Postgres>) {
-        let mut conns = lock_any(&self.conns);
-        if conns.len() < self.most {
-            conns.push(conn);
+        let mut kept = lock_any(&self.conns);
+        if !kept.released && kept.conns.len() < self.most {
+            kept.conns.push(conn);
         }
+    }
+
+    /// Hands every kept connection back to the pool, and keeps none from now on (a batch still
+    /// in flight hands its connection back when it ends).
+    pub(crate) fn release(&self) {
+        let conns = {
+            let mut kept = lock_any(&self.conns);
+            kept.released = true;
+            std::mem::take(&mut kept.conns)
+        };
+        drop(conns);
     }
 }
 

@@ -189,6 +189,10 @@ gaia_store_sql::store_sql!(store = PgStore, {
 
     async fn close(&self) {
         self.notifications.flush().await;
+        // Closing the pool waits for every connection lent out, the claim writer's too.
+        if let Some(batcher) = self.batcher.get() {
+            batcher.writer.kept.release();
+        }
         self.pool.close().await;
     }
 });

@@ -515,7 +515,8 @@ async fn claims_whose_callers_go_away_keep_the_log_whole(db: &TestDb) {
         clock: Some(Arc::new(Leap(0.into()))),
         ..StoreOptions::default()
     };
-    let gaia = Gaia::new(db.open(&opts).await);
+    let claims_store = db.open(&opts).await;
+    let gaia = Gaia::new(claims_store.clone());
     let mut tasks = Vec::new();
     for t in 0..CALLERS {
         let gaia = gaia.clone();
@@ -553,6 +554,11 @@ async fn claims_whose_callers_go_away_keep_the_log_whole(db: &TestDb) {
             .unwrap();
         assert!(matches!(r.outcome, Outcome::Acquired | Outcome::TakenOver));
     }
+    // The claim writer hands back the connections it keeps, so closing returns (the bound only
+    // turns a hang into a failure).
+    tokio::time::timeout(Duration::from_secs(60), claims_store.close())
+        .await
+        .expect("the store closes");
     let store = db.open(&StoreOptions::default()).await;
     let events = store
         .events_after(0, &EventFilter::default(), 100_000)
