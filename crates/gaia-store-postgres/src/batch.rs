@@ -12,12 +12,11 @@
 //! Two batches may be in flight at once, the second locking and deciding while the first
 //! commits. A batch costs four round trips however many claims it holds: BEGIN; one upsert
 //! that locks every key's row and reads the clock; one statement that writes every changed
-//! row, the events and audit records numbered from the predicted log head and the new head,
-//! checking the head under its lock (see [`Predicted`]); COMMIT. The `log_head` lock is held
-//! for that statement and the commit only. When the head is not foreseen (at start, after
-//! another node or writer moved it) the statement writes the rows and reserves the seqs, and
-//! a fifth inserts the events and audit records. Other nodes are told after the commit (see
-//! [`crate::notify`]).
+//! row, the events and audit records numbered from the predicted log head, the new head and
+//! the NOTIFY, checking the head under its lock (see [`Predicted`]); COMMIT. The `log_head`
+//! lock is held for that statement and the commit only. When the head is not foreseen (at
+//! start, after another node or writer moved it) the statement writes the rows and reserves
+//! the seqs, and a fifth inserts the events and audit records.
 //!
 //! The round trips a batch does not need are avoided: the writer keeps its connections
 //! between batches instead of borrowing from the pool, which checks each loan with a round
@@ -495,6 +494,9 @@ impl Writer {
                 _ => None,
             })
             .collect();
+        // Announce inside the batch's own transaction: commits are already ordered by the
+        // `log_head` lock, so NOTIFY adds no serialisation here, and it saves the separate
+        // announcing transaction (and its flush) per batch.
         let predicted = lock(&self.predicted).start(&decided, now);
         let written = match &predicted {
             Some(p) => {
@@ -535,7 +537,8 @@ impl Writer {
                         .await?
                 };
                 let done =
-                    write_numbered(&mut tx, head, &decided.events, &decided.audit, now).await?;
+                    write_numbered(&mut tx, head, &decided.events, &decided.audit, now, true)
+                        .await?;
                 tx.commit().await?;
                 unforeseen.committed = Some(done.head.clone());
                 done
@@ -543,7 +546,7 @@ impl Writer {
         };
         let committed = committed.events;
         if let Some(last) = committed.last() {
-            self.notifications.committed(&self.pool, last.seq);
+            self.notifications.seen(last.seq);
         }
         Ok(decided
             .results
@@ -698,14 +701,16 @@ static WRITE_ROWS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The statement of a predicted batch: writes the changed rows (`$21..$29`) and, if the head
-/// is still `$18..$20` once its lock is held, sets it to `$16`, `$17`, `$15` and writes the
-/// events and audit records (`$1..$14`). Returns a row only if the head was as predicted.
+/// is still `$18..$20` once its lock is held, sets it to `$16`, `$17`, `$15`, writes the events
+/// and audit records (`$1..$14`) and announces the newest seq (`$30`, `$31`). Returns a row
+/// only if the head was as predicted.
 fn write_predicted<'q>(
     dirty: &[(&'q String, &'q ClaimRow)],
     start: &'q LogHead,
     done: &'q Appended,
     now: DateTime<Utc>,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let last = done.events.last().map_or(done.head.event_seq, |e| e.seq);
     let logged = bind_log(sqlx::query(WRITE_PREDICTED.as_str()), to_micros(now), done)
         .bind(done.head.event_seq)
         .bind(done.head.audit_id)
@@ -713,13 +718,15 @@ fn write_predicted<'q>(
         .bind(start.audit_id)
         .bind(start.audit_hash.as_str());
     bind_rows(logged, dirty)
+        .bind(crate::notify::CHANNEL)
+        .bind(last.to_string())
 }
 
 /// See [`write_predicted`]. `cur` locks the head's row and reads it as the last writer
 /// committed it (a condition in the `UPDATE` itself would be judged on the statement's
 /// snapshot, from before the previous batch committed, and miss every prediction made while
 /// that batch was in flight); `h` moves it only if it is as predicted, and every log insert
-/// reads `h` first, so a wrong prediction writes nothing to the log.
+/// and the NOTIFY read `h` first, so a wrong prediction writes nothing to the log.
 static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH w AS (
@@ -740,7 +747,7 @@ static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
                 AND cur.audit_hash = $20
             RETURNING log_head.id
          ), {}
-         SELECT TRUE FROM h",
+         SELECT pg_notify($30, $31) IS NULL FROM h",
         log_rows("WHERE EXISTS (SELECT 1 FROM h)")
     )
 });

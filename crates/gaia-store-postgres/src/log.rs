@@ -34,7 +34,9 @@ pub(crate) async fn append_log(
         .bind(count(audit))
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(write_numbered(conn, head, events, audit, now).await?.events)
+    Ok(write_numbered(conn, head, events, audit, now, false)
+        .await?
+        .events)
 }
 
 /// How many rows, as bound for `RESERVE`.
@@ -43,21 +45,19 @@ pub(crate) fn count<T>(rows: &[T]) -> i64 {
 }
 
 /// Numbers the events and audit records after `head` (the row `RESERVE` returned), writes
-/// them and returns them with the new head.
+/// them and returns them with the new head; with `notify`, the same statement announces the
+/// newest seq to other nodes (NOTIFY is delivered at commit).
 pub(crate) async fn write_numbered(
     conn: &mut PgConnection,
     head: Option<sqlx::postgres::PgRow>,
     events: &[NewEvent],
     audit: &[NewAudit],
     now: DateTime<Utc>,
+    notify: bool,
 ) -> Db<Appended> {
     let head = rows::log_head(head)?;
     let done = number_at(head, events, audit, now);
-    // One statement for every row: the log_head lock is held from the UPDATE above until
-    // commit, so each round trip saved here shortens the queue of every other writer.
-    bind_log(sqlx::query(&WRITE_LOG), to_micros(now), &done)
-        .execute(&mut *conn)
-        .await?;
+    insert_log(conn, to_micros(now), &done, notify).await?;
     Ok(done)
 }
 
@@ -72,10 +72,33 @@ pub(crate) fn number_at(
     number(head, events, audit, from_micros(to_micros(now)))
 }
 
+/// Writes numbered events and sealed audit records, and the new chain hash, in one statement.
+async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended, notify: bool) -> Db<()> {
+    // One statement for every row: the log_head lock is held from the UPDATE above until
+    // commit, so each round trip saved here shortens the queue of every other writer.
+    let query = match done.events.last() {
+        Some(last) if notify => bind_log(sqlx::query(&WRITE_LOG_NOTIFY), ts, done)
+            .bind(crate::notify::CHANNEL)
+            .bind(last.seq.to_string()),
+        _ => bind_log(sqlx::query(&WRITE_LOG), ts, done),
+    };
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// The statement that writes the log and the new chain hash.
 static WRITE_LOG: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH {} UPDATE log_head SET audit_hash = $15 WHERE id = 1",
+        LOG_ROWS.as_str()
+    )
+});
+
+/// [`WRITE_LOG`], announcing the newest seq (`$17`) on the channel `$16`.
+static WRITE_LOG_NOTIFY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {} UPDATE log_head SET audit_hash = $15 \
+         FROM (SELECT pg_notify($16, $17)) AS n WHERE id = 1",
         LOG_ROWS.as_str()
     )
 });

@@ -1,11 +1,11 @@
 //! Change notification between nodes: after a commit, a node announces its newest seq with
 //! `NOTIFY gaia_events`; every node LISTENs and wakes its stream readers.
 //!
-//! No writing transaction NOTIFYs: a commit that notifies takes PostgreSQL's notification
-//! queue lock and writes the queue while it commits, which serialises the commits that notify
-//! and, for claims, lengthens the time `log_head` stays locked. A background task instead
-//! sends one NOTIFY per batch of commits, after them, carrying only the newest seq (a watch
-//! channel keeps just the latest value); readers fetch the events themselves.
+//! NOTIFY inside a writing transaction serialises the commits that notify, so ordinary writes
+//! do not: a background task sends one NOTIFY per batch of commits, carrying only the newest
+//! seq (a watch channel keeps just the latest value); readers fetch the events themselves.
+//! Group-committed claims (see `batch`) are the exception: their commits are ordered by the
+//! log head anyway, so each batch announces itself inside its own transaction.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -17,11 +17,6 @@ use tokio::task::JoinHandle;
 
 /// The channel name.
 pub(crate) const CHANNEL: &str = "gaia_events";
-
-/// Announces seq `$2` on channel `$1`. NOTIFY gives its transaction an id, so its commit
-/// would wait for a WAL flush like any write; an announcement lost in a crash costs a reader
-/// one poll of the head row at most, so it commits without waiting.
-const ANNOUNCE: &str = "SELECT pg_notify($1, $2), set_config('synchronous_commit', 'off', true)";
 
 /// How long `close` waits for the last announcement to go out.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,7 +55,7 @@ impl Notifications {
             tokio::spawn(async move {
                 while rx.changed().await.is_ok() {
                     let seq = *rx.borrow_and_update();
-                    let res = sqlx::query(ANNOUNCE)
+                    let res = sqlx::query("SELECT pg_notify($1, $2)")
                         .bind(CHANNEL)
                         .bind(seq.to_string())
                         .execute(&pool)
@@ -73,6 +68,11 @@ impl Notifications {
                 }
             })
         });
+    }
+
+    /// Records a commit that was already announced inside its own transaction.
+    pub(crate) fn seen(&self, seq: i64) {
+        raise(&self.seen, seq);
     }
 
     /// Subscribes to the newest known seq, starting the LISTEN task on first use.
