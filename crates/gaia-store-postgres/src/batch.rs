@@ -17,6 +17,11 @@
 //! lock is held for that statement and the commit only. When the head is not foreseen (at
 //! start, after another node or writer moved it) the statement writes the rows and reserves
 //! the seqs, and a fifth inserts the events and audit records.
+//!
+//! The round trips a batch does not need are avoided: the writer keeps its connections
+//! between batches instead of borrowing from the pool, which checks each loan with a round
+//! trip ([`Kept`]); and a claim that finds the writer idle runs as a batch of its own in its
+//! caller's task, sparing the hand-off to the writer task and back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -27,8 +32,9 @@ use gaia_core::claims::{ClaimResult, ClaimRow, Request, decide};
 use gaia_core::event::Event;
 use gaia_core::time::{Clock, from_micros, to_micros};
 use gaia_core::usecase::log::{Appended, LogHead};
-use sqlx::{FromRow, PgConnection, PgPool};
-use tokio::sync::{mpsc, oneshot, watch};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, FromRow, PgConnection, PgPool, Postgres};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::NOW_US;
 use crate::error::{Db, boundary};
@@ -53,6 +59,8 @@ type Reply = oneshot::Sender<Result<(ClaimResult, Vec<Event>), StoreError>>;
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimBatcher {
     tx: mpsc::Sender<(Request, Reply)>,
+    pub(crate) writer: Writer,
+    in_flight: Arc<Semaphore>,
 }
 
 /// What the writer needs (not the store itself, so that dropping the store ends the writer).
@@ -62,6 +70,68 @@ pub(crate) struct Writer {
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) notifications: Arc<Notifications>,
     pub(crate) predicted: Arc<Mutex<Predicted>>,
+    /// Connections the writer keeps between batches (see [`Kept`]).
+    pub(crate) kept: Arc<Kept>,
+}
+
+/// Connections the writer keeps for its next batches instead of handing them back to the
+/// pool: the pool checks an idle connection with a round trip before lending it out, which
+/// at one claimer is a fifth of a claim's round trips. A kept connection that turns out dead
+/// fails at `BEGIN`, before anything is written, and the batch then begins again on one from
+/// the pool (see [`Writer::run`]).
+///
+/// Kept connections count as lent out, and closing a pool waits for every loan to come back:
+/// [`Kept::release`] hands them back before the store closes its pool.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    conns: Mutex<KeptConns>,
+    /// How many to keep: none in a pool too small to spare them.
+    most: usize,
+}
+
+#[derive(Debug, Default)]
+struct KeptConns {
+    conns: Vec<PoolConnection<Postgres>>,
+    /// Set once the store closes: nothing is kept any more.
+    released: bool,
+}
+
+impl Kept {
+    /// Keeps up to one connection per batch in flight, when the pool has room for the
+    /// store's other work besides (a quarter of the pool at most).
+    pub(crate) fn for_pool(max_connections: u32) -> Self {
+        Self {
+            conns: Mutex::default(),
+            most: (usize::try_from(max_connections).unwrap_or(0) / 4).min(IN_FLIGHT),
+        }
+    }
+
+    fn take(&self) -> Option<PoolConnection<Postgres>> {
+        lock_any(&self.conns).conns.pop()
+    }
+
+    /// Keeps `conn`, or hands it back to the pool when enough are kept or the store closes.
+    fn put(&self, conn: PoolConnection<Postgres>) {
+        let mut kept = lock_any(&self.conns);
+        if !kept.released && kept.conns.len() < self.most {
+            kept.conns.push(conn);
+        }
+    }
+
+    /// Hands every kept connection back to the pool, and keeps none from now on (a batch still
+    /// in flight hands its connection back when it ends).
+    pub(crate) fn release(&self) {
+        let conns = {
+            let mut kept = lock_any(&self.conns);
+            kept.released = true;
+            std::mem::take(&mut kept.conns)
+        };
+        drop(conns);
+    }
+}
+
+fn lock_any<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The log head as the batches already sent will leave it, when it can be foreseen: a node
@@ -201,7 +271,7 @@ impl Drop for Unforeseen<'_> {
 }
 
 fn lock(m: &Mutex<Predicted>) -> std::sync::MutexGuard<'_, Predicted> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock_any(m)
 }
 
 /// The key and the server's clock, returned with each locked claim row.
@@ -214,7 +284,12 @@ struct Locked {
 impl ClaimBatcher {
     pub(crate) fn start(writer: Writer) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Request, Reply)>(QUEUE);
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        let handle = Self {
+            tx,
+            writer: writer.clone(),
+            in_flight: in_flight.clone(),
+        };
         tokio::spawn(async move {
             // Up to `IN_FLIGHT` batches at once: the next batch locks its rows and decides
             // while the previous one waits for `log_head` and its flush. Rows are locked in key
@@ -251,7 +326,7 @@ impl ClaimBatcher {
                 });
             }
         });
-        Self { tx }
+        handle
     }
 
     pub(crate) async fn submit(
@@ -259,13 +334,74 @@ impl ClaimBatcher {
         req: Request,
     ) -> Result<(ClaimResult, Vec<Event>), StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((req, reply))
-            .await
-            .map_err(|_| StoreError::Unavailable("the claim writer stopped".into()))?;
+        match self.idle() {
+            // Nothing is queued and a batch may start: this claim is a batch of its own, so
+            // it runs here rather than through the writer task (two task wake-ups fewer). It
+            // takes a permit like any batch, so batches in flight stay bounded and numbered
+            // in order. It runs to the end even if the caller goes away (see [`Detached`]):
+            // a batch abandoned between its statements would cost the next ones a miss.
+            Some(permit) => {
+                let writer = self.writer.clone();
+                Detached::new(async move {
+                    writer.commit(vec![(req, reply)]).await;
+                    drop(permit);
+                })
+                .await;
+            }
+            None => self
+                .tx
+                .send((req, reply))
+                .await
+                .map_err(|_| StoreError::Unavailable("the claim writer stopped".into()))?,
+        }
         answer
             .await
             .map_err(|_| StoreError::Unavailable("the claim writer stopped".into()))?
+    }
+
+    /// A batch's permit, if a claim can run as a batch of its own now: no claim is waiting
+    /// for the writer, a permit is free (the writer task waits for its next claim holding one,
+    /// and a permit freed while it waits for one goes to it first), and the log is not shared
+    /// with other writers, where one batch at a time gathers more claims per flush.
+    fn idle(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if self.tx.capacity() < QUEUE || lock(&self.writer.predicted).shared() {
+            return None;
+        }
+        self.in_flight.clone().try_acquire_owned().ok()
+    }
+}
+
+/// A future that, dropped before it finished, finishes on a task of its own.
+struct Detached<F: std::future::Future<Output = ()> + Send + 'static>(
+    Option<std::pin::Pin<Box<F>>>,
+);
+
+impl<F: std::future::Future<Output = ()> + Send + 'static> Detached<F> {
+    fn new(f: F) -> Self {
+        Self(Some(Box::pin(f)))
+    }
+}
+
+impl<F: std::future::Future<Output = ()> + Send + 'static> std::future::Future for Detached<F> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if let Some(f) = self.0.as_mut() {
+            std::task::ready!(f.as_mut().poll(cx));
+            self.0 = None;
+        }
+        std::task::Poll::Ready(())
+    }
+}
+
+impl<F: std::future::Future<Output = ()> + Send + 'static> Drop for Detached<F> {
+    fn drop(&mut self) {
+        if let (Some(f), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(f);
+        }
     }
 }
 
@@ -300,7 +436,45 @@ impl Writer {
     }
 
     async fn run(&self, reqs: &[Request]) -> Db<Vec<(ClaimResult, Vec<Event>)>> {
-        let mut tx = self.pool.begin().await?;
+        if let Some(mut conn) = self.kept.take() {
+            match self.run_on(&mut conn, reqs).await {
+                Ok(out) => {
+                    self.keep(conn, &out);
+                    return out;
+                }
+                // Nothing was written: begin again on a connection the pool checked.
+                Err(_) => conn.close_on_drop(),
+            }
+        }
+        let mut conn = self.pool.acquire().await?;
+        let out = self.run_on(&mut conn, reqs).await?;
+        self.keep(conn, &out);
+        out
+    }
+
+    /// Runs the batch in a transaction on `conn`; the outer error is a failed `BEGIN`.
+    async fn run_on(
+        &self,
+        conn: &mut PgConnection,
+        reqs: &[Request],
+    ) -> Db<Db<Vec<(ClaimResult, Vec<Event>)>>> {
+        let tx = Connection::begin(conn).await?;
+        Ok(self.run_in(tx, reqs).await)
+    }
+
+    /// Keeps the connection of a batch that ended well; after an error, its transaction's
+    /// rollback is still queued on it, and the pool's check on its return sends it.
+    fn keep<T>(&self, conn: PoolConnection<Postgres>, out: &Db<T>) {
+        if out.is_ok() {
+            self.kept.put(conn);
+        }
+    }
+
+    async fn run_in(
+        &self,
+        mut tx: sqlx::Transaction<'_, Postgres>,
+        reqs: &[Request],
+    ) -> Db<Vec<(ClaimResult, Vec<Event>)>> {
         let (mut rows, now_us) = lock_rows(&mut tx, reqs).await?;
         // One time for the whole batch, read after every lock is held.
         let now = match &self.clock {

@@ -146,6 +146,9 @@ impl PgStore {
                 clock: self.clock.clone(),
                 notifications: self.notifications.clone(),
                 predicted: std::sync::Arc::default(),
+                kept: std::sync::Arc::new(batch::Kept::for_pool(
+                    self.pool.options().get_max_connections(),
+                )),
             })
         })
     }
@@ -189,6 +192,10 @@ gaia_store_sql::store_sql!(store = PgStore, {
 
     async fn close(&self) {
         self.notifications.flush().await;
+        // Closing the pool waits for every connection lent out, the claim writer's too.
+        if let Some(batcher) = self.batcher.get() {
+            batcher.writer.kept.release();
+        }
         self.pool.close().await;
     }
 });

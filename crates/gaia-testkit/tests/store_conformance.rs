@@ -27,6 +27,7 @@ backend_tests!(
     claim_lock_timeout_is_an_outcome,
     in_process_claimers_never_overlap,
     claims_from_two_nodes_and_other_writes_keep_the_log_whole,
+    claims_whose_callers_go_away_keep_the_log_whole,
     tokens_are_stored_hashed_and_revocable,
     reaper_reports_each_expiry_once,
     command_requests_decide_once_and_expire,
@@ -487,6 +488,119 @@ async fn claims_from_two_nodes_and_other_writes_keep_the_log_whole(db: &TestDb) 
         events.iter().filter(|e| e.kind == "test.other").count(),
         EMITS * EMITTERS
     );
+    let report = Gaia::new(store).verify_audit().await.unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.checked, seqs.len() as u64);
+}
+
+async fn claims_whose_callers_go_away_keep_the_log_whole(db: &TestDb) {
+    // A claim may run as a batch of its own in its caller's task when the writer is idle
+    // (PostgreSQL), alongside batches of queued claims and other writers. Callers here give
+    // up at random points (a timeout of a few microseconds up to a few milliseconds), some
+    // claiming one at a time (the idle path), some all at once (batches). Whatever was
+    // abandoned, the log stays gap-free and ordered, the audit chain verifies, and each key's
+    // fencing tokens are 1..n, one per acquisition logged.
+    //
+    // PostgreSQL only for now: on SQLite, callers going away like this make a concurrent
+    // writer's call (the emitter's) fail at once with `LockTimeout`, which is a finding about
+    // SQLite's writer group, outside the claim path this test is about.
+    if !db.is_postgres() {
+        return;
+    }
+    const CALLERS: usize = 6;
+    const CALLS: u64 = 25;
+    const EMITS: usize = 20;
+    // Every reading is two seconds after the last, so each acquisition finds the previous
+    // one-second lease expired and writes.
+    #[derive(Debug)]
+    struct Leap(std::sync::atomic::AtomicI64);
+    impl Clock for Leap {
+        fn now(&self) -> chrono::DateTime<Utc> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(2 * n)
+        }
+    }
+    let opts = StoreOptions {
+        clock: Some(Arc::new(Leap(0.into()))),
+        ..StoreOptions::default()
+    };
+    let claims_store = db.open(&opts).await;
+    let gaia = Gaia::new(claims_store.clone());
+    let mut tasks = Vec::new();
+    for t in 0..CALLERS {
+        let gaia = gaia.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..CALLS {
+                let k = format!("k{}", (t as u64 + i) % 3);
+                // Half the callers pause between calls, so their claims find the writer idle.
+                if t % 2 == 0 {
+                    tokio::time::sleep(Duration::from_micros(200 * (i % 4))).await;
+                }
+                let req = acquire(&k, &format!("agent-{t}"), "fp", 1);
+                let patience = Duration::from_micros(((t as u64 * 7 + i * 13) % 40) * 100);
+                let _ = tokio::time::timeout(patience, gaia.apply_claim(&req)).await;
+            }
+        }));
+    }
+    let emitter = gaia.clone();
+    let emits = tokio::spawn(async move {
+        for n in 0..EMITS {
+            emitter
+                .emit_event("test.other", "agent-x", "s", json!({ "n": n }))
+                .await
+                .unwrap();
+        }
+    });
+    for t in tasks {
+        t.await.unwrap();
+    }
+    emits.await.unwrap();
+    // Abandoned claims finish on their own: these calls queue behind them.
+    for k in ["k0", "k1", "k2"] {
+        let r = gaia
+            .apply_claim(&acquire(k, "last", "fp", 1))
+            .await
+            .unwrap();
+        assert!(matches!(r.outcome, Outcome::Acquired | Outcome::TakenOver));
+    }
+    // The claim writer hands back the connections it keeps, so closing returns (the bound only
+    // turns a hang into a failure).
+    tokio::time::timeout(Duration::from_secs(60), claims_store.close())
+        .await
+        .expect("the store closes");
+    let store = db.open(&StoreOptions::default()).await;
+    let events = store
+        .events_after(0, &EventFilter::default(), 100_000)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, want, "the log is gap-free and ordered");
+    let mut tokens: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for e in events
+        .iter()
+        .filter(|e| e.kind == "claim.acquired" || e.kind == "claim.taken_over")
+    {
+        let k = e.data["key"].as_str().unwrap().to_owned();
+        tokens
+            .entry(k)
+            .or_default()
+            .push(e.data["token"].as_i64().unwrap());
+    }
+    for (k, got) in &tokens {
+        let want: Vec<i64> = (1..=got.len() as i64).collect();
+        assert_eq!(got, &want, "{k}: one token per acquisition, in log order");
+        let row = store
+            .claim_get(&ClaimKey::new(k.split('/').next().unwrap(), "default").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.token,
+            got.len() as i64,
+            "{k}: the row holds the last token"
+        );
+    }
     let report = Gaia::new(store).verify_audit().await.unwrap();
     assert_eq!(report.first_break, None);
     assert_eq!(report.checked, seqs.len() as u64);
