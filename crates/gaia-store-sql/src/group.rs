@@ -138,7 +138,7 @@ impl<D: Dialect> Group<D> {
     pub async fn begin(&self) -> Result<Member<D>, StoreError> {
         if !self.together {
             return Ok(Member {
-                tx: Some(self.dialect.begin().await?),
+                tx: Some(self.begin_detached(None).await?.0),
                 ended: Some(watch::Sender::new(())),
                 waiting: Vec::new(),
                 joined: false,
@@ -171,12 +171,40 @@ impl<D: Dialect> Group<D> {
                 member.ended = Some(p.ended);
             }
             (_, turn) => {
+                // The turn goes with the beginning, and comes back with the transaction.
+                let (tx, turn) = self.begin_detached(turn).await?;
                 member.turn = turn;
-                member.tx = Some(self.dialect.begin().await?);
+                member.tx = Some(tx);
                 member.ended = Some(watch::Sender::new(()));
             }
         }
         Ok(member)
+    }
+
+    /// Begins a transaction on a task of its own, holding `turn` meanwhile. A caller
+    /// cancelled while its `BEGIN` runs would otherwise leave the connection in an open
+    /// transaction that nothing ends (the driver hands it back to its pool as it is), and on
+    /// SQLite holding the write lock, so that every later writer waited out its patience.
+    /// Here a transaction nobody takes any more is rolled back, and only then is the turn
+    /// given up.
+    async fn begin_detached(
+        &self,
+        turn: Option<OwnedMutexGuard<Slot<D>>>,
+    ) -> Result<(D::Tx, Option<OwnedMutexGuard<Slot<D>>>), StoreError> {
+        let (back, begun) = oneshot::channel();
+        let dialect = Arc::clone(&self.dialect);
+        drop(tokio::spawn(async move {
+            let result = dialect.begin().await.map(|tx| (tx, turn));
+            if let Err(Ok((tx, turn))) = back.send(result) {
+                let _ = D::rollback(tx).await;
+                drop(turn);
+            }
+        }));
+        begun.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the task beginning this write ended before it began".into(),
+            ))
+        })
     }
 
     /// Opens this writer's savepoint in the parked transaction `p` (first undoing a dropped

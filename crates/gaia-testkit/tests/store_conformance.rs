@@ -500,13 +500,7 @@ async fn claims_whose_callers_go_away_keep_the_log_whole(db: &TestDb) {
     // claiming one at a time (the idle path), some all at once (batches). Whatever was
     // abandoned, the log stays gap-free and ordered, the audit chain verifies, and each key's
     // fencing tokens are 1..n, one per acquisition logged.
-    //
-    // PostgreSQL only for now: on SQLite, callers going away like this make a concurrent
-    // writer's call (the emitter's) fail at once with `LockTimeout`, which is a finding about
-    // SQLite's writer group, outside the claim path this test is about.
-    if !db.is_postgres() {
-        return;
-    }
+
     const CALLERS: usize = 6;
     const CALLS: u64 = 25;
     const EMITS: usize = 20;
