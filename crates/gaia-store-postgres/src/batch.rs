@@ -38,7 +38,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::NOW_US;
 use crate::error::{Db, boundary};
-use crate::log::{RESERVE, bind_log, count, log_rows, number_at, write_numbered};
+use crate::log::{PREDICTED_HEAD, RESERVE, bind_log, count, log_rows, number_at, write_numbered};
 use crate::notify::Notifications;
 use gaia_store_sql::rows;
 use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
@@ -722,11 +722,10 @@ fn write_predicted<'q>(
         .bind(last.to_string())
 }
 
-/// See [`write_predicted`]. `cur` locks the head's row and reads it as the last writer
-/// committed it (a condition in the `UPDATE` itself would be judged on the statement's
-/// snapshot, from before the previous batch committed, and miss every prediction made while
-/// that batch was in flight); `h` moves it only if it is as predicted, and every log insert
-/// and the NOTIFY read `h` first, so a wrong prediction writes nothing to the log.
+/// See [`write_predicted`]. The head moves only if it is as predicted ([`PREDICTED_HEAD`]:
+/// judged on the head as the previous batch committed it, not on this statement's snapshot,
+/// which would miss every prediction made while that batch was in flight), and every log
+/// insert and the NOTIFY read `h` first, so a wrong prediction writes nothing to the log.
 static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH w AS (
@@ -738,15 +737,7 @@ static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
                 AS u(key, agent, operator, fingerprint, token, acquired_at_us, expires_at_us,
                      ttl_ms, principal)
             WHERE claims.key = u.key
-         ), cur AS MATERIALIZED (
-            SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1 FOR NO KEY UPDATE
-         ), h AS (
-            UPDATE log_head SET event_seq = $16, audit_seq = $17, audit_hash = $15
-            FROM cur
-            WHERE log_head.id = 1 AND cur.event_seq = $18 AND cur.audit_seq = $19
-                AND cur.audit_hash = $20
-            RETURNING log_head.id
-         ), {}
+         ), {PREDICTED_HEAD}, {}
          SELECT pg_notify($30, $31) IS NULL FROM h",
         log_rows("WHERE EXISTS (SELECT 1 FROM h)")
     )

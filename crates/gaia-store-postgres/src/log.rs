@@ -110,14 +110,12 @@ impl Appends {
     }
 }
 
-/// The statement of a predicted append (see [`Appends`]): if the head is still `$18..$20`
-/// once its lock is held, sets it to `$16`, `$17`, `$15` and writes the events and audit
-/// records (`$1..$14`). Returns a row only if the head was as predicted (else it wrote nothing).
-/// `cur` locks the head's row and reads it as the last writer committed it; a condition in
-/// the `UPDATE` itself would be judged on the statement's snapshot (see `batch.rs`).
-static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH cur AS MATERIALIZED (
+/// The common table expressions that move the log head only if it is as predicted: `cur`
+/// locks the head's row and reads it as the last writer committed it (a condition in the
+/// `UPDATE` itself would be judged on the statement's snapshot, from before the previous
+/// writer committed); `h` sets it to `$16`, `$17`, `$15` if it is still `$18..$20`, and has a
+/// row only then. For a predicted append and a predicted claim batch (`batch.rs`).
+pub(crate) const PREDICTED_HEAD: &str = "cur AS MATERIALIZED (
             SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1 FOR NO KEY UPDATE
          ), h AS (
             UPDATE log_head SET event_seq = $16, audit_seq = $17, audit_hash = $15
@@ -125,7 +123,16 @@ static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
             WHERE log_head.id = 1 AND cur.event_seq = $18 AND cur.audit_seq = $19
                 AND cur.audit_hash = $20
             RETURNING log_head.id
-         ), {}
+         )";
+
+/// The statement of a predicted append (see [`Appends`]): if the head is still `$18..$20`
+/// once its lock is held, sets it to `$16`, `$17`, `$15` and writes the events and audit
+/// records (`$1..$14`). Returns a row only if the head was as predicted (else it wrote nothing).
+/// `cur` locks the head's row and reads it as the last writer committed it; a condition in
+/// the `UPDATE` itself would be judged on the statement's snapshot (see `batch.rs`).
+static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {PREDICTED_HEAD}, {}
          SELECT id FROM h",
         log_rows("WHERE EXISTS (SELECT 1 FROM h)")
     )
