@@ -126,7 +126,7 @@ impl SqliteStore {
     /// file, the file synced, the WAL deleted, and the next writer then syncs a new WAL's
     /// header and the directory), which adds nothing to what a commit under `synchronous`
     /// already guarantees. The process exits with it open. The WAL is checkpointed instead
-    /// when a one-shot process opens it past [`ONE_SHOT_WAL_LIMIT`].
+    /// when a one-shot process that has the database to itself opens it past 256 KiB.
     pub async fn open_one_shot(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         let path = path_from_url(url)?;
         Self::open_for(&path, opts, Use::OneShot).await
