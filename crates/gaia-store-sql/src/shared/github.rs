@@ -32,6 +32,9 @@ macro_rules! github_sql {
         }
 
         /// Inserts `r`; `false` (and nothing written) when the item already has a record.
+        /// The conflict has no target: a record racing in for the same item can collide on
+        /// the sync key (a function of the item) before the item's own key, and PostgreSQL
+        /// would raise that collision on an index it was not told to arbitrate.
         pub(crate) async fn sync_insert(
             conn: &mut $conn,
             r: &::gaia_core::github::SyncRecord,
@@ -40,7 +43,7 @@ macro_rules! github_sql {
                 "INSERT INTO github_sync (repo, item_kind, item, sync_key, issue, pushed_hash,
                      intent_at_us, attempt_at_us, last_seen, updated_at_us)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (repo, item_kind, item) DO NOTHING",
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&r.repo)
             .bind(r.kind.as_str())
