@@ -172,6 +172,11 @@ impl Verifier {
         self.first_break.is_some()
     }
 
+    /// The id of the last record fed that held (the anchor's before any).
+    pub fn last_seen(&self) -> i64 {
+        self.expected_id - 1
+    }
+
     /// The first break found so far.
     pub fn first_break(&self) -> Option<&Break> {
         self.first_break.as_ref()

@@ -83,8 +83,8 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(rest))
 }
 
-/// The WAL's size past which a one-shot process checkpoints before its command: about seven
-/// short commands' writes (see [`SqliteStore::open_one_shot`]).
+/// The WAL's size past which a one-shot process checkpoints before its command: about eight
+/// claims' writes (see [`SqliteStore::open_one_shot`]).
 const ONE_SHOT_WAL_LIMIT: u64 = 256 * 1024;
 
 /// Who the store is opened for, which decides how many connections it keeps.
@@ -194,7 +194,8 @@ impl SqliteStore {
             // the WAL deleted, and the next writer then syncs a new WAL's header and the
             // directory), which is most of a short command's time and adds nothing to what a
             // commit under `synchronous` already guarantees. The process exits with it open;
-            // checkpoints happen as the WAL grows (`wal_autocheckpoint`) or when a server runs.
+            // the WAL is checkpointed by a later one-shot process that finds it large
+            // (`checkpoint_when_large`), or by a server's connections.
             std::mem::forget(pool.clone());
         }
         let store = Self {

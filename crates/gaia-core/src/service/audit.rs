@@ -15,17 +15,35 @@ impl Gaia {
     }
 
     /// Walks the whole trail and reports the first record that breaks the chain.
+    ///
+    /// Records may commit while it walks: the head is read again once the walk reaches the
+    /// end, and the walk goes on while the head names records past the last one it saw, so
+    /// that a record committed after the first reading of the head is judged against a head
+    /// that includes it. A record past the head as read after the walk is a break.
     pub async fn verify_audit(&self) -> Result<VerifyReport, Error> {
-        let head = self.store.audit_head().await?;
+        /// Readings of the head before the walk ends against the last of them, however much
+        /// is still being written.
+        const READINGS: usize = 8;
+        let mut head = self.store.audit_head().await?;
         let mut verifier = Verifier::new(&head);
         let mut after = head.anchor_id;
-        loop {
-            let page = self.store.audit_page(after, AUDIT_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            if !page.iter().all(|r| verifier.feed(r)) {
+        for _ in 0..READINGS {
+            loop {
+                let page = self.store.audit_page(after, AUDIT_PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                if !page.iter().all(|r| verifier.feed(r)) {
+                    break;
+                }
+            }
+            if verifier.is_broken() || verifier.last_seen() == head.last_id {
                 break;
             }
+            let again = self.store.audit_head().await?;
+            if again.last_id == head.last_id {
+                break;
+            }
+            head = again;
         }
         Ok(verifier.finish(&head))
     }
