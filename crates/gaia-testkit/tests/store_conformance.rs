@@ -11,7 +11,7 @@ use chrono::{TimeZone, Utc};
 use gaia_core::claims::{Outcome, Request};
 use gaia_core::event::EventFilter;
 use gaia_core::names::ClaimKey;
-use gaia_core::store::{Change, StoreOptions};
+use gaia_core::store::{Change, Store, StoreOptions};
 use gaia_core::time::{Clock, ManualClock};
 use gaia_core::{Gaia, StoreError, audit::NewAudit, event::NewEvent};
 use gaia_testkit::{TestDb, backend_tests};
@@ -64,6 +64,18 @@ fn acquire(k: &str, agent: &str, fp: &str, ttl_s: u64) -> Request {
         Some(Duration::from_secs(ttl_s)),
     )
     .unwrap()
+}
+
+/// Every event in `store`, checked to be gap-free and in seq order.
+async fn whole_log(store: &dyn Store) -> Vec<gaia_core::event::Event> {
+    let events = store
+        .events_after(0, &EventFilter::default(), 100_000)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, want, "the log is gap-free and ordered");
+    events
 }
 
 async fn migrations_are_idempotent(db: &TestDb) {
@@ -469,13 +481,7 @@ async fn claims_from_two_nodes_and_other_writes_keep_the_log_whole(db: &TestDb) 
     }
     assert!(wrote > 0);
     let store = db.open(&StoreOptions::default()).await;
-    let events = store
-        .events_after(0, &EventFilter::default(), 100_000)
-        .await
-        .unwrap();
-    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    let want: Vec<i64> = (1..=seqs.len() as i64).collect();
-    assert_eq!(seqs, want, "the log is gap-free and ordered");
+    let events = whole_log(store.as_ref()).await;
     let claim_events = events
         .iter()
         .filter(|e| e.kind.starts_with("claim."))
@@ -490,7 +496,7 @@ async fn claims_from_two_nodes_and_other_writes_keep_the_log_whole(db: &TestDb) 
     );
     let report = Gaia::new(store).verify_audit().await.unwrap();
     assert_eq!(report.first_break, None);
-    assert_eq!(report.checked, seqs.len() as u64);
+    assert_eq!(report.checked, events.len() as u64);
 }
 
 async fn claims_whose_callers_go_away_keep_the_log_whole(db: &TestDb) {
@@ -563,13 +569,7 @@ async fn claims_whose_callers_go_away_keep_the_log_whole(db: &TestDb) {
         .await
         .expect("the store closes");
     let store = db.open(&StoreOptions::default()).await;
-    let events = store
-        .events_after(0, &EventFilter::default(), 100_000)
-        .await
-        .unwrap();
-    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    let want: Vec<i64> = (1..=seqs.len() as i64).collect();
-    assert_eq!(seqs, want, "the log is gap-free and ordered");
+    let events = whole_log(store.as_ref()).await;
     let mut tokens: std::collections::HashMap<String, Vec<i64>> = Default::default();
     for e in events
         .iter()
@@ -597,7 +597,7 @@ async fn claims_whose_callers_go_away_keep_the_log_whole(db: &TestDb) {
     }
     let report = Gaia::new(store).verify_audit().await.unwrap();
     assert_eq!(report.first_break, None);
-    assert_eq!(report.checked, seqs.len() as u64);
+    assert_eq!(report.checked, events.len() as u64);
 }
 
 async fn tokens_are_stored_hashed_and_revocable(db: &TestDb) {
