@@ -19,15 +19,23 @@ const LIMIT: u64 = 256 * 1024;
 /// More than one command writes: a bound on how far past the limit the WAL can get.
 const ONE_COMMAND: u64 = 128 * 1024;
 
-fn acquire(db: &Path, story: &str) {
-    let out = support::gaia()
+/// `gaia --db sqlite://DB ARGS…`, run in the database's directory, its output collected.
+fn gaia_on(db: &Path, args: &[&str]) -> std::process::Output {
+    support::gaia()
         .current_dir(db.parent().unwrap())
         .arg("--db")
         .arg(format!("sqlite://{}", db.display()))
-        .args(["claim", "acquire", story, "--agent", "a1", "--ttl", "15m"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn acquire(db: &Path, story: &str) {
+    let out = gaia_on(
+        db,
+        &["claim", "acquire", story, "--agent", "a1", "--ttl", "15m"],
+    );
     assert!(
         out.status.success(),
         "claim acquire {story}: {}",
@@ -42,21 +50,11 @@ fn wal_size(db: &Path) -> u64 {
 }
 
 fn verify(db: &Path, claims: usize) {
-    let out = support::gaia()
-        .arg("--db")
-        .arg(format!("sqlite://{}", db.display()))
-        .args(["claim", "list", "--json"])
-        .output()
-        .unwrap();
+    let out = gaia_on(db, &["claim", "list", "--json"]);
     assert!(out.status.success());
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(claims), "{listed}");
-    let out = support::gaia()
-        .arg("--db")
-        .arg(format!("sqlite://{}", db.display()))
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
+    let out = gaia_on(db, &["audit", "verify"]);
     assert!(
         out.status.success(),
         "{}",
