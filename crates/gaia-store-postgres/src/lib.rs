@@ -34,6 +34,10 @@ pub use gaia_store_sql::migrate::SCHEMA_VERSION;
 
 use error::{Db, DbError, boundary};
 
+/// A pooled connection handed back this recently is handed out again without a round trip to
+/// check it (it was checked when handed back).
+const UNCHECKED_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The SQL expression for the server's time in microseconds.
 pub(crate) const NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
@@ -119,6 +123,21 @@ impl PgStore {
             .max_connections(opts.max_connections.max(1))
             .min_connections(0)
             .acquire_timeout(opts.connect_timeout + opts.lock_timeout)
+            // sqlx checks every connection with a round trip when it is handed back, and by
+            // default again before handing it out. A connection handed back a moment ago
+            // passed the first check; only one idle for longer is checked again (a server
+            // restart or an idle timeout on the way drops connections while they wait).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < UNCHECKED_IDLE {
+                        return Ok(true);
+                    }
+                    // A failed ping means a dead connection: the pool drops it and opens
+                    // another, as with its own check.
+                    Ok(conn.ping().await.is_ok())
+                })
+            })
             .connect_lazy_with(connect);
         migrate::run(&pool).await?;
         Ok(Self {

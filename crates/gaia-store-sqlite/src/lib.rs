@@ -90,7 +90,7 @@ const ONE_SHOT_WAL_LIMIT: u64 = 256 * 1024;
 /// Who the store is opened for, which decides how many connections it keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
-    /// A long-lived process (the server): up to `max_connections`, each checked before use.
+    /// A long-lived process (the server): up to `max_connections`.
     Serving,
     /// A process that runs one command and exits: one connection, see [`SqliteStore::open_one_shot`].
     OneShot,
@@ -108,14 +108,12 @@ impl SqliteStore {
     }
 
     /// Like [`open`](Self::open), for a process that runs one command and exits: the store
-    /// keeps a single connection and uses it without a liveness check before each use.
+    /// keeps a single connection.
     ///
     /// Such a process does one thing at a time, so a second connection only costs: opening
     /// one is a thread, a file open, the PRAGMAs and a parse of the schema, and the pool
     /// opens it whenever the first is still on its way back (returning a connection is
-    /// asynchronous), which it is right after every statement. The check before use is a
-    /// round trip to the connection's thread; a connection opened a moment ago needs none,
-    /// and a broken one still fails the statement. `max_connections` does not apply; the
+    /// asynchronous), which it is right after every statement. `max_connections` does not apply; the
     /// settings that make a commit durable (WAL, `synchronous`, the busy timeout) are the
     /// same as [`open`](Self::open)'s. A use case never reads through the store while it
     /// holds a write transaction (it gets the transaction, not the store), so one
@@ -166,9 +164,9 @@ impl SqliteStore {
             .synchronous(sync)
             .busy_timeout(opts.lock_timeout)
             .foreign_keys(true);
-        let (max_connections, test_before_acquire) = match used {
-            Use::Serving => (opts.max_connections.max(1), true),
-            Use::OneShot => (1, false),
+        let max_connections = match used {
+            Use::Serving => opts.max_connections.max(1),
+            Use::OneShot => 1,
         };
         let connect = match used {
             Use::Serving => connect,
@@ -180,7 +178,10 @@ impl SqliteStore {
         let pool_options = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .min_connections(0)
-            .test_before_acquire(test_before_acquire)
+            // The connection is in this process, and sqlx checks each one (a round trip to
+            // its thread) when it is handed back: a check before each use too would double
+            // the hand-offs of a short read.
+            .test_before_acquire(false)
             // Waiting for a pooled connection is waiting for the store: bound it like a lock.
             .acquire_timeout(opts.lock_timeout + opts.connect_timeout);
         // Before this process holds any lock on the file (see `others_attached`).
