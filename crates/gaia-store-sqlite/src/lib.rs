@@ -13,6 +13,7 @@ mod github;
 mod log;
 mod migrate;
 mod outbox;
+mod reads;
 mod retention;
 mod tokens;
 mod tx;
@@ -36,7 +37,8 @@ use error::Db;
 /// A Gaia store in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// Reads run here (see [`reads`]); writes take turns in `writers`.
+    pool: reads::Reads,
     clock: Option<Arc<dyn Clock>>,
     path: PathBuf,
     /// This process's writers, taking turns for SQLite's write lock and committing together
@@ -202,12 +204,12 @@ impl SqliteStore {
         let store = Self {
             // Writers take turns (SQLite has one writer at a time) and commit together.
             writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout, true),
-            pool,
+            pool: reads::Reads::new(pool, max_connections),
             clock: opts.clock.clone(),
             path: path.to_owned(),
             used,
         };
-        migrate::run(&store.pool)
+        migrate::run(store.pool.pool())
             .await
             .map_err(|e| match StoreError::from(e) {
                 StoreError::Backend(msg) | StoreError::Unavailable(msg) => {
@@ -242,7 +244,7 @@ impl SqliteStore {
     }
 
     pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        self.pool.pool()
     }
 
     pub fn path(&self) -> &Path {
@@ -352,7 +354,8 @@ gaia_store_sql::store_sql!(store = SqliteStore, {
         if self.used == Use::OneShot {
             return;
         }
-        self.pool.close().await;
+        self.pool.release();
+        self.pool.pool().close().await;
     }
 });
 

@@ -14,7 +14,11 @@ pub(crate) async fn run(pool: &SqlitePool) -> Db<()> {
     // Fast path without the write lock, in one statement: an up-to-date database needs
     // nothing. Any failure (a new file has no `gaia_schema` table yet) is looked at again
     // below, under the lock, where it is reported.
-    if current_version(pool).await.ok() == Some(SCHEMA_VERSION) {
+    if migrate::current_version::<_, error::Sqlite>(pool)
+        .await
+        .ok()
+        == Some(SCHEMA_VERSION)
+    {
         return Ok(());
     }
     let mut tx = crate::begin_write(pool).await?;
@@ -36,6 +40,6 @@ pub(crate) async fn run(pool: &SqlitePool) -> Db<()> {
     Ok(tx.commit().await?)
 }
 
-pub(crate) async fn current_version(pool: &SqlitePool) -> Db<i64> {
-    migrate::current_version(pool).await
+pub(crate) async fn current_version(reads: &crate::reads::Reads) -> Db<i64> {
+    migrate::current_version(reads.pool()).await
 }

@@ -81,8 +81,8 @@ macro_rules! retention_sql {
         }
 
         /// Reads one span row (`n, lo, hi, oldest, newest`).
-        async fn span(
-            pool: &::sqlx::Pool<<$conn as ::sqlx::Connection>::Database>,
+        async fn span<'e>(
+            pool: impl ::sqlx::Executor<'e, Database = <$conn as ::sqlx::Connection>::Database>,
             sql: &'static str,
             cutoff: ::chrono::DateTime<::chrono::Utc>,
         ) -> Result<::gaia_core::retention::Span, ::gaia_core::StoreError> {
