@@ -5,6 +5,7 @@
 //! writer that cannot get the lock within the busy timeout fails with `LockTimeout`.
 
 mod backlog;
+mod checkpoints;
 mod claims;
 mod commands;
 mod dump;
@@ -47,6 +48,8 @@ pub struct SqliteStore {
     /// writes into waits of a hundred; in turn, only writers of other processes meet that wait.
     writers: Writers,
     used: Use,
+    /// A serving store's WAL checkpoints, for as long as any handle of the store lives.
+    _checkpoints: Option<Arc<checkpoints::Checkpoints>>,
 }
 
 // `BEGIN IMMEDIATE` takes the write lock before anything is read.
@@ -171,7 +174,11 @@ impl SqliteStore {
             Use::OneShot => 1,
         };
         let connect = match used {
-            Use::Serving => connect,
+            // Commits never checkpoint: the store's task does, off the commit path (see
+            // `checkpoints`).
+            Use::Serving => connect
+                .pragma("wal_autocheckpoint", "0")
+                .pragma("journal_size_limit", checkpoints::WAL_LIMIT.to_string()),
             // When its commit starts the WAL over, the file is cut to what the commit wrote,
             // so that the WAL's size tells how much there is to read (see
             // `checkpoint_when_large`).
@@ -201,13 +208,14 @@ impl SqliteStore {
             // (`checkpoint_when_large`), or by a server's connections.
             std::mem::forget(pool.clone());
         }
-        let store = Self {
+        let mut store = Self {
             // Writers take turns (SQLite has one writer at a time) and commit together.
             writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout, true),
             pool: reads::Reads::new(pool, max_connections),
             clock: opts.clock.clone(),
             path: path.to_owned(),
             used,
+            _checkpoints: None,
         };
         migrate::run(store.pool.pool())
             .await
@@ -219,6 +227,12 @@ impl SqliteStore {
             })?;
         if alone {
             store.checkpoint_when_large().await;
+        }
+        if used == Use::Serving {
+            store._checkpoints = Some(checkpoints::Checkpoints::start(
+                store.pool.pool().clone(),
+                path,
+            ));
         }
         Ok(store)
     }
