@@ -44,8 +44,11 @@ fn permission(behavior: &str, message: &str) -> Value {
     })
 }
 
-/// Answers a hook when Gaia's configuration cannot be loaded: `ask`, with the reason.
+/// Answers a hook when Gaia's configuration cannot be loaded: `ask`, with the reason. The
+/// hook's input is read first all the same, so that the agent writing it never finds the
+/// pipe closed (a configuration error is found before anything else, in a few milliseconds).
 pub fn config_error(e: &str) -> std::io::Result<()> {
+    let _ = std::io::copy(&mut std::io::stdin().take(MAX_INPUT), &mut std::io::sink());
     super::out(
         &pre_tool_use(
             "ask",
