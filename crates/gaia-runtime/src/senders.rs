@@ -56,6 +56,12 @@ const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 const SEND_MARGIN: Duration = Duration::from_secs(5);
 /// How long a leased message is reserved for this sender, by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// After a commit wakes the worker, it waits this long before asking the store for due
+/// messages: a busy store commits thousands of times a second (on PostgreSQL, every node's
+/// commits wake every node's worker), and each ask is a write transaction. Commits that land
+/// meanwhile are answered by the same ask, so a worker asks at most once per this interval
+/// for them, and a message enqueued while its lanes are idle waits at most this much longer.
+const WAKE_COALESCE: Duration = Duration::from_millis(10);
 
 /// How the outbox worker reaches each channel.
 #[derive(Clone)]
@@ -291,9 +297,9 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 /// each chat (its oldest pending message), each leased head runs in its own lane (reserve a
 /// slot, maybe wait for the chat's turn, send, record), and up to `senders.lanes` lanes run at
 /// once. A chat waiting for its turn or a `retry_after` therefore holds up only its own lane,
-/// and the next message of a chat is leased only once the one before it was recorded. Wakes on
-/// every commit (a new message may be due, or a lane's record made the next head due), when a
-/// lane ends, and at least every `every`.
+/// and the next message of a chat is leased only once the one before it was recorded. Wakes
+/// after commits (a new message may be due, or a lane's record made the next head due; at most
+/// once per 10 ms), when a lane ends, and at least every `every`.
 pub async fn worker(
     gaia: Gaia,
     hub: crate::hub::EventHub,
@@ -304,7 +310,16 @@ pub async fn worker(
     let mut wake = hub.subscribe();
     let mut lanes = tokio::task::JoinSet::new();
     let most = senders.lanes.max(1);
+    let mut woken = false;
     loop {
+        if std::mem::take(&mut woken) {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(WAKE_COALESCE) => {}
+            }
+            // The ask below covers every commit so far.
+            wake.borrow_and_update();
+        }
         let free = most.saturating_sub(lanes.len());
         let mut full = false;
         if free > 0 && !cancel.is_cancelled() {
@@ -337,7 +352,7 @@ pub async fn worker(
         tokio::select! {
             () = cancel.cancelled() => break,
             Some(_) = lanes.join_next(), if !lanes.is_empty() => {}
-            _ = wake.changed() => {}
+            _ = wake.changed() => woken = true,
             () = tokio::time::sleep(every) => {}
         }
     }
