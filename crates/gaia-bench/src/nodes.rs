@@ -103,8 +103,9 @@ struct Step {
     /// Events appended to the log per second during the measurement.
     appended_per_s: f64,
     /// Events per second received by the slowest and the fastest subscriber of any node.
-    delivered_min_per_s: f64,
-    delivered_max_per_s: f64,
+    /// Events/s received by the slowest and the fastest subscriber (`None`: no subscribers).
+    delivered_min_per_s: Option<f64>,
+    delivered_max_per_s: Option<f64>,
 }
 
 /// What pgbench measured.
@@ -258,8 +259,8 @@ async fn measure_nodes(
         nodes: servers.len(),
         sample,
         appended_per_s: (head_after - head_before) as f64 / wall,
-        delivered_min_per_s: delivered.iter().copied().fold(f64::INFINITY, f64::min),
-        delivered_max_per_s: delivered.iter().copied().fold(0.0, f64::max),
+        delivered_min_per_s: delivered.iter().copied().reduce(f64::min),
+        delivered_max_per_s: delivered.iter().copied().reduce(f64::max),
     })
 }
 
@@ -332,8 +333,8 @@ fn report(args: &NodesArgs, steps: &[Step], pgbench: &PgbenchResult) {
                 v["ratio_to_one_node"] = json!(over(s.sample.ops_per_s(), first));
                 v["ratio_to_pgbench"] = json!(over(s.sample.ops_per_s(), pgbench.calls_per_s));
                 v["events_appended_per_s"] = json!(s.appended_per_s.round());
-                v["delivered_min_per_s"] = json!(s.delivered_min_per_s.round());
-                v["delivered_max_per_s"] = json!(s.delivered_max_per_s.round());
+                v["delivered_min_per_s"] = json!(s.delivered_min_per_s.map(f64::round));
+                v["delivered_max_per_s"] = json!(s.delivered_max_per_s.map(f64::round));
                 v
             })
             .collect();
@@ -370,7 +371,7 @@ fn report(args: &NodesArgs, steps: &[Step], pgbench: &PgbenchResult) {
             100.0 * s.sample.noops as f64 / s.sample.ops as f64
         };
         println!(
-            "{:>5} {:>9.0} {:>6.2}x {:>8.2}x {:>7}us {:>5.1} {:>10.0} {:>11.0} {:>11.0}",
+            "{:>5} {:>9.0} {:>6.2}x {:>8.2}x {:>7}us {:>5.1} {:>10.0} {:>11} {:>11}",
             s.nodes,
             ops,
             over(ops, first),
@@ -378,8 +379,8 @@ fn report(args: &NodesArgs, steps: &[Step], pgbench: &PgbenchResult) {
             s.sample.percentile(99),
             noop,
             s.appended_per_s,
-            s.delivered_min_per_s,
-            s.delivered_max_per_s,
+            per_s(s.delivered_min_per_s),
+            per_s(s.delivered_max_per_s),
         );
     }
     println!(
@@ -392,4 +393,9 @@ fn report(args: &NodesArgs, steps: &[Step], pgbench: &PgbenchResult) {
          node, beside appended/s, the events the log gained per second",
         args.clients, args.keys, args.subscribers
     );
+}
+
+/// A rate for the table, `-` when there is none.
+fn per_s(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"))
 }
