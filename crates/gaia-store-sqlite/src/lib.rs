@@ -118,9 +118,9 @@ impl SqliteStore {
     /// Such a process does one thing at a time, so a second connection only costs: opening
     /// one is a thread, a file open, the PRAGMAs and a parse of the schema, and the pool
     /// opens it whenever the first is still on its way back (returning a connection is
-    /// asynchronous), which it is right after every statement. `max_connections` does not apply; the
-    /// settings that make a commit durable (WAL, `synchronous`, the busy timeout) are the
-    /// same as [`open`](Self::open)'s. A use case never reads through the store while it
+    /// asynchronous), which it is right after every statement. `max_connections` does not
+    /// apply; the settings that make a commit durable (WAL, `synchronous`, the busy timeout)
+    /// are the same as [`open`](Self::open)'s. A use case never reads through the store while it
     /// holds a write transaction (it gets the transaction, not the store), so one
     /// connection cannot wait for itself.
     ///
