@@ -40,6 +40,7 @@ use crate::NOW_US;
 use crate::error::{Db, boundary};
 use crate::log::{PREDICTED_HEAD, RESERVE, bind_log, count, log_rows, number_at, write_numbered};
 use crate::notify::Notifications;
+use gaia_store_sql::kept::Kept;
 use gaia_store_sql::rows;
 use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
 
@@ -71,63 +72,17 @@ pub(crate) struct Writer {
     pub(crate) notifications: Arc<Notifications>,
     pub(crate) predicted: Arc<Mutex<Predicted>>,
     /// Connections the writer keeps between batches (see [`Kept`]).
-    pub(crate) kept: Arc<Kept>,
+    pub(crate) kept: Arc<Kept<Postgres>>,
 }
 
 /// Connections the writer keeps for its next batches instead of handing them back to the
-/// pool: the pool checks an idle connection with a round trip before lending it out, which
+/// pool (see [`gaia_store_sql::kept`]): the pool checks a connection with a round trip, which
 /// at one claimer is a fifth of a claim's round trips. A kept connection that turns out dead
 /// fails at `BEGIN`, before anything is written, and the batch then begins again on one from
-/// the pool (see [`Writer::run`]).
-///
-/// Kept connections count as lent out, and closing a pool waits for every loan to come back:
-/// [`Kept::release`] hands them back before the store closes its pool.
-#[derive(Debug, Default)]
-pub(crate) struct Kept {
-    conns: Mutex<KeptConns>,
-    /// How many to keep: none in a pool too small to spare them.
-    most: usize,
-}
-
-#[derive(Debug, Default)]
-struct KeptConns {
-    conns: Vec<PoolConnection<Postgres>>,
-    /// Set once the store closes: nothing is kept any more.
-    released: bool,
-}
-
-impl Kept {
-    /// Keeps up to one connection per batch in flight, when the pool has room for the
-    /// store's other work besides (a quarter of the pool at most).
-    pub(crate) fn for_pool(max_connections: u32) -> Self {
-        Self {
-            conns: Mutex::default(),
-            most: (usize::try_from(max_connections).unwrap_or(0) / 4).min(IN_FLIGHT),
-        }
-    }
-
-    fn take(&self) -> Option<PoolConnection<Postgres>> {
-        lock_any(&self.conns).conns.pop()
-    }
-
-    /// Keeps `conn`, or hands it back to the pool when enough are kept or the store closes.
-    fn put(&self, conn: PoolConnection<Postgres>) {
-        let mut kept = lock_any(&self.conns);
-        if !kept.released && kept.conns.len() < self.most {
-            kept.conns.push(conn);
-        }
-    }
-
-    /// Hands every kept connection back to the pool, and keeps none from now on (a batch still
-    /// in flight hands its connection back when it ends).
-    pub(crate) fn release(&self) {
-        let conns = {
-            let mut kept = lock_any(&self.conns);
-            kept.released = true;
-            std::mem::take(&mut kept.conns)
-        };
-        drop(conns);
-    }
+/// the pool (see [`Writer::run`]). Up to one per batch in flight, when the pool has room for
+/// the store's other work besides (a quarter of the pool at most).
+pub(crate) fn kept_for_pool(max_connections: u32) -> Kept<Postgres> {
+    Kept::new((usize::try_from(max_connections).unwrap_or(0) / 4).min(IN_FLIGHT))
 }
 
 fn lock_any<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

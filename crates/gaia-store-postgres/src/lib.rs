@@ -165,7 +165,7 @@ impl PgStore {
                 clock: self.clock.clone(),
                 notifications: self.notifications.clone(),
                 predicted: std::sync::Arc::default(),
-                kept: std::sync::Arc::new(batch::Kept::for_pool(
+                kept: std::sync::Arc::new(batch::kept_for_pool(
                     self.pool.options().get_max_connections(),
                 )),
             })

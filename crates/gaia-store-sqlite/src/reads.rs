@@ -13,9 +13,10 @@
 //! `&Reads` is an [`Executor`], so the shared SQL runs on it as on a pool. Writes do not go
 //! through it: they take turns in the store's writer group, on connections of the pool.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
+use gaia_store_sql::kept::Kept;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteQueryResult, SqliteRow, SqliteStatement, SqliteTypeInfo};
 use sqlx::{Describe, Either, Execute, Executor, Sqlite, SqlitePool};
@@ -24,28 +25,9 @@ use sqlx::{Describe, Either, Execute, Executor, Sqlite, SqlitePool};
 #[derive(Debug, Clone)]
 pub(crate) struct Reads {
     pool: SqlitePool,
-    kept: Arc<Kept>,
-}
-
-#[derive(Debug)]
-struct Kept {
-    conns: Mutex<KeptConns>,
-    /// How many to keep: half the pool, so that the writers and the reads that find none
-    /// kept always have connections left in it.
-    most: usize,
-}
-
-#[derive(Debug, Default)]
-struct KeptConns {
-    conns: Vec<PoolConnection<Sqlite>>,
-    /// Set once the store closes: nothing is kept any more.
-    released: bool,
-}
-
-impl Kept {
-    fn lock(&self) -> std::sync::MutexGuard<'_, KeptConns> {
-        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+    /// Up to half the pool, so that the writers and the reads that find none kept always
+    /// have connections left in it.
+    kept: Arc<Kept<Sqlite>>,
 }
 
 impl Reads {
@@ -54,10 +36,7 @@ impl Reads {
     pub(crate) fn new(pool: SqlitePool, max_connections: u32) -> Self {
         Self {
             pool,
-            kept: Arc::new(Kept {
-                conns: Mutex::default(),
-                most: usize::try_from(max_connections / 2).unwrap_or(0),
-            }),
+            kept: Arc::new(Kept::new(usize::try_from(max_connections / 2).unwrap_or(0))),
         }
     }
 
@@ -81,18 +60,12 @@ impl Reads {
     /// Hands every kept connection back to the pool and keeps none from now on: closing the
     /// pool waits for every connection lent out, and kept ones count as lent.
     pub(crate) fn release(&self) {
-        let conns = {
-            let mut kept = self.kept.lock();
-            kept.released = true;
-            std::mem::take(&mut kept.conns)
-        };
-        drop(conns);
+        self.kept.release();
     }
 
     /// A connection for one read: a kept one, or one from the pool.
     async fn take(&self) -> Result<Loan, sqlx::Error> {
-        let kept = self.kept.lock().conns.pop();
-        let conn = match kept {
+        let conn = match self.kept.take() {
             Some(conn) => conn,
             None => self.pool.acquire().await?,
         };
@@ -107,18 +80,14 @@ impl Reads {
 /// [`Loan::keep`] keeps it for the next read instead.
 struct Loan {
     conn: PoolConnection<Sqlite>,
-    kept: Arc<Kept>,
+    kept: Arc<Kept<Sqlite>>,
 }
 
 impl Loan {
     /// Keeps the connection of a read that ended well, while fewer than the most are kept
     /// and the store is open.
     fn keep(self) {
-        let Loan { conn, kept } = self;
-        let mut conns = kept.lock();
-        if !conns.released && conns.conns.len() < kept.most {
-            conns.conns.push(conn);
-        }
+        self.kept.put(self.conn);
     }
 }
 
@@ -228,7 +197,7 @@ mod tests {
     }
 
     fn kept(r: &Reads) -> usize {
-        r.kept.lock().conns.len()
+        r.kept.len()
     }
 
     #[tokio::test]
