@@ -30,36 +30,33 @@ impl Transact for PgStore {
     }
 }
 
-impl PgTx {
-    /// Writes an append: the first of a transaction through this process's queue of appends
+gaia_store_sql::write_tx!(PgTx {
+    async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self.store.now_in(&mut self.tx).await?)
+    }
+
+    /// The first append of a transaction goes through this process's queue of appends
     /// (numbered from the head the previous one leaves, see [`crate::log::Appends`]); a later
-    /// one holds `log_head` already and takes it as it stands.
-    async fn append_log(
+    /// one holds `log_head` already and takes it as it stands. The newest seq is remembered,
+    /// to announce once committed.
+    async fn append(
         &mut self,
         events: &[gaia_core::event::NewEvent],
         audit: &[gaia_core::audit::NewAudit],
         now: DateTime<Utc>,
-    ) -> crate::error::Db<Vec<Event>> {
-        if self.last_seq.is_some() {
-            return crate::log::append_log(&mut self.tx, events, audit, now).await;
-        }
-        self.store
-            .appends
-            .append(&mut self.tx, events, audit, now)
-            .await
-    }
-
-    /// Remembers the newest seq appended, to announce once committed.
-    fn appended(&mut self, committed: &[Event]) {
+    ) -> Result<Vec<Event>, StoreError> {
+        let committed = if self.last_seq.is_some() {
+            crate::log::append_log(&mut self.tx, events, audit, now).await?
+        } else {
+            self.store
+                .appends
+                .append(&mut self.tx, events, audit, now)
+                .await?
+        };
         if let Some(last) = committed.last() {
             self.last_seq = Some(last.seq);
         }
-    }
-}
-
-gaia_store_sql::write_tx!(PgTx {
-    async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
-        Ok(self.store.now_in(&mut self.tx).await?)
+        Ok(committed)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -1,9 +1,6 @@
 //! The [`WriteTx`](gaia_core::tx::WriteTx) primitives every SQL backend forwards to its own
-//! SQL functions, written once. A backend writes the two methods that differ (`now`, `commit`)
-//! and two inherent ones: `append_log(&mut self, events, audit, now)`, which writes an append
-//! (usually its `log::append_log` on the transaction's connection), and
-//! `appended(&mut self, &[Event])`, which learns what it wrote; and
-//! [`write_tx!`](crate::write_tx) adds the rest, each calling the backend's function of the
+//! SQL functions, written once. A backend writes the three methods that differ (`now`,
+//! `append`, `commit`), and [`write_tx!`](crate::write_tx) adds the rest, each calling the backend's function of the
 //! same name in its `log`, `claims`, `backlog`, `commands`, `github`, `outbox`, `retention` and `tokens`
 //! modules with the transaction's connection (`self.tx`).
 
@@ -25,17 +22,6 @@ macro_rules! write_tx {
         async fn rollback(self: Box<Self>) -> Result<(), ::gaia_core::StoreError> {
             let this = *self;
             Ok(crate::error::boundary(async move { Ok(this.tx.rollback().await?) }).await?)
-        }
-
-        async fn append(
-            &mut self,
-            events: &[::gaia_core::event::NewEvent],
-            audit: &[::gaia_core::audit::NewAudit],
-            now: ::chrono::DateTime<::chrono::Utc>,
-        ) -> Result<Vec<::gaia_core::event::Event>, ::gaia_core::StoreError> {
-            let committed = self.append_log(events, audit, now).await?;
-            self.appended(&committed);
-            Ok(committed)
         }
 
         async fn events_delete(&mut self, low: i64, high: i64) -> Result<u64, ::gaia_core::StoreError> {

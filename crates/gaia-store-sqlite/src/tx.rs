@@ -30,25 +30,19 @@ impl Transact for SqliteStore {
     }
 }
 
-impl SqliteTx {
-    /// Writes an append on the transaction's connection.
-    async fn append_log(
+gaia_store_sql::write_tx!(SqliteTx {
+    async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self.clock.as_ref().map_or_else(Utc::now, |c| c.now()))
+    }
+
+    /// On the transaction's connection; other processes see the file itself change.
+    async fn append(
         &mut self,
         events: &[gaia_core::event::NewEvent],
         audit: &[gaia_core::audit::NewAudit],
         now: DateTime<Utc>,
-    ) -> crate::error::Db<Vec<Event>> {
-        crate::log::append_log(&mut self.tx, events, audit, now).await
-    }
-
-    /// Nothing to remember: other processes see the file itself change.
-    #[allow(clippy::unused_self)]
-    fn appended(&mut self, _committed: &[Event]) {}
-}
-
-gaia_store_sql::write_tx!(SqliteTx {
-    async fn now(&mut self) -> Result<DateTime<Utc>, StoreError> {
-        Ok(self.clock.as_ref().map_or_else(Utc::now, |c| c.now()))
+    ) -> Result<Vec<Event>, StoreError> {
+        Ok(crate::log::append_log(&mut self.tx, events, audit, now).await?)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
