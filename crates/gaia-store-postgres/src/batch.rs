@@ -10,13 +10,16 @@
 //! Row locks are taken in key order, so batches on different nodes cannot deadlock.
 //!
 //! Two batches may be in flight at once, the second locking and deciding while the first
-//! commits. A batch costs four round trips however many claims it holds: BEGIN; one upsert
-//! that locks every key's row and reads the clock; one statement that writes every changed
-//! row, the events and audit records numbered from the predicted log head, the new head and
-//! the NOTIFY, checking the head under its lock (see [`Predicted`]); COMMIT. The `log_head`
-//! lock is held for that statement and the commit only. When the head is not foreseen (at
-//! start, after another node or writer moved it) the statement writes the rows and reserves
-//! the seqs, and a fifth inserts the events and audit records.
+//! commits. A batch costs two round trips however many claims it holds: `BEGIN` with one
+//! upsert that locks every key's row and reads the clock; then one statement that writes
+//! every changed row, the events and audit records numbered from the predicted log head, the
+//! new head and the NOTIFY, checking the head under its lock (see [`Predicted`]), with
+//! `COMMIT` (both messages in [`simple`]'s way). The `log_head` lock is held for that message
+//! only, with no round trip to this process inside it. A head that moved fails the statement,
+//! so the `COMMIT` does not run: the batch rolls back and runs again unforeseen. When the head
+//! is not foreseen (at start, after another node or writer moved it) the second statement
+//! writes the rows and reserves the seqs, and a third inserts the events and audit records
+//! and commits: the lock is then held across one round trip.
 //!
 //! The round trips a batch does not need are avoided: the writer keeps its connections
 //! between batches instead of borrowing from the pool, which checks each loan with a round
@@ -33,13 +36,15 @@ use gaia_core::event::Event;
 use gaia_core::time::{Clock, from_micros, to_micros};
 use gaia_core::usecase::log::{Appended, LogHead};
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, FromRow, PgConnection, PgPool, Postgres};
+use sqlx::{FromRow, PgPool, Postgres};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::NOW_US;
+use crate::error::DbError;
 use crate::error::{Db, boundary};
-use crate::log::{PREDICTED_HEAD, RESERVE, bind_log, count, log_rows, number_at, write_numbered};
+use crate::log::{PREDICTED_HEAD, RESERVE, WRITE_LOG_NOTIFY, bind_log, count, log_rows, number_at};
 use crate::notify::Notifications;
+use crate::simple::{self, Literals, Prepared, Sink};
 use gaia_store_sql::kept::Kept;
 use gaia_store_sql::rows;
 use gaia_store_sql::shared::claims::CLAIM_COLUMNS as COLUMNS;
@@ -77,8 +82,8 @@ pub(crate) struct Writer {
 
 /// Connections the writer keeps for its next batches instead of handing them back to the
 /// pool (see [`gaia_store_sql::kept`]): the pool checks a connection with a round trip, which
-/// at one claimer is a fifth of a claim's round trips. A kept connection that turns out dead
-/// fails at `BEGIN`, before anything is written, and the batch then begins again on one from
+/// at one claimer would be a third of a claim's round trips. A kept connection that turns out
+/// dead fails with the batch's first message, before anything is written, and the batch then begins again on one from
 /// the pool (see [`Writer::run`]). Up to one per batch in flight, when the pool has room for
 /// the store's other work besides (a quarter of the pool at most).
 pub(crate) fn kept_for_pool(max_connections: u32) -> Kept<Postgres> {
@@ -96,7 +101,7 @@ fn lock_any<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// its lock, and so holds the `log_head` lock for that statement and the commit only (one
 /// round trip fewer than reserving the seqs first, for every writer waiting behind it). A
 /// wrong prediction (another node or writer moved the head, or an earlier batch failed)
-/// writes nothing to the log and the batch reserves its seqs as usual; after a miss,
+/// fails the statement: the batch rolls back and runs again, reserving its seqs; after a miss,
 /// predictions pause for a growing number of batches, so that nodes sharing the log do not
 /// pay for misses on every batch.
 #[derive(Debug, Default)]
@@ -204,14 +209,8 @@ struct Unforeseen<'a> {
 }
 
 impl<'a> Unforeseen<'a> {
-    /// `missed`: the batch was predicted, and the head was not where the prediction said.
-    fn new(predicted: &'a Mutex<Predicted>, missed: bool) -> Self {
-        let mut p = lock(predicted);
-        if missed {
-            p.missed();
-        }
-        p.unforeseen += 1;
-        drop(p);
+    fn new(predicted: &'a Mutex<Predicted>) -> Self {
+        lock(predicted).unforeseen += 1;
         Self {
             predicted,
             committed: None,
@@ -407,39 +406,64 @@ impl Writer {
         out
     }
 
-    /// Runs the batch in a transaction on `conn`; the outer error is a failed `BEGIN`.
+    /// Runs the batch in a transaction on `conn`. The outer error: the connection failed
+    /// with the batch's first message, before anything ran.
     async fn run_on(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut PoolConnection<Postgres>,
         reqs: &[Request],
     ) -> Db<Db<Vec<(ClaimResult, Vec<Event>)>>> {
-        let tx = Connection::begin(conn).await?;
-        Ok(self.run_in(tx, reqs).await)
+        let mut predict = true;
+        loop {
+            let mut tx = Open { conn, open: true };
+            let (mut rows, now_us) = match lock_rows(&mut tx, reqs).await {
+                Ok(locked) => locked,
+                Err(Failed::Connection(e)) => return Err(e.into()),
+                Err(Failed::Db(e)) => {
+                    tx.rollback().await;
+                    return Ok(Err(e));
+                }
+            };
+            match self.run_in(&mut tx, &mut rows, now_us, reqs, predict).await {
+                Ok(Some(out)) => return Ok(Ok(out)),
+                // The head moved: the batch was rolled back, and runs again unforeseen.
+                Ok(None) => predict = false,
+                Err(e) => {
+                    tx.rollback().await;
+                    return Ok(Err(e));
+                }
+            }
+        }
     }
 
-    /// Keeps the connection of a batch that ended well; after an error, its transaction's
-    /// rollback is still queued on it, and the pool's check on its return sends it.
+    /// Keeps the connection of a batch that ended well (see [`Kept`]).
     fn keep<T>(&self, conn: PoolConnection<Postgres>, out: &Db<T>) {
         if out.is_ok() {
             self.kept.put(conn);
         }
     }
 
+    /// Decides the batch on its locked `rows` and writes and commits it. `None`: it was
+    /// numbered from a predicted head that was not there, and rolled back.
     async fn run_in(
         &self,
-        mut tx: sqlx::Transaction<'_, Postgres>,
+        tx: &mut Open<'_>,
+        rows: &mut Rows,
+        now_us: i64,
         reqs: &[Request],
-    ) -> Db<Vec<(ClaimResult, Vec<Event>)>> {
-        let (mut rows, now_us) = lock_rows(&mut tx, reqs).await?;
+        predict: bool,
+    ) -> Db<Option<Vec<(ClaimResult, Vec<Event>)>>> {
         // One time for the whole batch, read after every lock is held.
         let now = match &self.clock {
             Some(c) => c.now(),
             None => from_micros(now_us),
         };
-        let decided = decide_all(reqs, &mut rows, now);
+        let decided = decide_all(reqs, rows, now);
         if decided.events.is_empty() {
-            tx.rollback().await?;
-            return Ok(decided.results.into_iter().map(|r| (r, vec![])).collect());
+            tx.rollback().await;
+            return Ok(Some(
+                decided.results.into_iter().map(|r| (r, vec![])).collect(),
+            ));
         }
         let dirty: Vec<(&String, &ClaimRow)> = decided
             .dirty
@@ -452,49 +476,53 @@ impl Writer {
         // Announce inside the batch's own transaction: commits are already ordered by the
         // `log_head` lock, so NOTIFY adds no serialisation here, and it saves the separate
         // announcing transaction (and its flush) per batch.
-        let predicted = lock(&self.predicted).start(&decided, now);
-        let written = match &predicted {
+        let predicted = if predict {
+            lock(&self.predicted).start(&decided, now)
+        } else {
+            lock(&self.predicted).forget();
+            None
+        };
+        let committed = match predicted {
             Some(p) => {
+                let sql = format!(
+                    "{}; COMMIT",
+                    WRITE_PREDICTED.execute(write_predicted(&dirty, &p.start, &p.done, now))?
+                );
                 // The batch predicted before this one sends its statement first, or this
                 // one could take the head's lock first and both would miss.
                 if let Some(mut before) = p.after.clone() {
                     let _ = before.wait_for(|sent| *sent).await;
                 }
-                let res = write_predicted(&dirty, &p.start, &p.done, now)
-                    .fetch_optional(&mut *tx)
-                    .await;
+                let res = simple::run(tx.conn, &sql).await;
                 p.sent.send_replace(true);
-                res?.is_some()
+                match res {
+                    Ok(_) => {
+                        tx.open = false;
+                        lock(&self.predicted).hit();
+                        p.done
+                    }
+                    Err(e) if simple::code(&e).as_deref() == Some(HEAD_MOVED) => {
+                        tx.rollback().await;
+                        lock(&self.predicted).missed();
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            None => false,
-        };
-        let was_predicted = predicted.is_some();
-        let committed = match predicted {
-            Some(Prediction { done, .. }) if written => {
-                tx.commit().await?;
-                lock(&self.predicted).hit();
-                done
-            }
-            _ => {
+            None => {
                 // Until this batch commits, the head it leaves is not known.
-                let mut unforeseen = Unforeseen::new(&self.predicted, was_predicted);
-                // The rows are written already when the prediction missed; only the seqs
-                // remain to reserve.
-                let head = if was_predicted {
-                    sqlx::query(RESERVE)
-                        .bind(count(&decided.events))
-                        .bind(count(&decided.audit))
-                        .fetch_optional(&mut *tx)
-                        .await?
-                } else {
-                    write_rows(&dirty, &decided)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                };
-                let done =
-                    write_numbered(&mut tx, head, &decided.events, &decided.audit, now, true)
-                        .await?;
-                tx.commit().await?;
+                let mut unforeseen = Unforeseen::new(&self.predicted);
+                let head = write_rows(&dirty, &decided)
+                    .fetch_optional(&mut **tx.conn)
+                    .await?;
+                let done = number_at(rows::log_head(head)?, &decided.events, &decided.audit, now);
+                let last = done.events.last().map_or(done.head.event_seq, |e| e.seq);
+                let args = bind_log(Literals::default(), to_micros(now), &done)
+                    .arg(crate::notify::CHANNEL)
+                    .arg(last.to_string());
+                let sql = format!("{}; COMMIT", WRITE_LOG_NOTIFY.execute(args)?);
+                simple::run(tx.conn, &sql).await?;
+                tx.open = false;
                 unforeseen.committed = Some(done.head.clone());
                 done
             }
@@ -503,55 +531,111 @@ impl Writer {
         if let Some(last) = committed.last() {
             self.notifications.seen(last.seq);
         }
-        Ok(decided
-            .results
-            .into_iter()
-            .zip(decided.spans)
-            .map(|(r, span)| {
-                let events = committed
-                    .get(span)
-                    .map(<[Event]>::to_vec)
-                    .unwrap_or_default();
-                (r, events)
-            })
-            .collect())
+        Ok(Some(
+            decided
+                .results
+                .into_iter()
+                .zip(decided.spans)
+                .map(|(r, span)| {
+                    let events = committed
+                        .get(span)
+                        .map(<[Event]>::to_vec)
+                        .unwrap_or_default();
+                    (r, events)
+                })
+                .collect(),
+        ))
     }
 }
+
+/// A transaction the writer began itself, with its first statement: rolled back on every
+/// way out but its commit, and its connection closed when that fails or when the batch is
+/// dropped halfway (the pool would lend it out still in the transaction).
+struct Open<'c> {
+    conn: &'c mut PoolConnection<Postgres>,
+    open: bool,
+}
+
+impl Open<'_> {
+    async fn rollback(&mut self) {
+        if std::mem::take(&mut self.open) && simple::run(self.conn, "ROLLBACK").await.is_err() {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// How a batch's first message failed.
+enum Failed {
+    /// The connection failed: nothing ran, and the batch may begin again on another.
+    Connection(sqlx::Error),
+    /// The database refused a statement, or the batch could not be written.
+    Db(DbError),
+}
+
+/// SQLSTATE of `gaia_log_head_moved()` (migration 11): the head was not as predicted.
+const HEAD_MOVED: &str = "GA001";
 
 /// Each key's row as the batch starts (`None`: never claimed), keyed by `STORY/TODOLIST`.
 type Rows = BTreeMap<String, Option<ClaimRow>>;
 
-/// Locks every key of the batch in one statement, in key order (byte order, so that
-/// concurrent batches cannot deadlock), creating placeholder rows for keys never claimed;
-/// returns the rows and the server's time read with the last lock held.
-async fn lock_rows(tx: &mut PgConnection, reqs: &[Request]) -> Db<(Rows, i64)> {
+/// Begins the batch's transaction and, in the same message, locks every key of the batch in
+/// one statement, in key order (byte order, so that concurrent batches cannot deadlock),
+/// creating placeholder rows for keys never claimed; returns the rows and the server's time
+/// read with the last lock held. Prepares the writer's statements on a connection that has
+/// not got them yet.
+async fn lock_rows(tx: &mut Open<'_>, reqs: &[Request]) -> Result<(Rows, i64), Failed> {
     let keys: BTreeMap<String, &gaia_core::names::ClaimKey> = reqs
         .iter()
         .map(|r| (r.key().to_string(), r.key()))
         .collect();
-    let locked = sqlx::query(&format!(
-        "INSERT INTO claims (key, story, todolist, token, ttl_ms)
-         SELECT key, story, todolist, 0, 0
-         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS u(key, story, todolist)
-         ORDER BY key COLLATE \"C\"
-         ON CONFLICT (key) DO UPDATE SET key = claims.key
-         RETURNING key, {COLUMNS}, {NOW_US} AS now_us"
-    ))
-    .bind(keys.keys().map(String::as_str).collect::<Vec<_>>())
-    .bind(keys.values().map(|k| k.story.as_str()).collect::<Vec<_>>())
-    .bind(
-        keys.values()
-            .map(|k| k.todolist.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let args = Literals::default()
+        .arg(keys.keys().map(String::as_str).collect::<Vec<_>>())
+        .arg(keys.values().map(|k| k.story.as_str()).collect::<Vec<_>>())
+        .arg(
+            keys.values()
+                .map(|k| k.todolist.as_str())
+                .collect::<Vec<_>>(),
+        );
+    let sql = format!(
+        "BEGIN; {}",
+        LOCK_ROWS.execute(args).map_err(|e| Failed::Db(e.into()))?
+    );
+    let locked = match simple::run(tx.conn, &sql).await {
+        Err(e) if simple::code(&e).as_deref() == Some(simple::NOT_PREPARED) => {
+            let again = async {
+                simple::run(tx.conn, "ROLLBACK").await?;
+                simple::prepare(tx.conn, &[&LOCK_ROWS, &WRITE_PREDICTED, &WRITE_LOG_NOTIFY])
+                    .await?;
+                simple::run(tx.conn, &sql).await
+            };
+            again.await
+        }
+        other => other,
+    };
+    let locked = locked.map_err(|e| {
+        // A session the server ended answers with an error of its own (class 08, or 57P
+        // such as `pg_terminate_backend`'s) before anything ran.
+        let ended = simple::code(&e).is_some_and(|c| c.starts_with("08") || c.starts_with("57P"));
+        match e {
+            sqlx::Error::Database(_) if !ended => Failed::Db(e.into()),
+            e => Failed::Connection(e),
+        }
+    })?;
     let mut rows = Rows::new();
     let mut now_us = i64::MIN;
     for row in &locked {
-        let Locked { key, now_us: at } = rows::decode::<Locked, _>("claims", row)?;
+        let decoded = rows::decode::<Locked, _>("claims", row)
+            .and_then(|Locked { key, now_us: at }| Ok((key, at, rows::claim(row)?)));
+        let (key, at, claim) = decoded.map_err(|e| Failed::Db(e.into()))?;
         now_us = now_us.max(at);
-        let claim = rows::claim(row)?;
         // A freshly created placeholder row means "never claimed".
         rows.insert(
             key,
@@ -560,6 +644,24 @@ async fn lock_rows(tx: &mut PgConnection, reqs: &[Request]) -> Db<(Rows, i64)> {
     }
     Ok((rows, now_us))
 }
+
+/// See [`lock_rows`]: `$1..$3` are the keys, their stories and their todolists.
+static LOCK_ROWS: Prepared = Prepared {
+    name: "gaia_claim_lock",
+    types: "TEXT[], TEXT[], TEXT[]",
+    sql: &LOCK_ROWS_SQL,
+};
+
+static LOCK_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO claims (key, story, todolist, token, ttl_ms)
+         SELECT key, story, todolist, 0, 0
+         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS u(key, story, todolist)
+         ORDER BY key COLLATE \"C\"
+         ON CONFLICT (key) DO UPDATE SET key = claims.key
+         RETURNING key, {COLUMNS}, {NOW_US} AS now_us"
+    )
+});
 
 /// What deciding a batch came to: each request's result and the span of its events, the
 /// events and audit records to append, and the keys whose rows changed.
@@ -613,10 +715,7 @@ fn write_rows<'q>(
 
 /// Binds the changed claim rows, one array per column: key, agent, operator, fingerprint,
 /// token, acquired, expires, TTL, principal.
-fn bind_rows<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    dirty: &[(&'q String, &'q ClaimRow)],
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+fn bind_rows<'q, S: Sink<'q>>(query: S, dirty: &[(&'q String, &'q ClaimRow)]) -> S {
     let text = |f: fn(&'q gaia_core::claims::Holder) -> Option<&'q str>| {
         dirty
             .iter()
@@ -625,17 +724,17 @@ fn bind_rows<'q>(
     };
     let int = |f: fn(&ClaimRow) -> Option<i64>| dirty.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
     query
-        .bind(dirty.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
-        .bind(text(|h| Some(h.agent.as_str())))
-        .bind(text(|h| Some(h.operator.as_str())))
-        .bind(text(|h| Some(h.fingerprint.as_str())))
-        .bind(int(|r| Some(r.token)))
-        .bind(int(|r| r.acquired_at.map(to_micros)))
-        .bind(int(|r| r.expires_at.map(to_micros)))
-        .bind(int(|r| {
+        .arg(dirty.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+        .arg(text(|h| Some(h.agent.as_str())))
+        .arg(text(|h| Some(h.operator.as_str())))
+        .arg(text(|h| Some(h.fingerprint.as_str())))
+        .arg(int(|r| Some(r.token)))
+        .arg(int(|r| r.acquired_at.map(to_micros)))
+        .arg(int(|r| r.expires_at.map(to_micros)))
+        .arg(int(|r| {
             Some(i64::try_from(r.ttl.as_millis()).unwrap_or(i64::MAX))
         }))
-        .bind(text(|h| h.principal.as_deref()))
+        .arg(text(|h| h.principal.as_deref()))
 }
 
 /// Writes the changed rows (`$3..$11`, one array per column) and reserves the seqs (`$1`,
@@ -655,33 +754,43 @@ static WRITE_ROWS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The statement of a predicted batch: writes the changed rows (`$21..$29`) and, if the head
-/// is still `$18..$20` once its lock is held, sets it to `$16`, `$17`, `$15`, writes the events
-/// and audit records (`$1..$14`) and announces the newest seq (`$30`, `$31`). Returns a row
-/// only if the head was as predicted.
+/// The arguments of a predicted batch's statement ([`WRITE_PREDICTED`]): the changed rows
+/// (`$21..$29`); the events and audit records (`$1..$14`) and the new head (`$16`, `$17`,
+/// `$15`), written if the head is still `$18..$20` once its lock is held; and the newest seq
+/// to announce (`$30`, `$31`).
 fn write_predicted<'q>(
     dirty: &[(&'q String, &'q ClaimRow)],
     start: &'q LogHead,
     done: &'q Appended,
     now: DateTime<Utc>,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+) -> Literals {
     let last = done.events.last().map_or(done.head.event_seq, |e| e.seq);
-    let logged = bind_log(sqlx::query(WRITE_PREDICTED.as_str()), to_micros(now), done)
-        .bind(done.head.event_seq)
-        .bind(done.head.audit_id)
-        .bind(start.event_seq)
-        .bind(start.audit_id)
-        .bind(start.audit_hash.as_str());
+    let logged = bind_log(Literals::default(), to_micros(now), done)
+        .arg(done.head.event_seq)
+        .arg(done.head.audit_id)
+        .arg(start.event_seq)
+        .arg(start.audit_id)
+        .arg(start.audit_hash.as_str());
     bind_rows(logged, dirty)
-        .bind(crate::notify::CHANNEL)
-        .bind(last.to_string())
+        .arg(crate::notify::CHANNEL)
+        .arg(last.to_string())
 }
 
 /// See [`write_predicted`]. The head moves only if it is as predicted ([`PREDICTED_HEAD`]:
 /// judged on the head as the previous batch committed it, not on this statement's snapshot,
 /// which would miss every prediction made while that batch was in flight), and every log
-/// insert and the NOTIFY read `h` first, so a wrong prediction writes nothing to the log.
-static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
+/// insert and the NOTIFY read `h` first, so a wrong prediction writes nothing to the log;
+/// and it then fails (`gaia_log_head_moved()`), so that the `COMMIT` sent with it does not
+/// run and the rows written are rolled back.
+static WRITE_PREDICTED: Prepared = Prepared {
+    name: "gaia_claim_write",
+    types: "BIGINT, BIGINT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[], TEXT[], \
+        TEXT[], TEXT[], TEXT[], TEXT[], TEXT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT, \
+        TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], TEXT[], TEXT, TEXT",
+    sql: &WRITE_PREDICTED_SQL,
+};
+
+static WRITE_PREDICTED_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH w AS (
             UPDATE claims SET agent = u.agent, operator = u.operator,
@@ -693,7 +802,8 @@ static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
                      ttl_ms, principal)
             WHERE claims.key = u.key
          ), {PREDICTED_HEAD}, {}
-         SELECT pg_notify($30, $31) IS NULL FROM h",
+         SELECT CASE WHEN EXISTS (SELECT 1 FROM h) THEN pg_notify($30, $31) IS NULL
+             ELSE gaia_log_head_moved() END",
         log_rows("WHERE EXISTS (SELECT 1 FROM h)")
     )
 });

@@ -17,6 +17,7 @@ mod migrate;
 mod notify;
 mod outbox;
 mod retention;
+mod simple;
 mod tokens;
 mod tx;
 

@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 
 use crate::PgStore;
 use crate::error::Db;
+use crate::simple::{Prepared, Sink};
 use gaia_store_sql::rows;
 
 /// Reserves seqs for `$1` events and `$2` audit records, locking the `log_head` row until
@@ -34,9 +35,7 @@ pub(crate) async fn append_log(
         .bind(count(audit))
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(write_numbered(conn, head, events, audit, now, false)
-        .await?
-        .events)
+    Ok(write_numbered(conn, head, events, audit, now).await?.events)
 }
 
 /// This process's appends (all but claim batches'), one after the other, each numbered from
@@ -104,7 +103,7 @@ impl Appends {
             .bind(count(audit))
             .fetch_optional(&mut *conn)
             .await?;
-        let done = write_numbered(conn, head, events, audit, now, false).await?;
+        let done = write_numbered(conn, head, events, audit, now).await?;
         next.head = Some(done.head);
         Ok(done.events)
     }
@@ -144,19 +143,21 @@ pub(crate) fn count<T>(rows: &[T]) -> i64 {
 }
 
 /// Numbers the events and audit records after `head` (the row `RESERVE` returned), writes
-/// them and returns them with the new head; with `notify`, the same statement announces the
-/// newest seq to other nodes (NOTIFY is delivered at commit).
+/// them and returns them with the new head.
 pub(crate) async fn write_numbered(
     conn: &mut PgConnection,
     head: Option<sqlx::postgres::PgRow>,
     events: &[NewEvent],
     audit: &[NewAudit],
     now: DateTime<Utc>,
-    notify: bool,
 ) -> Db<Appended> {
     let head = rows::log_head(head)?;
     let done = number_at(head, events, audit, now);
-    insert_log(conn, to_micros(now), &done, notify).await?;
+    // One statement for every row: the log_head lock is held from `RESERVE` until commit,
+    // so each round trip saved here shortens the queue of every other writer.
+    bind_log(sqlx::query(&WRITE_LOG), to_micros(now), &done)
+        .execute(&mut *conn)
+        .await?;
     Ok(done)
 }
 
@@ -171,20 +172,6 @@ pub(crate) fn number_at(
     number(head, events, audit, from_micros(to_micros(now)))
 }
 
-/// Writes numbered events and sealed audit records, and the new chain hash, in one statement.
-async fn insert_log(conn: &mut PgConnection, ts: i64, done: &Appended, notify: bool) -> Db<()> {
-    // One statement for every row: the log_head lock is held from the UPDATE above until
-    // commit, so each round trip saved here shortens the queue of every other writer.
-    let query = match done.events.last() {
-        Some(last) if notify => bind_log(sqlx::query(&WRITE_LOG_NOTIFY), ts, done)
-            .bind(crate::notify::CHANNEL)
-            .bind(last.seq.to_string()),
-        _ => bind_log(sqlx::query(&WRITE_LOG), ts, done),
-    };
-    query.execute(&mut *conn).await?;
-    Ok(())
-}
-
 /// The statement that writes the log and the new chain hash.
 static WRITE_LOG: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -193,8 +180,16 @@ static WRITE_LOG: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`WRITE_LOG`], announcing the newest seq (`$17`) on the channel `$16`.
-static WRITE_LOG_NOTIFY: LazyLock<String> = LazyLock::new(|| {
+/// [`WRITE_LOG`], announcing the newest seq (`$17`) on the channel `$16`, as the claim writer
+/// sends it with its `COMMIT` (see [`crate::simple`]).
+pub(crate) static WRITE_LOG_NOTIFY: Prepared = Prepared {
+    name: "gaia_write_log_notify",
+    types: "BIGINT, BIGINT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[], TEXT[], \
+        TEXT[], TEXT[], TEXT[], TEXT[], TEXT, TEXT, TEXT",
+    sql: &WRITE_LOG_NOTIFY_SQL,
+};
+
+static WRITE_LOG_NOTIFY_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH {} UPDATE log_head SET audit_hash = $15 \
          FROM (SELECT pg_notify($16, $17)) AS n WHERE id = 1",
@@ -203,35 +198,31 @@ static WRITE_LOG_NOTIFY: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Binds `$1..$15` of [`LOG_ROWS`]: the timestamp, the events' and audit records' columns,
-/// and the new chain hash.
-pub(crate) fn bind_log<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ts: i64,
-    done: &'q Appended,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+/// and the new chain hash (to a sqlx query, or as literals: see [`crate::simple`]).
+pub(crate) fn bind_log<'q, S: Sink<'q>>(query: S, ts: i64, done: &'q Appended) -> S {
     let events = |f: fn(&'q Event) -> &'q str| done.events.iter().map(f).collect::<Vec<_>>();
     let audit = |f: fn(&'q AuditRecord) -> &'q str| done.audit.iter().map(f).collect::<Vec<_>>();
     query
-        .bind(ts)
-        .bind(done.events.iter().map(|e| e.seq).collect::<Vec<_>>())
-        .bind(events(|e| e.kind.as_str()))
-        .bind(events(|e| e.actor.as_str()))
-        .bind(events(|e| e.subject.as_str()))
-        .bind(
+        .arg(ts)
+        .arg(done.events.iter().map(|e| e.seq).collect::<Vec<_>>())
+        .arg(events(|e| e.kind.as_str()))
+        .arg(events(|e| e.actor.as_str()))
+        .arg(events(|e| e.subject.as_str()))
+        .arg(
             done.events
                 .iter()
                 .map(|e| e.data.to_string())
                 .collect::<Vec<_>>(),
         )
-        .bind(done.audit.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(audit(|r| r.actor.as_str()))
-        .bind(audit(|r| r.action.as_str()))
-        .bind(audit(|r| r.subject.as_str()))
-        .bind(audit(|r| r.outcome.as_str()))
-        .bind(audit(|r| r.details.as_str()))
-        .bind(audit(|r| r.prev_hash.as_str()))
-        .bind(audit(|r| r.hash.as_str()))
-        .bind(&done.head.audit_hash)
+        .arg(done.audit.iter().map(|r| r.id).collect::<Vec<_>>())
+        .arg(audit(|r| r.actor.as_str()))
+        .arg(audit(|r| r.action.as_str()))
+        .arg(audit(|r| r.subject.as_str()))
+        .arg(audit(|r| r.outcome.as_str()))
+        .arg(audit(|r| r.details.as_str()))
+        .arg(audit(|r| r.prev_hash.as_str()))
+        .arg(audit(|r| r.hash.as_str()))
+        .arg(done.head.audit_hash.as_str())
 }
 
 /// The CTEs that write the events and audit records (`$1..$14`; `$15`, the new chain hash, is

@@ -28,6 +28,7 @@ macro_rules! migration_list {
             (8, "backlog", "0008_backlog.sql"),
             (9, "github sync", "0009_github_sync.sql"),
             (10, "delivery", "0010_delivery.sql"),
+            (11, "claim writer", "0011_claim_writer.sql"),
         )
     };
 }

@@ -1,0 +1,3 @@
+-- Gaia schema 11: nothing on SQLite. On PostgreSQL this adds the function a claim batch calls
+-- when the log head is not where it numbered its events from; SQLite's writers take turns and
+-- never predict the head.
