@@ -488,13 +488,24 @@ impl Writer {
                     "{}; COMMIT",
                     WRITE_PREDICTED.execute(write_predicted(&dirty, &p.start, &p.done, now))?
                 );
-                // The batch predicted before this one sends its statement first, or this
-                // one could take the head's lock first and both would miss.
+                // The batch predicted before this one sends its message first, or this one
+                // could take the head's lock first and miss. The next one sends its own as
+                // soon as this one is on its way (sqlx has written it once the call first
+                // waits), so that it already waits at the lock when this one commits. Should
+                // it overtake this one on the way to the lock all the same, it misses and
+                // runs again.
                 if let Some(mut before) = p.after.clone() {
                     let _ = before.wait_for(|sent| *sent).await;
                 }
-                let res = simple::run(tx.conn, &sql).await;
-                p.sent.send_replace(true);
+                let mut call = simple::run(tx.conn, &sql);
+                let res = std::future::poll_fn(|cx| {
+                    let polled = call.as_mut().poll(cx);
+                    p.sent
+                        .send_if_modified(|sent| !std::mem::replace(sent, true));
+                    polled
+                })
+                .await;
+                drop(call);
                 match res {
                     Ok(_) => {
                         tx.open = false;
