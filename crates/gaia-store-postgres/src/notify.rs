@@ -55,11 +55,17 @@ impl Notifications {
             tokio::spawn(async move {
                 while rx.changed().await.is_ok() {
                     let seq = *rx.borrow_and_update();
-                    let res = sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(CHANNEL)
-                        .bind(seq.to_string())
-                        .execute(&pool)
-                        .await;
+                    // The transaction that notifies holds nothing to keep: what it announces
+                    // has committed, and a notification never outlives a crash anyway. So its
+                    // commit does not wait for the WAL to reach the disk, where it would queue
+                    // with the flushes of the writes that hold the log head.
+                    let res = sqlx::query(
+                        "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)",
+                    )
+                    .bind(CHANNEL)
+                    .bind(seq.to_string())
+                    .execute(&pool)
+                    .await;
                     if let Err(e) = res {
                         // Readers fall back to polling the head row; nothing is lost.
                         tracing::debug!(error = %e, "could not announce a commit");
