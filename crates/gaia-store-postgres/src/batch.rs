@@ -40,8 +40,7 @@ use sqlx::{FromRow, PgPool, Postgres};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::NOW_US;
-use crate::error::DbError;
-use crate::error::{Db, boundary};
+use crate::error::{Db, DbError, boundary};
 use crate::log::{PREDICTED_HEAD, RESERVE, WRITE_LOG_NOTIFY, bind_log, count, log_rows, number_at};
 use crate::notify::Notifications;
 use crate::simple::{self, Literals, Prepared, Sink};
@@ -83,8 +82,8 @@ pub(crate) struct Writer {
 /// Connections the writer keeps for its next batches instead of handing them back to the
 /// pool (see [`gaia_store_sql::kept`]): the pool checks a connection with a round trip, which
 /// at one claimer would be a third of a claim's round trips. A kept connection that turns out
-/// dead fails with the batch's first message, before anything is written, and the batch then begins again on one from
-/// the pool (see [`Writer::run`]). Up to one per batch in flight, when the pool has room for
+/// dead fails with the batch's first message, before anything is written, and the batch then
+/// begins again on one from the pool (see [`Writer::run`]). Up to one per batch in flight, when the pool has room for
 /// the store's other work besides (a quarter of the pool at most).
 pub(crate) fn kept_for_pool(max_connections: u32) -> Kept<Postgres> {
     Kept::new((usize::try_from(max_connections).unwrap_or(0) / 4).min(IN_FLIGHT))
@@ -795,9 +794,11 @@ fn write_predicted<'q>(
 /// run and the rows written are rolled back.
 static WRITE_PREDICTED: Prepared = Prepared {
     name: "gaia_claim_write",
-    types: "BIGINT, BIGINT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[], TEXT[], \
-        TEXT[], TEXT[], TEXT[], TEXT[], TEXT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT, \
-        TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], TEXT[], TEXT, TEXT",
+    types: concat!(
+        crate::log::log_types!(),
+        ", BIGINT, BIGINT, BIGINT, BIGINT, TEXT, \
+         TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], TEXT[], TEXT, TEXT"
+    ),
     sql: &WRITE_PREDICTED_SQL,
 };
 

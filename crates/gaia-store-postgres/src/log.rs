@@ -184,8 +184,7 @@ static WRITE_LOG: LazyLock<String> = LazyLock::new(|| {
 /// sends it with its `COMMIT` (see [`crate::simple`]).
 pub(crate) static WRITE_LOG_NOTIFY: Prepared = Prepared {
     name: "gaia_write_log_notify",
-    types: "BIGINT, BIGINT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[], TEXT[], \
-        TEXT[], TEXT[], TEXT[], TEXT[], TEXT, TEXT, TEXT",
+    types: concat!(log_types!(), ", TEXT, TEXT"),
     sql: &WRITE_LOG_NOTIFY_SQL,
 };
 
@@ -196,6 +195,15 @@ static WRITE_LOG_NOTIFY_SQL: LazyLock<String> = LazyLock::new(|| {
         LOG_ROWS.as_str()
     )
 });
+
+/// The types of `$1..$15` of [`LOG_ROWS`] (see [`bind_log`]), for `PREPARE`.
+macro_rules! log_types {
+    () => {
+        "BIGINT, BIGINT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[], TEXT[], \
+         TEXT[], TEXT[], TEXT[], TEXT[], TEXT"
+    };
+}
+pub(crate) use log_types;
 
 /// Binds `$1..$15` of [`LOG_ROWS`]: the timestamp, the events' and audit records' columns,
 /// and the new chain hash (to a sqlx query, or as literals: see [`crate::simple`]).

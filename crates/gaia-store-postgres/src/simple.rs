@@ -2,19 +2,22 @@
 //!
 //! sqlx sends each statement with its arguments bound (the extended protocol) and waits for
 //! its answer before sending the next, so `BEGIN` and `COMMIT` each cost a round trip of their
-//! own. A claim batch at one claimer is four round trips, two of them these. PostgreSQL's
-//! simple protocol takes several statements in one message, but no bound arguments; so the
-//! claim writer prepares its statements on each connection (`PREPARE`, once) and sends
-//! `BEGIN; EXECUTE name(args)` and `EXECUTE name(args); COMMIT`, its arguments written as
-//! literals. Preparing also keeps the plan: the batch's statement takes about 0.25 ms to plan,
-//! as long as the round trip saved.
+//! own: they were two of a claim batch's four round trips. PostgreSQL's simple protocol takes
+//! several statements in one message, but no bound arguments; so the claim writer prepares
+//! its statements on each connection (`PREPARE`, once) and sends `BEGIN; EXECUTE name(args)`
+//! and `EXECUTE name(args); COMMIT`, its arguments written as literals. Preparing also keeps
+//! the plan: the batch's statement takes about 0.25 ms to plan, as long as the round trip
+//! saved.
 //!
 //! The arguments are the same, in the same order, whichever way they are sent: the code that
 //! binds a statement's arguments writes them to a [`Sink`], which is either a sqlx query or
 //! a list of [`Literals`].
 //!
-//! Text literals are written as escape strings (`E'...'`, backslashes and quotes doubled),
-//! read the same whatever `standard_conforming_strings` says. PostgreSQL text cannot hold a
+//! Every argument is a literal of no type yet, which the statement's declared parameter type
+//! reads as the `EXECUTE` is parsed (arrays in PostgreSQL's text form, `{"a","b",NULL}`):
+//! writing `ARRAY[...]::TEXT[]` instead costs a cast and a constructor to plan and evaluate
+//! per argument. Literals are escape strings (`E'...'`, backslashes and quotes doubled), read
+//! the same whatever `standard_conforming_strings` says. PostgreSQL text cannot hold a
 //! NUL character, and a bound argument holding one is refused; so is a literal, before
 //! anything is sent, as a NUL would otherwise end the message's text early.
 
