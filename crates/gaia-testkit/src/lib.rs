@@ -19,6 +19,19 @@ use gaia_store_postgres::PgStore;
 use gaia_store_sqlite::SqliteStore;
 use sqlx::Connection;
 
+/// Every event in `store`'s log, after checking that their seqs run 1, 2, ... with no gap and
+/// in order (the test fails otherwise).
+pub async fn whole_log(store: &dyn Store) -> Vec<gaia_core::event::Event> {
+    let events = store
+        .events_after(0, &gaia_core::event::EventFilter::default(), 100_000)
+        .await
+        .expect("read the log");
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, want, "the log is gap-free and ordered");
+    events
+}
+
 /// Where PostgreSQL tests find a server.
 pub const POSTGRES_URL_VAR: &str = "GAIA_TEST_POSTGRES_URL";
 /// Set to 1 to make a missing PostgreSQL server fail instead of skip.

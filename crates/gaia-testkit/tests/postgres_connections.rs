@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use gaia_core::Gaia;
 use gaia_core::claims::{Outcome, Request};
-use gaia_core::event::EventFilter;
 use gaia_core::names::ClaimKey;
 use gaia_core::store::StoreOptions;
-use gaia_testkit::TestDb;
+use gaia_testkit::{TestDb, whole_log};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -79,17 +78,7 @@ async fn connections_the_server_drops_are_replaced() {
         let release = Request::release(key.clone(), "agent-1", None).unwrap();
         gaia.apply_claim(&release).await.unwrap();
     }
-    let events = gaia
-        .store()
-        .events_after(0, &EventFilter::default(), 10_000)
-        .await
-        .unwrap();
-    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as i64).collect::<Vec<_>>(),
-        "gap-free"
-    );
+    let events = whole_log(gaia.store().as_ref()).await;
     assert_eq!(
         events.iter().filter(|e| e.kind == "test.after").count(),
         3,

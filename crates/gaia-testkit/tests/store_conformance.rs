@@ -11,10 +11,10 @@ use chrono::{TimeZone, Utc};
 use gaia_core::claims::{Outcome, Request};
 use gaia_core::event::EventFilter;
 use gaia_core::names::ClaimKey;
-use gaia_core::store::{Change, Store, StoreOptions};
+use gaia_core::store::{Change, StoreOptions};
 use gaia_core::time::{Clock, ManualClock};
 use gaia_core::{Gaia, StoreError, audit::NewAudit, event::NewEvent};
-use gaia_testkit::{TestDb, backend_tests};
+use gaia_testkit::{TestDb, backend_tests, whole_log};
 use serde_json::json;
 
 backend_tests!(
@@ -67,17 +67,6 @@ fn acquire(k: &str, agent: &str, fp: &str, ttl_s: u64) -> Request {
 }
 
 /// Every event in `store`, checked to be gap-free and in seq order.
-async fn whole_log(store: &dyn Store) -> Vec<gaia_core::event::Event> {
-    let events = store
-        .events_after(0, &EventFilter::default(), 100_000)
-        .await
-        .unwrap();
-    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    let want: Vec<i64> = (1..=seqs.len() as i64).collect();
-    assert_eq!(seqs, want, "the log is gap-free and ordered");
-    events
-}
-
 async fn migrations_are_idempotent(db: &TestDb) {
     let a = db.open(&StoreOptions::default()).await;
     let b = db.open(&StoreOptions::default()).await;
