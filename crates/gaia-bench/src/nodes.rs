@@ -102,8 +102,8 @@ struct Step {
     sample: Sample,
     /// Events appended to the log per second during the measurement.
     appended_per_s: f64,
-    /// Events per second received by the slowest and the fastest subscriber of any node.
-    /// Events/s received by the slowest and the fastest subscriber (`None`: no subscribers).
+    /// Events per second received by the slowest and the fastest subscriber of any node
+    /// (`None`: no subscribers).
     delivered_min_per_s: Option<f64>,
     delivered_max_per_s: Option<f64>,
 }

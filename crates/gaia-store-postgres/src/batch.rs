@@ -496,7 +496,7 @@ impl Writer {
                 if let Some(mut before) = p.after.clone() {
                     let _ = before.wait_for(|sent| *sent).await;
                 }
-                let mut call = simple::run(tx.conn, &sql);
+                let mut call = Box::pin(simple::run(tx.conn, &sql));
                 let res = std::future::poll_fn(|cx| {
                     let polled = call.as_mut().poll(cx);
                     p.sent

@@ -21,9 +21,6 @@
 //! NUL character, and a bound argument holding one is refused; so is a literal, before
 //! anything is sent, as a NUL would otherwise end the message's text early.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use gaia_core::StoreError;
 use sqlx::PgConnection;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -200,15 +197,9 @@ pub(crate) async fn prepare(
 
 /// Runs `sql` (statements separated by `;`) as one message; returns the rows they return.
 /// An error ends the message: the statements after it do not run.
-///
-/// Boxed, with its lifetimes spelt out: callers run inside futures that must be `Send`, which
-/// the compiler cannot prove through sqlx's generic executors otherwise.
-pub(crate) fn run<'a>(
-    conn: &'a mut PgConnection,
-    sql: &'a str,
-) -> Pin<Box<dyn Future<Output = Result<Vec<PgRow>, sqlx::Error>> + Send + 'a>> {
+pub(crate) async fn run(conn: &mut PgConnection, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
     // A query string with no arguments goes as a simple query, as `raw_sql` sends it.
-    Box::pin(sqlx::Executor::fetch_all(conn, sql))
+    sqlx::Executor::fetch_all(conn, sql).await
 }
 
 /// `invalid_sql_statement_name`: `EXECUTE` of a statement this connection has not prepared.

@@ -1,8 +1,9 @@
 //! The [`WriteTx`](gaia_core::tx::WriteTx) primitives every SQL backend forwards to its own
 //! SQL functions, written once. A backend writes the three methods that differ (`now`,
-//! `append`, `commit`), and [`write_tx!`](crate::write_tx) adds the rest, each calling the backend's function of the
-//! same name in its `log`, `claims`, `backlog`, `commands`, `github`, `outbox`, `retention` and `tokens`
-//! modules with the transaction's connection (`self.tx`).
+//! `append`, `commit`), and [`write_tx!`](crate::write_tx) adds the rest, each calling the
+//! backend's function of the same name in its `log`, `claims`, `backlog`, `commands`,
+//! `github`, `outbox`, `retention` and `tokens` modules with the transaction's connection
+//! (`self.tx`).
 
 /// Implements `WriteTx` for `$ty` (a struct with a `tx` field holding the transaction) with
 /// the given methods and forwarders for every other primitive.
