@@ -83,7 +83,8 @@ impl NewAudit {
 }
 
 /// SHA-256 over a JSON array of every field, so that no two different records (however their
-/// texts are chosen) serialise to the same input.
+/// texts are chosen) serialise to the same input: `[id,ts_us,"actor","action","subject",
+/// "outcome","details","prev_hash"]`, with serde_json's escaping and no spaces.
 #[allow(clippy::too_many_arguments)]
 pub fn record_hash(
     id: i64,
@@ -95,17 +96,35 @@ pub fn record_hash(
     details: &str,
     prev_hash: &str,
 ) -> String {
-    let canonical = serde_json::json!([
+    hash_after(
         id,
         to_micros(ts),
-        actor,
-        action,
-        subject,
-        outcome,
-        details,
-        prev_hash
-    ])
-    .to_string();
+        &hashed_fields(actor, action, subject, outcome, details),
+        prev_hash,
+    )
+}
+
+/// The five texts in the middle of a record's hash input, serialised and joined as they
+/// appear there (`"actor","action","subject","outcome","details"`). A backend that seals
+/// records where the chain's head is (PostgreSQL's `gaia_append`, migration 12) is sent
+/// these, so that it writes no JSON escaping of its own and only joins
+/// `[id,ts_us,` + fields + `,"prev_hash"]`.
+pub fn hashed_fields(
+    actor: &str,
+    action: &str,
+    subject: &str,
+    outcome: &str,
+    details: &str,
+) -> String {
+    [actor, action, subject, outcome, details]
+        .map(|t| serde_json::Value::from(t).to_string())
+        .join(",")
+}
+
+/// The hash of the record `id` at `ts_us` with `fields` ([`hashed_fields`]) after `prev_hash`.
+fn hash_after(id: i64, ts_us: i64, fields: &str, prev_hash: &str) -> String {
+    let prev = serde_json::Value::from(prev_hash);
+    let canonical = format!("[{id},{ts_us},{fields},{prev}]");
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
@@ -285,6 +304,32 @@ mod tests {
             last_hash: prev,
         };
         (out, head)
+    }
+
+    /// The hash input is the JSON array of every field, as it was first written; texts that
+    /// JSON escapes, and ones it leaves as they are, hash the same way.
+    #[test]
+    fn the_hash_input_is_the_json_array_of_the_fields() {
+        let texts = [
+            "plain",
+            "quote \" backslash \\ slash /",
+            "control \u{1} tab \t newline \n del \u{7f}",
+            "unicode é ☃ 𝄞 \u{202e}rtl \u{2028}",
+            "",
+            "x'); DROP TABLE audit; --",
+        ];
+        for (i, t) in texts.iter().enumerate() {
+            let id = i64::try_from(i).expect("small") - 2;
+            let ts = from_micros(-7 + 1_000_000 * id);
+            let prev = format!("{t}{GENESIS_HASH}");
+            let canonical =
+                serde_json::json!([id, to_micros(ts), t, "b", t, "d", t, prev]).to_string();
+            assert_eq!(
+                record_hash(id, ts, t, "b", t, "d", t, &prev),
+                hex::encode(Sha256::digest(canonical.as_bytes())),
+                "{t:?}"
+            );
+        }
     }
 
     fn check(records: &[AuditRecord], head: &ChainHead) -> VerifyReport {

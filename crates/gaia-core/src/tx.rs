@@ -5,8 +5,9 @@
 //! A [`WriteTx`] is one write transaction. The backend decides how it serialises writers
 //! (SQLite's write lock from `BEGIN IMMEDIATE`; row locks on PostgreSQL, taken by the `*_lock`
 //! primitives) and how it reads its clock; the use case decides what to read, what to write
-//! and in which order, and always appends the events and audit records last, so that the
-//! log head's lock is the last one taken and held to commit (invariant 2).
+//! and in which order, and always appends the events and audit records last, with the commit
+//! ([`WriteTx::append_and_commit`]), so that the log head's lock is the last one taken and
+//! held to commit (invariant 2).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -45,16 +46,19 @@ pub trait WriteTx: Send {
     /// decisions are ordered by it.
     async fn now(&mut self) -> Result<DateTime<Utc>, StoreError>;
 
-    /// Appends events and audit records (numbered, the audit records hash-chained) and
-    /// returns the events as they will be committed. Called last in a use case.
-    async fn append(
-        &mut self,
+    /// Appends events and audit records (numbered, the audit records hash-chained, all
+    /// stamped `now`) and commits, as one step: the last of every use case that logs. A
+    /// backend may send the append with its commit, so that the log head's lock is held for
+    /// the append and the commit only. Returns the events as committed.
+    async fn append_and_commit(
+        self: Box<Self>,
         events: &[NewEvent],
         audit: &[NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError>;
 
-    /// Makes everything durable and visible, then tells other processes and nodes.
+    /// Makes everything durable and visible, then tells other processes and nodes. For a
+    /// use case with nothing to log.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     /// Undoes everything and releases every lock now. Dropping a transaction also rolls it

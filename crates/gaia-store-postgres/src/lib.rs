@@ -42,23 +42,11 @@ const UNCHECKED_IDLE: std::time::Duration = std::time::Duration::from_millis(500
 /// The SQL expression for the server's time in microseconds.
 pub(crate) const NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
-gaia_store_sql::group_dialect!(Dialect, sqlx::Postgres, error::Postgres, "BEGIN");
-
-/// The group of this process's writers (see [`gaia_store_sql::group`]).
-pub(crate) type Writers = gaia_store_sql::group::Group<Dialect>;
-
-/// One writer's transaction in the group.
-pub(crate) type Writing = gaia_store_sql::group::Member<Dialect>;
-
 /// A Gaia store in a PostgreSQL database.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// This process's writers, each in a transaction of its own.
-    writers: Writers,
     notifications: std::sync::Arc<notify::Notifications>,
-    /// This process's appends outside claim batches, in turn (see [`log::Appends`]).
-    appends: Arc<log::Appends>,
     batcher: std::sync::Arc<std::sync::OnceLock<batch::ClaimBatcher>>,
     clock: Option<Arc<dyn Clock>>,
     display_url: String,
@@ -142,12 +130,8 @@ impl PgStore {
             .connect_lazy_with(connect);
         migrate::run(&pool).await?;
         Ok(Self {
-            // Each writer on its own (see `gaia_store_sql::group`): concurrent transactions,
-            // serialised by the row locks they take.
-            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout, false),
             pool,
             notifications: notify::Notifications::new(),
-            appends: Arc::default(),
             batcher: std::sync::Arc::default(),
             clock: opts.clock.clone(),
             display_url,

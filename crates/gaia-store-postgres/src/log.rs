@@ -1,4 +1,6 @@
-//! The event log and the audit chain on PostgreSQL.
+//! The event log and the audit chain on PostgreSQL: the statements the claim writer appends
+//! with (`batch.rs`; every other write appends through `gaia_append`, see `tx.rs`), and the
+//! reads.
 
 use std::sync::LazyLock;
 
@@ -8,12 +10,9 @@ use gaia_core::audit::{AuditRecord, NewAudit};
 use gaia_core::event::{Event, NewEvent};
 use gaia_core::time::{from_micros, to_micros};
 use gaia_core::usecase::log::{Appended, LogHead, number};
-use sqlx::PgConnection;
 
 use crate::PgStore;
-use crate::error::Db;
 use crate::simple::{Prepared, Sink};
-use gaia_store_sql::rows;
 
 /// Reserves seqs for `$1` events and `$2` audit records, locking the `log_head` row until
 /// commit; returns the head as it was. Writers may put their own writes before it as CTEs
@@ -21,99 +20,11 @@ use gaia_store_sql::rows;
 pub(crate) const RESERVE: &str = "UPDATE log_head SET event_seq = event_seq + $1, \
     audit_seq = audit_seq + $2 WHERE id = 1 RETURNING event_seq - $1, audit_seq - $2, audit_hash";
 
-/// Appends events and audit records inside the caller's transaction. Reserving the seqs locks
-/// the `log_head` row until commit: callers do this as their last step, so the lock is held
-/// only for the inserts and the commit.
-pub(crate) async fn append_log(
-    conn: &mut PgConnection,
-    events: &[NewEvent],
-    audit: &[NewAudit],
-    now: DateTime<Utc>,
-) -> Db<Vec<Event>> {
-    let head = sqlx::query(RESERVE)
-        .bind(count(events))
-        .bind(count(audit))
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(write_numbered(conn, head, events, audit, now).await?.events)
-}
-
-/// This process's appends (all but claim batches'), one after the other, each numbered from
-/// the head the one before it leaves.
-///
-/// An append takes its turn here, numbers its events and audit records from the head the
-/// previous append left (committed or still committing), and sends one statement that locks
-/// `log_head`, checks it is that head and only then writes the log and the new head. Its turn
-/// ends once that statement returns, holding the row lock until its commit: the next append's
-/// statement is then already waiting at the row lock when this commit releases it, so the
-/// lock is held for one statement and the commit, with no round trip to this process between
-/// two writers; and only that one append waits at the lock, the others here, in order.
-///
-/// A wrong prediction (another node, the claim writer, or an append whose transaction did
-/// not commit moved the head elsewhere) writes nothing; the append then reserves its seqs
-/// from the head as it is (`RESERVE`, which waits for the row lock as before), and the next
-/// append does so at once, without predicting, so a log shared with others costs at most
-/// every other append one statement more.
-#[derive(Debug, Default)]
-pub(crate) struct Appends {
-    next: tokio::sync::Mutex<Prediction>,
-}
-
-/// Where the next append expects the head.
-#[derive(Debug, Default)]
-struct Prediction {
-    /// The head the last append left, once it commits.
-    head: Option<LogHead>,
-    /// The last prediction was wrong: the next append reserves without predicting.
-    missed: bool,
-}
-
-impl Appends {
-    /// Appends inside the caller's transaction, as [`append_log`] does.
-    pub(crate) async fn append(
-        &self,
-        conn: &mut PgConnection,
-        events: &[NewEvent],
-        audit: &[NewAudit],
-        now: DateTime<Utc>,
-    ) -> Db<Vec<Event>> {
-        let mut next = self.next.lock().await;
-        let missed = next.missed;
-        match next.head.take().filter(|_| !missed) {
-            Some(start) => {
-                let done = number_at(start.clone(), events, audit, now);
-                let hit = bind_log(sqlx::query(&WRITE_PREDICTED), to_micros(now), &done)
-                    .bind(done.head.event_seq)
-                    .bind(done.head.audit_id)
-                    .bind(start.event_seq)
-                    .bind(start.audit_id)
-                    .bind(start.audit_hash.as_str())
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                if hit.is_some() {
-                    next.head = Some(done.head);
-                    return Ok(done.events);
-                }
-                next.missed = true;
-            }
-            None => next.missed = false,
-        }
-        let head = sqlx::query(RESERVE)
-            .bind(count(events))
-            .bind(count(audit))
-            .fetch_optional(&mut *conn)
-            .await?;
-        let done = write_numbered(conn, head, events, audit, now).await?;
-        next.head = Some(done.head);
-        Ok(done.events)
-    }
-}
-
 /// The common table expressions that move the log head only if it is as predicted: `cur`
 /// locks the head's row and reads it as the last writer committed it (a condition in the
 /// `UPDATE` itself would be judged on the statement's snapshot, from before the previous
 /// writer committed); `h` sets it to `$16`, `$17`, `$15` if it is still `$18..$20`, and has a
-/// row only then. For a predicted append and a predicted claim batch (`batch.rs`).
+/// row only then. For a predicted claim batch (`batch.rs`).
 pub(crate) const PREDICTED_HEAD: &str = "cur AS MATERIALIZED (
             SELECT event_seq, audit_seq, audit_hash FROM log_head WHERE id = 1 FOR NO KEY UPDATE
          ), h AS (
@@ -124,41 +35,9 @@ pub(crate) const PREDICTED_HEAD: &str = "cur AS MATERIALIZED (
             RETURNING log_head.id
          )";
 
-/// The statement of a predicted append (see [`Appends`]): if the head is still `$18..$20`
-/// once its lock is held, sets it to `$16`, `$17`, `$15` and writes the events and audit
-/// records (`$1..$14`). Returns a row only if the head was as predicted (else it wrote nothing).
-/// `cur` locks the head's row and reads it as the last writer committed it; a condition in
-/// the `UPDATE` itself would be judged on the statement's snapshot (see `batch.rs`).
-static WRITE_PREDICTED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {PREDICTED_HEAD}, {}
-         SELECT id FROM h",
-        log_rows("WHERE EXISTS (SELECT 1 FROM h)")
-    )
-});
-
 /// How many rows, as bound for `RESERVE`.
 pub(crate) fn count<T>(rows: &[T]) -> i64 {
     i64::try_from(rows.len()).unwrap_or(i64::MAX)
-}
-
-/// Numbers the events and audit records after `head` (the row `RESERVE` returned), writes
-/// them and returns them with the new head.
-pub(crate) async fn write_numbered(
-    conn: &mut PgConnection,
-    head: Option<sqlx::postgres::PgRow>,
-    events: &[NewEvent],
-    audit: &[NewAudit],
-    now: DateTime<Utc>,
-) -> Db<Appended> {
-    let head = rows::log_head(head)?;
-    let done = number_at(head, events, audit, now);
-    // One statement for every row: the log_head lock is held from `RESERVE` until commit,
-    // so each round trip saved here shortens the queue of every other writer.
-    bind_log(sqlx::query(&WRITE_LOG), to_micros(now), &done)
-        .execute(&mut *conn)
-        .await?;
-    Ok(done)
 }
 
 /// Numbers the events and audit records after `head`, stamped with `now` as stored
@@ -172,16 +51,8 @@ pub(crate) fn number_at(
     number(head, events, audit, from_micros(to_micros(now)))
 }
 
-/// The statement that writes the log and the new chain hash.
-static WRITE_LOG: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {} UPDATE log_head SET audit_hash = $15 WHERE id = 1",
-        LOG_ROWS.as_str()
-    )
-});
-
-/// [`WRITE_LOG`], announcing the newest seq (`$17`) on the channel `$16`, as the claim writer
-/// sends it with its `COMMIT` (see [`crate::simple`]).
+/// Writes the log and the new chain hash, announcing the newest seq (`$17`) on the channel
+/// `$16`, as the claim writer sends it with its `COMMIT` (see [`crate::simple`]).
 pub(crate) static WRITE_LOG_NOTIFY: Prepared = Prepared {
     name: "gaia_write_log_notify",
     types: concat!(log_types!(), ", TEXT, TEXT"),

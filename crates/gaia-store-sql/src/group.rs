@@ -1,14 +1,13 @@
-//! Group commit for the write transactions of one process.
+//! Group commit for the write transactions of one process, as SQLite's writers run them.
 //!
 //! Every write a use case makes appends to the one ordered log, so writers queue behind each
-//! other whatever the backend: on SQLite for the file's single write lock, on PostgreSQL for
-//! the `log_head` row lock, held through each commit's flush. One transaction per write thus
-//! costs a commit (and on PostgreSQL a WAL flush) per write. Here writers of one process take
-//! turns, first come first served, and a writer that finishes while others are queued hands
-//! its still open transaction to the next one instead of committing it: each joins under a
-//! savepoint of its own, and whoever finishes with nobody left in the queue (or the batch full)
-//! commits for all of them. Every member is told its outcome only once the real commit is
-//! known, so a member's `commit` returning `Ok` means what it always meant.
+//! other for the file's single write lock. One transaction per write thus costs a commit per
+//! write. Here writers of one process take turns, first come first served, and a writer that
+//! finishes while others are queued hands its still open transaction to the next one instead
+//! of committing it: each joins under a savepoint of its own, and whoever finishes with nobody
+//! left in the queue (or the batch full) commits for all of them. Every member is told its
+//! outcome only once the real commit is known, so a member's `commit` returning `Ok` means
+//! what it always meant.
 //!
 //! What each use case sees is unchanged: its statements run in order inside one transaction,
 //! its `rollback` (or an error it drops the transaction on) undoes exactly its own work (the
@@ -18,11 +17,11 @@
 //! A member that waits on a lock of another process delays the batch, as it would delay the
 //! writers queued behind it anyway.
 //!
-//! A group can also let each writer run a transaction of its own, concurrently: PostgreSQL's
-//! writers do (`together = false`). There every statement is a round trip to the server, and
-//! measured with 16 approval requesters at once, taking turns in process cost more than the
-//! shared flush saved (p50 40 and 68 ms against 26 and 40 ms each on its own); its claims have
-//! a group commit of their own (`gaia-store-postgres/src/batch.rs`).
+//! PostgreSQL's writers do not take turns: there every statement is a round trip to the
+//! server, and measured with 16 approval requesters at once, taking turns in process cost more
+//! than the shared flush saved (p50 40 and 68 ms against 26 and 40 ms each on its own). Each
+//! runs a transaction of its own and sends its append with its `COMMIT`
+//! (`gaia-store-postgres/src/tx.rs`); its claims have a group commit of their own (`batch.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,9 +63,6 @@ pub struct Group<D: Dialect> {
     /// Writers waiting for their turn: a finishing member hands on only when there is one.
     queued: Arc<AtomicUsize>,
     patience: Duration,
-    /// Whether writers take turns and commit together; without, each runs a transaction of
-    /// its own, concurrently with the others.
-    together: bool,
 }
 
 impl<D: Dialect> Clone for Group<D> {
@@ -76,7 +72,6 @@ impl<D: Dialect> Clone for Group<D> {
             slot: self.slot.clone(),
             queued: self.queued.clone(),
             patience: self.patience,
-            together: self.together,
         }
     }
 }
@@ -121,31 +116,19 @@ impl Drop for Queued {
 }
 
 impl<D: Dialect> Group<D> {
-    /// Writers through `dialect`, waiting at most `patience` for their turn, committing
-    /// `together` or each on its own.
-    pub fn new(dialect: D, patience: Duration, together: bool) -> Self {
+    /// Writers through `dialect`, waiting at most `patience` for their turn.
+    pub fn new(dialect: D, patience: Duration) -> Self {
         Self {
             dialect: Arc::new(dialect),
             slot: Arc::new(Mutex::new(Slot { parked: None })),
             queued: Arc::new(AtomicUsize::new(0)),
             patience,
-            together,
         }
     }
 
     /// Waits for this writer's turn and returns its transaction: a new one, or the open one a
     /// finished writer handed on, under a savepoint of its own.
     pub async fn begin(&self) -> Result<Member<D>, StoreError> {
-        if !self.together {
-            return Ok(Member {
-                tx: Some(self.begin_detached(None).await?.0),
-                ended: Some(watch::Sender::new(())),
-                waiting: Vec::new(),
-                joined: false,
-                turn: None,
-                group: self.clone(),
-            });
-        }
         let turn = {
             let _queued = Queued::new(&self.queued);
             tokio::time::timeout(self.patience, self.slot.clone().lock_owned())
@@ -311,7 +294,7 @@ impl<D: Dialect> Member<D> {
             return Ok(());
         };
         let Some(turn) = self.turn.take() else {
-            // On its own.
+            // Not reached: a member holds its turn until it ends. Committed on its own.
             let result = D::commit(tx).await;
             drop(ended);
             return result;

@@ -29,6 +29,7 @@ macro_rules! migration_list {
             (9, "github sync", "0009_github_sync.sql"),
             (10, "delivery", "0010_delivery.sql"),
             (11, "claim writer", "0011_claim_writer.sql"),
+            (12, "append", "0012_append.sql"),
         )
     };
 }

@@ -210,7 +210,7 @@ impl SqliteStore {
         }
         let mut store = Self {
             // Writers take turns (SQLite has one writer at a time) and commit together.
-            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout, true),
+            writers: Writers::new(Dialect(pool.clone()), opts.lock_timeout),
             pool: reads::Reads::new(pool, max_connections),
             clock: opts.clock.clone(),
             path: path.to_owned(),

@@ -35,14 +35,17 @@ gaia_store_sql::write_tx!(SqliteTx {
         Ok(self.clock.as_ref().map_or_else(Utc::now, |c| c.now()))
     }
 
-    /// On the transaction's connection; other processes see the file itself change.
-    async fn append(
-        &mut self,
+    /// On the transaction's connection, then the commit; other processes see the file
+    /// itself change.
+    async fn append_and_commit(
+        mut self: Box<Self>,
         events: &[gaia_core::event::NewEvent],
         audit: &[gaia_core::audit::NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError> {
-        Ok(crate::log::append_log(&mut self.tx, events, audit, now).await?)
+        let events = crate::log::append_log(&mut self.tx, events, audit, now).await?;
+        self.tx.commit().await?;
+        Ok(events)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -1717,44 +1717,51 @@ async fn first_opens_race_without_failing(db: &TestDb) {
     }
 }
 
-/// Writers of one process share transactions (group commit): one that rolls back, is dropped
-/// unfinished (an error) or is cancelled mid-way loses exactly its own work, every other
-/// writer's work commits, and the log stays gap-free with a whole audit chain.
+/// Writers of one process share transactions on SQLite (group commit) and run their own,
+/// concurrently, on PostgreSQL. A writer that rolls back, is dropped unfinished (an error) or
+/// is cancelled mid-way loses exactly its own work, every other writer's work commits with its
+/// events, and the log stays gap-free with a whole audit chain. Each writer's work is a claim
+/// row written before its events, so a commit that took one without the other would show.
 async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
     const WRITERS: usize = 48;
     let store = db.open(&StoreOptions::default()).await;
+    let row = |name: &str| {
+        let mut row = gaia_core::claims::ClaimRow::vacant(ClaimKey::new(name, "group").unwrap());
+        row.token = 7;
+        row
+    };
 
     // A writer cancelled after joining an open transaction: the one before it still commits.
     let mut first = store.begin_write().await.unwrap();
     let now = first.now().await.unwrap();
-    let kept_first = first
-        .append(
-            &[NewEvent::new("test.group", "first", "s", json!({}))],
-            &[],
-            now,
-        )
-        .await
-        .unwrap();
+    first.claim_write(&row("first")).await.unwrap();
     let (joined_tx, joined) = tokio::sync::oneshot::channel();
     let cancelled = {
         let store = store.clone();
         tokio::spawn(async move {
             let mut tx = store.begin_write().await.unwrap();
-            let now = tx.now().await.unwrap();
-            let events = vec![NewEvent::new("test.group", "cancelled", "s", json!({}))];
-            tx.append(&events, &[], now).await.unwrap();
+            tx.claim_write(&row("cancelled")).await.unwrap();
             let _ = joined_tx.send(());
             std::future::pending::<()>().await;
+            drop(tx);
         })
     };
     // Let the second writer queue for its turn, so that the first hands its transaction on
     // (were it later, it would begin a transaction of its own: the test would still hold).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let committing = tokio::spawn(async move { first.commit().await });
+    let committing = tokio::spawn(async move {
+        first
+            .append_and_commit(
+                &[NewEvent::new("test.group", "first", "s", json!({}))],
+                &[],
+                now,
+            )
+            .await
+    });
     joined.await.unwrap();
     cancelled.abort();
     let _ = cancelled.await;
-    committing.await.unwrap().unwrap();
+    let kept_first = committing.await.unwrap().unwrap();
 
     let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
     let mut tasks = Vec::new();
@@ -1765,6 +1772,8 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
             start.wait().await;
             let mut tx = store.begin_write().await.unwrap();
             let now = tx.now().await.unwrap();
+            tx.claim_write(&row(&format!("w{i}"))).await.unwrap();
+            tokio::task::yield_now().await;
             let events = vec![NewEvent::new("test.group", format!("w{i}"), "s", json!({}))];
             let audit = vec![NewAudit::new(
                 format!("w{i}"),
@@ -1773,12 +1782,10 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
                 "ok",
                 json!({}),
             )];
-            let appended = tx.append(&events, &audit, now).await.unwrap();
-            tokio::task::yield_now().await;
             match i % 4 {
                 // Kept.
                 0 | 3 => {
-                    tx.commit().await.unwrap();
+                    let appended = tx.append_and_commit(&events, &audit, now).await.unwrap();
                     Some(appended[0].seq)
                 }
                 1 => {
@@ -1788,7 +1795,11 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
                 // Its commit cancelled as soon as it starts: it may or may not commit, and
                 // must not take anyone else's work with it either way.
                 _ if i % 8 == 6 => {
-                    let _ = tokio::time::timeout(Duration::ZERO, tx.commit()).await;
+                    let _ = tokio::time::timeout(
+                        Duration::ZERO,
+                        tx.append_and_commit(&events, &audit, now),
+                    )
+                    .await;
                     None
                 }
                 // Dropped unfinished, as on an error returned with `?`.
@@ -1811,14 +1822,13 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
     let mut tx = store.begin_write().await.unwrap();
     let now = tx.now().await.unwrap();
     let last = tx
-        .append(
+        .append_and_commit(
             &[NewEvent::new("test.group", "last", "s", json!({}))],
             &[],
             now,
         )
         .await
         .unwrap();
-    tx.commit().await.unwrap();
 
     let events = store
         .events_after(0, &EventFilter::default(), 1000)
@@ -1847,6 +1857,20 @@ async fn grouped_writers_commit_together_and_fail_alone(db: &TestDb) {
         assert_eq!(e.actor, format!("w{i}"), "a writer's seq is its own event");
     }
     assert_eq!(last[0].seq, seqs.len() as i64);
+    // Each writer's claim row committed exactly when its event did.
+    let mut names: Vec<String> = (0..WRITERS).map(|i| format!("w{i}")).collect();
+    names.extend(["first".into(), "cancelled".into()]);
+    for name in names {
+        let stored = store
+            .claim_get(&ClaimKey::new(&name, "group").unwrap())
+            .await
+            .unwrap();
+        let logged = events.iter().any(|e| e.actor == name);
+        assert_eq!(stored.is_some(), logged, "{name}: its row and its event");
+        if let Some(r) = stored {
+            assert_eq!(r.token, 7);
+        }
+    }
     let committed_cancelled = events
         .iter()
         .filter(|e| cancelled.contains(&e.actor))

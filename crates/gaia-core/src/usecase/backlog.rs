@@ -73,7 +73,7 @@ fn change(kind: &str, actor: &str, subject: &str, data: &Value) -> (Vec<NewEvent
 
 /// Appends the event and audit record of one change and commits the transaction.
 async fn commit_change(
-    mut tx: Box<dyn WriteTx>,
+    tx: Box<dyn WriteTx>,
     kind: &str,
     actor: &str,
     subject: &str,
@@ -81,8 +81,7 @@ async fn commit_change(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<Event>, Error> {
     let (events, audit) = change(kind, actor, subject, data);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&events, &audit, now).await?;
     Ok(events)
 }
 
@@ -545,8 +544,7 @@ pub async fn replace_list(
     let (e2, a2) = change(kinds::TODO_LIST_CREATED, actor, &subject, &data);
     events.extend(e2);
     audit.extend(a2);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&events, &audit, now).await?;
     Ok((story, events))
 }
 
@@ -654,8 +652,7 @@ pub async fn take_ready(
         let mut audit = decision.audit;
         events.extend(e);
         audit.extend(a);
-        let events = tx.append(&events, &audit, now).await?;
-        tx.commit().await?;
+        let events = tx.append_and_commit(&events, &audit, now).await?;
         let taken = Taken::Took {
             task: Box::new(task),
             claim: Box::new(row),

@@ -24,7 +24,6 @@ pub async fn reap(mut tx: Box<dyn WriteTx>, limit: u32) -> Result<Vec<Event>, St
             audit.push(a);
         }
     }
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&events, &audit, now).await?;
     Ok(events)
 }

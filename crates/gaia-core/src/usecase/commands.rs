@@ -90,8 +90,7 @@ pub async fn create(
                 }
             }
         }
-        let events = tx.append(&events, &audits, now).await?;
-        tx.commit().await?;
+        let events = tx.append_and_commit(&events, &audits, now).await?;
         return Ok((record, events));
     }
     Err(StoreError::Conflict(
@@ -122,8 +121,7 @@ pub async fn apply(
             },
         });
     };
-    let events = tx.append(&done.events, &done.audit, now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&done.events, &done.audit, now).await?;
     Ok(match done.outcome {
         Ok(record) => Applied::Done {
             record: Box::new(record),
@@ -203,7 +201,6 @@ pub async fn expire_due(
         events.extend(skipped);
         audit.push(record_audit);
     }
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&events, &audit, now).await?;
     Ok(events)
 }

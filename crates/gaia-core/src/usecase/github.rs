@@ -159,7 +159,6 @@ pub async fn record_push(
     });
     let event = NewEvent::new(what.kind(), actor, &subject, data.clone());
     let audit = NewAudit::new(actor, what.kind(), &subject, "ok", data);
-    let events = tx.append(&[event], &[audit], now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&[event], &[audit], now).await?;
     Ok(Some((record, events)))
 }

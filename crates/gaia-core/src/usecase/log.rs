@@ -9,8 +9,9 @@ use crate::tx::WriteTx;
 /// Appends the change's events and audit records in one transaction.
 pub async fn append(mut tx: Box<dyn WriteTx>, change: Change) -> Result<Vec<Event>, StoreError> {
     let now = tx.now().await?;
-    let events = tx.append(&change.events, &change.audit, now).await?;
-    tx.commit().await?;
+    let events = tx
+        .append_and_commit(&change.events, &change.audit, now)
+        .await?;
     Ok(events)
 }
 

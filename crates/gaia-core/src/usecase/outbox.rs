@@ -45,8 +45,7 @@ pub async fn enqueue(
 ) -> Result<(Vec<i64>, Vec<Event>), StoreError> {
     let now = tx.now().await?;
     let (ids, skipped) = enqueue_in(&mut *tx, messages, now).await?;
-    let events = tx.append(&skipped, &[], now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&skipped, &[], now).await?;
     Ok((ids, events))
 }
 
@@ -188,8 +187,7 @@ pub async fn record(
         tx.commit().await?;
         return Ok(None);
     };
-    let events = done.append(&mut *tx).await?;
-    tx.commit().await?;
+    let events = done.append_and_commit(tx).await?;
     Ok(Some((done.message, events)))
 }
 
@@ -231,8 +229,7 @@ pub async fn record_next(
         }
     }
     // The events last, so that the log head's lock is the last one taken.
-    let events = done.append(&mut *tx).await?;
-    tx.commit().await?;
+    let events = done.append_and_commit(tx).await?;
     Ok(Recorded {
         attempt: Some((done.message, events)),
         next: after,
@@ -250,11 +247,14 @@ struct Done {
 }
 
 impl Done {
-    async fn append(&self, tx: &mut dyn WriteTx) -> Result<Vec<Event>, StoreError> {
+    /// Appends the attempt's event and audit record, if it has them, and commits.
+    async fn append_and_commit(&self, tx: Box<dyn WriteTx>) -> Result<Vec<Event>, StoreError> {
         if self.events.is_empty() && self.audit.is_empty() {
+            tx.commit().await?;
             return Ok(vec![]);
         }
-        tx.append(&self.events, &self.audit, self.now).await
+        tx.append_and_commit(&self.events, &self.audit, self.now)
+            .await
     }
 }
 
@@ -355,7 +355,7 @@ pub async fn requeue(
     });
     let subject = format!("outbox/{id}");
     let events = tx
-        .append(
+        .append_and_commit(
             &[NewEvent::new(
                 kinds::NOTIFY_REQUEUED,
                 actor,
@@ -372,6 +372,5 @@ pub async fn requeue(
             now,
         )
         .await?;
-    tx.commit().await?;
     Ok(Some((back, events)))
 }

@@ -53,8 +53,7 @@ pub async fn create(
         )));
     }
     let (events, audit) = token_change(kinds::TOKEN_CREATED, info);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&events, &audit, now).await?;
     Ok(events)
 }
 
@@ -71,7 +70,6 @@ pub async fn revoke(
     info.revoked_at = Some(now);
     info.created_by = actor.to_owned();
     let (events, audit) = token_change(kinds::TOKEN_REVOKED, &info);
-    let events = tx.append(&events, &audit, now).await?;
-    tx.commit().await?;
+    let events = tx.append_and_commit(&events, &audit, now).await?;
     Ok(Some(events))
 }

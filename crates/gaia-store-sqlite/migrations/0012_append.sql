@@ -1,0 +1,3 @@
+-- Gaia schema 12: nothing on SQLite. On PostgreSQL this adds `gaia_append`, which numbers and
+-- seals a write's events and audit records under the log head's lock, sent with the COMMIT;
+-- SQLite's writers hold the file's write lock and number them in Gaia.
