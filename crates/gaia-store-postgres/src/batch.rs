@@ -17,9 +17,10 @@
 //! `COMMIT` (both messages in [`simple`]'s way). The `log_head` lock is held for that message
 //! only, with no round trip to this process inside it. A head that moved fails the statement,
 //! so the `COMMIT` does not run: the batch rolls back and runs again unforeseen. When the head
-//! is not foreseen (at start, after another node or writer moved it) the second statement
-//! writes the rows and reserves the seqs, and a third inserts the events and audit records
-//! and commits: the lock is then held across one round trip.
+//! is not foreseen (at start, after another node or writer moved it) the second message
+//! writes the rows, then appends the log where its head is (`gaia_append`, migration 12, as
+//! every other write does, see `tx.rs`), announces and commits: the lock is then held for the
+//! append and the commit, still with no round trip inside it.
 //!
 //! The round trips a batch does not need are avoided: the writer keeps its connections
 //! between batches instead of borrowing from the pool, which checks each loan with a round
@@ -41,7 +42,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::NOW_US;
 use crate::error::{Db, DbError, boundary};
-use crate::log::{PREDICTED_HEAD, RESERVE, WRITE_LOG_NOTIFY, bind_log, count, log_rows, number_at};
+use crate::log::{PREDICTED_HEAD, bind_log, log_rows, number_at};
 use crate::notify::Notifications;
 use crate::simple::{self, Literals, Prepared, Sink};
 use gaia_store_sql::kept::Kept;
@@ -97,17 +98,17 @@ fn lock_any<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// whose batches are the only writers to the log knows where the next batch starts before
 /// the previous one commits. A batch numbered from that prediction writes its rows, its
 /// events and audit records and the new head in one statement that checks the head under
-/// its lock, and so holds the `log_head` lock for that statement and the commit only (one
-/// round trip fewer than reserving the seqs first, for every writer waiting behind it). A
+/// its lock, and so holds the `log_head` lock for that statement and the commit only (with
+/// no function call to plan and run inside the lock, as an unforeseen batch's append is). A
 /// wrong prediction (another node or writer moved the head, or an earlier batch failed)
-/// fails the statement: the batch rolls back and runs again, reserving its seqs; after a miss,
+/// fails the statement: the batch rolls back and runs again unforeseen; after a miss,
 /// predictions pause for a growing number of batches, so that nodes sharing the log do not
 /// pay for misses on every batch.
 #[derive(Debug, Default)]
 pub(crate) struct Predicted {
     /// Where the next batch starts, if known.
     next: Option<LogHead>,
-    /// Batches in flight that reserve their seqs under the lock: until they commit, the head
+    /// Batches in flight that are numbered under the lock: until they commit, the head
     /// they leave is not known, so no batch is predicted.
     unforeseen: usize,
     /// The newest head such a batch committed, where predictions resume once none is left.
@@ -136,7 +137,7 @@ const MAX_PAUSE: u32 = 64;
 impl Predicted {
     /// The head to number a batch after, and the batch numbered from it (which the next
     /// batch then starts after); `None` when the head is not foreseen, and the batch is to
-    /// reserve its seqs under the lock (see [`Unforeseen`]).
+    /// be numbered under the lock (see [`Unforeseen`]).
     fn start(&mut self, decided: &Decided, now: DateTime<Utc>) -> Option<Prediction> {
         let start = if self.pause > 0 {
             self.pause -= 1;
@@ -200,7 +201,7 @@ impl Predicted {
     }
 }
 
-/// A batch that reserves its seqs under the lock; counted in [`Predicted::unforeseen`] until
+/// A batch numbered under the lock (`gaia_append`); counted in [`Predicted::unforeseen`] until
 /// dropped, when the head it committed (if it did) is reported.
 struct Unforeseen<'a> {
     predicted: &'a Mutex<Predicted>,
@@ -521,18 +522,41 @@ impl Writer {
             }
             None => {
                 // Until this batch commits, the head it leaves is not known.
+                // The rows, then the log appended where its head is (`gaia_append`), the
+                // announcement and the commit, in one message: `log_head` is held for the
+                // append and the commit only.
                 let mut unforeseen = Unforeseen::new(&self.predicted);
-                let head = write_rows(&dirty, &decided)
-                    .fetch_optional(&mut **tx.conn)
-                    .await?;
-                let done = number_at(rows::log_head(head)?, &decided.events, &decided.audit, now);
-                let last = done.events.last().map_or(done.head.event_seq, |e| e.seq);
-                let args = bind_log(Literals::default(), to_micros(now), &done)
-                    .arg(crate::notify::CHANNEL)
-                    .arg(last.to_string());
-                let sql = format!("{}; COMMIT", WRITE_LOG_NOTIFY.execute(args)?);
-                simple::run(tx.conn, &sql).await?;
+                let append = crate::tx::append_args(
+                    Literals::default(),
+                    to_micros(now),
+                    &decided.events,
+                    &decided.audit,
+                )
+                .finish()?;
+                let sql = format!(
+                    "{}; SELECT head_seq, head_audit, head_hash FROM gaia_append{append}; \
+                     SELECT pg_notify({}, event_seq::TEXT) FROM log_head WHERE id = 1; COMMIT",
+                    WRITE_ROWS.execute(bind_rows(Literals::default(), &dirty))?,
+                    crate::simple::quoted(crate::notify::CHANNEL)?,
+                );
+                let answered = simple::run(tx.conn, &sql).await?;
                 tx.open = false;
+                // The head as the append found it; the chain after it is the one Gaia seals.
+                let head = answered
+                    .iter()
+                    .find(|row| sqlx::Row::len(*row) == 3)
+                    .map(|row| {
+                        Ok::<_, sqlx::Error>(LogHead {
+                            event_seq: sqlx::Row::try_get(row, 0)?,
+                            audit_id: sqlx::Row::try_get(row, 1)?,
+                            audit_hash: sqlx::Row::try_get(row, 2)?,
+                        })
+                    })
+                    .transpose()?
+                    .ok_or_else(|| {
+                        DbError::from(sqlx::Error::Protocol("gaia_append returned no row".into()))
+                    })?;
+                let done = number_at(head, &decided.events, &decided.audit, now);
                 unforeseen.committed = Some(done.head.clone());
                 done
             }
@@ -622,8 +646,7 @@ async fn lock_rows(tx: &mut Open<'_>, reqs: &[Request]) -> Result<(Rows, i64), F
         Err(e) if simple::code(&e).as_deref() == Some(simple::NOT_PREPARED) => {
             let again = async {
                 simple::run(tx.conn, "ROLLBACK").await?;
-                simple::prepare(tx.conn, &[&LOCK_ROWS, &WRITE_PREDICTED, &WRITE_LOG_NOTIFY])
-                    .await?;
+                simple::prepare(tx.conn, &[&LOCK_ROWS, &WRITE_PREDICTED, &WRITE_ROWS]).await?;
                 simple::run(tx.conn, &sql).await
             };
             again.await
@@ -709,20 +732,6 @@ fn decide_all(reqs: &[Request], rows: &mut Rows, now: chrono::DateTime<chrono::U
     d
 }
 
-/// The statement that writes every changed claim row as decided and then reserves the seqs
-/// of the batch's events and audit records ([`RESERVE`], which returns the log head).
-fn write_rows<'q>(
-    dirty: &[(&'q String, &'q ClaimRow)],
-    decided: &Decided,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    bind_rows(
-        sqlx::query(WRITE_ROWS.as_str())
-            .bind(count(&decided.events))
-            .bind(count(&decided.audit)),
-        dirty,
-    )
-}
-
 /// Binds the changed claim rows, one array per column: key, agent, operator, fingerprint,
 /// token, acquired, expires, TTL, principal.
 fn bind_rows<'q, S: Sink<'q>>(query: S, dirty: &[(&'q String, &'q ClaimRow)]) -> S {
@@ -747,21 +756,24 @@ fn bind_rows<'q, S: Sink<'q>>(query: S, dirty: &[(&'q String, &'q ClaimRow)]) ->
         .arg(text(|h| h.principal.as_deref()))
 }
 
-/// Writes the changed rows (`$3..$11`, one array per column) and reserves the seqs (`$1`,
-/// `$2`): one round trip, the `log_head` lock taken last.
-static WRITE_ROWS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH w AS (
-            UPDATE claims SET agent = u.agent, operator = u.operator,
-                fingerprint = u.fingerprint, token = u.token, acquired_at_us = u.acquired_at_us,
-                expires_at_us = u.expires_at_us, ttl_ms = u.ttl_ms, principal = u.principal
-            FROM UNNEST($3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[],
-                        $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[])
-                AS u(key, agent, operator, fingerprint, token, acquired_at_us, expires_at_us,
-                     ttl_ms, principal)
-            WHERE claims.key = u.key
-         ) {RESERVE}"
-    )
+/// Writes the changed claim rows (`$1..$9`, one array per column: see [`bind_rows`]), before
+/// the log is appended where its head is (`gaia_append`, for a batch not numbered from a
+/// prediction).
+static WRITE_ROWS: Prepared = Prepared {
+    name: "gaia_claim_rows",
+    types: "TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], TEXT[]",
+    sql: &WRITE_ROWS_SQL,
+};
+
+static WRITE_ROWS_SQL: LazyLock<String> = LazyLock::new(|| {
+    "UPDATE claims SET agent = u.agent, operator = u.operator,
+        fingerprint = u.fingerprint, token = u.token, acquired_at_us = u.acquired_at_us,
+        expires_at_us = u.expires_at_us, ttl_ms = u.ttl_ms, principal = u.principal
+     FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        AS u(key, agent, operator, fingerprint, token, acquired_at_us, expires_at_us,
+             ttl_ms, principal)
+     WHERE claims.key = u.key"
+        .to_owned()
 });
 
 /// The arguments of a predicted batch's statement ([`WRITE_PREDICTED`]): the changed rows

@@ -2,8 +2,6 @@
 //! with (`batch.rs`; every other write appends through `gaia_append`, see `tx.rs`), and the
 //! reads.
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
 use gaia_core::StoreError;
 use gaia_core::audit::{AuditRecord, NewAudit};
@@ -12,13 +10,7 @@ use gaia_core::time::{from_micros, to_micros};
 use gaia_core::usecase::log::{Appended, LogHead, number};
 
 use crate::PgStore;
-use crate::simple::{Prepared, Sink};
-
-/// Reserves seqs for `$1` events and `$2` audit records, locking the `log_head` row until
-/// commit; returns the head as it was. Writers may put their own writes before it as CTEs
-/// (see [`crate::batch`]), saving a round trip while the lock is not yet held.
-pub(crate) const RESERVE: &str = "UPDATE log_head SET event_seq = event_seq + $1, \
-    audit_seq = audit_seq + $2 WHERE id = 1 RETURNING event_seq - $1, audit_seq - $2, audit_hash";
+use crate::simple::Sink;
 
 /// The common table expressions that move the log head only if it is as predicted: `cur`
 /// locks the head's row and reads it as the last writer committed it (a condition in the
@@ -35,11 +27,6 @@ pub(crate) const PREDICTED_HEAD: &str = "cur AS MATERIALIZED (
             RETURNING log_head.id
          )";
 
-/// How many rows, as bound for `RESERVE`.
-pub(crate) fn count<T>(rows: &[T]) -> i64 {
-    i64::try_from(rows.len()).unwrap_or(i64::MAX)
-}
-
 /// Numbers the events and audit records after `head`, stamped with `now` as stored
 /// (microseconds), so that what is returned equals what is read back.
 pub(crate) fn number_at(
@@ -51,23 +38,7 @@ pub(crate) fn number_at(
     number(head, events, audit, from_micros(to_micros(now)))
 }
 
-/// Writes the log and the new chain hash, announcing the newest seq (`$17`) on the channel
-/// `$16`, as the claim writer sends it with its `COMMIT` (see [`crate::simple`]).
-pub(crate) static WRITE_LOG_NOTIFY: Prepared = Prepared {
-    name: "gaia_write_log_notify",
-    types: concat!(log_types!(), ", TEXT, TEXT"),
-    sql: &WRITE_LOG_NOTIFY_SQL,
-};
-
-static WRITE_LOG_NOTIFY_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {} UPDATE log_head SET audit_hash = $15 \
-         FROM (SELECT pg_notify($16, $17)) AS n WHERE id = 1",
-        LOG_ROWS.as_str()
-    )
-});
-
-/// The types of `$1..$15` of [`LOG_ROWS`] (see [`bind_log`]), for `PREPARE`.
+/// The types of `$1..$15` of [`log_rows`] (see [`bind_log`]), for `PREPARE`.
 macro_rules! log_types {
     () => {
         "BIGINT, BIGINT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[], TEXT[], \
@@ -76,7 +47,7 @@ macro_rules! log_types {
 }
 pub(crate) use log_types;
 
-/// Binds `$1..$15` of [`LOG_ROWS`]: the timestamp, the events' and audit records' columns,
+/// Binds `$1..$15` of [`log_rows`]: the timestamp, the events' and audit records' columns,
 /// and the new chain hash (to a sqlx query, or as literals: see [`crate::simple`]).
 pub(crate) fn bind_log<'q, S: Sink<'q>>(query: S, ts: i64, done: &'q Appended) -> S {
     let events = |f: fn(&'q Event) -> &'q str| done.events.iter().map(f).collect::<Vec<_>>();
@@ -105,11 +76,9 @@ pub(crate) fn bind_log<'q, S: Sink<'q>>(query: S, ts: i64, done: &'q Appended) -
 }
 
 /// The CTEs that write the events and audit records (`$1..$14`; `$15`, the new chain hash, is
-/// for the caller's `log_head` update). Its callers end the statement with that update.
-pub(crate) static LOG_ROWS: LazyLock<String> = LazyLock::new(|| log_rows(""));
-
-/// [`LOG_ROWS`] with `cond` appended to each insert's `SELECT` (as `WHERE ...`), so that a
-/// statement can write the log only when a condition on `log_head` holds.
+/// for the caller's `log_head` update), with `cond` appended to each insert's `SELECT` (as
+/// `WHERE ...`), so that a statement can write the log only when a condition on `log_head`
+/// holds.
 pub(crate) fn log_rows(cond: &str) -> String {
     format!(
         "e AS (

@@ -91,6 +91,16 @@ impl Literals {
     }
 }
 
+/// `v` as one quoted literal, for a statement written out here.
+pub(crate) fn quoted(v: &str) -> Result<String, StoreError> {
+    let mut out = Literals::default();
+    out.str(v);
+    match out.error {
+        Some(e) => Err(StoreError::Backend(e.into())),
+        None => Ok(out.text),
+    }
+}
+
 /// A value that can be an argument or an array element: its text as PostgreSQL reads it
 /// (`None`: NULL).
 pub(crate) trait Element {

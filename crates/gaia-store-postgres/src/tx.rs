@@ -108,7 +108,7 @@ async fn append_and_commit(
 
 /// The arguments of `gaia_append`: the time, the events' columns, the audit records' columns
 /// and each record's hashed fields ([`hashed_fields`]).
-fn append_args<'q, S: Sink<'q>>(
+pub(crate) fn append_args<'q, S: Sink<'q>>(
     sink: S,
     ts: i64,
     events: &'q [NewEvent],
