@@ -521,10 +521,10 @@ impl Writer {
                 }
             }
             None => {
-                // Until this batch commits, the head it leaves is not known.
-                // The rows, then the log appended where its head is (`gaia_append`), the
-                // announcement and the commit, in one message: `log_head` is held for the
-                // append and the commit only.
+                // Until this batch commits, the head it leaves is not known. The rows, then
+                // the log appended where its head is (`gaia_append`), the announcement and
+                // the commit, in one message: `log_head` is held for the append and the
+                // commit only.
                 let mut unforeseen = Unforeseen::new(&self.predicted);
                 let append = crate::tx::append_args(
                     Literals::default(),
@@ -534,28 +534,15 @@ impl Writer {
                 )
                 .finish()?;
                 let sql = format!(
-                    "{}; SELECT head_seq, head_audit, head_hash FROM gaia_append{append}; \
+                    "{}; {}{append}; \
                      SELECT pg_notify({}, event_seq::TEXT) FROM log_head WHERE id = 1; COMMIT",
                     WRITE_ROWS.execute(bind_rows(Literals::default(), &dirty))?,
+                    crate::tx::APPEND,
                     crate::simple::quoted(crate::notify::CHANNEL)?,
                 );
                 let answered = simple::run(tx.conn, &sql).await?;
                 tx.open = false;
-                // The head as the append found it; the chain after it is the one Gaia seals.
-                let head = answered
-                    .iter()
-                    .find(|row| sqlx::Row::len(*row) == 3)
-                    .map(|row| {
-                        Ok::<_, sqlx::Error>(LogHead {
-                            event_seq: sqlx::Row::try_get(row, 0)?,
-                            audit_id: sqlx::Row::try_get(row, 1)?,
-                            audit_hash: sqlx::Row::try_get(row, 2)?,
-                        })
-                    })
-                    .transpose()?
-                    .ok_or_else(|| {
-                        DbError::from(sqlx::Error::Protocol("gaia_append returned no row".into()))
-                    })?;
+                let head = crate::tx::head_found(&answered)?;
                 let done = number_at(head, &decided.events, &decided.audit, now);
                 unforeseen.committed = Some(done.head.clone());
                 done

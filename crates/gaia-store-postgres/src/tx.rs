@@ -16,12 +16,15 @@ use gaia_core::StoreError;
 use gaia_core::audit::{NewAudit, hashed_fields};
 use gaia_core::event::{Event, NewEvent};
 use gaia_core::store::{Transact, WriteTx};
-use gaia_core::time::{from_micros, to_micros};
+use gaia_core::time::to_micros;
+use gaia_core::usecase::log::LogHead;
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres};
 
 use crate::PgStore;
 use crate::error::{Db, DbError};
+use crate::log::number_at;
 use crate::simple::{self, Literals, Sink};
 
 /// One write transaction.
@@ -78,32 +81,29 @@ async fn append_and_commit(
         tx.finish("COMMIT").await?;
         return Ok(Vec::new());
     }
-    let ts = to_micros(now);
-    let call = append_args(Literals::default(), ts, events, audit).finish()?;
-    let rows = tx
-        .finish(&format!("SELECT head_seq FROM gaia_append{call}; COMMIT"))
-        .await?;
-    let head: i64 = match rows.first() {
-        Some(row) => sqlx::Row::try_get(row, 0)?,
-        None => {
-            return Err(DbError::from(sqlx::Error::Protocol(
-                "gaia_append returned no row".into(),
-            )));
-        }
-    };
-    // Stamped as stored (microseconds), so that what is returned equals what is read back.
-    let ts = from_micros(ts);
-    Ok((head + 1..)
-        .zip(events)
-        .map(|(seq, e)| Event {
-            seq,
-            ts,
-            kind: e.kind.clone(),
-            actor: e.actor.clone(),
-            subject: e.subject.clone(),
-            data: e.data.clone(),
-        })
-        .collect())
+    let call = append_args(Literals::default(), to_micros(now), events, audit).finish()?;
+    let rows = tx.finish(&format!("{APPEND}{call}; COMMIT")).await?;
+    Ok(number_at(head_found(&rows)?, events, audit, now).events)
+}
+
+/// What `gaia_append` returns, followed by its arguments: the head as the append found it.
+pub(crate) const APPEND: &str = "SELECT head_seq, head_audit, head_hash FROM gaia_append";
+
+/// The head `gaia_append` found, among the rows a message answered (its row is the only one
+/// with three columns). The events and the chain after it are the ones Gaia numbers and seals
+/// from it (`number_at`), as the function did.
+pub(crate) fn head_found(rows: &[PgRow]) -> Db<LogHead> {
+    let row = rows
+        .iter()
+        .find(|row| sqlx::Row::len(*row) == 3)
+        .ok_or_else(|| {
+            DbError::from(sqlx::Error::Protocol("gaia_append returned no row".into()))
+        })?;
+    Ok(LogHead {
+        event_seq: sqlx::Row::try_get(row, 0)?,
+        audit_id: sqlx::Row::try_get(row, 1)?,
+        audit_hash: sqlx::Row::try_get(row, 2)?,
+    })
 }
 
 /// The arguments of `gaia_append`: the time, the events' columns, the audit records' columns
@@ -162,7 +162,7 @@ impl Open {
 
     /// Sends `sql`, which ends the transaction (its last statement is `COMMIT`), and returns
     /// the rows it returns. When it fails, the transaction is rolled back before this returns.
-    async fn finish(mut self, sql: &str) -> Db<Vec<sqlx::postgres::PgRow>> {
+    async fn finish(mut self, sql: &str) -> Db<Vec<PgRow>> {
         // The connection stays in `self` until the answer is in: a caller cancelled
         // meanwhile drops `self`, which rolls back whatever the message left open.
         let Some(conn) = self.conn.as_mut() else {
