@@ -86,11 +86,12 @@ pub async fn run(args: ServeArgs, config: &Config) -> CliResult {
         None => None,
     };
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     super::out(&format!(
         "gaia serving on http://{addr} (database {})",
         gaia_store_postgres::redact_url(&config.database_url)
     ))?;
-    gaia_server::serve(listener, state, shutdown_signal()).await?;
+    gaia_server::serve(listener, state, shutdown).await?;
     tracing::info!("stopped");
     Ok(exit::OK)
 }
@@ -167,9 +168,10 @@ pub async fn telegram_listen(config: &Config) -> CliResult {
         .await?
         .with_senders(senders)
         .with_telegram(bot, config.telegram.approver_ids.clone(), node);
+    let shutdown = shutdown_signal();
     let workers = gaia_runtime::workers::spawn(&state);
     super::out("gaia listening to Telegram (Ctrl-C to stop)")?;
-    shutdown_signal().await;
+    shutdown.await;
     state.shutdown.cancel();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), workers.join()).await;
     Ok(exit::OK)
@@ -546,27 +548,41 @@ async fn demo_dead_message(gaia: &Gaia) -> CliResult<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the
+/// future is first polled: a supervisor may send SIGTERM as soon as the server answers
+/// `/readyz`, and a signal that came before the handlers would end the process without its
+/// clean stop (the pid file left behind, workers cut off).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = int.recv() => {}
                 }
             }
-            Err(_) => {
+            (Ok(mut term), Err(_)) => {
+                term.recv().await;
+            }
+            (Err(_), _) => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
 }
 
 /// A pid file that is removed when the server stops.
