@@ -1,14 +1,15 @@
 //! PostgreSQL seals a write's audit records and numbers its events where the log head is
 //! (`gaia_append`, migration 12), in the message that also commits. The hashes it writes must
 //! be the ones Gaia computes for any text a caller sends; a write that fails, is dropped or is
-//! cancelled must leave no session inside a transaction, holding `log_head`.
+//! cancelled must leave no session inside a transaction, holding `log_head`; and a write that
+//! returns is durable.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use gaia_core::audit::NewAudit;
-use gaia_core::claims::ClaimRow;
+use gaia_core::claims::{ClaimRow, Request};
 use gaia_core::event::NewEvent;
 use gaia_core::names::ClaimKey;
 use gaia_core::store::{Change, StoreOptions};
@@ -189,5 +190,72 @@ async fn writes_that_do_not_commit_leave_no_transaction_open() {
             .await
             .unwrap();
         assert_eq!(read.is_some(), kept, "{name}: its row and its event");
+    }
+}
+
+/// A write is answered only once durable: when it returns, its commit record lies within the
+/// WAL the server has flushed. Checked for plain writes and for claim batches (both the batch
+/// numbered under the lock and the predicted ones after it), whose commits are sent in one
+/// message with the statements before them; a commit made asynchronous (to release
+/// `log_head` before the flush) fails it.
+#[tokio::test]
+async fn writes_are_durable_when_answered() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.open(&StoreOptions::default()).await;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    // Reads the WAL's records (contrib, shipped with the server).
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .execute(&mut admin)
+        .await
+        .expect("pg_walinspect, from PostgreSQL's contrib modules, reads the WAL");
+    let lsn = |sql: &'static str| sqlx::query_scalar::<_, String>(sql);
+    for i in 0..12 {
+        let start = lsn("SELECT pg_current_wal_insert_lsn()::TEXT")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        let seq = if i % 2 == 0 {
+            let change = Change {
+                events: vec![NewEvent::new("test.durable", "t", "s", json!({ "i": i }))],
+                audit: vec![NewAudit::new("t", "test.durable", "s", "ok", json!({}))],
+            };
+            store.append(change).await.unwrap()[0].seq
+        } else {
+            let key = ClaimKey::new("durable", &format!("k{i}")).unwrap();
+            let req =
+                Request::acquire(key, "agent", None, None, Some(Duration::from_secs(60))).unwrap();
+            let (_, events) = store.claim(&req).await.unwrap();
+            events.last().unwrap().seq
+        };
+        // Read at once: the WAL writer flushes asynchronous commits on its own only every
+        // `wal_writer_delay` (200 ms by default).
+        let flushed = lsn("SELECT pg_current_wal_flush_lsn()::TEXT")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        let xid: String = sqlx::query_scalar("SELECT xmin::TEXT FROM events WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        // A flush short of where the write began leaves nothing to search.
+        let commits: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN $2::pg_lsn <= $1::pg_lsn THEN 0 ELSE (
+                SELECT count(*) FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
+                WHERE resource_manager = 'Transaction' AND record_type LIKE 'COMMIT%'
+                  AND xid::TEXT = $3) END",
+        )
+        .bind(&start)
+        .bind(&flushed)
+        .bind(&xid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(
+            commits, 1,
+            "write {i} (seq {seq}) answered before its commit was flushed"
+        );
     }
 }
