@@ -402,6 +402,7 @@ impl Gaia {
             });
         }
         progress(&format!("pruning what {} holds", path.display()));
+        let store = &self.store;
         let step = i64::from(batch);
         let mut deleted = BTreeMap::new();
         if let Some((low, high)) = contents.manifest.events {
@@ -409,11 +410,10 @@ impl Gaia {
             let mut from = low;
             while from <= high {
                 let to = high.min(from + step - 1);
-                n += crate::usecase::cleanup::delete_events(
-                    self.store.begin_write().await?,
-                    from,
-                    to,
-                )
+                n += prune_batch(progress, || async move {
+                    crate::usecase::cleanup::delete_events(store.begin_write().await?, from, to)
+                        .await
+                })
                 .await?;
                 from = to + 1;
                 tokio::task::yield_now().await;
@@ -427,12 +427,11 @@ impl Gaia {
             let mut n = 0;
             let mut from = span.first;
             for (to, hash) in marks {
-                n += crate::usecase::cleanup::prune_audit(
-                    self.store.begin_write().await?,
-                    from,
-                    to,
-                    &hash,
-                )
+                let hash = hash.as_str();
+                n += prune_batch(progress, || async move {
+                    let tx = store.begin_write().await?;
+                    crate::usecase::cleanup::prune_audit(tx, from, to, hash).await
+                })
                 .await?;
                 from = to + 1;
                 tokio::task::yield_now().await;
@@ -443,8 +442,10 @@ impl Gaia {
         if !contents.outbox.is_empty() {
             let mut n = 0;
             for ids in contents.outbox.chunks(batch as usize) {
-                n += crate::usecase::cleanup::delete_outbox(self.store.begin_write().await?, ids)
-                    .await?;
+                n += prune_batch(progress, || async move {
+                    crate::usecase::cleanup::delete_outbox(store.begin_write().await?, ids).await
+                })
+                .await?;
                 tokio::task::yield_now().await;
             }
             progress(&format!("pruned {n} outbox rows"));
@@ -453,8 +454,10 @@ impl Gaia {
         if !contents.commands.is_empty() {
             let mut n = 0;
             for ids in contents.commands.chunks(batch as usize) {
-                n += crate::usecase::cleanup::delete_commands(self.store.begin_write().await?, ids)
-                    .await?;
+                n += prune_batch(progress, || async move {
+                    crate::usecase::cleanup::delete_commands(store.begin_write().await?, ids).await
+                })
+                .await?;
                 tokio::task::yield_now().await;
             }
             progress(&format!("pruned {n} requests"));
@@ -502,6 +505,34 @@ impl Gaia {
     }
 }
 
+/// How many times a prune batch that waited past the lock timeout is tried again.
+const LOCK_RETRIES: u32 = 3;
+
+/// Runs one prune batch, and again (up to [`LOCK_RETRIES`] times) when it waited past the lock
+/// timeout. Busy writers beside a cleanup can keep the store's write lock for seconds on end
+/// (SQLite's lock goes to whoever asks at the moment it is free, which a process writing in a
+/// tight loop nearly always is, while a process waiting for it sleeps between tries); and a
+/// batch is safe to repeat, since it deletes only archived rows that still match (nothing
+/// twice). Any other failure, or the last timeout, ends the cleanup as before.
+async fn prune_batch<F, Fut>(progress: Progress<'_>, mut batch: F) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    let mut retries = 0;
+    loop {
+        match batch().await {
+            Err(StoreError::LockTimeout) if retries < LOCK_RETRIES => {
+                retries += 1;
+                progress(&format!(
+                    "a batch waited past the lock timeout; trying it again ({retries} of {LOCK_RETRIES})"
+                ));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// The (id, hash) of every `step`-th audit record from `first` and of the last one: the ends
 /// of the prune batches.
 fn audit_marks(path: &Path, first: i64, step: i64) -> Result<Vec<(i64, String)>, ArchiveError> {
@@ -522,4 +553,51 @@ fn audit_marks(path: &Path, first: i64, step: i64) -> Result<Vec<(i64, String)>,
         }
     }
     Ok(marks)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// Runs `prune_batch` over a batch that fails with `fail(attempt)` until it returns
+    /// `None`; returns the outcome, the attempts and what progress said.
+    async fn tried(
+        fail: impl Fn(u32) -> Option<StoreError>,
+    ) -> (Result<u64, StoreError>, u32, Vec<String>) {
+        let attempts = AtomicU32::new(0);
+        let said = Mutex::new(Vec::new());
+        let progress = |m: &str| said.lock().unwrap().push(m.to_owned());
+        let out = prune_batch(&progress, || {
+            let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            let failed = fail(attempt);
+            async move { failed.map_or(Ok(7), Err) }
+        })
+        .await;
+        let said = said.into_inner().unwrap();
+        (out, attempts.into_inner(), said)
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_waited_past_the_lock_timeout_is_tried_again() {
+        let (out, attempts, said) = tried(|n| (n <= 2).then_some(StoreError::LockTimeout)).await;
+        assert_eq!(out.unwrap(), 7);
+        assert_eq!(attempts, 3);
+        assert_eq!(said.len(), 2);
+        assert!(said[1].contains("(2 of 3)"), "{said:?}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_gives_up_after_its_retries_and_on_any_other_error() {
+        let (out, attempts, _) = tried(|_| Some(StoreError::LockTimeout)).await;
+        assert!(matches!(out, Err(StoreError::LockTimeout)), "{out:?}");
+        assert_eq!(attempts, 1 + LOCK_RETRIES);
+
+        let (out, attempts, said) = tried(|_| Some(StoreError::Backend("disk full".into()))).await;
+        assert!(matches!(out, Err(StoreError::Backend(_))), "{out:?}");
+        assert_eq!(attempts, 1);
+        assert!(said.is_empty());
+    }
 }
