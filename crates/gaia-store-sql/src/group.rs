@@ -129,39 +129,39 @@ impl<D: Dialect> Group<D> {
     /// Waits for this writer's turn and returns its transaction: a new one, or the open one a
     /// finished writer handed on, under a savepoint of its own.
     pub async fn begin(&self) -> Result<Member<D>, StoreError> {
-        let turn = {
+        let mut turn = {
             let _queued = Queued::new(&self.queued);
             tokio::time::timeout(self.patience, self.slot.clone().lock_owned())
                 .await
                 .map_err(|_| StoreError::LockTimeout)?
         };
-        let mut member = Member {
-            tx: None,
-            ended: None,
-            waiting: Vec::new(),
-            joined: false,
-            turn: Some(turn),
-            group: self.clone(),
-        };
-        let parked = member.turn.as_mut().and_then(|t| t.parked.take());
-        match (parked, member.turn.take()) {
-            (Some(p), Some(turn)) => {
+        let (live, waiting, joined) = match turn.parked.take() {
+            Some(p) => {
                 let (turn, p) = self.clone().join(turn, p).await?;
-                member.turn = Some(turn);
-                member.joined = true;
-                member.waiting = p.waiting;
-                member.tx = Some(p.tx);
-                member.ended = Some(p.ended);
+                let live = Live {
+                    tx: p.tx,
+                    ended: p.ended,
+                    turn,
+                };
+                (live, p.waiting, true)
             }
-            (_, turn) => {
+            None => {
                 // The turn goes with the beginning, and comes back with the transaction.
                 let (tx, turn) = self.begin_detached(turn).await?;
-                member.turn = turn;
-                member.tx = Some(tx);
-                member.ended = Some(watch::Sender::new(()));
+                let live = Live {
+                    tx,
+                    ended: watch::Sender::new(()),
+                    turn,
+                };
+                (live, Vec::new(), false)
             }
-        }
-        Ok(member)
+        };
+        Ok(Member {
+            live: Some(live),
+            waiting,
+            joined,
+            group: self.clone(),
+        })
     }
 
     /// Begins a transaction on a task of its own, holding `turn` meanwhile. A caller
@@ -172,8 +172,8 @@ impl<D: Dialect> Group<D> {
     /// given up.
     async fn begin_detached(
         &self,
-        turn: Option<OwnedMutexGuard<Slot<D>>>,
-    ) -> Result<(D::Tx, Option<OwnedMutexGuard<Slot<D>>>), StoreError> {
+        turn: OwnedMutexGuard<Slot<D>>,
+    ) -> Result<(D::Tx, OwnedMutexGuard<Slot<D>>), StoreError> {
         let (back, begun) = oneshot::channel();
         let dialect = Arc::clone(&self.dialect);
         drop(tokio::spawn(async move {
@@ -246,16 +246,23 @@ impl<D: Dialect> Group<D> {
 /// One writer's transaction (see [`Group`]). It derefs to the connection, so the backends'
 /// SQL functions take it as they take a plain transaction.
 pub struct Member<D: Dialect> {
-    /// Some from `begin` until `commit` or `rollback` consumes the member.
-    tx: Option<D::Tx>,
-    /// Travels with the transaction and is dropped after it ends, waking [`Self::settled`].
-    ended: Option<watch::Sender<()>>,
+    /// Some from `begin` until `commit` or `rollback` consumes the member (or it is dropped).
+    live: Option<Live<D>>,
     /// Members before this one in the batch, waiting for its commit.
     waiting: Vec<Outcome>,
     /// Whether it joined an open transaction (under a savepoint).
     joined: bool,
-    turn: Option<OwnedMutexGuard<Slot<D>>>,
     group: Group<D>,
+}
+
+/// What a member holds until it ends, all of it together.
+struct Live<D: Dialect> {
+    tx: D::Tx,
+    /// Travels with the transaction and is dropped after it ends, waking
+    /// [`Member::settled`].
+    ended: watch::Sender<()>,
+    /// This writer's turn, held until its work is committed, handed on or undone.
+    turn: OwnedMutexGuard<Slot<D>>,
 }
 
 impl<D: Dialect> std::fmt::Debug for Member<D> {
@@ -271,18 +278,22 @@ impl<D: Dialect> std::ops::Deref for Member<D> {
     type Target = D::Conn;
 
     fn deref(&self) -> &D::Conn {
-        // Invariant: `tx` is Some for as long as the member can be used.
-        self.tx
+        // Invariant: `live` is Some for as long as the member can be used.
+        &self
+            .live
             .as_ref()
             .expect("a write transaction in use was finished")
+            .tx
     }
 }
 
 impl<D: Dialect> std::ops::DerefMut for Member<D> {
     fn deref_mut(&mut self) -> &mut D::Conn {
-        self.tx
+        &mut self
+            .live
             .as_mut()
             .expect("a write transaction in use was finished")
+            .tx
     }
 }
 
@@ -290,14 +301,13 @@ impl<D: Dialect> Member<D> {
     /// Commits this member's work: at once when nobody is queued behind it, or with the
     /// members that join after it. Returns once the commit that holds its work is known.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        let (Some(mut tx), Some(ended)) = (self.tx.take(), self.ended.take()) else {
+        let Some(Live {
+            mut tx,
+            ended,
+            turn,
+        }) = self.live.take()
+        else {
             return Ok(());
-        };
-        let Some(turn) = self.turn.take() else {
-            // Not reached: a member holds its turn until it ends. Committed on its own.
-            let result = D::commit(tx).await;
-            drop(ended);
-            return result;
         };
         let mut waiting = std::mem::take(&mut self.waiting);
         let joined = std::mem::take(&mut self.joined);
@@ -330,39 +340,41 @@ impl<D: Dialect> Member<D> {
     /// Undoes this member's work (its savepoint, or the whole transaction when it was first);
     /// the members before it still commit.
     pub async fn rollback(mut self) -> Result<(), StoreError> {
-        let (Some(mut tx), Some(ended)) = (self.tx.take(), self.ended.take()) else {
+        let Some(Live {
+            mut tx,
+            ended,
+            turn,
+        }) = self.live.take()
+        else {
             return Ok(());
         };
         let waiting = std::mem::take(&mut self.waiting);
-        match (std::mem::take(&mut self.joined), self.turn.take()) {
-            (true, Some(turn)) => {
-                let (done, result) = oneshot::channel();
-                let group = self.group.clone();
-                // On a task of its own, as in `commit`.
-                drop(tokio::spawn(async move {
-                    if let Err(e) = D::run(&mut tx, UNDO).await {
-                        fail(waiting, &e);
-                        let _ = done.send(Err(e));
-                        return;
-                    }
-                    group.hand_on_or_commit(tx, ended, turn, waiting).await;
-                    let _ = done.send(Ok(()));
-                }));
-                result.await.unwrap_or(Ok(()))
-            }
-            (_, turn) => {
-                let result = D::rollback(tx).await;
-                drop(ended);
-                drop(turn);
-                result
-            }
+        if std::mem::take(&mut self.joined) {
+            let (done, result) = oneshot::channel();
+            let group = self.group.clone();
+            // On a task of its own, as in `commit`.
+            drop(tokio::spawn(async move {
+                if let Err(e) = D::run(&mut tx, UNDO).await {
+                    fail(waiting, &e);
+                    let _ = done.send(Err(e));
+                    return;
+                }
+                group.hand_on_or_commit(tx, ended, turn, waiting).await;
+                let _ = done.send(Ok(()));
+            }));
+            result.await.unwrap_or(Ok(()))
+        } else {
+            let result = D::rollback(tx).await;
+            drop(ended);
+            drop(turn);
+            result
         }
     }
 
     /// Resolves once the transaction this member works in has ended: committed, or undone.
     /// Until then what it read may include the uncommitted work of members before it.
     pub fn settled(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let mut ended = self.ended.as_ref().map(watch::Sender::subscribe);
+        let mut ended = self.live.as_ref().map(|l| l.ended.subscribe());
         Box::pin(async move {
             if let Some(rx) = ended.as_mut() {
                 // Never sent to: this returns once the sender is dropped.
@@ -419,26 +431,28 @@ impl<D: Dialect> Drop for Member<D> {
     /// dropped, which rolls it back; a joined member's savepoint is left to undo, and the
     /// transaction parked for the next writer or a finisher to commit the others' work.
     fn drop(&mut self) {
-        let (Some(tx), Some(ended)) = (self.tx.take(), self.ended.take()) else {
+        let Some(Live {
+            tx,
+            ended,
+            mut turn,
+        }) = self.live.take()
+        else {
             return;
         };
-        match (std::mem::take(&mut self.joined), self.turn.take()) {
-            (true, Some(mut turn)) => {
-                turn.parked = Some(Parked {
-                    tx,
-                    ended,
-                    waiting: std::mem::take(&mut self.waiting),
-                    undo: true,
-                });
-                drop(turn);
-                self.group.clone().spawn_finisher();
-            }
+        if std::mem::take(&mut self.joined) {
+            turn.parked = Some(Parked {
+                tx,
+                ended,
+                waiting: std::mem::take(&mut self.waiting),
+                undo: true,
+            });
+            drop(turn);
+            self.group.clone().spawn_finisher();
+        } else {
             // The transaction first (its rollback queued on its connection), then the turn.
-            (_, turn) => {
-                drop(tx);
-                drop(ended);
-                drop(turn);
-            }
+            drop(tx);
+            drop(ended);
+            drop(turn);
         }
     }
 }
