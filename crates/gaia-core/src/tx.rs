@@ -49,7 +49,8 @@ pub trait WriteTx: Send {
     /// Appends events and audit records (numbered, the audit records hash-chained, all
     /// stamped `now`) and commits, as one step: the last of every use case that logs. A
     /// backend may send the append with its commit, so that the log head's lock is held for
-    /// the append and the commit only. Returns the events as committed.
+    /// the append and the commit only. With no events and no audit records it is a plain
+    /// commit (the log head is not touched). Returns the events as committed.
     async fn append_and_commit(
         self: Box<Self>,
         events: &[NewEvent],

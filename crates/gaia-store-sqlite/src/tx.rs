@@ -36,13 +36,17 @@ gaia_store_sql::write_tx!(SqliteTx {
     }
 
     /// On the transaction's connection, then the commit; other processes see the file
-    /// itself change.
+    /// itself change. With nothing to log, the log head is left alone.
     async fn append_and_commit(
         mut self: Box<Self>,
         events: &[gaia_core::event::NewEvent],
         audit: &[gaia_core::audit::NewAudit],
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError> {
+        if events.is_empty() && audit.is_empty() {
+            self.tx.commit().await?;
+            return Ok(Vec::new());
+        }
         let events = crate::log::append_log(&mut self.tx, events, audit, now).await?;
         self.tx.commit().await?;
         Ok(events)

@@ -249,10 +249,6 @@ struct Done {
 impl Done {
     /// Appends the attempt's event and audit record, if it has them, and commits.
     async fn append_and_commit(&self, tx: Box<dyn WriteTx>) -> Result<Vec<Event>, StoreError> {
-        if self.events.is_empty() && self.audit.is_empty() {
-            tx.commit().await?;
-            return Ok(vec![]);
-        }
         tx.append_and_commit(&self.events, &self.audit, self.now)
             .await
     }
